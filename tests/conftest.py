@@ -1,0 +1,56 @@
+"""Shared test fixtures: paths to ../shared/fixtures and the small ground-truth generator."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("TRIPLANE_SHARED", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "eg3d_small"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"fixtures not found at {FIXTURES} (set TRIPLANE_SHARED to the shared/ folder)")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def fixture_config(fixture_dir) -> dict:
+    return json.loads((fixture_dir / "config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def cases(fixture_dir) -> dict:
+    return torch.load(fixture_dir / "cases.pt", weights_only=True)
+
+
+def build_fixture_generator(fixture_dir: Path):
+    """The fixture's TriPlaneGenerator from config.json + state_dict.pt, in eval mode."""
+    from core.triplane import TriPlaneGenerator
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    kwargs = {k: v for k, v in cfg["G_kwargs"].items() if k != "class_name"}
+    G = TriPlaneGenerator(**kwargs).eval().requires_grad_(False)
+    G.load_state_dict(torch.load(fixture_dir / "state_dict.pt", weights_only=True))
+    G.neural_rendering_resolution = cfg["neural_rendering_resolution"]
+    return G
+
+
+@pytest.fixture(scope="session")
+def small_G(fixture_dir):
+    """Fixture generator (shared across tests: do not modify it; deepcopy if you must)."""
+    return build_fixture_generator(fixture_dir)
+
+
+@pytest.fixture(scope="session")
+def snapshot_pkl(fixture_dir) -> Path:
+    return fixture_dir / "network-snapshot-small.pkl"
