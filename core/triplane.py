@@ -96,11 +96,7 @@ class TriPlaneGenerator(nn.Module):
         [N,32,r,r] (untouched neural rendering) and, with `superresolution`, image [N,3,R,R].
         `options` overrides the checkpoint's rendering options (e.g. more depth samples).
         """
-        if neural_rendering_resolution is None:
-            neural_rendering_resolution = self.neural_rendering_resolution
-        else:
-            self.neural_rendering_resolution = neural_rendering_resolution
-        nrr = neural_rendering_resolution
+        nrr = neural_rendering_resolution or self.neural_rendering_resolution
         opts = options or self.options
         cam2world = c[:, :16].view(-1, 4, 4)
         intrinsics = c[:, 16:25].view(-1, 3, 3)
@@ -116,21 +112,29 @@ class TriPlaneGenerator(nn.Module):
             "image_features": feature_image,
         }
         if superresolution:
-            sr_noise = self.options.superresolution_noise_mode
-            image, raw = self.superresolution(feature_image[:, :3], feature_image, ws, noise_mode=sr_noise,
+            image, raw = self.superresolution(feature_image[:, :3], feature_image, ws,
+                                              noise_mode=self.options.superresolution_noise_mode,
                                               return_raw=True, fused_modconv=fused_modconv)
             out["image"] = image
             if raw is not None:  # the original's in-place quirk (ref §1.9): image_raw includes ToRGB0
                 out["image_raw"] = raw
         return out
 
+    def superresolve(self, features: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """Neural-rendered features [N,32,r,r] -> final image [N,3,R,R]; `features` is left untouched."""
+        return self.superresolution(features[:, :3], features, ws,
+                                    noise_mode=self.options.superresolution_noise_mode)
+
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
                   noise_mode: str = "const", stochastic: bool = False, fused_modconv: bool | None = None,
                   **render_kwargs) -> dict[str, torch.Tensor]:
         """ws [N,num_ws,w_dim], c [N,25] -> {'image','image_raw','image_depth', ...}.
 
-        render_kwargs go to `render_planes` (superresolution, options).
+        render_kwargs go to `render_planes` (superresolution, options). A given resolution becomes the
+        generator's default, as in the original (the trainer's resolution fade relies on it).
         """
+        if neural_rendering_resolution is not None:
+            self.neural_rendering_resolution = neural_rendering_resolution
         planes = self.planes(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return self.render_planes(planes, ws, c, neural_rendering_resolution, stochastic=stochastic,
                                   fused_modconv=fused_modconv, **render_kwargs)

@@ -1,0 +1,219 @@
+"""RenderEngine: RenderRequest -> Frame, caching ws per latent and planes per ws.
+
+A camera-only change re-renders from cached planes (no mapping, no backbone). All torch work for one
+engine is serialised by a lock, so the GUI's worker thread and export jobs can share it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from core.latents import z_from_seed
+from core.renderer import planes_table
+from core.triplane import TriPlaneGenerator
+
+
+@dataclass(frozen=True)
+class Latent:
+    """Everything that determines ws. Hashable: it is the cache key."""
+
+    seed: int = 0
+    psi: float = 0.7
+    cutoff: int | None = None
+    mix_seed: int | None = None
+    """Style mixing: ws[:, mix_layers] come from this seed."""
+    mix_layers: tuple[int, ...] = ()
+    interp_seed: int | None = None
+    """Interpolation in W: ws = lerp(ws(seed), ws(interp_seed), interp_t)."""
+    interp_t: float = 0.0
+    directions: tuple[tuple[int, float], ...] = ()
+    """W-space edits: (principal component index, amount in standard deviations)."""
+    direction_layers: tuple[int, int] | None = None
+    """[start, stop) range of ws the directions apply to (None: all)."""
+    cond_yaw: float = 0.0
+    """Conditioning pose offsets (radians) from the frontal camera, as in the original viewer."""
+    cond_pitch: float = 0.0
+    cond_fov: float = 18.837
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    latent: Latent = Latent()
+    camera: tuple[float, ...] = ()
+    """25-number label (OpenCV cam2world + normalised intrinsics); empty -> the frontal camera."""
+    resolution: int | None = None
+    """Neural rendering resolution (None: the checkpoint's)."""
+    sample_scale: float = 1.0
+    """Multiplier on coarse and importance depth samples."""
+    superresolution: bool = True
+    stochastic: bool = False
+    generation: int = 0
+    """Caller's stamp, returned in the Frame so stale results can be recognised."""
+
+
+@dataclass
+class Frame:
+    """One rendered view; tensors are on the CPU, images in [-1, 1], batch dimension removed."""
+
+    request: RenderRequest
+    image: torch.Tensor | None = None
+    image_raw: torch.Tensor | None = None
+    depth: torch.Tensor | None = None
+    opacity: torch.Tensor | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: mapping, backbone, rendering, superresolution, total."""
+    cache: dict[str, bool] = field(default_factory=dict)
+    """Which caches hit: ws, planes."""
+    error: str | None = None
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key], True
+        value = make()
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value, False
+
+
+class RenderEngine:
+    """Holds a generator and renders requests with ws/planes caches and per-stage timings."""
+
+    def __init__(self, G: TriPlaneGenerator, device: torch.device | str | None = None,
+                 ws_cache: int = 64, planes_cache: int = 4):
+        self.lock = threading.RLock()
+        self._ws_size, self._planes_size = ws_cache, planes_cache
+        self.set_generator(G, device)
+
+    def set_generator(self, G: TriPlaneGenerator, device: torch.device | str | None = None) -> None:
+        """Swap in a (re)loaded generator; caches are dropped since they belong to the old weights."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        with self.lock:
+            self.device = torch.device(device)
+            self.G = G.to(self.device).eval().requires_grad_(False)
+            self._ws = _LRU(self._ws_size)
+            self._planes = _LRU(self._planes_size)
+            self._directions: torch.Tensor | None = None
+            self._w_std: torch.Tensor | None = None
+
+    # ---- latents -------------------------------------------------------------------------------------
+    def conditioning_label(self, latent: Latent) -> torch.Tensor:
+        """The mapping network's camera: frontal around the checkpoint's pivot, offset by cond_yaw/pitch."""
+        from core.cameras import camera_label, fov_to_intrinsics, lookat_pose
+        o = self.G.options
+        pose = lookat_pose(math.pi / 2 + latent.cond_yaw, math.pi / 2 + latent.cond_pitch, o.avg_camera_radius,
+                           pivot=o.avg_camera_pivot, device=self.device)
+        return camera_label(pose, fov_to_intrinsics(latent.cond_fov).to(self.device))
+
+    def _map_seed(self, seed: int, latent: Latent) -> torch.Tensor:
+        z = z_from_seed(seed, self.G.z_dim, self.device)
+        return self.G.mapping(z, self.conditioning_label(latent), truncation_psi=latent.psi,
+                              truncation_cutoff=latent.cutoff)
+
+    def ws(self, latent: Latent) -> torch.Tensor:
+        """[1, num_ws, w_dim] for a latent (cached)."""
+        return self._cached_ws(latent)[0]
+
+    def _cached_ws(self, latent: Latent) -> tuple[torch.Tensor, bool]:
+        with self.lock, torch.no_grad():
+            return self._ws.get_or(latent, lambda: self._compute_ws(latent))
+
+    def _compute_ws(self, latent: Latent) -> torch.Tensor:
+        ws = self._map_seed(latent.seed, latent)
+        if latent.interp_seed is not None and latent.interp_t:
+            ws = torch.lerp(ws, self._map_seed(latent.interp_seed, latent), latent.interp_t)
+        if latent.mix_seed is not None and latent.mix_layers:
+            layers = list(latent.mix_layers)
+            ws = ws.clone()
+            ws[:, layers] = self._map_seed(latent.mix_seed, latent)[:, layers]
+        if latent.directions:
+            dirs, std = self.w_directions()
+            edit = sum(amount * std[k] * dirs[k] for k, amount in latent.directions)
+            lo, hi = latent.direction_layers or (0, ws.shape[1])
+            ws = ws.clone()
+            ws[:, lo:hi] += edit
+        return ws
+
+    def w_directions(self, k: int = 16, samples: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Principal components of W (unit rows [k, w_dim]) and their standard deviations [k] (cached)."""
+        with self.lock, torch.no_grad():
+            if self._directions is None or self._directions.shape[0] < k:
+                gen = torch.Generator().manual_seed(0)
+                z = torch.randn(samples, self.G.z_dim, generator=gen).to(self.device)
+                c = self.conditioning_label(Latent()).expand(samples, -1)
+                w = self.G.mapping(z, c)[:, 0]
+                w = w - w.mean(0, keepdim=True)
+                _, s, v = torch.linalg.svd(w, full_matrices=False)
+                self._directions = v[:k]
+                self._w_std = s[:k] / math.sqrt(samples - 1)
+            return self._directions[:k], self._w_std[:k]
+
+    # ---- planes and frames ---------------------------------------------------------------------------
+    def planes(self, latent: Latent) -> torch.Tensor:
+        """[1, 3, 32, H, W] tri-planes for a latent (cached)."""
+        return self._cached_planes(latent, self.ws(latent))[0][0]
+
+    def _cached_planes(self, latent: Latent, ws: torch.Tensor):
+        with self.lock, torch.no_grad():
+            def make():
+                planes = self.G.planes(ws)
+                return planes, planes_table(planes)
+            return self._planes.get_or(latent, make)
+
+    def options_for(self, req: RenderRequest):
+        o = self.G.options
+        if req.sample_scale == 1.0:
+            return o
+        return dataclasses.replace(
+            o, depth_resolution=max(2, round(o.depth_resolution * req.sample_scale)),
+            depth_resolution_importance=max(0, round(o.depth_resolution_importance * req.sample_scale)))
+
+    def camera_tensor(self, req: RenderRequest) -> torch.Tensor:
+        if req.camera:
+            if len(req.camera) != 25:
+                raise ValueError(f"camera label must have 25 numbers, got {len(req.camera)}")
+            return torch.tensor(req.camera, dtype=torch.float32, device=self.device).view(1, 25)
+        return self.conditioning_label(Latent())
+
+    def render(self, req: RenderRequest) -> Frame:
+        """Render one request. Errors are returned in Frame.error rather than raised (the GUI shows them)."""
+        frame = Frame(request=req)
+        try:
+            with self.lock, torch.no_grad():
+                self._render(req, frame)
+        except Exception as e:  # reported to the UI; the engine stays usable
+            frame.error = f"{type(e).__name__}: {e}"
+        return frame
+
+    def _render(self, req: RenderRequest, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        ws, frame.cache["ws"] = self._cached_ws(req.latent)
+        t1 = time.perf_counter()
+        (planes, table), frame.cache["planes"] = self._cached_planes(req.latent, ws)
+        t2 = time.perf_counter()
+        nrr = req.resolution or self.G.neural_rendering_resolution
+        out = self.G.render_planes(planes, ws, self.camera_tensor(req), neural_rendering_resolution=nrr,
+                                   stochastic=req.stochastic, superresolution=False,
+                                   options=self.options_for(req), table=table)
+        t3 = time.perf_counter()
+        frame.image_raw, frame.depth = out["image_raw"][0].cpu(), out["image_depth"][0].cpu()
+        frame.opacity = out["image_opacity"][0].cpu()
+        if req.superresolution:
+            frame.image = self.G.superresolve(out["image_features"], ws)[0].cpu()
+        t4 = time.perf_counter()
+        frame.timings = {"mapping": t1 - t0, "backbone": t2 - t1, "rendering": t3 - t2,
+                         "superresolution": t4 - t3, "total": t4 - t0}

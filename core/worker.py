@@ -1,0 +1,70 @@
+"""RenderWorker: renders engine requests on a background thread, newest request wins.
+
+The UI thread calls `submit` (never blocks) and polls `latest()`; requests that arrive while a render
+is running replace each other in a one-slot mailbox, so a stale camera is never rendered after a new one.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from core.engine import Frame, RenderEngine, RenderRequest
+
+
+class RenderWorker:
+    def __init__(self, engine: RenderEngine, on_frame: Callable[[Frame], None] | None = None):
+        self.engine = engine
+        self.on_frame = on_frame
+        self._cv = threading.Condition()
+        self._pending: RenderRequest | None = None
+        self._latest: Frame | None = None
+        self._busy = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="render-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: RenderRequest) -> None:
+        """Queue a request, replacing any request that has not started yet."""
+        with self._cv:
+            self._pending = request
+            self._cv.notify()
+
+    def latest(self) -> Frame | None:
+        """The most recently finished frame (None before the first)."""
+        with self._cv:
+            return self._latest
+
+    @property
+    def busy(self) -> bool:
+        """True while a render is running or waiting."""
+        with self._cv:
+            return self._busy or self._pending is not None
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is queued or running (for scripts and tests). False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._busy and self._pending is None, timeout)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._pending = None
+            self._cv.notify_all()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._pending is not None or self._closed)
+                if self._closed:
+                    return
+                request, self._pending, self._busy = self._pending, None, True
+            frame = self.engine.render(request)
+            with self._cv:
+                self._busy = False
+                if self._closed:
+                    return
+                self._latest = frame
+                self._cv.notify_all()
+            if self.on_frame is not None:
+                self.on_frame(frame)
