@@ -1,0 +1,51 @@
+"""Background jobs for the UI: run one function in a thread, poll its progress, result or error.
+
+Used for checkpoint loading, plane inspection, mesh/video export and W-direction analysis, so that the
+UI thread never waits for torch. A job's function receives a core.progress.Progress it may report to;
+Cancel sets the progress flag and the function stops at its next update (core.progress.Cancelled).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from typing import Any, Callable
+
+from core.progress import Cancelled, Progress
+
+log = logging.getLogger(__name__)
+
+
+class Job:
+    """One run of `fn(progress)` on a daemon thread."""
+
+    def __init__(self, name: str, fn: Callable[[Progress], Any]):
+        self.name = name
+        self.progress = Progress()
+        self.result: Any = None
+        self.error: str | None = None
+        self.cancelled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=f"job-{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[Progress], Any]) -> None:
+        try:
+            self.result = fn(self.progress)
+        except Cancelled:
+            self.cancelled = True
+        except Exception as e:  # shown in the status line; the traceback goes to the log panel
+            self.error = str(e) or type(e).__name__
+            log.error("%s failed:\n%s", self.name, traceback.format_exc())
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        self.progress.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)

@@ -1,0 +1,161 @@
+"""Latent panel: seed browsing and animation, truncation, interpolation, style mixing, W-space
+principal directions, and save/load of the current latent (.npz)."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from imgui_bundle import imgui
+
+from app.imgui_utils import disabled, em, help_marker, item_width
+from app.jobs import Job
+from app.panel import Panel
+from app.state import AppState, LatentState
+from core.engine import RenderEngine
+from core.fileio import atomic_path
+
+NUM_DIRECTIONS = 8
+SAVED_FIELDS = ("seed", "psi", "cutoff", "interp_enabled", "interp_seed", "interp_t", "mix_enabled",
+                "mix_seed", "mix_layers", "directions", "direction_layers", "cond_yaw", "cond_pitch")
+
+
+def save_latent(path: Path, latent: LatentState, ws: np.ndarray) -> None:
+    """Write the latent's settings (JSON string) and its ws [1, num_ws, w_dim] to an .npz, atomically."""
+    settings = {k: getattr(latent, k) for k in SAVED_FIELDS}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, ws=ws, settings=np.array(json.dumps(settings)))
+
+
+def load_latent(path: Path, latent: LatentState) -> None:
+    """Restore the settings saved by save_latent (the ws are re-derived from them)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            settings = json.loads(str(data["settings"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not a latent saved by the studio ({e})") from None
+    for key in SAVED_FIELDS:
+        if key in settings:
+            value = settings[key]
+            setattr(latent, key, tuple(value) if key == "direction_layers" else value)
+
+
+class LatentPanel(Panel):
+    name = "Latent"
+
+    def __init__(self, engine: Callable[[], RenderEngine | None]):
+        super().__init__()
+        self.engine = engine
+        self.file_text = "latent.npz"
+        self.save_job: Job | None = None
+        self._anim_pos = 0.0
+
+    def draw(self, state: AppState) -> None:
+        lat, num_ws = state.latent, state.model.num_ws
+        self._seed(state)
+        changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f")
+        self._touch_if_active(state)
+        changed, lat.cutoff = imgui.slider_int("cutoff", lat.cutoff, 0, max(num_ws, 1),
+                                               "none" if lat.cutoff == 0 else "%d")
+        help_marker("Truncation applies to ws[:cutoff] (none = all).")
+        if imgui.collapsing_header("Interpolation"):
+            _, lat.interp_enabled = imgui.checkbox("interpolate to seed", lat.interp_enabled)
+            with disabled(not lat.interp_enabled):
+                _, lat.interp_seed = imgui.input_int("second seed", lat.interp_seed)
+                _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f")
+                self._touch_if_active(state)
+        if imgui.collapsing_header("Style mixing"):
+            self._style_mixing(lat, num_ws)
+        if imgui.collapsing_header("W directions (PCA)"):
+            self._directions(state, lat, num_ws)
+        if imgui.collapsing_header("Save / load"):
+            self._save_load(state)
+
+    def _touch_if_active(self, state: AppState) -> None:
+        if imgui.is_item_active():
+            state.interaction.touch()
+
+    def _seed(self, state: AppState) -> None:
+        lat = state.latent
+        with item_width(em(8)):
+            changed, seed = imgui.drag_int("seed", lat.seed, 0.05, 0, 2**31 - 1)
+        if changed:
+            lat.seed = seed
+            lat.animate = False
+        self._touch_if_active(state)
+        imgui.same_line()
+        if imgui.arrow_button("##prev", imgui.Dir.left):
+            lat.seed = max(lat.seed - 1, 0)
+        imgui.same_line()
+        if imgui.arrow_button("##next", imgui.Dir.right):
+            lat.seed += 1
+        imgui.same_line()
+        _, animate = imgui.checkbox("animate", lat.animate)
+        if animate and not lat.animate:
+            self._anim_pos = 0.0
+        lat.animate = animate
+        if lat.animate:
+            with item_width(em(8)):
+                _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f")
+            self._anim_pos += lat.speed * imgui.get_io().delta_time
+            step, self._anim_pos = int(self._anim_pos), self._anim_pos % 1.0
+            lat.seed += step
+            lat.interp_enabled, lat.interp_seed, lat.interp_t = True, lat.seed + 1, self._anim_pos
+            state.interaction.touch()
+
+    def _style_mixing(self, lat: LatentState, num_ws: int) -> None:
+        _, lat.mix_enabled = imgui.checkbox("enable##mix", lat.mix_enabled)
+        imgui.same_line()
+        with item_width(em(8)):
+            _, lat.mix_seed = imgui.input_int("mix seed", lat.mix_seed)
+        if len(lat.mix_layers) != num_ws:
+            lat.mix_layers = [i >= num_ws // 2 for i in range(num_ws)]
+        imgui.text_disabled("ws taken from the mix seed:")
+        for i in range(num_ws):
+            if i % 7:
+                imgui.same_line()
+            _, lat.mix_layers[i] = imgui.checkbox(f"{i}##w", lat.mix_layers[i])
+
+    def _directions(self, state: AppState, lat: LatentState, num_ws: int) -> None:
+        if len(lat.directions) != NUM_DIRECTIONS:
+            lat.directions = [0.0] * NUM_DIRECTIONS
+        imgui.text_disabled("Principal components of W (computed once per model).")
+        for k in range(NUM_DIRECTIONS):
+            _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd")
+            self._touch_if_active(state)
+        lo, hi = lat.direction_layers
+        if hi <= lo:
+            lo, hi = 0, num_ws
+        _, (lo, hi) = imgui.drag_int2("ws range", [lo, hi], 0.1, 0, num_ws)
+        lat.direction_layers = (min(lo, hi), max(lo, hi))
+        if imgui.button("Zero all"):
+            lat.directions = [0.0] * NUM_DIRECTIONS
+
+    def _save_load(self, state: AppState) -> None:
+        lat = state.latent
+        _, self.file_text = imgui.input_text(".npz file", self.file_text)
+        engine = self.engine()
+        busy = self.save_job is not None and not self.save_job.done
+        with disabled(engine is None or busy):
+            if imgui.button("Save"):
+                path, latent, snapshot = Path(self.file_text), lat.latent(), copy.deepcopy(lat)
+                self.save_job = Job("save latent", lambda _p: save_latent(
+                    path, snapshot, engine.ws(latent).cpu().numpy()) or path)
+        imgui.same_line()
+        if imgui.button("Load"):
+            try:
+                load_latent(Path(self.file_text), lat)
+                state.set_status(f"loaded latent {self.file_text}")
+            except ValueError as e:
+                state.set_status(str(e), error=True)
+        imgui.same_line()
+        if imgui.button("Copy seed/psi"):
+            imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
+        if self.save_job is not None and self.save_job.done:
+            job, self.save_job = self.save_job, None
+            if job.error:
+                state.set_status(f"saving latent failed: {job.error}", error=True)
+            else:
+                state.set_status(f"saved latent to {job.result}")

@@ -1,0 +1,57 @@
+"""Render panel: which image to show (SR, raw, depth, opacity), the raw|SR split compare, neural
+resolution, depth-sample multiplier, stochastic sampling, background and progressive refinement."""
+from __future__ import annotations
+
+from imgui_bundle import imgui
+
+from app.imgui_utils import disabled, help_marker
+from app.panel import Panel
+from app.state import VIEW_MODES, AppState
+
+MODE_LABELS = {"image": "SR image", "raw": "raw neural image", "depth": "depth", "opacity": "opacity"}
+SAMPLE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+COLORMAPS = ("grey", "turbo", "diverging")
+
+
+class RenderPanel(Panel):
+    name = "Render"
+
+    def draw(self, state: AppState) -> None:
+        v = state.view
+        for i, mode in enumerate(VIEW_MODES):
+            if i:
+                imgui.same_line()
+            if imgui.radio_button(MODE_LABELS[mode], v.mode == mode):
+                v.mode = mode
+        with disabled(v.mode != "image"):
+            _, v.split = imgui.checkbox("split compare: raw | SR", v.split)
+            if v.split:
+                _, v.split_pos = imgui.slider_float("split", v.split_pos, 0.0, 1.0, "%.2f")
+        if v.mode in ("depth", "opacity"):
+            _, v.colormap = imgui.combo("colormap", v.colormap, COLORMAPS)
+        if v.mode == "depth":
+            _, v.depth_near_bright = imgui.checkbox("near = bright", v.depth_near_bright)
+            imgui.same_line()
+            _, v.depth_auto = imgui.checkbox("auto range", v.depth_auto)
+            with disabled(v.depth_auto):
+                _, v.depth_range = imgui.drag_float2("near/far", list(v.depth_range), 0.01, 0.0, 10.0, "%.2f")
+                v.depth_range = tuple(v.depth_range)
+        imgui.separator_text("Quality")
+        native = state.model.neural_resolution
+        res = v.resolution or native
+        changed, res = imgui.slider_int("neural res", res, 16, max(2 * native, 128))
+        if changed:
+            v.resolution = 0 if res == native else res
+        help_marker(f"Rays per side rendered by the volume renderer (checkpoint: {native}). "
+                    "SR upsamples to the output resolution.")
+        index = SAMPLE_SCALES.index(v.sample_scale) if v.sample_scale in SAMPLE_SCALES else 2
+        _, index = imgui.combo("depth samples", index, [f"{s:g}x" for s in SAMPLE_SCALES])
+        v.sample_scale = SAMPLE_SCALES[index]
+        _, v.stochastic = imgui.checkbox("stochastic sampling", v.stochastic)
+        help_marker("Jittered depth samples as in training (noisy); off = deterministic.")
+        _, v.progressive = imgui.checkbox("progressive refinement", v.progressive)
+        help_marker("While dragging, render raw at reduced resolution and samples (never below 48 px "
+                    "and 0.5x), then raw at full resolution, then SR once input stops.")
+        _, bg = imgui.color_edit3("background", list(v.background))
+        v.background = tuple(bg)
+        imgui.text_disabled(f"precision: float32 on {state.perf.device}")

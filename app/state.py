@@ -1,0 +1,182 @@
+"""AppState: the studio's single source of truth, and the progressive RenderRequest ladder built from it.
+
+Panels read and write these dataclasses; the studio turns them into frozen core.engine.RenderRequest
+values each frame. A request is re-rendered only when it differs from the one on screen (value-based
+dirty check), so a misspelt field is a TypeError rather than a silently ignored key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.cameras import OrbitCamera
+from core.engine import Latent, RenderRequest
+
+ViewMode = Literal["image", "raw", "depth", "opacity"]
+VIEW_MODES: tuple[ViewMode, ...] = ("image", "raw", "depth", "opacity")
+
+INTERACTIVE_MIN_RESOLUTION = 48
+"""Floor for the neural resolution while dragging (a fixed floor, not a feedback loop on frame time)."""
+INTERACTIVE_MIN_SAMPLES = 0.5
+"""Floor for the depth-sample multiplier while dragging."""
+SETTLE_SECONDS = 0.25
+"""Input must be still this long before the progressive refinement starts."""
+
+
+@dataclass
+class ModelState:
+    path: str | None = None
+    """The checkpoint on screen."""
+    open_request: str | None = None
+    """A path a panel, the command line or a drop asked to open; the studio loads it in the background."""
+    keep_view: bool = False
+    """Keep camera and latent on the next load (hot reload of a newer snapshot)."""
+    loading: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
+    rendering_kwargs: dict = field(default_factory=dict)
+    num_ws: int = 0
+    neural_resolution: int = 64
+    generation: int = 0
+    """Bumped on every successful load; panels use it to drop per-model caches."""
+
+
+@dataclass
+class LatentState:
+    seed: int = 0
+    psi: float = 0.7
+    cutoff: int = 0
+    """0 = no cutoff (truncate all ws)."""
+    animate: bool = False
+    speed: float = 1.0
+    """Seeds per second while animating (the fractional part drives the interpolation)."""
+    interp_enabled: bool = False
+    interp_seed: int = 1
+    interp_t: float = 0.0
+    mix_enabled: bool = False
+    mix_seed: int = 1000
+    mix_layers: list[bool] = field(default_factory=list)
+    directions: list[float] = field(default_factory=list)
+    """Amount (in standard deviations) along each principal direction of W."""
+    direction_layers: tuple[int, int] = (0, 0)
+    """[start, stop) of the ws the directions edit; (0, 0) = all."""
+    cond_yaw: float = 0.0
+    cond_pitch: float = 0.0
+
+    def latent(self) -> Latent:
+        mix = [i for i, on in enumerate(self.mix_layers) if on] if self.mix_enabled else []
+        dirs = tuple((k, float(a)) for k, a in enumerate(self.directions) if a)
+        lo, hi = self.direction_layers
+        return Latent(seed=int(self.seed), psi=float(self.psi), cutoff=int(self.cutoff) or None,
+                      mix_seed=int(self.mix_seed) if mix else None, mix_layers=tuple(mix),
+                      interp_seed=int(self.interp_seed) if self.interp_enabled else None,
+                      interp_t=float(self.interp_t) if self.interp_enabled else 0.0,
+                      directions=dirs, direction_layers=(lo, hi) if dirs and hi > lo else None,
+                      cond_yaw=float(self.cond_yaw), cond_pitch=float(self.cond_pitch))
+
+
+@dataclass
+class ViewState:
+    mode: ViewMode = "image"
+    split: bool = False
+    """Compare: raw neural image left of split_pos, super-resolved image right of it."""
+    split_pos: float = 0.5
+    resolution: int = 0
+    """Neural rendering resolution; 0 = the checkpoint's."""
+    sample_scale: float = 1.0
+    stochastic: bool = False
+    progressive: bool = True
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    colormap: int = 1
+    """0 grey, 1 turbo, 2 diverging (colormap.frag)."""
+    depth_auto: bool = True
+    depth_range: tuple[float, float] = (2.25, 3.3)
+    depth_near_bright: bool = True
+
+
+@dataclass
+class InteractionState:
+    dragging: bool = False
+    last_input: float = -1e9
+    """time.monotonic() of the last camera/latent change made by continuous input."""
+
+    def touch(self) -> None:
+        self.last_input = time.monotonic()
+
+    def active(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.dragging or now - self.last_input < SETTLE_SECONDS
+
+
+@dataclass
+class TrainingState:
+    run_dir: str = ""
+    auto_reload: bool = True
+
+
+@dataclass
+class PerfState:
+    texture_path: str = "host copy"
+    texture_reason: str = ""
+    device: str = "cpu"
+    last_timings: dict[str, float] = field(default_factory=dict)
+    last_cache: dict[str, bool] = field(default_factory=dict)
+    frame_resolution: str = ""
+    ui_frame_ms: list[float] = field(default_factory=list)
+    render_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
+class AppState:
+    camera: OrbitCamera = field(default_factory=OrbitCamera)
+    latent: LatentState = field(default_factory=LatentState)
+    view: ViewState = field(default_factory=ViewState)
+    model: ModelState = field(default_factory=ModelState)
+    interaction: InteractionState = field(default_factory=InteractionState)
+    training: TrainingState = field(default_factory=TrainingState)
+    perf: PerfState = field(default_factory=PerfState)
+    status: str = ""
+    """One-line status or error shown at the bottom of the window."""
+    status_is_error: bool = False
+    screenshot_request: str | None = None
+    """Path for a whole-window PNG, taken at the end of the current frame."""
+
+    def set_status(self, message: str, error: bool = False) -> None:
+        self.status, self.status_is_error = message, error
+
+
+def request_key(request: RenderRequest) -> RenderRequest:
+    """The request without its generation stamp, for 'is this already on screen?' comparisons."""
+    return dataclasses.replace(request, generation=0)
+
+
+def render_ladder(state: AppState, now: float | None = None) -> list[RenderRequest]:
+    """The progressive sequence of requests for the current state, cheapest first.
+
+    While input is active: one raw request at reduced resolution and samples, never below the floors.
+    At rest: raw at full resolution, then the super-resolved image when the view needs it.
+    """
+    v = state.view
+    camera = tuple(float(x) for x in state.camera.label()[0].tolist())
+    full_res = v.resolution or state.model.neural_resolution
+    wants_sr = v.mode == "image"
+    final = RenderRequest(latent=state.latent.latent(), camera=camera, resolution=full_res,
+                          sample_scale=v.sample_scale, superresolution=wants_sr, stochastic=v.stochastic)
+    if not v.progressive:
+        return [final]
+    if state.interaction.active(now):
+        return [dataclasses.replace(
+            final, superresolution=False,
+            resolution=max(min(full_res, INTERACTIVE_MIN_RESOLUTION), full_res // 2),
+            sample_scale=max(min(v.sample_scale, INTERACTIVE_MIN_SAMPLES), v.sample_scale / 2))]
+    raw = dataclasses.replace(final, superresolution=False)
+    return [raw, final] if wants_sr else [final]
+
+
+def next_request(ladder: list[RenderRequest], shown: RenderRequest | None) -> RenderRequest | None:
+    """The rung after the one on screen (the first rung if the screen shows something else)."""
+    keys = [request_key(r) for r in ladder]
+    shown_key = request_key(shown) if shown is not None else None
+    index = keys.index(shown_key) if shown_key in keys else -1
+    return ladder[index + 1] if index + 1 < len(ladder) else None
