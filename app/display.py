@@ -5,12 +5,15 @@ the chosen view (SR image, raw image, depth or opacity colormap, raw|SR split) i
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from app.gl import Program, Quad, RenderTarget, Texture
 from app.interop import TextureUploader
 from app.state import ViewState
 from core.engine import Frame
+from core.fileio import atomic_path
 
 
 class Colorizer:
@@ -56,6 +59,7 @@ class FrameDisplay:
         self.image, self.raw = Texture(), Texture()
         self.depth, self.opacity = Texture(), Texture()
         self.target = RenderTarget()
+        self._offscreen: RenderTarget | None = None
         self.frame: Frame | None = None
         self.depth_range = (0.0, 1.0)
 
@@ -78,26 +82,40 @@ class FrameDisplay:
         img = self.frame.image if self.frame.image is not None else self.frame.image_raw
         return int(img.shape[-1])
 
-    def draw(self, view: ViewState, size: tuple[int, int]) -> RenderTarget:
-        """Draw the current view into the target at `size` pixels (a no-op image before the first frame)."""
-        self.target.resize(*size)
+    def draw(self, view: ViewState, size: tuple[int, int], target: RenderTarget | None = None) -> RenderTarget:
+        """Draw the current view at `size` pixels into `target` (default: the viewport's own target);
+        before the first frame the target is left as it is."""
+        target = target or self.target
+        target.resize(*size)
         c, f = self.colorizer, self.frame
         if f is None:
-            return self.target
-        has_sr = f.image is not None
+            return target
         if view.mode == "depth":
             lo, hi = self.depth_range if view.depth_auto else view.depth_range
-            c.scalar(self.target, self.depth, lo, hi, invert=view.depth_near_bright, colormap=view.colormap)
+            c.scalar(target, self.depth, lo, hi, invert=view.depth_near_bright, colormap=view.colormap)
         elif view.mode == "opacity":
-            c.scalar(self.target, self.opacity, 0.0, 1.0, colormap=view.colormap)
-        elif view.mode == "image" and has_sr:
+            c.scalar(target, self.opacity, 0.0, 1.0, colormap=view.colormap)
+        elif view.mode == "image" and f.image is not None:
             compare = self.raw if view.split else None
-            c.rgb(self.target, self.image, compare, view.split_pos, view.background)
+            c.rgb(target, self.image, compare, view.split_pos, view.background)
         else:
-            c.rgb(self.target, self.raw, background=view.background)
-        return self.target
+            c.rgb(target, self.raw, background=view.background)
+        return target
 
     def read(self) -> np.ndarray:
-        """The drawn view as [H, W, 3] uint8 (tests and 'save frame' screenshots)."""
+        """The viewport's drawn view as [H, W, 3] uint8 (tests read pixels through this)."""
         return self.target.read()
 
+    def render_view(self, view: ViewState, side: int) -> np.ndarray:
+        """The current view drawn at side x side pixels, read back (frame PNGs, screen recording)."""
+        if self._offscreen is None:
+            self._offscreen = RenderTarget()
+        return self.draw(view, (side, side), self._offscreen).read()
+
+
+
+def save_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
+    """[H, W, 3] uint8 -> PNG, written atomically."""
+    from PIL import Image
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")

@@ -15,7 +15,7 @@ from imgui_bundle import imgui
 
 from app.display import Colorizer
 from app.gl import RenderTarget, Texture, texture_ref
-from app.imgui_utils import em
+from app.imgui_utils import em, info_table
 from app.jobs import Job
 from app.panel import Panel
 from app.state import AppState
@@ -86,23 +86,24 @@ class PlanesPanel(Panel):
         if self.result is None:
             imgui.text_disabled("computing planes ..." if self.job else "no model")
             return
-        side = max(min((imgui.get_content_region_avail().x - em(1)) / 3, em(16)), em(4))
+        spacing = imgui.get_style().item_spacing.x
+        side = max(min((imgui.get_content_region_avail().x - 2 * spacing) / 3, em(16)), em(3))
         marks = plane_coordinates(state.camera.pivot, float(state.model.rendering_kwargs.get("box_warp", 1.0)))
         for i, axes in enumerate(PLANE_AXES):
             if i:
                 imgui.same_line()
             imgui.begin_group()
-            imgui.text(f"plane {i}: {axes}")
+            imgui.text(f"{i}: {axes}")
             top_left = imgui.get_cursor_screen_pos()
             tex = self.targets[i].texture if "scalar" in self.result else self.textures[i]
             imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
             u, v = marks[i]
             centre = imgui.ImVec2(top_left.x + (u + 1) / 2 * side, top_left.y + (v + 1) / 2 * side)
             imgui.get_window_draw_list().add_circle(centre, em(0.35), 0xFF00FFFF, 0, 2.0)
-            mean, std, lo, hi = self.result["stats"][i]
-            imgui.text_disabled(f"mean {mean:+.3f} std {std:.3f}")
-            imgui.text_disabled(f"min {lo:+.2f} max {hi:+.2f}")
             imgui.end_group()
+        what = "all channels" if self.use_pca else f"channel {self.channel}"
+        info_table([(f"{axes} ({what})", "mean {:+.3f}  std {:.3f}  min {:+.2f}  max {:+.2f}".format(*stats))
+                    for axes, stats in zip(PLANE_AXES, self.result["stats"])], "plane-stats")
         imgui.text_disabled("circle: the look-at point projected on each plane")
         imgui.plot_histogram("std per channel", self.result["channel_std"], graph_size=imgui.ImVec2(0, em(3)))
 

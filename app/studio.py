@@ -18,7 +18,8 @@ import torch
 from imgui_bundle import imgui
 
 from app.camera_panel import CameraPanel
-from app.display import Colorizer, FrameDisplay
+from app.display import Colorizer, FrameDisplay, save_png
+from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
 from app.jobs import Job
@@ -30,12 +31,12 @@ from app.planes_panel import PlanesPanel
 from app.render_panel import RenderPanel
 from app.settings import Settings, config_dir
 from app.state import AppState, next_request, render_ladder, request_key
+from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
 from core.cameras import OrbitCamera
 from core.checkpoint import load_generator, resolve_checkpoint, sniff_format
 from core.engine import Frame, RenderEngine, RenderRequest
-from core.fileio import atomic_path
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,6 @@ def describe_model(G, path: Path) -> dict[str, str]:
             "z / w / c dims": f"{G.z_dim} / {G.w_dim} / {G.c_dim}", "num_ws": str(G.num_ws),
             "samples": f"{o.depth_resolution} + {o.depth_resolution_importance} per ray",
             "ray range": f"{o.ray_start} .. {o.ray_end}, box {o.box_warp}"}
-
-
-def save_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """[H, W, 3] uint8 -> PNG, written atomically."""
-    from PIL import Image
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
 
 
 class Studio:
@@ -96,9 +90,10 @@ class Studio:
         self.screenshot_error: OSError | None = None
         self.viewport = Viewport(self.display)
         engine_ref = lambda: self.engine  # noqa: E731  (panels see the current engine, or None)
+        self.export_panel = ExportPanel(engine_ref, self.display)
         self.panels = [ModelPanel(self.settings), CameraPanel(), LatentPanel(engine_ref), RenderPanel(),
-                       PlanesPanel(engine_ref, self.colorizer), PerformancePanel(),
-                       LogPanel(self.log_handler)]
+                       PlanesPanel(engine_ref, self.colorizer), TrainingPanel(), self.export_panel,
+                       PerformancePanel(), LogPanel(self.log_handler)]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
         self._open_initial(checkpoint)
@@ -276,6 +271,7 @@ class Studio:
         self._poll_load()
         self._poll_frame()
         self._draw_ui()
+        self.export_panel.capture(self.state)
         self._submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1

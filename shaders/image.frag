@@ -1,6 +1,8 @@
 #version 330 core
 // Shows an RGB texture; with u_split in (0, 1) the part left of the split shows u_compare instead
-// (raw vs super-resolved compare), with a thin divider line. u_background fills transparent texels.
+// (raw vs super-resolved compare), with a thin divider line. Colours are premultiplied over black
+// (the renderer composites without a background); alpha is the accumulated opacity, so
+// u_background shows through where rays hit nothing.
 in vec2 v_uv;
 out vec4 o_color;
 
@@ -15,7 +17,7 @@ void main() {
     if (u_split > 0.0 && v_uv.x < u_split) {
         c = texture(u_compare, v_uv);
     }
-    vec3 rgb = mix(u_background, c.rgb, c.a);
+    vec3 rgb = c.rgb + (1.0 - c.a) * u_background;
     if (u_split > 0.0 && abs(v_uv.x - u_split) < u_divider) {
         rgb = vec3(1.0, 0.85, 0.2);
     }

@@ -5,24 +5,39 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 
+def start_xvfb(screen: str) -> tuple[subprocess.Popen, str]:
+    """Start Xvfb on a free display number; returns the process and ':N' once its socket is up."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    for number in range(140 + os.getpid() % 50, 400):
+        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
+            continue
+        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{number}").exists():
+                return server, f":{number}"
+            if server.poll() is not None:
+                break
+            time.sleep(0.05)
+        server.kill()
+        server.wait()
+    pytest.fail("could not start Xvfb on any display number")
+
+
 @pytest.fixture(scope="module")
 def gl_context():
     """A hidden 3.3 core GLFW window on $DISPLAY, or on a private Xvfb server when there is none."""
-    server, old_display = None, os.environ.get("DISPLAY")
-    if not old_display:
-        if shutil.which("Xvfb") is None:
-            pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-        read_fd, write_fd = os.pipe()
-        server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24",
-                                   "-nolisten", "tcp"], pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
-        os.close(write_fd)
-        os.environ["DISPLAY"] = ":" + os.read(read_fd, 32).decode().strip()
-        os.close(read_fd)
+    server = None
+    if not os.environ.get("DISPLAY"):
+        server, os.environ["DISPLAY"] = start_xvfb("640x480x24")
     import glfw
     assert glfw.init(), "GLFW could not initialise on the X display"
     glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
@@ -115,3 +130,22 @@ def test_image_split_shows_compare_left_of_divider(gl_context):
     prog.set("u_split", 0.5)
     split = _draw(prog, target, quad)
     assert (split[:, :10, 2] == 255).all() and (split[:, 10:, 0] == 255).all()
+
+
+def test_image_background_fills_where_opacity_is_zero(gl_context):
+    from app.gl import Program, Quad, RenderTarget, Texture
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, :, :] = (200, 100, 50, 255)                     # top row opaque, bottom row empty
+    tex, target, quad = Texture(linear=False), RenderTarget(), Quad()
+    tex.upload(rgba)
+    target.resize(2, 2)
+    prog = Program("quad.vert", "image.frag")
+    prog.use()
+    tex.bind(0)
+    prog.set("u_image", 0)
+    prog.set("u_compare", 0)
+    prog.set("u_split", 0.0)
+    prog.set("u_background", (0.0, 1.0, 0.0))
+    pixels = _draw(prog, target, quad).astype(int)
+    np.testing.assert_allclose(pixels[0], [[200, 100, 50]] * 2, atol=1)
+    np.testing.assert_allclose(pixels[1], [[0, 255, 0]] * 2, atol=1)

@@ -1,0 +1,263 @@
+"""The studio under Xvfb (llvmpipe): a real window driven by scripted input, pixels read back.
+
+One studio instance (fixture snapshot, small render settings) serves the in-process tests; the CLI
+tests run `python main.py` in a subprocess. Nothing is timed: waits are bounded loops of UI frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.state import AppState, next_request, render_ladder
+from app.training_panel import MetricsLog
+
+ROOT = Path(__file__).resolve().parents[1]
+WAIT_S = 90
+
+
+def start_xvfb(screen: str) -> tuple[subprocess.Popen, str]:
+    """Start Xvfb on a free display number; returns the process and ':N' once its socket is up."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    for number in range(140 + os.getpid() % 50, 400):
+        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
+            continue
+        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{number}").exists():
+                return server, f":{number}"
+            if server.poll() is not None:
+                break
+            time.sleep(0.05)
+        server.kill()
+        server.wait()
+    pytest.fail("could not start Xvfb on any display number")
+
+
+@pytest.fixture(scope="module")
+def display():
+    """$DISPLAY, or a private Xvfb server for this module."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    server, name = start_xvfb("1280x800x24")
+    os.environ["DISPLAY"] = name
+    yield name
+    os.environ.pop("DISPLAY")
+    server.terminate()
+    server.wait()
+
+
+@pytest.fixture(scope="module")
+def studio(display, snapshot_pkl, tmp_path_factory):
+    from app.studio import Studio
+    settings = tmp_path_factory.mktemp("settings")
+    s = Studio(str(snapshot_pkl), settings_dir=settings, window_size=(1100, 700))
+    s.state.view.sample_scale = 0.5            # keep renders small on the shared CPU
+    s.settings_dir_for_test = settings
+    yield s
+    if s.window is not None:
+        s.close()
+
+
+def run_until(studio, condition, what: str, limit: float = WAIT_S) -> int:
+    """Step UI frames until condition() holds; returns the frames it took."""
+    start, frames = time.monotonic(), 0
+    while not condition():
+        assert time.monotonic() - start < limit, f"gave up waiting for {what} after {frames} frames"
+        studio.step()
+        frames += 1
+    return frames
+
+
+def settle(studio) -> np.ndarray:
+    run_until(studio, lambda: studio.settled, "the final frame")
+    studio.step()                               # draw the settled frame into the viewport target
+    return studio.display.read().astype(np.int16)
+
+
+def drag(studio, button: int, dx: float, dy: float, steps: int = 6) -> None:
+    """Press inside the viewport image, move by (dx, dy) pixels in `steps` frames, release."""
+    from imgui_bundle import imgui
+    io = imgui.get_io()
+    x, y, side = studio.viewport.image_rect
+    cx, cy = x + side / 2, y + side / 2
+    io.add_mouse_pos_event(cx, cy)
+    studio.step()
+    io.add_mouse_button_event(button, True)
+    studio.step()
+    for i in range(1, steps + 1):
+        io.add_mouse_pos_event(cx + dx * i / steps, cy + dy * i / steps)
+        studio.step()
+    io.add_mouse_button_event(button, False)
+    studio.step()
+
+
+# ---- pure state logic ---------------------------------------------------------------------------------
+
+def test_ladder_floors_and_refinement():
+    s = AppState()
+    s.model.neural_resolution = 128
+    s.view.sample_scale = 2.0
+    s.interaction.dragging = True
+    (preview,) = render_ladder(s)
+    assert (preview.resolution, preview.sample_scale, preview.superresolution) == (64, 1.0, False)
+    s.view.resolution, s.view.sample_scale = 32, 0.25         # already below the floors: kept as is
+    (preview,) = render_ladder(s)
+    assert (preview.resolution, preview.sample_scale) == (32, 0.25)
+    s.interaction.dragging = False
+    s.interaction.last_input = -1e9
+    raw, final = render_ladder(s)
+    assert not raw.superresolution and final.superresolution and raw.resolution == final.resolution == 32
+    assert next_request([raw, final], None) == raw
+    assert next_request([raw, final], raw) == final
+    assert next_request([raw, final], final) is None
+    s.view.mode = "depth"
+    assert [r.superresolution for r in render_ladder(s)] == [False]
+
+
+def test_metrics_log_reads_complete_lines_incrementally(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    assert not log.poll()
+    path.write_text('{"event": "tick", "kimg": 0.1, "loss_G": 1.5}\n{"event": "tick", "kimg": 0.2, "lo')
+    assert log.poll()
+    assert log.series("loss_G")[1].tolist() == [1.5]
+    with open(path, "a") as f:
+        f.write('ss_G": 1.25}\n{"event": "snapshot", "kimg": 0.2}\n')
+    log.poll()
+    xs, ys = log.series("loss_G")
+    assert xs.tolist() == [0.1, 0.2] and ys.tolist() == [1.5, 1.25] and len(log.snapshots) == 1
+
+
+# ---- the real window ----------------------------------------------------------------------------------
+
+def test_opens_model_and_shows_a_super_resolved_frame(studio, snapshot_pkl):
+    first = settle(studio)
+    assert studio.state.model.path == str(snapshot_pkl)
+    assert studio.state.model.info["superresolution"] == "SuperresolutionHybrid4X"
+    frame = studio.latest_frame
+    assert frame.error is None and frame.image is not None and frame.image.shape[-1] == 256
+    assert first.std() > 5, "viewport is blank"
+
+
+def test_orbit_drag_previews_cheaply_then_refines(studio):
+    before = settle(studio)
+    yaw0, submitted = studio.state.camera.yaw, []
+    original_submit = studio.worker.submit
+    studio.worker.submit = lambda r: (submitted.append(r), original_submit(r))[1]
+    try:
+        drag(studio, 0, dx=studio.viewport.image_rect[2] * 0.25, dy=0)
+        assert studio.state.camera.yaw < yaw0 - 0.3, "left-drag to the right should orbit"
+        previews = [r for r in submitted if not r.superresolution]
+        assert previews and all(r.resolution == 48 and r.sample_scale == 0.5 for r in previews[:1])
+        after = settle(studio)
+    finally:
+        studio.worker.submit = original_submit
+    final = studio.latest_frame.request
+    assert final.superresolution and final.resolution == 64
+    assert np.abs(after - before).mean() > 3, "orbiting did not change the image"
+
+
+def test_ui_keeps_running_while_a_render_is_in_flight(studio):
+    settle(studio)
+    studio.state.latent.seed += 1                  # new ws + planes: the slowest kind of render
+    studio.step()
+    assert studio.worker.busy
+    frames = run_until(studio, lambda: not studio.worker.busy, "the render to finish")
+    assert frames >= 3, f"only {frames} UI frames ran during a full render"
+
+
+def test_seed_raw_sr_and_depth_views_differ(studio):
+    studio.state.view.mode = "image"
+    studio.state.latent.seed = 5
+    sr = settle(studio)
+    studio.state.latent.seed = 6
+    other_seed = settle(studio)
+    assert studio.latest_frame.request.latent.seed == 6
+    assert np.abs(sr - other_seed).mean() > 3, "changing the seed did not change the image"
+    studio.state.view.mode = "raw"
+    raw = settle(studio)
+    assert np.abs(raw - other_seed).mean() > 2, "raw and SR views look the same"
+    studio.state.view.mode, studio.state.view.colormap = "depth", 0
+    depth = settle(studio)
+    assert np.abs(depth - raw).mean() > 10
+    grey = depth[..., 0]
+    assert (depth[..., 0] == depth[..., 1]).all(), "grey colormap should be grey"
+    assert len(np.unique(grey)) > 30 and grey.max() - grey.min() > 150, "depth is not a gradient"
+    studio.state.view.split, studio.state.view.mode = True, "image"
+    split = settle(studio)
+    half = split.shape[1] // 2
+    np.testing.assert_allclose(split[:, :half - 2].mean(), raw[:, :half - 2].mean(), atol=3)
+    studio.state.view.split = False
+
+
+def test_planes_panel_shows_three_planes(studio):
+    planes = next(p for p in studio.panels if p.name == "Planes")
+    planes.open, planes.use_pca, planes.channel = True, False, 3
+    run_until(studio, lambda: planes.result is not None and "scalar" in planes.result, "plane images")
+    images = [t.read() for t in planes.targets]
+    assert all(img.std() > 5 for img in images), "a plane image is blank"
+    assert len(planes.result["stats"]) == 3
+    planes.use_pca = True
+    run_until(studio, lambda: "rgb" in planes.result, "PCA plane images")
+    assert planes.result["rgb"].shape[0] == 3 and planes.result["rgb"].std() > 10
+
+
+def test_bad_dropped_file_is_an_error_line_not_a_crash(studio, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a checkpoint")
+    studio.window.dropped.append(str(bad))
+    run_until(studio, lambda: studio.state.status_is_error and "notes.txt" in studio.state.status,
+              "the load error")
+    assert studio.state.model.path is not None and studio.latest_frame is not None
+
+
+def test_window_screenshot_and_settings_persist(studio, tmp_path):
+    out = tmp_path / "window.png"
+    studio.state.screenshot_request = str(out)
+    studio.step()
+    from PIL import Image
+    pixels = np.asarray(Image.open(out))
+    assert pixels.shape[:2] == studio.window.framebuffer_size[::-1] and pixels.std() > 5
+    settings_dir = studio.settings_dir_for_test
+    recent_path = studio.state.model.path
+    studio.close()
+    studio.window = None
+    saved = json.loads((settings_dir / "settings.json").read_text())
+    assert saved["recent"][0] == str(Path(recent_path).resolve())
+    assert saved["open_panels"]["Planes"] is True
+    assert "[Window][Viewport]" in (settings_dir / "imgui.ini").read_text()
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+
+def test_no_display_is_one_line_exit_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "main.py", "--screenshot", str(tmp_path / "x.png")], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no display") and "render|video|mesh" in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_screenshot_command_writes_the_window(display, snapshot_pkl, tmp_path):
+    out = tmp_path / "studio.png"
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = subprocess.run([sys.executable, "main.py", "--screenshot", str(out), "--frames", "3",
+                        "--device", "cpu", str(snapshot_pkl)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+    assert pixels.shape[0] > 400 and pixels.std() > 10
