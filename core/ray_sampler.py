@@ -21,7 +21,8 @@ def sample_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: i
     x_cam = (u - cx + cy * sk / fy - sk * v / fy) / fx
     y_cam = (v - cy) / fy
     p_cam = torch.stack([x_cam, y_cam, torch.ones_like(x_cam), torch.ones_like(x_cam)], dim=-1)  # [N,R,4]
-    p_world = torch.bmm(p_cam, cam2world.transpose(1, 2))[..., :3]
+    # cam2world @ p (not p @ cam2world^T): same maths, but this order rounds exactly like the original.
+    p_world = torch.bmm(cam2world, p_cam.transpose(1, 2)).transpose(1, 2)[..., :3]
     origins = cam2world[:, None, :3, 3].expand(-1, p_world.shape[1], -1)
     dirs = torch.nn.functional.normalize(p_world - origins, dim=-1)
     return origins, dirs
