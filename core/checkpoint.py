@@ -15,7 +15,6 @@ import collections
 import io
 import os
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +171,8 @@ def read_network_pickle(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = _RestrictedUnpickler(f).load()
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied") from None
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
@@ -234,7 +235,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Our own checkpoint -> its raw dict (format, version, G_kwargs, G_ema, and G/D/training if saved)."""
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied") from None
+    except Exception as e:  # torch raises many types for damaged zips (RuntimeError, OSError, ...)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {msg[:200]})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
