@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from core.cameras import frontal_label
 from core.latents import z_from_seed
 from core.renderer import planes_table
 from core.triplane import TriPlaneGenerator
@@ -113,11 +114,8 @@ class RenderEngine:
     # ---- latents -------------------------------------------------------------------------------------
     def conditioning_label(self, latent: Latent) -> torch.Tensor:
         """The mapping network's camera: frontal around the checkpoint's pivot, offset by cond_yaw/pitch."""
-        from core.cameras import camera_label, fov_to_intrinsics, lookat_pose
-        o = self.G.options
-        pose = lookat_pose(math.pi / 2 + latent.cond_yaw, math.pi / 2 + latent.cond_pitch, o.avg_camera_radius,
-                           pivot=o.avg_camera_pivot, device=self.device)
-        return camera_label(pose, fov_to_intrinsics(latent.cond_fov).to(self.device))
+        return frontal_label(self.G.options, latent.cond_fov, self.device, yaw=latent.cond_yaw,
+                             pitch=latent.cond_pitch)
 
     def _map_seed(self, seed: int, latent: Latent) -> torch.Tensor:
         z = z_from_seed(seed, self.G.z_dim, self.device)
