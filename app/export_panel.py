@@ -1,5 +1,6 @@
-"""Export panel: mesh of the current latent (core.mesh, the code behind `main.py mesh`), PNG of the
-frame or the whole window, and screen recording of the viewport to MP4.
+"""Export panel: mesh of the current latent and orbit/360/interpolation videos (core.mesh and
+core.video, the code behind `main.py mesh|video`), PNG of the frame or the whole window, and screen
+recording of the viewport to MP4.
 
 Long exports run as jobs with a progress bar and Cancel; the UI stays live meanwhile.
 """
@@ -21,6 +22,8 @@ from core.engine import RenderEngine
 MESH_FORMATS = ("ply", "obj", "glb")
 MESH_COLORS = ("decoder", "none")
 MESH_RESOLUTIONS = (64, 128, 256, 384, 512)
+VIDEO_PATHS = ("orbit", "360", "interp")
+VIDEO_MODES = ("image", "image_raw", "image_depth")
 
 
 def export_mesh(engine: RenderEngine, latent, path: Path, options, progress) -> Path:
@@ -41,6 +44,8 @@ class ExportPanel(Panel):
         self.engine, self.display = engine, display
         self.mesh_path = "mesh.ply"
         self.mesh_res, self.mesh_level, self.mesh_crop, self.mesh_color = 2, 10.0, True, 0
+        self.video_file = "orbit.mp4"
+        self.video_kind, self.video_mode, self.video_frames, self.video_fps = 0, 0, 120, 30
         self.png_path = "frame.png"
         self.png_size = 512
         self.video_path = "recording.mp4"
@@ -57,11 +62,23 @@ class ExportPanel(Panel):
             _, self.mesh_level = imgui.drag_float("iso level", self.mesh_level, 0.1, -50.0, 100.0, "%.1f")
             _, self.mesh_crop = imgui.checkbox("crop box border", self.mesh_crop)
             imgui.same_line()
+            imgui.set_next_item_width(em(7))
             _, self.mesh_color = imgui.combo("colour", self.mesh_color, MESH_COLORS)
         with disabled(busy or engine is None):
             if imgui.button("Export mesh"):
                 self._start_mesh(state, engine)
-        self._job_status(state)
+        imgui.separator_text("Video")
+        with disabled(busy):
+            _, self.video_file = imgui.input_text("file##video", self.video_file)
+            _, self.video_kind = imgui.combo("camera path", self.video_kind, VIDEO_PATHS)
+            _, self.video_mode = imgui.combo("image", self.video_mode, VIDEO_MODES)
+            _, (self.video_frames, self.video_fps) = imgui.input_int2("frames, fps",
+                                                                       [self.video_frames, self.video_fps])
+        with disabled(busy or engine is None):
+            if imgui.button("Export video"):
+                self._start_video(state, engine)
+        imgui.text_disabled("interp: current seed to the Latent panel's second seed")
+        self._job_status()
         imgui.separator_text("Images")
         with disabled(self.display.frame is None):
             _, self.png_path = imgui.input_text("file##png", self.png_path)
@@ -90,8 +107,9 @@ class ExportPanel(Panel):
             imgui.same_line()
             imgui.text(f"{self.recorder.frames} frames")
 
-    def capture(self, state: AppState) -> None:
-        """Called once per UI frame by the studio: add the view to a running recording."""
+    def update(self, state: AppState) -> None:
+        """Finish a done export job and add the view to a running recording."""
+        self._finish_job(state)
         if self.recorder.due() and self.display.frame is not None:
             self.recorder.add(self.display.render_view(state.view, self.png_size - self.png_size % 16 or 16))
 
@@ -106,16 +124,34 @@ class ExportPanel(Panel):
         latent = state.latent.latent()
         self.job = Job("mesh export", lambda progress: export_mesh(engine, latent, path, options, progress))
 
-    def _job_status(self, state: AppState) -> None:
-        job = self.job
-        if job is None:
+    def _start_video(self, state: AppState, engine: RenderEngine) -> None:
+        from core.video import VideoOptions, render_video
+        lat, kind = state.latent, VIDEO_PATHS[self.video_kind]
+        seeds = [lat.seed, lat.interp_seed] if kind == "interp" else [lat.seed]
+        try:
+            options = VideoOptions(path=kind, frames=int(self.video_frames), fps=float(self.video_fps),
+                                   mode=VIDEO_MODES[self.video_mode], psi=lat.psi, cutoff=lat.cutoff or None,
+                                   fov_deg=state.camera.fov_deg,
+                                   neural_resolution=state.view.resolution or None)
+        except ValueError as e:
+            state.set_status(f"video: {e}", error=True)
             return
-        if not job.done:
+        path = Path(self.video_file)
+        self.job = Job("video export", lambda progress: render_video(engine.G, seeds, path, options,
+                                                                      progress)[0])
+
+    def _job_status(self) -> None:
+        job = self.job
+        if job is not None and not job.done:
             p = job.progress
             imgui.progress_bar(p.fraction, imgui.ImVec2(-em(6), 0), p.message or job.name)
             imgui.same_line()
             if imgui.button("Cancel"):
                 job.cancel()
+
+    def _finish_job(self, state: AppState) -> None:
+        job = self.job
+        if job is None or not job.done:
             return
         self.job = None
         if job.cancelled:

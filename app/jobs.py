@@ -14,6 +14,15 @@ from typing import Any, Callable
 from core.progress import Cancelled, Progress
 
 log = logging.getLogger(__name__)
+_live: set["Job"] = set()
+_live_lock = threading.Lock()
+
+
+def live_jobs() -> list["Job"]:
+    """Jobs still running (the studio cancels and joins them on exit: torch must not be running in a
+    daemon thread while the interpreter shuts down)."""
+    with _live_lock:
+        return list(_live)
 
 
 class Job:
@@ -26,6 +35,8 @@ class Job:
         self.error: str | None = None
         self.cancelled = False
         self._done = threading.Event()
+        with _live_lock:
+            _live.add(self)
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"job-{name}", daemon=True)
         self._thread.start()
 
@@ -38,6 +49,8 @@ class Job:
             self.error = str(e) or type(e).__name__
             log.error("%s failed:\n%s", self.name, traceback.format_exc())
         finally:
+            with _live_lock:
+                _live.discard(self)
             self._done.set()
 
     @property

@@ -153,6 +153,8 @@ class LatentPanel(Panel):
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
             imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
+
+    def update(self, state: AppState) -> None:
         if self.save_job is not None and self.save_job.done:
             job, self.save_job = self.save_job, None
             if job.error:

@@ -5,9 +5,13 @@ tensors. begin/end and the per-panel id scope are paired with try/finally.
 """
 from __future__ import annotations
 
+import logging
+
 from imgui_bundle import imgui
 
 from app.state import AppState
+
+log = logging.getLogger(__name__)
 
 
 class Panel:
@@ -16,6 +20,8 @@ class Panel:
 
     def __init__(self) -> None:
         self.open = self.default_open
+        self.last_error: str | None = None
+        """The last exception raised while drawing (also logged and shown in the status line)."""
 
     def window(self, state: AppState) -> None:
         """Draw the panel's window if it is open (the close button hides it)."""
@@ -27,6 +33,10 @@ class Panel:
                 imgui.push_id(self.name)
                 try:
                     self.draw(state)
+                except Exception as e:  # a panel bug must not take the studio (and unsaved work) down
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    log.exception("panel %s failed", self.name)
+                    state.set_status(f"{self.name} panel: {self.last_error}", error=True)
                 finally:
                     imgui.pop_id()
         finally:
@@ -35,6 +45,9 @@ class Panel:
 
     def draw(self, state: AppState) -> None:
         raise NotImplementedError
+
+    def update(self, state: AppState) -> None:
+        """Per-frame work that must happen even while the panel is hidden (finishing jobs, polling)."""
 
     def close(self) -> None:
         """Release resources (textures, threads); most panels have none."""

@@ -22,7 +22,7 @@ from app.display import Colorizer, FrameDisplay, save_png
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
-from app.jobs import Job
+from app.jobs import Job, live_jobs
 from app.latent_panel import LatentPanel
 from app.log_panel import DequeHandler, LogPanel
 from app.model_panel import ModelPanel
@@ -271,7 +271,8 @@ class Studio:
         self._poll_load()
         self._poll_frame()
         self._draw_ui()
-        self.export_panel.capture(self.state)
+        for panel in self.panels:
+            panel.update(self.state)
         self._submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
@@ -316,9 +317,12 @@ class Studio:
         self.settings.window_size = self.window.size
         self.settings.open_panels = {p.name: p.open for p in self.panels}
         self.settings.save(self.settings_dir)
-        if self.worker is not None:
-            self.worker.close()
         for panel in self.panels:
             panel.close()
+        for job in live_jobs():
+            job.cancel()
+            job.wait(60)
+        if self.worker is not None:
+            self.worker.close()
         logging.getLogger().removeHandler(self.log_handler)
         self.window.close()

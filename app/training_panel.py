@@ -66,7 +66,7 @@ class MetricsLog:
         if not rows:
             return np.zeros(0), np.zeros(0)
         xs, ys = np.asarray(rows, np.float64).T
-        return xs, ys
+        return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
 def eta_text(ticks: list[dict], target_kimg: float | None) -> str:
@@ -107,7 +107,6 @@ class TrainingPanel(Panel):
         if imgui.button("Watch"):
             self._watch(state, self.dir_text.strip())
         _, t.auto_reload = imgui.checkbox("load new snapshots automatically", t.auto_reload)
-        self._poll(state)
         self._process_controls(state)
         if self.metrics is None:
             imgui.text_disabled("Watch a run directory to see its curves and grids.")
@@ -147,8 +146,8 @@ class TrainingPanel(Panel):
         self.metrics = MetricsLog(Path(run_dir) / METRICS_FILE) if run_dir else None
         self.options, self.grid_path, self.snapshot, self._next_poll = {}, None, None, 0.0
 
-    def _poll(self, state: AppState) -> None:
-        """Once a second: new metric lines, options, the newest grid and snapshot."""
+    def update(self, state: AppState) -> None:
+        """Once a second, visible or not: new metric lines, options, the newest grid and snapshot."""
         if self.metrics is None or time.monotonic() < self._next_poll:
             return
         self._next_poll = time.monotonic() + POLL_SECONDS

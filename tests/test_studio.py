@@ -67,6 +67,7 @@ def studio(display, snapshot_pkl, tmp_path_factory):
     yield s
     if s.window is not None:
         s.close()
+    assert [p.last_error for p in s.panels if p.last_error] == []
 
 
 def run_until(studio, condition, what: str, limit: float = WAIT_S) -> int:
@@ -220,6 +221,61 @@ def test_bad_dropped_file_is_an_error_line_not_a_crash(studio, tmp_path):
     run_until(studio, lambda: studio.state.status_is_error and "notes.txt" in studio.state.status,
               "the load error")
     assert studio.state.model.path is not None and studio.latest_frame is not None
+
+
+def test_export_mesh_frame_png_and_recording(studio, tmp_path):
+    export = studio.export_panel
+    export.mesh_path, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
+    export.mesh_level = 0.0
+    export._start_mesh(studio.state, studio.engine)
+    run_until(studio, lambda: export.job is None, "the mesh export", limit=120)
+    assert "wrote" in studio.state.status, studio.state.status
+    import trimesh
+    mesh = trimesh.load(tmp_path / "shape.ply")
+    assert len(mesh.faces) > 100 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
+    export.video_file, export.video_frames, export.video_mode = str(tmp_path / "orbit.mp4"), 3, 1   # raw
+    studio.state.view.resolution = 32
+    try:
+        export._start_video(studio.state, studio.engine)
+        run_until(studio, lambda: export.job is None, "the video export", limit=120)
+    finally:
+        studio.state.view.resolution = 0
+    assert "wrote" in studio.state.status, studio.state.status
+    import imageio.v2 as imageio
+    with imageio.get_reader(tmp_path / "orbit.mp4") as reader:
+        assert reader.count_frames() == 3
+    export.png_path, export.png_size = str(tmp_path / "frame.png"), 128
+    export._save_frame(studio.state)
+    from PIL import Image
+    assert Image.open(tmp_path / "frame.png").size == (128, 128)
+    export.recorder.start(tmp_path / "rec.mp4", fps=30)
+    run_until(studio, lambda: export.recorder.frames >= 5, "recorded frames")
+    assert export.recorder.stop() == tmp_path / "rec.mp4"
+    with imageio.get_reader(tmp_path / "rec.mp4") as reader:
+        assert reader.count_frames() == export.recorder.frames
+    assert not list(tmp_path.glob(".*recording*"))
+
+
+def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path):
+    from core.checkpoint import save_checkpoint
+    from PIL import Image
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "training_options.json").write_text(json.dumps({"kimg": 1.0}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"event": "tick", "kimg": k / 10, "images_per_s": 50.0, "loss_G": 1 / (k + 1),
+                    "loss_D_real": 0.5, "reg_r1": 0.01}) + "\n" for k in range(5)))
+    Image.fromarray(np.full((32, 64, 3), 200, np.uint8)).save(run / "fakes000000400.png")
+    save_checkpoint(run / "network-snapshot-000000400.ckpt", small_G)
+    panel = next(p for p in studio.panels if p.name == "Training")
+    panel.open = True
+    studio.state.camera.yaw, studio.state.latent.seed = 0.4, 11
+    panel._watch(studio.state, str(run))
+    run_until(studio, lambda: studio.state.model.path and studio.state.model.path.endswith(".ckpt")
+              and studio.settled, "the snapshot hot reload", limit=120)
+    assert studio.state.camera.yaw == 0.4 and studio.state.latent.seed == 11, "hot reload lost the view"
+    assert len(panel.metrics.ticks) == 5 and panel.grid.size == (64, 32)
+    assert panel.metrics.series("loss_G")[1][-1] == pytest.approx(0.2)
 
 
 def test_window_screenshot_and_settings_persist(studio, tmp_path):
