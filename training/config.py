@@ -1,0 +1,159 @@
+"""Training options: one dataclass, named presets (`tiny` for CPUs, the original ffhq/afhq/shapenet).
+
+The generator/discriminator constructor kwargs are derived from the options exactly as the original
+train.py does (ref §1.10, §6.1), so a run's snapshots rebuild with `TriPlaneGenerator(**G_kwargs)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SR_BY_RESOLUTION = {512: "SuperresolutionHybrid8XDC", 256: "SuperresolutionHybrid4X", 128: "SuperresolutionHybrid2X"}
+
+
+@dataclass
+class TrainOptions:
+    """Every knob of a run (saved as training_options.json in the run dir)."""
+    config: str = "tiny"
+    batch: int = 8
+    """Total batch over all processes."""
+    gamma: float = 0.3
+    """R1 weight."""
+    glr: float = 0.0025
+    dlr: float = 0.002
+    kimg: float = 10.0
+    snap: float = 1.0
+    """Snapshot (grids, checkpoint, SWD) interval in kimg."""
+    tick: float = 0.2
+    """Metrics-log interval in kimg."""
+    seed: int = 0
+    # Architecture
+    cbase: int = 32768
+    cmax: int = 512
+    map_depth: int = 2
+    mbstd_group: int = 4
+    sr_module: str | None = None
+    """Superresolution class (default by resolution, as train.py)."""
+    sr_num_fp16_res: int = 4
+    d_num_fp16_res: int = 4
+    # Rendering
+    depth_resolution: int = 48
+    depth_resolution_importance: int = 48
+    ray_start: float | str = 2.25
+    ray_end: float | str = 3.3
+    box_warp: float = 1.0
+    white_back: bool = False
+    avg_camera_radius: float = 2.7
+    avg_camera_pivot: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.2])
+    # Loss schedules (ref §6.2)
+    density_reg: float = 0.25
+    density_reg_every: int = 4
+    density_reg_p_dist: float = 0.004
+    reg_type: str = "l1"
+    d_reg_interval: int = 16
+    blur_init_sigma: float = 10.0
+    blur_fade_kimg: float = 200.0
+    """At batch 32; scaled by batch/32 like the original."""
+    gen_pose_cond: bool = False
+    gpc_reg_prob: float = 0.5
+    gpc_reg_fade_kimg: float = 1000.0
+    nrr_initial: int = 64
+    nrr_final: int | None = None
+    nrr_fade_kimg: float = 1000.0
+    style_mixing_prob: float = 0.0
+    disc_c_noise: float = 0.0
+    c_scale: float = 1.0
+    decoder_lr_mul: float = 1.0
+    ema_kimg: float | None = None
+    """Default batch*10/32."""
+    ema_rampup: float | None = 0.05
+    # Monitoring
+    swd_images: int = 256
+    grid_size: tuple[int, int] = (8, 4)
+
+    def rendering_kwargs(self, resolution: int) -> dict:
+        sr = self.sr_module or SR_BY_RESOLUTION.get(resolution)
+        if sr is None:
+            raise ValueError(f"no default superresolution module for {resolution}x{resolution} images; "
+                             f"choose one of {', '.join(SR_BY_RESOLUTION.values())}")
+        return {
+            "image_resolution": resolution, "disparity_space_sampling": False, "clamp_mode": "softplus",
+            "superresolution_module": f"training.superresolution.{sr.rsplit('.', 1)[-1]}",
+            "c_gen_conditioning_zero": not self.gen_pose_cond,
+            "gpc_reg_prob": self.gpc_reg_prob if self.gen_pose_cond else None,
+            "c_scale": self.c_scale, "superresolution_noise_mode": "none",
+            "density_reg": self.density_reg, "density_reg_p_dist": self.density_reg_p_dist,
+            "reg_type": self.reg_type, "decoder_lr_mul": self.decoder_lr_mul, "sr_antialias": True,
+            "depth_resolution": self.depth_resolution,
+            "depth_resolution_importance": self.depth_resolution_importance,
+            "ray_start": self.ray_start, "ray_end": self.ray_end, "box_warp": self.box_warp,
+            "white_back": self.white_back, "avg_camera_radius": self.avg_camera_radius,
+            "avg_camera_pivot": list(self.avg_camera_pivot),
+        }
+
+    def G_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
+        """TriPlaneGenerator constructor kwargs (the original's layout)."""
+        return dict(z_dim=512, w_dim=512, c_dim=c_dim, img_resolution=resolution, img_channels=3,
+                    mapping_kwargs={"num_layers": self.map_depth}, rendering_kwargs=self.rendering_kwargs(resolution),
+                    channel_base=self.cbase, channel_max=self.cmax, fused_modconv_default="inference_only",
+                    num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=self.sr_num_fp16_res,
+                    sr_kwargs={"channel_base": self.cbase, "channel_max": self.cmax,
+                               "fused_modconv_default": "inference_only"})
+
+    def D_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
+        """DualDiscriminator constructor kwargs."""
+        return dict(c_dim=c_dim, img_resolution=resolution, img_channels=3, architecture="resnet",
+                    channel_base=self.cbase, channel_max=self.cmax, num_fp16_res=self.d_num_fp16_res,
+                    conv_clamp=256 if self.d_num_fp16_res > 0 else None, disc_c_noise=self.disc_c_noise,
+                    block_kwargs={"freeze_layers": 0}, mapping_kwargs={},
+                    epilogue_kwargs={"mbstd_group_size": self.mbstd_group})
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainOptions":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "grid_size" in d:
+            d["grid_size"] = tuple(d["grid_size"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainOptions":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+_FFHQ = dict(gamma=1.0, batch=32, kimg=25000, snap=200, tick=4, depth_resolution=48,
+             depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1.0,
+             avg_camera_radius=2.7, avg_camera_pivot=[0.0, 0.0, 0.2], gen_pose_cond=True,
+             swd_images=2048, grid_size=(15, 8))
+
+PRESETS: dict[str, dict] = {
+    # Small enough for a 2-core CPU: narrow backbone (8-64 channels), 32^2 neural rendering with
+    # 12+12 samples, SR 2X to 128^2; short blur fade; no pose conditioning (objects, not faces).
+    "tiny": dict(batch=8, gamma=0.3, kimg=10, snap=1, tick=0.2, cbase=2048, cmax=64,
+                 depth_resolution=12, depth_resolution_importance=12, ray_start=0.9, ray_end=2.7,
+                 box_warp=1.0, white_back=True, avg_camera_radius=1.8, avg_camera_pivot=[0.0, 0.0, 0.0],
+                 nrr_initial=32, blur_fade_kimg=4.0, blur_init_sigma=4.0, gen_pose_cond=False,
+                 swd_images=64, grid_size=(8, 4)),
+    "ffhq": dict(_FFHQ),
+    "afhq": dict(_FFHQ, gamma=5.0, avg_camera_pivot=[0.0, 0.0, -0.06], gpc_reg_prob=0.8),
+    "shapenet": dict(_FFHQ, gamma=0.3, depth_resolution=64, depth_resolution_importance=64, ray_start=0.1,
+                     ray_end=2.6, box_warp=1.6, white_back=True, avg_camera_radius=1.7,
+                     avg_camera_pivot=[0.0, 0.0, 0.0], gen_pose_cond=False),
+}
+
+
+def preset(name: str, **overrides) -> TrainOptions:
+    """Options of a named preset with overrides (None values are ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown config {name!r}; choose from {', '.join(PRESETS)}")
+    values = dict(PRESETS[name], config=name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainOptions.from_dict(values)
