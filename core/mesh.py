@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from core.fileio import atomic_path
 from core.progress import Progress
-from core.renderer import PLANE_AXES
+from core.renderer import PLANE_AXES, planes_table
 
 MeshFormat = Literal["ply", "obj", "glb"]
 ColorMode = Literal["decoder", "views", "none"]
@@ -160,7 +160,7 @@ class GridDensity:
             volume[ii[:, :, None, None], jj[:, None, :, None], kk[:, None, None, :]] = values
             done += len(o) * per_block
             if progress is not None:
-                progress.update(done, max(total, done), message)
+                progress.update(min(done, total), total, message)
         return done
 
 
@@ -239,12 +239,10 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
     if extent > field.m:
         raise ValueError("GridDensity was built without room for the padded coarse grid")
     dev = field.device
-    estimate = cn ** 3 + n ** 3 // 8  # progress units are points; the fine share is a guess
     coarse = np.empty((cn, cn, cn), dtype=np.float32)
     origins = torch.zeros(cn, 3, dtype=torch.long, device=dev)
     origins[:, 0] = torch.arange(cn) * step
-    done = field.evaluate_blocks(origins, (1, cn, cn), coarse, chunk, progress, 0, estimate, "coarse grid",
-                                 stride=step)
+    done = field.evaluate_blocks(origins, (1, cn, cn), coarse, chunk, stride=step)  # fast: no progress
     vol = F.interpolate(torch.from_numpy(coarse)[None, None], size=(extent,) * 3, mode="trilinear",
                         align_corners=True)[0, 0].numpy()
     _crop(vol, n, crop_border)
@@ -254,11 +252,13 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
     refined = np.zeros_like(cells)
     keep = _inside(np.arange(extent), n, crop_border)
     block = (step + 1,) * 3  # a cell with its far faces: neighbouring blocks share a face
+    total = done + int(cells.sum()) * (step + 1) ** 3  # progress in points; closure rounds add a few more
+    if progress is not None:
+        progress.update(done, total, "coarse grid")
     while cells.any():
         origins = np.argwhere(cells) * step
         done = field.evaluate_blocks(torch.from_numpy(origins).to(dev), block, vol, chunk, progress, done,
-                                     max(estimate, done + len(origins) * (step + 1) ** 3), "refining",
-                                     keep=keep)
+                                     total, "refining", keep=keep)
         refined |= cells
         # Closure: a neighbour whose now-exact shared face crosses the level must be refined as well.
         candidates = np.argwhere(_grow(cells, 1) & ~refined)
@@ -268,7 +268,7 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
         cells = np.zeros_like(cells)
         cells[tuple(candidates[crossed].T)] = True
     if progress is not None:
-        progress.update(done, done, "density done")
+        progress.update(total, total, "density done")
     return vol[:n, :n, :n]  # a view: marching cubes and np.save take it as is, a copy would cost 0.2 s
 
 
@@ -296,9 +296,10 @@ def decoder_colors(G, planes: torch.Tensor, vertices: np.ndarray, chunk: int = 1
     """Decoder rgb features 0-2 (in [0,1]) at the vertices -> [V,3] uint8."""
     out = []
     with torch.no_grad():
+        table = planes_table(planes)
         for s in range(0, len(vertices), chunk):
             pts = torch.from_numpy(vertices[s:s + chunk]).to(planes.device)[None]
-            out.append(G.sample_planes(planes, pts)["rgb"][0, :, :3].float().cpu())
+            out.append(G.sample_planes(planes, pts, table)["rgb"][0, :, :3].float().cpu())
     rgb = torch.cat(out) if out else torch.zeros(0, 3)
     return (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
@@ -306,9 +307,6 @@ def decoder_colors(G, planes: torch.Tensor, vertices: np.ndarray, chunk: int = 1
 VIEW_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (-0.5, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, -0.35), (0.0, 0.35),
                 (1.5, 0.0), (-1.5, 0.0))
 """(yaw, pitch) offsets from frontal, radians, of the cameras used by `view_colors` (in this order)."""
-VIEW_DEPTH_TOLERANCE = 0.02
-"""A vertex is seen by a view when its distance to the camera is within this (x box_warp) of the
-rendered depth there."""
 
 
 def _project(vertices: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -331,13 +329,30 @@ def _sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
 
 
+def _visible(uv: torch.Tensor, dist: torch.Tensor, edge: float, focal: float) -> torch.Tensor:
+    """Which projected vertices are not hidden by the mesh itself -> bool [V].
+
+    A z-buffer of the vertices' camera distances at a resolution where one mesh edge is about one
+    pixel (so the front surface covers its pixels); a vertex is visible when it is within three edge
+    lengths of the nearest vertex in its pixel. (The renderer's own depth is an expected ray
+    termination that semi-transparent density can pull well in front of the iso-surface.)
+    """
+    res = int(min(max(float(dist.median()) / (edge * focal), 16), 2048))
+    inside = ((uv >= 0) & (uv < 1)).all(dim=1)
+    pix = (uv.clamp(0, 1 - 1e-6) * res).long()
+    flat = pix[:, 1] * res + pix[:, 0]
+    zbuf = torch.full((res * res,), float("inf"), device=dist.device)
+    zbuf.scatter_reduce_(0, flat[inside], dist[inside], reduce="amin")
+    return inside & (dist <= zbuf[flat] + 3 * edge)
+
+
 def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views: int = 7,
                 fov_deg: float = 18.837, progress: Progress | None = None) -> np.ndarray:
     """Vertex colours from super-resolved renderings of `num_views` cameras -> [V,3] uint8.
 
-    Each view renders image (SR) and depth; a vertex takes a view's colour where it is in frame, faces
-    the camera, and its distance matches the rendered depth (else it is hidden there). Views are
-    averaged with weight cos(angle to the camera)²; vertices no view sees keep the decoder's colour.
+    Each view renders the image (SR); a vertex takes a view's colour where it is in frame, faces the
+    camera and is not hidden by the mesh (`_visible`). Views are averaged with weight
+    cos(angle to the camera)²; vertices no view sees keep the decoder's colour.
     """
     from core.cameras import OrbitCamera
     import trimesh
@@ -345,12 +360,12 @@ def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views
         raise ValueError(f"number of views must be 1..{len(VIEW_OFFSETS)}, got {num_views}")
     dev = planes.device
     verts = torch.from_numpy(mesh.vertices).to(dev)
-    normals = torch.from_numpy(np.asarray(trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-                                          .vertex_normals, dtype=np.float32)).to(dev)
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    normals = torch.from_numpy(np.asarray(tm.vertex_normals, dtype=np.float32)).to(dev)
+    edge = float(np.median(tm.edges_unique_length))
     acc = torch.zeros(len(verts), 3, device=dev)
     weight = torch.zeros(len(verts), device=dev)
     opts = G.options
-    tol = VIEW_DEPTH_TOLERANCE * opts.box_warp
     for i, (yaw, pitch) in enumerate(VIEW_OFFSETS[:num_views]):
         if progress is not None:
             progress.update(i, num_views, f"colour view {i + 1}/{num_views}")
@@ -359,12 +374,11 @@ def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
         uv, dist, to_cam = _project(verts, label)
-        depth = _sample_image(out["image_depth"].float(), uv)[:, 0]
         image = out.get("image", out["image_raw"]).float()
         rgb = (_sample_image(image, uv).clamp(-1, 1) + 1) / 2
         facing = (normals * to_cam).sum(dim=1)
-        inside = ((uv >= 0) & (uv <= 1)).all(dim=1)
-        w = facing.clamp_min(0) ** 2 * (inside & (facing > 0.1) & ((dist - depth).abs() < tol))
+        seen = _visible(uv, dist, edge, float(label[0, 16]))
+        w = facing.clamp_min(0) ** 2 * (seen & (facing > 0.1))
         acc += rgb * w[:, None]
         weight += w
     if progress is not None:
@@ -376,32 +390,52 @@ def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views
     return colors
 
 
-def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
-                 options: MeshOptions = MeshOptions(), progress: Progress | None = None) -> Mesh:
-    """Planes [1,3,32,H,W] of one latent -> coloured iso-surface Mesh (ws needed for color='views')."""
-    opts = options
-    if opts.resolution < 8:
-        raise ValueError(f"mesh resolution must be at least 8, got {opts.resolution}")
-    if opts.step < 1:
-        raise ValueError(f"coarse step must be >= 1, got {opts.step}")
-    box = G.options.box_warp
-    padded = (math.ceil((opts.resolution - 1) / opts.step)) * opts.step + 1
+def _check(options: MeshOptions) -> None:
+    if options.resolution < 8:
+        raise ValueError(f"mesh resolution must be at least 8, got {options.resolution}")
+    if options.step < 1:
+        raise ValueError(f"coarse step must be >= 1, got {options.step}")
+    if options.color not in ("decoder", "views", "none"):
+        raise ValueError(f"unknown colour mode {options.color!r} (decoder, views or none)")
+
+
+def density_volume(G, planes: torch.Tensor, options: MeshOptions = MeshOptions(), dense: bool = False,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Raw sigma [N,N,N] (indexed [x,y,z]) of planes [1,3,32,H,W], border-cropped per the options.
+
+    dense=False evaluates coarse-to-fine (exact only near the iso-level, enough for the mesh);
+    dense=True evaluates every point (for saving the volume, e.g. to pick other levels in ChimeraX).
+    """
+    _check(options)
+    n, step = options.resolution, options.step
+    padded = math.ceil((n - 1) / step) * step + 1
     with torch.no_grad():
-        field = GridDensity(G.decoder, planes, box, opts.resolution, padded)
-        if opts.step == 1:
-            volume = dense_density(field, opts.chunk, opts.crop_border, progress)
-        else:
-            volume = coarse_to_fine_density(field, opts.level, opts.step, opts.chunk, opts.crop_border,
-                                            opts.dilate, progress)
-    mesh = marching_cubes(volume, opts.level, box)
-    if opts.color == "decoder":
+        field = GridDensity(G.decoder, planes, G.options.box_warp, n, padded)
+        if dense or step == 1:
+            return dense_density(field, options.chunk, options.crop_border, progress)
+        return coarse_to_fine_density(field, options.level, step, options.chunk, options.crop_border,
+                                      options.dilate, progress)
+
+
+def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
+                 options: MeshOptions = MeshOptions(), progress: Progress | None = None,
+                 volume: np.ndarray | None = None) -> Mesh:
+    """Planes [1,3,32,H,W] of one latent -> coloured iso-surface Mesh (may have no faces).
+
+    ws is needed for color='views'; `volume` reuses a density from `density_volume`.
+    """
+    _check(options)
+    if volume is None:
+        volume = density_volume(G, planes, options, progress=progress)
+    mesh = marching_cubes(volume, options.level, G.options.box_warp)
+    if len(mesh.faces) == 0 or options.color == "none":
+        return mesh
+    if options.color == "decoder":
         mesh.colors = decoder_colors(G, planes, mesh.vertices)
-    elif opts.color == "views":
+    else:
         if ws is None:
             raise ValueError("color='views' needs the latent's ws")
-        mesh.colors = view_colors(G, planes, ws, mesh, opts.num_views, opts.fov_deg, progress)
-    elif opts.color != "none":
-        raise ValueError(f"unknown colour mode {opts.color!r} (decoder, views or none)")
+        mesh.colors = view_colors(G, planes, ws, mesh, options.num_views, options.fov_deg, progress)
     return mesh
 
 

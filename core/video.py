@@ -1,0 +1,170 @@
+"""Orbit and latent-interpolation videos: camera paths, cyclic cubic interpolation in W, H.264 MP4 writer.
+
+Replaces the original gen_videos tool (EG3D ref §7.2): the same orbit (yaw ±0.35, pitch ±0.25 around the
+pivot, one loop per video), a full 360° turn, and interpolation between seeds with the camera orbiting,
+for a grid of cells. Planes are computed once per cell when its latent is fixed (orbit / 360) and per
+frame only while the latent moves. Rendering is deterministic (no depth jitter), so frames do not flicker.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from core.fileio import atomic_path
+from core.images import grid, parse_modes, render_modes, seed_ws
+from core.progress import Progress
+
+PathKind = Literal["orbit", "360", "interp"]
+PATHS: tuple[str, ...] = ("orbit", "360", "interp")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    path: PathKind = "orbit"
+    """'orbit': the original's yaw/pitch loop; '360': a full turn; 'interp': seeds interpolated in W."""
+    frames: int = 240
+    fps: float = 30.0
+    mode: str = "image"
+    """image (super-resolved), image_raw (neural rendering) or image_depth (normalised, near = bright)."""
+    grid: tuple[int, int] | None = None
+    """(columns, rows) of cells; None: one cell per seed, laid out near-square (interp: 1x1)."""
+    psi: float = 0.7
+    cutoff: int | None = None
+    fov_deg: float = 18.837
+    neural_resolution: int | None = None
+    """Neural rendering resolution override (None: the model's own)."""
+    pitch_360: float = -0.2
+    """Pitch offset (radians, > 0 is lower) of the 360° path."""
+    bitrate: str = "10M"
+
+
+def camera_path(kind: PathKind, frames: int, options, fov_deg: float = 18.837, pitch_360: float = -0.2,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Camera labels [frames, 25] for the path around the model's avg camera pivot and radius."""
+    from core.cameras import camera_label, fov_to_intrinsics, orbit_360, video_orbit
+    if frames < 1:
+        raise ValueError(f"number of frames must be at least 1, got {frames}")
+    radius, pivot = options.avg_camera_radius, tuple(options.avg_camera_pivot)
+    if kind in ("orbit", "interp"):
+        poses = [video_orbit(f, frames, radius=radius, pivot=pivot, device=device) for f in range(frames)]
+    elif kind == "360":
+        poses = [orbit_360(f, frames, pitch=pitch_360, radius=radius, pivot=pivot, device=device)
+                 for f in range(frames)]
+    else:
+        raise ValueError(f"unknown camera path {kind!r} (choose from {', '.join(PATHS)})")
+    return camera_label(torch.cat(poses), fov_to_intrinsics(fov_deg, device))
+
+
+def cyclic_cubic(keys: torch.Tensor, t: float) -> torch.Tensor:
+    """Catmull-Rom interpolation through keys [K,...] closed into a loop; t in [0,1) -> [...].
+
+    t = 0 is keys[0]; each key gets an equal share of the loop; K = 1 gives the key itself.
+    """
+    k = keys.shape[0]
+    if k == 1:
+        return keys[0]
+    x = (t % 1.0) * k
+    i = int(math.floor(x))
+    s = x - i
+    p0, p1, p2, p3 = (keys[(i + d) % k] for d in (-1, 0, 1, 2))
+    return 0.5 * ((2 * p1) + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s ** 2
+                  + (-p0 + 3 * p1 - 3 * p2 + p3) * s ** 3)
+
+
+def grid_shape(cells: int, requested: tuple[int, int] | None) -> tuple[int, int]:
+    """(columns, rows) for `cells` cells: the requested one, or near-square."""
+    if requested is not None:
+        return requested
+    cols = math.ceil(math.sqrt(cells))
+    return cols, math.ceil(cells / cols)
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'3x2' -> (3 columns, 2 rows)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"bad grid {text!r} (expected COLUMNSxROWS like 2x2)")
+    return int(parts[0]), int(parts[1])
+
+
+def _cell_keys(seeds: Sequence[int], opts: VideoOptions) -> tuple[list[list[int]], tuple[int, int]]:
+    """Seeds -> per-cell keyframe seeds and the (columns, rows) layout."""
+    if opts.path == "interp":
+        cols, rows = opts.grid or (1, 1)
+        cells = cols * rows
+        if len(seeds) % cells:
+            raise ValueError(f"interpolation needs a multiple of {cells} seeds for a {cols}x{rows} grid "
+                             f"(got {len(seeds)})")
+        per = len(seeds) // cells
+        return [list(seeds[c * per:(c + 1) * per]) for c in range(cells)], (cols, rows)
+    cols, rows = grid_shape(len(seeds), opts.grid)
+    if len(seeds) > cols * rows:
+        raise ValueError(f"{len(seeds)} seeds do not fit a {cols}x{rows} grid")
+    return [[s] for s in seeds], (cols, rows)
+
+
+def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: VideoOptions = VideoOptions(),
+                 progress: Progress | None = None) -> tuple[Path, Path]:
+    """Render the video to `out` (.mp4, H.264) and its camera labels to <out stem>.cameras.npy.
+
+    Both files are written through temporary files and appear only when complete (Ctrl-C or
+    Cancelled leaves nothing). Returns (video path, cameras path).
+    """
+    import imageio_ffmpeg
+    opts = options
+    mode = parse_modes([opts.mode])[0]
+    if opts.fps <= 0:
+        raise ValueError(f"fps must be positive, got {opts.fps}")
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"video file {out} must end in .mp4")
+    if not seeds:
+        raise ValueError("no seeds given")
+    cam_path = out.with_name(out.stem + ".cameras.npy")
+    dev = next(G.parameters()).device
+    keys, (cols, rows) = _cell_keys(seeds, opts)
+    labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360, dev)
+    key_ws = [torch.cat([seed_ws(G, s, opts.psi, opts.cutoff, opts.fov_deg) for s in cell]) for cell in keys]
+    moving = any(len(k) > 1 for k in keys)
+    with torch.no_grad():
+        fixed_ws = torch.cat([k[0:1] for k in key_ws])
+        fixed_planes = None if moving else G.planes(fixed_ws)
+    blank = None
+    with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:
+        writer = None
+        try:
+            for f in range(opts.frames):
+                if progress is not None:
+                    progress.update(f, opts.frames, f"frame {f + 1}/{opts.frames}")
+                if moving:
+                    ws = torch.stack([cyclic_cubic(k, f / opts.frames) for k in key_ws])
+                    with torch.no_grad():
+                        planes = G.planes(ws)
+                else:
+                    ws, planes = fixed_ws, fixed_planes
+                tiles = [d[mode] for d in render_modes(G, planes, ws, labels[f:f + 1], [mode],
+                                                       opts.neural_resolution)]
+                if blank is None:
+                    blank = np.zeros_like(tiles[0])
+                frame = grid(tiles + [blank] * (cols * rows - len(tiles)), cols)
+                if writer is None:
+                    writer = imageio_ffmpeg.write_frames(
+                        str(tmp_video), (frame.shape[1], frame.shape[0]), fps=opts.fps, codec="libx264",
+                        bitrate=opts.bitrate, pix_fmt_out="yuv420p", macro_block_size=2,
+                        ffmpeg_log_level="error")
+                    writer.send(None)
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            if writer is not None:
+                writer.close()
+        with open(tmp_cams, "wb") as fh:
+            np.save(fh, labels.cpu().numpy().astype(np.float32))
+    if progress is not None:
+        progress.update(opts.frames, opts.frames, "done")
+    return out, cam_path
