@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, help="R1 regularisation weight")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--swd-images", type=int, help="images per set for the SWD metric (0 = off)")
+    p.add_argument("--grid", metavar="WxH", help="image-grid size in images (default per config, e.g. 8x4)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest snapshot")
     from cli.common import add_device_argument
     add_device_argument(p)
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from training.loop import OPTIONS_FILE, list_snapshots, train
 
     overrides = dict(kimg=args.kimg, snap=args.snap, tick=args.tick, batch=args.batch, gamma=args.gamma,
-                     seed=args.seed, swd_images=args.swd_images)
+                     seed=args.seed, swd_images=args.swd_images, grid_size=_grid(args.grid))
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / OPTIONS_FILE).exists():
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out and Path(args.out).resolve() != run_dir.resolve():
             raise StudioError("--resume continues in the run directory itself; leave out --out")
         opts = TrainOptions.load(run_dir / OPTIONS_FILE)
-        for k in ("kimg", "snap", "tick", "swd_images"):
+        for k in ("kimg", "snap", "tick", "swd_images", "grid_size"):
             if overrides[k] is not None:
                 setattr(opts, k, overrides[k])
         data = args.data or _run_dataset(run_dir, list_snapshots(run_dir))
@@ -76,6 +77,18 @@ def run(args: argparse.Namespace) -> int:
     if last is not None:
         print(f"done: {last}")
     return 0
+
+
+def _grid(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--grid: expected WxH such as 8x4, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError("--grid: both sizes must be at least 1")
+    return w, h
 
 
 def _run_dataset(run_dir: Path, snapshots: list[Path]) -> str:

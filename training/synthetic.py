@@ -13,10 +13,10 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
+from core.cameras import camera_label, intrinsics_from_focal, lookat_pose
 from core.fileio import atomic_path
 from core.progress import Progress
 
@@ -40,26 +40,14 @@ class SynthSettings:
     """Smooth-union blending radius."""
 
 
-def lookat_cam2world(yaw: torch.Tensor, pitch: torch.Tensor, radius: float) -> torch.Tensor:
-    """Cameras on a sphere around the origin, looking at it -> OpenCV cam2world [B,4,4] (ref §4.2).
+def orbit_cameras(yaw: torch.Tensor, elevation: torch.Tensor, radius: float) -> torch.Tensor:
+    """Cameras on a sphere around the origin looking at it -> OpenCV cam2world [B,4,4].
 
-    Camera axes as the original LookAt sampler: world up +y, right = -(up x forward), down = forward x right.
+    yaw = azimuth around +y (0 = camera on +z), elevation above the horizon; converted to the
+    original LookAt sampler's absolute angles (core.cameras.lookat_pose, ref §4.2).
     """
-    origin = torch.stack([radius * torch.cos(pitch) * torch.sin(yaw), radius * torch.sin(pitch),
-                          radius * torch.cos(pitch) * torch.cos(yaw)], dim=-1)
-    forward = torch.nn.functional.normalize(-origin, dim=-1)
-    up = torch.tensor([0.0, 1.0, 0.0]).expand_as(forward)
-    right = -torch.nn.functional.normalize(torch.cross(up, forward, dim=-1), dim=-1)
-    down = torch.nn.functional.normalize(torch.cross(forward, right, dim=-1), dim=-1)
-    m = torch.eye(4).repeat(yaw.shape[0], 1, 1)
-    m[:, :3, 0], m[:, :3, 1], m[:, :3, 2], m[:, :3, 3] = right, down, forward, origin
-    return m
-
-
-def camera_labels(cam2world: torch.Tensor, focal: float) -> torch.Tensor:
-    """cam2world [B,4,4] -> 25-number labels with intrinsics [[f,0,.5],[0,f,.5],[0,0,1]]."""
-    k = torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1.0]])
-    return torch.cat([cam2world.reshape(-1, 16), k.reshape(1, 9).expand(cam2world.shape[0], 9)], dim=1)
+    return torch.cat([lookat_pose(math.pi / 2 + float(y), math.pi / 2 * (1 - math.sin(float(e))), radius)
+                      for y, e in zip(yaw, elevation)])
 
 
 def random_scenes(gen: torch.Generator, count: int, settings: SynthSettings) -> dict[str, torch.Tensor]:
@@ -181,7 +169,7 @@ def sample_cameras(gen: torch.Generator, count: int, settings: SynthSettings) ->
     yaw = y0 + (y1 - y0) * torch.rand(count, generator=gen)
     s0, s1 = math.sin(settings.pitch_range[0]), math.sin(settings.pitch_range[1])
     pitch = torch.asin(s0 + (s1 - s0) * torch.rand(count, generator=gen))
-    return lookat_cam2world(yaw, pitch, settings.radius)
+    return orbit_cameras(yaw, pitch, settings.radius)
 
 
 def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: int = 0,
@@ -203,7 +191,7 @@ def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: 
         scene["present"] = scenes[0]["present"]
         cams = torch.cat([sample_cameras(g, 1, settings) for g in gens])
         images = render(scene, cams, settings.focal, resolution, settings.smooth).numpy()
-        label = camera_labels(cams, settings.focal)
+        label = camera_label(cams, intrinsics_from_focal(settings.focal))
         for i in range(n):
             idx = start + i
             rel = f"{idx // 1000:05d}/img{idx:08d}.png"
@@ -217,13 +205,3 @@ def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: 
     with atomic_path(out / "dataset.json") as tmp:
         tmp.write_text(json.dumps(meta))
     return out
-
-
-def preview_grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """uint8 [N,H,W,3] -> one grid image (used by `dataset synth --preview`)."""
-    n, h, w, c = images.shape
-    rows = -(-n // cols)
-    grid = np.full((rows * h, cols * w, c), 255, np.uint8)
-    for i, im in enumerate(images):
-        grid[(i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = im
-    return grid
