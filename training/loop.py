@@ -290,7 +290,8 @@ class Trainer:
         sched = schedule(self.opts, self.cur_nimg)
         entry = {"event": "tick", "kimg": self.cur_nimg / 1000, "nimg": self.cur_nimg,
                  "time_s": round(self.train_time, 2), "images_per_s": images / max(seconds, 1e-9),
-                 "sec_per_kimg": seconds / max(images, 1) * 1000, "blur_sigma": sched.blur_sigma,
+                 "sec_per_kimg": seconds / max(images, 1) * 1000, "processes": self.info.world_size,
+                 "blur_sigma": sched.blur_sigma,
                  "swapping_prob": sched.swapping_prob, "nrr": sched.nrr,
                  "peak_cpu_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         if self.device.type == "cuda":
