@@ -7,10 +7,10 @@ box [-box_warp/2, box_warp/2]³ (no shear, unlike the original script). Two fact
   first layer is linear, so `FC1(mean of 3 plane features)` = sum of three per-plane tables [N,N,64]
   computed once. A grid point then costs three table rows, a softplus and a dot product.
 * Marching cubes only looks at cells whose corners straddle the level. A coarse grid (every `step`-th
-  point) finds those cells; only fine points inside them are evaluated, the rest are filled by trilinear
-  interpolation of the coarse values (which keeps them on the coarse corners' side of the level). A
-  closure pass then refines any coarse cell whose exact face values reveal a crossing, so the fine cells
-  that produce triangles all have exact corners and the surface equals the dense grid's.
+  point) finds those cells; only fine points inside them are evaluated, the rest are filled with a
+  coarse corner value (which keeps them on the coarse corners' side of the level). A closure pass then
+  refines any coarse cell whose exact face values reveal a crossing, so the fine cells that produce
+  triangles all have exact corners and the surface equals the dense grid's.
 
 Vertices are in world coordinates (+y up, the subject faces +z), faces wind outward.
 """
@@ -232,33 +232,39 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
     resolution; any other cell that the refined neighbours' exact face values show to be crossed is
     refined too, until none is left. Surfaces that cross no coarse cell edge and touch no refined cell
     (blobs smaller than a coarse cell) can be missed; `dilate` lowers that risk.
+
+    Fine points are evaluated in half-open bricks [a*step, (a+1)*step)^3 (each point once); a cell's
+    far faces come from the bricks after it, so refining cell a needs bricks a .. a+1 on every axis.
     """
     n = field.n
-    cn = math.ceil((n - 1) / step) + 1  # coarse points per axis
-    extent = (cn - 1) * step + 1  # fine points covered by the coarse cells (>= n)
-    if extent > field.m:
+    cn = math.ceil((n - 1) / step) + 1  # coarse points per axis = bricks per axis
+    if cn * step > field.m:
         raise ValueError("GridDensity was built without room for the padded coarse grid")
     dev = field.device
     coarse = np.empty((cn, cn, cn), dtype=np.float32)
     origins = torch.zeros(cn, 3, dtype=torch.long, device=dev)
     origins[:, 0] = torch.arange(cn) * step
     done = field.evaluate_blocks(origins, (1, cn, cn), coarse, chunk, stride=step)  # fast: no progress
-    vol = F.interpolate(torch.from_numpy(coarse)[None, None], size=(extent,) * 3, mode="trilinear",
-                        align_corners=True)[0, 0].numpy()
+    # Fill: every fine point of brick a takes coarse point a, one of the corners of each cell that holds
+    # it, so a cell whose corners agree stays on their side of the level until it is refined.
+    vol = np.empty((cn * step,) * 3, dtype=np.float32)
+    vol.reshape(cn, step, cn, step, cn, step)[...] = coarse[:, None, :, None, :, None]
     _crop(vol, n, crop_border)
     any_above, all_above = _corner_flags(coarse, level)
     cells = (any_above & ~all_above) | (any_above & _cut_cells(cn - 1, step, n, crop_border))
     cells = _grow(cells, dilate)
     refined = np.zeros_like(cells)
-    keep = _inside(np.arange(extent), n, crop_border)
-    block = (step + 1,) * 3  # a cell with its far faces: neighbouring blocks share a face
-    total = done + int(cells.sum()) * (step + 1) ** 3  # progress in points; closure rounds add a few more
+    evaluated = np.zeros((cn,) * 3, dtype=bool)
+    keep = _inside(np.arange(cn * step), n, crop_border)
+    total = done + int(_bricks_of(cells).sum()) * step ** 3  # progress in points; closure adds a few
     if progress is not None:
         progress.update(done, total, "coarse grid")
     while cells.any():
-        origins = np.argwhere(cells) * step
-        done = field.evaluate_blocks(torch.from_numpy(origins).to(dev), block, vol, chunk, progress, done,
-                                     total, "refining", keep=keep)
+        bricks = _bricks_of(cells) & ~evaluated
+        origins = torch.from_numpy(np.argwhere(bricks) * step).to(dev)
+        done = field.evaluate_blocks(origins, (step,) * 3, vol, chunk, progress, done, total, "refining",
+                                     keep=keep)
+        evaluated |= bricks
         refined |= cells
         # Closure: a neighbour whose now-exact shared face crosses the level must be refined as well.
         candidates = np.argwhere(_grow(cells, 1) & ~refined)
@@ -270,6 +276,17 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
     if progress is not None:
         progress.update(total, total, "density done")
     return vol[:n, :n, :n]  # a view: marching cubes and np.save take it as is, a copy would cost 0.2 s
+
+
+def _bricks_of(cells: np.ndarray) -> np.ndarray:
+    """Cells [C,C,C] -> the half-open bricks [C+1]^3 holding their closed point blocks (a .. a+1)."""
+    c = cells.shape[0]
+    out = np.zeros((c + 1,) * 3, dtype=bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                out[dx:dx + c, dy:dy + c, dz:dz + c] |= cells
+    return out
 
 
 def _grow(cells: np.ndarray, radius: int) -> np.ndarray:
@@ -284,11 +301,23 @@ def _grow(cells: np.ndarray, radius: int) -> np.ndarray:
 # Surface and colour
 
 def marching_cubes(volume: np.ndarray, level: float, box_warp: float) -> Mesh:
-    """PyMCubes on volume [x,y,z] -> Mesh in world coordinates with outward faces (no colours)."""
+    """PyMCubes on volume [x,y,z] -> Mesh in world coordinates (faces wind outward; no colours).
+
+    Runs only on the bounding box of the points at or above the level (plus one point), where every
+    crossing cell lies; with the border crop that is under half of the grid.
+    """
     import mcubes
-    verts, faces = mcubes.marching_cubes(volume, level)
     n = volume.shape[0]
-    verts = (verts * (box_warp / (n - 1)) - box_warp / 2).astype(np.float32)
+    above = volume >= level
+    lo, hi = [], []
+    for axis in range(3):
+        hits = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(hits) == 0:
+            return Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64))
+        lo.append(max(int(hits[0]) - 1, 0))
+        hi.append(min(int(hits[-1]) + 2, volume.shape[axis]))
+    verts, faces = mcubes.marching_cubes(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], level)
+    verts = ((verts + np.array(lo)) * (box_warp / (n - 1)) - box_warp / 2).astype(np.float32)
     return Mesh(verts, faces.astype(np.int64))  # PyMCubes winds outward when density grows inwards
 
 
@@ -408,7 +437,7 @@ def density_volume(G, planes: torch.Tensor, options: MeshOptions = MeshOptions()
     """
     _check(options)
     n, step = options.resolution, options.step
-    padded = math.ceil((n - 1) / step) * step + 1
+    padded = (math.ceil((n - 1) / step) + 1) * step  # the coarse-to-fine bricks reach this far
     with torch.no_grad():
         field = GridDensity(G.decoder, planes, G.options.box_warp, n, padded)
         if dense or step == 1:

@@ -18,7 +18,7 @@ def latent(small_G):
 
 
 def _field(G, planes, n, step=4):
-    padded = -(-(n - 1) // step) * step + 1
+    padded = (-(-(n - 1) // step) + 1) * step
     return M.GridDensity(G.decoder, planes, G.options.box_warp, n, padded)
 
 
