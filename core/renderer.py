@@ -24,50 +24,28 @@ def triplane_uv(points: torch.Tensor, box_warp: float) -> torch.Tensor:
 
 
 def sample_triplane_reference(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
-    """grid_sample formulation: planes [N,3,C,H,W], points [N,P,3] -> mean features [N,P,C]."""
-    n, _, c, h, w = planes.shape
-    grid = triplane_uv(points, box_warp).reshape(n * 3, 1, -1, 2)
-    feats = F.grid_sample(planes.reshape(n * 3, c, h, w), grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False)  # [N*3, C, 1, P]
-    return feats.reshape(n, 3, c, -1).mean(dim=1).transpose(1, 2)
+    """The original's formulation: planes [N,3,C,H,W], points [N,P,3] -> mean features [N,P,C]."""
+    return sample_triplane(planes.reshape(-1, *planes.shape[2:]), points, box_warp)
 
 
 def planes_table(planes: torch.Tensor) -> torch.Tensor:
-    """planes [N,3,C,H,W] -> texel table [N*3*H*W, C] (one row per texel) for `sample_triplane`."""
-    n, _, c, h, w = planes.shape
-    return planes.permute(0, 1, 3, 4, 2).reshape(n * 3 * h * w, c)
+    """planes [N,3,C,H,W] -> [N*3,C,H,W] in channels_last, the layout `sample_triplane` reads fastest.
+
+    grid_sample gathers all C channels of a texel at once from NHWC memory (about 2x faster on CPU
+    than NCHW, bit-identical results); prepare once per planes, reuse for every frame.
+    """
+    return planes.reshape(-1, *planes.shape[2:]).contiguous(memory_format=torch.channels_last)
 
 
-def sample_triplane(table: torch.Tensor, shape: tuple[int, int, int, int], points: torch.Tensor,
-                    box_warp: float) -> torch.Tensor:
+def sample_triplane(table: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
     """Bilinear, zero-padded, align_corners=False sampling of the three planes, then their mean.
 
-    One `embedding_bag` gathers the 4 corner texels of every (point, plane) pair, each a contiguous
-    32-float row of `table`, which is much faster on CPU than grid_sample's strided channel reads. The
-    corner weights and the order of the sums are grid_sample's, so the result is bit-identical to
-    `sample_triplane_reference` (and thus to the original).
-    table: `planes_table(planes)`; shape: (N, 3, H, W); points [N,P,3] -> [N,P,C].
+    table: [N*3,C,H,W] planes (ideally `planes_table(planes)`); points [N,P,3] -> [N,P,C].
     """
-    n, _, h, w = shape
-    npts = points.shape[1]
-    uv = triplane_uv(points, box_warp)  # [N,3,P,2]
-    ix = ((uv[..., 0] + 1) * w - 1) / 2
-    iy = ((uv[..., 1] + 1) * h - 1) / 2
-    x0, y0 = torch.floor(ix), torch.floor(iy)
-    x1, y1 = x0 + 1, y0 + 1
-    corners = (((x0, y0), (x1 - ix) * (y1 - iy)), ((x1, y0), (ix - x0) * (y1 - iy)),
-               ((x0, y1), (x1 - ix) * (iy - y0)), ((x1, y1), (ix - x0) * (iy - y0)))
-    base = (torch.arange(n * 3, device=points.device) * (h * w)).view(n, 3, 1)
-    idx, wts = [], []
-    for (xx, yy), weight in corners:
-        xx, yy = xx.long(), yy.long()
-        inside = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-        idx.append(base + yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1))
-        wts.append(weight * inside)
-    idx = torch.stack(idx, dim=-1).reshape(-1, 4)  # one bag per (batch, plane, point)
-    wts = torch.stack(wts, dim=-1).reshape(-1, 4).to(table.dtype)
-    out = F.embedding_bag(idx, table, per_sample_weights=wts, mode="sum")
-    return out.reshape(n, 3, npts, -1).mean(dim=1)
+    n = points.shape[0]
+    grid = triplane_uv(points, box_warp).reshape(n * 3, 1, -1, 2)
+    feats = F.grid_sample(table, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return feats.reshape(n, 3, table.shape[1], -1).mean(dim=1).transpose(1, 2)
 
 
 def stratified_depths(n: int, r: int, opts: RenderOptions, origins: torch.Tensor, dirs: torch.Tensor,
@@ -153,7 +131,7 @@ class ImportanceRenderer(nn.Module):
     unchunked computation (the depth clamp range is taken over the whole batch, as in the original).
     """
 
-    def __init__(self, chunk_rays: int = 2048):
+    def __init__(self, chunk_rays: int = 4096):
         super().__init__()
         self.chunk_rays = chunk_rays
 
@@ -166,7 +144,6 @@ class ImportanceRenderer(nn.Module):
         stochastic=True: the original's random draws, in its order and shapes.
         """
         n, r, _ = origins.shape
-        shape = (n, 3, planes.shape[-2], planes.shape[-1])
         if table is None:
             table = planes_table(planes)
         coarse = stratified_depths(n, r, opts, origins, dirs, jitter=stochastic)  # [N,R,S,1]
@@ -181,19 +158,19 @@ class ImportanceRenderer(nn.Module):
         feats, depth, opacity = [], [], []
         for a in range(0, r, self.chunk_rays):
             b = min(a + self.chunk_rays, r)
-            out = self._render_chunk(table, shape, decoder, origins[:, a:b], dirs[:, a:b], coarse[:, a:b],
+            out = self._render_chunk(table, decoder, origins[:, a:b], dirs[:, a:b], coarse[:, a:b],
                                      None if u is None else u[:, a:b], opts, depth_range)
             feats.append(out[0]), depth.append(out[1]), opacity.append(out[2])
         return torch.cat(feats, 1), torch.cat(depth, 1), torch.cat(opacity, 1)
 
-    def _render_chunk(self, table, shape, decoder, origins, dirs, depths, u, opts, depth_range):
+    def _render_chunk(self, table, decoder, origins, dirs, depths, u, opts, depth_range):
         n, r, s, _ = depths.shape
-        sigma, rgb = self.run_model(table, shape, decoder, origins, dirs, depths, opts)
+        sigma, rgb = self.run_model(table, decoder, origins, dirs, depths, opts)
         if u is not None:
             weights = march_weights(sigma, depths)  # [N,r,S-1,1]
             fine = importance_depths(depths.reshape(n * r, s), weights.reshape(n * r, s - 1),
                                      u.shape[-1], u.reshape(n * r, -1)).reshape(n, r, -1, 1)
-            sigma_f, rgb_f = self.run_model(table, shape, decoder, origins, dirs, fine, opts)
+            sigma_f, rgb_f = self.run_model(table, decoder, origins, dirs, fine, opts)
             depths = torch.cat([depths, fine], dim=-2)
             order = torch.argsort(depths, dim=-2)
             depths = depths.gather(-2, order)
@@ -203,11 +180,11 @@ class ImportanceRenderer(nn.Module):
         return feat, depth, weights.sum(dim=-2)
 
     @staticmethod
-    def run_model(table, shape, decoder, origins, dirs, depths, opts):
+    def run_model(table, decoder, origins, dirs, depths, opts):
         """Decode the points o + t*d: depths [N,r,K,1] -> (sigma [N,r,K,1], rgb [N,r,K,C])."""
         n, r, k, _ = depths.shape
         points = (origins.unsqueeze(-2) + depths * dirs.unsqueeze(-2)).reshape(n, r * k, 3)
-        sigma, rgb = decoder(sample_triplane(table, shape, points, opts.box_warp))
+        sigma, rgb = decoder(sample_triplane(table, points, opts.box_warp))
         if opts.density_noise > 0:
             sigma = sigma + torch.randn_like(sigma) * opts.density_noise
         return sigma.reshape(n, r, k, 1), rgb.reshape(n, r, k, -1)

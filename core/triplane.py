@@ -151,8 +151,7 @@ class TriPlaneGenerator(nn.Module):
         """Decode arbitrary points [N,P,3] -> {'sigma' [N,P,1] raw density, 'rgb' [N,P,32] features}."""
         if table is None:
             table = planes_table(planes)
-        shape = (planes.shape[0], 3, planes.shape[-2], planes.shape[-1])
-        sigma, rgb = self.decoder(sample_triplane(table, shape, coordinates, self.options.box_warp))
+        sigma, rgb = self.decoder(sample_triplane(table, coordinates, self.options.box_warp))
         return {"sigma": sigma, "rgb": rgb}
 
     def sample_mixed(self, coordinates: torch.Tensor, directions: torch.Tensor, ws: torch.Tensor,
