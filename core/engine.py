@@ -60,7 +60,8 @@ class RenderRequest:
 
 @dataclass
 class Frame:
-    """One rendered view; tensors are on the CPU, images in [-1, 1], batch dimension removed."""
+    """One rendered view; images in [-1, 1], batch dimension removed, on the CPU unless the engine
+    was made with host_frames=False."""
 
     request: RenderRequest
     image: torch.Tensor | None = None
@@ -94,8 +95,10 @@ class RenderEngine:
     """Holds a generator and renders requests with ws/planes caches and per-stage timings."""
 
     def __init__(self, G: TriPlaneGenerator, device: torch.device | str | None = None,
-                 ws_cache: int = 64, planes_cache: int = 4):
+                 ws_cache: int = 64, planes_cache: int = 4, host_frames: bool = True):
+        """host_frames=False keeps Frame tensors on the device (for CUDA-GL interop in the studio)."""
         self.lock = threading.RLock()
+        self.host_frames = host_frames
         self._ws_size, self._planes_size = ws_cache, planes_cache
         self.set_generator(G, device)
 
@@ -208,10 +211,11 @@ class RenderEngine:
                                    stochastic=req.stochastic, superresolution=False,
                                    options=self.options_for(req), table=table)
         t3 = time.perf_counter()
-        frame.image_raw, frame.depth = out["image_raw"][0].cpu(), out["image_depth"][0].cpu()
-        frame.opacity = out["image_opacity"][0].cpu()
+        out_of = (lambda t: t[0].cpu()) if self.host_frames else (lambda t: t[0])
+        frame.image_raw, frame.depth = out_of(out["image_raw"]), out_of(out["image_depth"])
+        frame.opacity = out_of(out["image_opacity"])
         if req.superresolution:
-            frame.image = self.G.superresolve(out["image_features"], ws)[0].cpu()
+            frame.image = out_of(self.G.superresolve(out["image_features"], ws))
         t4 = time.perf_counter()
         frame.timings = {"mapping": t1 - t0, "backbone": t2 - t1, "rendering": t3 - t2,
                          "superresolution": t4 - t3, "total": t4 - t0}
