@@ -93,6 +93,11 @@ class TextureUploader:
         else:
             self.path, self.reason = "CUDA-GL interop (pycuda)", "frames stay on the GPU"
 
+    @property
+    def wants_device_frames(self) -> bool:
+        """True when frames should stay on the GPU (the engine then skips its host copy)."""
+        return self._interop is not None
+
     def upload_rgb(self, image: torch.Tensor, texture: Texture, opacity: torch.Tensor | None = None) -> None:
         """[3, H, W] image in [-1, 1] (+ [1, h, w] opacity as alpha) -> RGBA8 texture."""
         if self._interop is not None and image.is_cuda:

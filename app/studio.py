@@ -119,7 +119,7 @@ class Studio:
                 resolved = resolve_checkpoint(path)
                 G = load_generator(resolved, device=device)
                 if self.engine is None:
-                    self.engine = RenderEngine(G, device)  # worker created on the UI thread below
+                    self.engine = RenderEngine(G, device, host_frames=not self.uploader.wants_device_frames)
                 else:
                     self.engine.set_generator(G, device)  # waits for a render in flight, off the UI thread
                 return resolved, G, keep_view
