@@ -25,5 +25,7 @@ class OSGDecoder(nn.Module):
         shape = features.shape[:-1]
         x = self.net(features.reshape(-1, features.shape[-1])).reshape(*shape, -1)
         sigma = x[..., :1]
-        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001  # widened sigmoid (MipNeRF)
+        rgb = torch.sigmoid(x[..., 1:])
+        # widened sigmoid (MipNeRF); in place when no gradient is needed (same values, less traffic)
+        rgb = rgb.mul_(1 + 2 * 0.001).sub_(0.001) if not rgb.requires_grad else rgb * (1 + 2 * 0.001) - 0.001
         return sigma, rgb

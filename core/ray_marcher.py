@@ -32,7 +32,8 @@ def march(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, w
     which a caller that splits rays into chunks must pass in.
     """
     weights = march_weights(densities, depths)
-    rgb = (weights * _mid(colors)).sum(dim=-2)
+    mid = _mid(colors)
+    rgb = (mid.mul_(weights) if not mid.requires_grad else weights * mid).sum(dim=-2)
     total = weights.sum(dim=-2)
     depth = (weights * _mid(depths)).sum(dim=-2) / total
     depth = torch.nan_to_num(depth, nan=float("inf"))
