@@ -7,11 +7,12 @@ frame only while the latent moves. Rendering is deterministic (no depth jitter),
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -109,6 +110,35 @@ def _cell_keys(seeds: Sequence[int], opts: VideoOptions) -> tuple[list[list[int]
     return [[s] for s in seeds], (cols, rows)
 
 
+def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOptions = VideoOptions()
+                 ) -> Iterator[np.ndarray]:
+    """Yield the video's frames, uint8 [H,W,3], one per camera label in labels [F,25].
+
+    ws are mapped once per seed; planes once per cell when its latent is fixed, per frame otherwise.
+    """
+    opts = options
+    mode = parse_modes([opts.mode])[0]
+    if not seeds:
+        raise ValueError("no seeds given")
+    keys, (cols, rows) = _cell_keys(seeds, opts)
+    key_ws = [torch.cat([seed_ws(G, s, opts.psi, opts.cutoff, opts.fov_deg) for s in cell]) for cell in keys]
+    moving = any(len(k) > 1 for k in key_ws)
+    with torch.no_grad():
+        fixed_ws = torch.cat([k[0:1] for k in key_ws])
+        fixed_planes = None if moving else G.planes(fixed_ws)
+    frames = labels.shape[0]
+    for f in range(frames):
+        if moving:
+            ws = torch.stack([cyclic_cubic(k, f / frames) for k in key_ws])
+            with torch.no_grad():
+                planes = G.planes(ws)
+        else:
+            ws, planes = fixed_ws, fixed_planes
+        tiles = [d[mode] for d in render_modes(G, planes, ws, labels[f:f + 1], [mode], opts.neural_resolution)]
+        tiles += [np.zeros_like(tiles[0])] * (cols * rows - len(tiles))
+        yield grid(tiles, cols)
+
+
 def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: VideoOptions = VideoOptions(),
                  progress: Progress | None = None) -> tuple[Path, Path]:
     """Render the video to `out` (.mp4, H.264) and its camera labels to <out stem>.cameras.npy.
@@ -118,41 +148,21 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
     """
     import imageio_ffmpeg
     opts = options
-    mode = parse_modes([opts.mode])[0]
     if opts.fps <= 0:
         raise ValueError(f"fps must be positive, got {opts.fps}")
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"video file {out} must end in .mp4")
-    if not seeds:
-        raise ValueError("no seeds given")
     cam_path = out.with_name(out.stem + ".cameras.npy")
-    dev = next(G.parameters()).device
-    keys, (cols, rows) = _cell_keys(seeds, opts)
-    labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360, dev)
-    key_ws = [torch.cat([seed_ws(G, s, opts.psi, opts.cutoff, opts.fov_deg) for s in cell]) for cell in keys]
-    moving = any(len(k) > 1 for k in keys)
-    with torch.no_grad():
-        fixed_ws = torch.cat([k[0:1] for k in key_ws])
-        fixed_planes = None if moving else G.planes(fixed_ws)
-    blank = None
+    labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360,
+                         next(G.parameters()).device)
+    frames = video_frames(G, seeds, labels, opts)
+    if progress is not None:
+        progress.update(0, opts.frames, "first frame")
     with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:
         writer = None
         try:
-            for f in range(opts.frames):
-                if progress is not None:
-                    progress.update(f, opts.frames, f"frame {f + 1}/{opts.frames}")
-                if moving:
-                    ws = torch.stack([cyclic_cubic(k, f / opts.frames) for k in key_ws])
-                    with torch.no_grad():
-                        planes = G.planes(ws)
-                else:
-                    ws, planes = fixed_ws, fixed_planes
-                tiles = [d[mode] for d in render_modes(G, planes, ws, labels[f:f + 1], [mode],
-                                                       opts.neural_resolution)]
-                if blank is None:
-                    blank = np.zeros_like(tiles[0])
-                frame = grid(tiles + [blank] * (cols * rows - len(tiles)), cols)
+            for f, frame in enumerate(frames):
                 if writer is None:
                     writer = imageio_ffmpeg.write_frames(
                         str(tmp_video), (frame.shape[1], frame.shape[0]), fps=opts.fps, codec="libx264",
@@ -160,11 +170,14 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
                         ffmpeg_log_level="error")
                     writer.send(None)
                 writer.send(np.ascontiguousarray(frame))
-        finally:
-            if writer is not None:
-                writer.close()
+                if progress is not None:
+                    progress.update(f + 1, opts.frames, f"frame {f + 1}/{opts.frames}")
+        except BaseException:
+            if writer is not None:  # on Ctrl-C ffmpeg may be gone already: keep the original exception
+                with contextlib.suppress(Exception):
+                    writer.close()
+            raise
+        writer.close()
         with open(tmp_cams, "wb") as fh:
             np.save(fh, labels.cpu().numpy().astype(np.float32))
-    if progress is not None:
-        progress.update(opts.frames, opts.frames, "done")
     return out, cam_path

@@ -77,7 +77,7 @@ def test_interpolation_video(small_G, tmp_path):
 def test_cancel_leaves_no_files(small_G, tmp_path):
     class CancelAtSecondFrame(Progress):
         def update(self, done, total, message=""):
-            if done >= 1:
+            if done >= 2:
                 self.cancel()
             super().update(done, total, message)
 
