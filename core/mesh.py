@@ -4,8 +4,9 @@ The density is the decoder's raw sigma (EG3D ref §1.5, §7.3) on a regular N³ 
 box [-box_warp/2, box_warp/2]³ (no shear, unlike the original script). Two facts make it fast on a CPU:
 
 * On a regular grid every plane reads only N² distinct points (plane xy ignores z, ...), and the decoder's
-  first layer is linear, so `FC1(mean of 3 plane features)` = sum of three per-plane tables [N,N,64]
-  computed once. A grid point then costs three table rows, a softplus and a dot product.
+  first layer is linear, so `FC1(mean of 3 plane features)` = a sum of per-plane tables [N,N,64]
+  computed once (planes xz and zx share one). A grid point then costs two table rows, an add, a
+  softplus and a dot product.
 * Marching cubes only looks at cells whose corners straddle the level. A coarse grid (every `step`-th
   point) finds those cells; only fine points inside them are evaluated, the rest are filled with a
   coarse corner value (which keeps them on the coarse corners' side of the level). A closure pass then
