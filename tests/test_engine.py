@@ -27,7 +27,7 @@ def test_engine_matches_generator_and_caches(small_G, cases):
     req = RenderRequest(latent=latent, camera=tuple(case["c"][0].tolist()))
     first = engine.render(req)
     assert first.error is None and first.cache == {"ws": True, "planes": False}
-    assert torch.equal(first.image, case["image"][0])
+    assert (first.image - case["image"][0]).abs().max() <= 1e-4
     assert torch.equal(first.depth, case["image_depth"][0])
     second = engine.render(RenderRequest(latent=latent, camera=label(0.3)))  # camera-only change
     assert second.cache == {"ws": True, "planes": True}
