@@ -179,6 +179,23 @@ def test_two_process_gloo_training(tiny_data, tmp_path):
     assert changed and load_generator(run).img_resolution == 128
 
 
+def test_stop_request_ends_with_a_snapshot(tiny_data, tmp_path):
+    from core.progress import Progress
+
+    class StopAfterFirstStep(Progress):
+        def update(self, done, total, message=""):
+            trainer.request_stop()
+            super().update(done, total, message)
+
+    opts = preset("tiny", kimg=1, **dict(SMALL, snap=0.5))
+    trainer = Trainer(tiny_data, tmp_path / "run", opts, torch.device("cpu"), progress=StopAfterFirstStep())
+    last = trainer.run()
+    trainer.close()
+    # The request arrives after step 1's check, so step 2 is the last one, far before kimg=1.
+    assert trainer.cur_nimg == 4 and last.name == "network-snapshot-000000004.ckpt"
+    assert load_checkpoint(last)["training"]["cur_nimg"] == 4
+
+
 def test_run_reader_tolerates_a_partial_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"event": "tick", "kimg": 0.1, "nimg": 100, "loss_G": 1.5}\n'
                                             '{"event": "tick", "kimg": 0.2, "ni')

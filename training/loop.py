@@ -16,6 +16,8 @@ import dataclasses
 import json
 import math
 import resource
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -149,6 +151,20 @@ class Trainer:
         self.grid_z = torch.randn(gw * gh, self.G.z_dim, generator=g)
         self.grid_c = torch.from_numpy(self.ds.labels[self.grid_idx.numpy()])
         self._stats: dict[str, list[float]] = {}
+        self._stop_requested = False
+
+    def request_stop(self, *_args) -> None:
+        """Finish the current step, write a snapshot and return (SIGINT/SIGTERM do this; a second
+        Ctrl-C interrupts at once)."""
+        self._stop_requested = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _should_stop(self) -> bool:
+        if self.info.world_size == 1:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        return bool(dist_utils.all_reduce_sum(flag, self.info).item() > 0)
 
     # ---- resume -----------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -301,7 +317,17 @@ class Trainer:
         return entry
 
     def run(self) -> Path | None:
-        """Train until opts.kimg; returns the last snapshot path (rank 0)."""
+        """Train until opts.kimg (or a stop request); returns the last snapshot path (rank 0)."""
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def _run(self) -> Path | None:
         total = int(round(self.opts.kimg * 1000))
         snap, tick = max(int(self.opts.snap * 1000), 1), max(int(self.opts.tick * 1000), 1)
         start_nimg = self.cur_nimg
@@ -315,7 +341,7 @@ class Trainer:
             for k, v in self._step().items():
                 self._stats.setdefault(k, []).append(v)
             self.train_time += time.perf_counter() - t0
-            done = self.cur_nimg >= total
+            done = self.cur_nimg >= total or self._should_stop()
             if self.info.is_main:
                 if self.cur_nimg // tick > prev // tick or done:
                     now = time.perf_counter()
@@ -331,6 +357,8 @@ class Trainer:
                     self._snapshot()
                     last = self.run_dir / snapshot_name(self.cur_nimg)
                 dist_utils.barrier(self.info)
+            if done:
+                break
         return last
 
     def close(self) -> None:

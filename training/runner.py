@@ -143,8 +143,11 @@ class TrainingProcess:
             return ""
         return text.decode("utf-8", "replace").replace("\r", "\n")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Interrupt the run (its newest snapshot stays the resume point), then wait for it to exit."""
+    def stop(self, timeout: float = 300.0) -> None:
+        """Ask the run to stop: it finishes the current step, writes a snapshot and exits.
+
+        Killed after `timeout` seconds; even then the newest complete snapshot is the resume point.
+        """
         if not self.running:
             return
         self._proc.send_signal(signal.SIGINT)
