@@ -48,13 +48,6 @@ class _Container:
             return self._zip.read(name)
         return (self.path / name).read_bytes()
 
-    def __getstate__(self):  # zip handles do not pickle (DataLoader workers, spawn)
-        return {"path": self.path, "names": self.names}
-
-    def __setstate__(self, state):
-        self.path, self.names = state["path"], state["names"]
-        self._zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
-
 
 def _parse_labels(raw: bytes, where: str) -> dict[str, np.ndarray]:
     try:
