@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# OpenMP threads that spin while waiting starve the UI thread and other processes on small CPUs;
+# sleeping waits cost little for our large tensor ops. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
 
