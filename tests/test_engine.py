@@ -1,6 +1,7 @@
 """RenderEngine caches and RenderWorker latest-wins behaviour, on the fixture generator."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -56,6 +57,16 @@ def test_latent_edits_change_ws(small_G):
     edited = engine.ws(Latent(seed=1, directions=((0, 2.0),), direction_layers=(0, 7)))
     assert torch.allclose(edited[:, :7] - base[:, :7], (2.0 * std[0] * dirs[0]).expand(1, 7, -1), atol=1e-5)
     assert torch.equal(edited[:, 7:], base[:, 7:])
+
+
+def test_bf16_precision_is_close_but_not_identical(small_G):
+    engine = RenderEngine(small_G, device="cpu")
+    req = RenderRequest(camera=label(0.2), superresolution=False)
+    fp32 = engine.render(req)
+    bf16 = engine.render(dataclasses.replace(req, precision="bf16"))
+    assert bf16.error is None and bf16.image_raw.dtype == torch.float32
+    diff = (bf16.image_raw - fp32.image_raw).abs()
+    assert 0 < diff.mean() < 0.05
 
 
 def test_errors_are_returned_not_raised(small_G):
