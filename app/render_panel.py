@@ -54,4 +54,10 @@ class RenderPanel(Panel):
                     "and 0.5x), then raw at full resolution, then SR once input stops.")
         _, bg = imgui.color_edit3("background", list(v.background))
         v.background = tuple(bg)
-        imgui.text_disabled(f"precision: float32 on {state.perf.device}")
+        if imgui.radio_button("float32", v.precision == "fp32"):
+            v.precision = "fp32"
+        imgui.same_line()
+        if imgui.radio_button("bfloat16", v.precision == "bf16"):
+            v.precision = "bf16"
+        help_marker(f"float32 matches the original exactly; bfloat16 autocast is faster on recent CPUs "
+                    f"and GPUs but not exact. Device: {state.perf.device}.")

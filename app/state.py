@@ -86,6 +86,8 @@ class ViewState:
     """Neural rendering resolution; 0 = the checkpoint's."""
     sample_scale: float = 1.0
     stochastic: bool = False
+    precision: str = "fp32"
+    """'fp32' (exact) or 'bf16' (autocast, faster on recent hardware)."""
     progressive: bool = True
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     colormap: int = 1
@@ -162,7 +164,8 @@ def render_ladder(state: AppState, now: float | None = None) -> list[RenderReque
     full_res = v.resolution or state.model.neural_resolution
     wants_sr = v.mode == "image"
     final = RenderRequest(latent=state.latent.latent(), camera=camera, resolution=full_res,
-                          sample_scale=v.sample_scale, superresolution=wants_sr, stochastic=v.stochastic)
+                          sample_scale=v.sample_scale, superresolution=wants_sr, stochastic=v.stochastic,
+                          precision=v.precision)
     if not v.progressive:
         return [final]
     if state.interaction.active(now):
