@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,37 @@ def small_G(fixture_dir):
 @pytest.fixture(scope="session")
 def snapshot_pkl(fixture_dir) -> Path:
     return fixture_dir / "network-snapshot-small.pkl"
+
+
+def start_xvfb(screen: str) -> tuple[subprocess.Popen, str]:
+    """Start Xvfb on a free display number; returns the process and ':N' once its socket is up."""
+    if shutil.which("Xvfb") is None:
+        pytest.fail("Xvfb is not installed (apt-get install xvfb; scripts/test.sh does this)")
+    for number in range(140 + os.getpid() % 50, 400):
+        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
+            continue
+        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{number}").exists():
+                return server, f":{number}"
+            if server.poll() is not None:
+                break
+            time.sleep(0.05)
+        server.kill()
+        server.wait()
+    pytest.fail("could not start Xvfb on any display number")
+
+
+@pytest.fixture(scope="session")
+def display():
+    """$DISPLAY, or a private Xvfb server (llvmpipe GL) for the whole session."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    server, name = start_xvfb("1280x800x24")
+    os.environ["DISPLAY"] = name
+    yield name
+    os.environ.pop("DISPLAY", None)
+    server.terminate()
+    server.wait()

@@ -2,42 +2,15 @@
 and the two fragment shaders compute what they claim (read back with glReadPixels)."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 
-def start_xvfb(screen: str) -> tuple[subprocess.Popen, str]:
-    """Start Xvfb on a free display number; returns the process and ':N' once its socket is up."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    for number in range(140 + os.getpid() % 50, 400):
-        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
-            continue
-        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if Path(f"/tmp/.X11-unix/X{number}").exists():
-                return server, f":{number}"
-            if server.poll() is not None:
-                break
-            time.sleep(0.05)
-        server.kill()
-        server.wait()
-    pytest.fail("could not start Xvfb on any display number")
-
-
 @pytest.fixture(scope="module")
-def gl_context():
-    """A hidden 3.3 core GLFW window on $DISPLAY, or on a private Xvfb server when there is none."""
-    server = None
-    if not os.environ.get("DISPLAY"):
-        server, os.environ["DISPLAY"] = start_xvfb("640x480x24")
+def gl_context(display):
+    """A hidden 3.3 core GLFW window on $DISPLAY (a private Xvfb server when there is none)."""
     import glfw
     assert glfw.init(), "GLFW could not initialise on the X display"
     glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
@@ -50,10 +23,6 @@ def gl_context():
     yield window
     glfw.destroy_window(window)
     glfw.terminate()
-    if server is not None:
-        server.terminate()
-        server.wait()
-        os.environ.pop("DISPLAY")
 
 
 def _draw(program, target, quad):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,40 +20,6 @@ from app.training_panel import MetricsLog
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90
-
-
-def start_xvfb(screen: str) -> tuple[subprocess.Popen, str]:
-    """Start Xvfb on a free display number; returns the process and ':N' once its socket is up."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    for number in range(140 + os.getpid() % 50, 400):
-        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
-            continue
-        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if Path(f"/tmp/.X11-unix/X{number}").exists():
-                return server, f":{number}"
-            if server.poll() is not None:
-                break
-            time.sleep(0.05)
-        server.kill()
-        server.wait()
-    pytest.fail("could not start Xvfb on any display number")
-
-
-@pytest.fixture(scope="module")
-def display():
-    """$DISPLAY, or a private Xvfb server for this module."""
-    if os.environ.get("DISPLAY"):
-        yield os.environ["DISPLAY"]
-        return
-    server, name = start_xvfb("1280x800x24")
-    os.environ["DISPLAY"] = name
-    yield name
-    os.environ.pop("DISPLAY")
-    server.terminate()
-    server.wait()
 
 
 @pytest.fixture(scope="module")
