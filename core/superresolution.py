@@ -25,8 +25,10 @@ class _Superresolution(nn.Module):
 
     def __init__(self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool,
                  widths: tuple[int, int], fused_modconv_default: bool | str = True,
-                 own_filter: bool = True, **_ignored):
+                 own_filter: bool = True, sr_widths: tuple[int, int] | None = None, **_ignored):
+        """sr_widths (extension for small CPU models, via sr_kwargs) replaces the class's block widths."""
         super().__init__()
+        widths = tuple(sr_widths) if sr_widths else widths
         self.img_resolution, self.sr_antialias = img_resolution, sr_antialias
         use_fp16 = sr_num_fp16_res > 0
         block = dict(w_dim=512, img_channels=3, use_fp16=use_fp16, conv_clamp=256 if use_fp16 else None,

@@ -44,7 +44,10 @@ class TriPlaneGenerator(nn.Module):
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.renderer = ImportanceRenderer()
         self.ray_sampler = RaySampler()
-        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=256, img_channels=32 * 3,
+        # Extension for small (CPU) models: plane_resolution (the original always uses 256). It is
+        # recorded in init_kwargs only when given, so released-style kwargs stay loadable by the original.
+        plane_resolution = synthesis_kwargs.pop("plane_resolution", 256)
+        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=plane_resolution, img_channels=32 * 3,
                                   mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
         sr_cls = sr_class(rendering_kwargs.get("superresolution_module",
                                                "training.superresolution.SuperresolutionHybrid8XDC"))
@@ -81,7 +84,7 @@ class TriPlaneGenerator(nn.Module):
 
     def planes(self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | None = None
                ) -> torch.Tensor:
-        """ws -> tri-planes [N,3,32,256,256] (channels 0-31 plane xy, 32-63 plane xz, 64-95 plane zx)."""
+        """ws -> tri-planes [N,3,32,P,P], P = 256 normally (channels 0-31 plane xy, 32-63 xz, 64-95 zx)."""
         p = self.backbone.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return p.view(p.shape[0], 3, 32, p.shape[-2], p.shape[-1])
 

@@ -186,3 +186,21 @@ def test_storage_blob_cannot_smuggle_globals(tmp_path):
     with pytest.raises(CheckpointError, match="storage"):
         load_generator(path)
     assert not os.path.exists("/tmp/triplane_pwned")
+
+
+def test_small_cpu_configuration_round_trips(tmp_path):
+    """plane_resolution and sr_widths (extensions for CPU-sized models) survive save/load."""
+    from core.triplane import TriPlaneGenerator
+    kwargs = dict(z_dim=64, w_dim=64, c_dim=25, img_resolution=128, img_channels=3, channel_base=1024,
+                  channel_max=32, plane_resolution=64, sr_kwargs={"sr_widths": [32, 16]},
+                  rendering_kwargs={"superresolution_module": "training.superresolution.SuperresolutionHybrid2X",
+                                    "depth_resolution": 8, "depth_resolution_importance": 8})
+    G = TriPlaneGenerator(**kwargs).eval()
+    G.neural_rendering_resolution = 32
+    assert G.planes(G.mapping(torch.randn(1, 64), torch.zeros(1, 25))).shape == (1, 3, 32, 64, 64)
+    assert "plane_resolution" not in TriPlaneGenerator(**{k: v for k, v in kwargs.items()
+                                                          if k != "plane_resolution"}).init_kwargs
+    save_checkpoint(tmp_path / "small.ckpt", G)
+    H = load_generator(tmp_path / "small.ckpt")
+    assert H.backbone.img_resolution == 64 and H.neural_rendering_resolution == 32
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), H.state_dict().values()))
