@@ -133,18 +133,14 @@ def render_modes(G, planes: torch.Tensor, ws: torch.Tensor, label: torch.Tensor,
     """Render planes [N,...] (ws [N,...]) from label [N,25] or [1,25] -> per item {mode: uint8 [H,W,3]}.
 
     Super-resolution runs only when 'image' is asked for. `neural_resolution` overrides the model's
-    neural rendering resolution for this call only (G is left as it was).
+    neural rendering resolution for this call only.
     """
     modes = parse_modes(list(modes))
     n = planes.shape[0]
     label = label.to(planes.device).expand(n, -1) if label.shape[0] == 1 else label.to(planes.device)
-    keep = G.neural_rendering_resolution
-    try:
-        with torch.no_grad():
-            out = G.render_planes(planes, ws, label, neural_rendering_resolution=neural_resolution,
-                                  superresolution="image" in modes)
-    finally:
-        G.neural_rendering_resolution = keep
+    with torch.no_grad():
+        out = G.render_planes(planes, ws, label, neural_rendering_resolution=neural_resolution,
+                              superresolution="image" in modes)
     frames = []
     for i in range(n):
         item = {}
