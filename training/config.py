@@ -36,6 +36,10 @@ class TrainOptions:
     mbstd_group: int = 4
     sr_module: str | None = None
     """Superresolution class (default by resolution, as train.py)."""
+    plane_resolution: int = 256
+    """Tri-plane resolution (the original always uses 256; smaller is a CPU-model extension)."""
+    sr_widths: list[int] | None = None
+    """Superresolution block widths (None = the class's original widths; a CPU-model extension)."""
     sr_num_fp16_res: int = 4
     d_num_fp16_res: int = 4
     # Rendering
@@ -94,13 +98,17 @@ class TrainOptions:
         }
 
     def G_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
-        """TriPlaneGenerator constructor kwargs (the original's layout)."""
-        return dict(z_dim=512, w_dim=512, c_dim=c_dim, img_resolution=resolution, img_channels=3,
-                    mapping_kwargs={"num_layers": self.map_depth}, rendering_kwargs=self.rendering_kwargs(resolution),
-                    channel_base=self.cbase, channel_max=self.cmax, fused_modconv_default="inference_only",
-                    num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=self.sr_num_fp16_res,
-                    sr_kwargs={"channel_base": self.cbase, "channel_max": self.cmax,
-                               "fused_modconv_default": "inference_only"})
+        """TriPlaneGenerator constructor kwargs (the original's layout; extensions only when used)."""
+        sr_kwargs = {"channel_base": self.cbase, "channel_max": self.cmax, "fused_modconv_default": "inference_only"}
+        if self.sr_widths:
+            sr_kwargs["sr_widths"] = list(self.sr_widths)
+        kw = dict(z_dim=512, w_dim=512, c_dim=c_dim, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs={"num_layers": self.map_depth}, rendering_kwargs=self.rendering_kwargs(resolution),
+                  channel_base=self.cbase, channel_max=self.cmax, fused_modconv_default="inference_only",
+                  num_fp16_res=0, conv_clamp=None, sr_num_fp16_res=self.sr_num_fp16_res, sr_kwargs=sr_kwargs)
+        if self.plane_resolution != 256:
+            kw["plane_resolution"] = self.plane_resolution
+        return kw
 
     def D_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
         """DualDiscriminator constructor kwargs."""
@@ -135,9 +143,11 @@ _FFHQ = dict(gamma=1.0, batch=32, kimg=25000, snap=200, tick=4, depth_resolution
              swd_images=2048, grid_size=(15, 8))
 
 PRESETS: dict[str, dict] = {
-    # Small enough for a 2-core CPU: narrow backbone (8-64 channels), 32^2 neural rendering with
-    # 12+12 samples, SR 2X to 128^2; short blur fade; no pose conditioning (objects, not faces).
-    "tiny": dict(batch=8, gamma=0.3, kimg=10, snap=1, tick=0.2, cbase=2048, cmax=64,
+    # Small enough for a 2-core CPU: 64^2 tri-planes from a narrow backbone (16-32 channels), 32^2 neural
+    # rendering with 12+12 samples, a narrow SR 2X (32/16 channels) to 128^2; short blur fade; no pose
+    # conditioning (objects, not faces).
+    "tiny": dict(batch=8, gamma=0.3, kimg=40, snap=2, tick=0.2, cbase=1024, cmax=32, plane_resolution=64,
+                 sr_widths=[32, 16],
                  depth_resolution=12, depth_resolution_importance=12, ray_start=0.9, ray_end=2.7,
                  box_warp=1.0, white_back=True, avg_camera_radius=1.8, avg_camera_pivot=[0.0, 0.0, 0.0],
                  nrr_initial=32, blur_fade_kimg=4.0, blur_init_sigma=4.0, gen_pose_cond=False,

@@ -123,9 +123,16 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(seed)
         self.ds: PosedDataset = open_dataset(data)
         res = self.ds.resolution
-        self.G = TriPlaneGenerator(**opts.G_kwargs(res)).train().requires_grad_(False).to(self.device)
+        resume_from = self._resume_checkpoint() if resume else None
+        # A resumed run rebuilds its networks from the snapshot's own constructor kwargs.
+        G_kwargs = resume_from["G_kwargs"] if resume_from else opts.G_kwargs(res)
+        D_kwargs = resume_from["D_kwargs"] if resume_from else opts.D_kwargs(res)
+        self.G = TriPlaneGenerator(**G_kwargs).train().requires_grad_(False).to(self.device)
         self.G.neural_rendering_resolution = opts.nrr_initial
-        self.D = DualDiscriminator(**opts.D_kwargs(res)).train().requires_grad_(False).to(self.device)
+        self.D = DualDiscriminator(**D_kwargs).train().requires_grad_(False).to(self.device)
+        if self.G.img_resolution != res:
+            raise StudioError(f"the dataset's images are {res}x{res} but the generator makes "
+                              f"{self.G.img_resolution}x{self.G.img_resolution} images")
         self.G_ema = copy.deepcopy(self.G).eval()
         self.phases = _make_phases(self.G, self.D, opts)
         self.loss = EG3DLoss(self.G, self.D, opts)
@@ -134,8 +141,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.run_dir.glob(".*.tmp*"):  # temp files of writes cut short by a kill
                 stale.unlink(missing_ok=True)
-        if resume and list_snapshots(self.run_dir):
-            self._restore()
+        if resume_from:
+            self._restore(resume_from)
         elif self.info.is_main:
             with atomic_path(self.run_dir / OPTIONS_FILE) as tmp:
                 tmp.write_text(opts.to_json())
@@ -167,18 +174,21 @@ class Trainer:
         return bool(dist_utils.all_reduce_sum(flag, self.info).item() > 0)
 
     # ---- resume -----------------------------------------------------------------------------------
-    def _restore(self) -> None:
+    def _resume_checkpoint(self) -> dict | None:
+        """The newest complete snapshot with training state (None for a run without snapshots)."""
         snaps = list_snapshots(self.run_dir)
-        data = None
         for path in reversed(snaps):
             try:
                 data = load_checkpoint(path)
-                if "training" in data and "D" in data and "G" in data:
-                    break
             except CheckpointError:
-                data = None
-        if data is None or "training" not in data:
+                continue
+            if {"training", "G", "D", "D_kwargs"} <= set(data):
+                return data
+        if snaps:
             raise StudioError(f"{self.run_dir}: no snapshot with training state to resume from")
+        return None
+
+    def _restore(self, data: dict) -> None:
         t = data["training"]
         self.G.load_state_dict(data["G"])
         self.D.load_state_dict(data["D"])
