@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cli.common import pick_device, writable_dir
-    from core.errors import StudioError
+    from core.errors import DatasetError, StudioError
     from core.progress import TqdmProgress
     from training.config import TrainOptions, preset
     from training.loop import OPTIONS_FILE, list_snapshots, train
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if list_snapshots(run_dir):
             raise StudioError(f"{run_dir} already holds snapshots; use --resume {run_dir} or another --out")
         opts = preset(args.config, **overrides)
+    if not Path(data).exists():
+        raise DatasetError(f"{data}: no such dataset folder or zip")
     writable_dir(run_dir)
     device = pick_device(args.device)
     if device.type == "cuda":
