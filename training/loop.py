@@ -343,6 +343,8 @@ class Trainer:
         start_nimg = self.cur_nimg
         if self.info.is_main and not list(self.run_dir.glob("fakes*.png")):
             self._write_grids()
+        if self.info.is_main and self.progress is not None:
+            self.progress.update(0, total - start_nimg, f"kimg {self.cur_nimg / 1000:.2f}")
         tick_start, tick_nimg = time.perf_counter(), self.cur_nimg
         last = None
         while self.cur_nimg < total:
