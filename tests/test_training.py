@@ -191,9 +191,9 @@ def test_stop_request_ends_with_a_snapshot(tiny_data, tmp_path):
     trainer = Trainer(tiny_data, tmp_path / "run", opts, torch.device("cpu"), progress=StopAfterFirstStep())
     last = trainer.run()
     trainer.close()
-    # The request arrives after step 1's check, so step 2 is the last one, far before kimg=1.
-    assert trainer.cur_nimg == 4 and last.name == "network-snapshot-000000004.ckpt"
-    assert load_checkpoint(last)["training"]["cur_nimg"] == 4
+    # The request arrives with the progress bar's first update, before step 1: one step, then stop.
+    assert trainer.cur_nimg == 2 and last.name == "network-snapshot-000000002.ckpt"
+    assert load_checkpoint(last)["training"]["cur_nimg"] == 2
 
 
 def test_run_reader_tolerates_a_partial_line(tmp_path):
