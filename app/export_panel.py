@@ -6,6 +6,7 @@ Long exports run as jobs with a progress bar and Cancel; the UI stays live meanw
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -137,8 +138,13 @@ class ExportPanel(Panel):
             state.set_status(f"video: {e}", error=True)
             return
         path = Path(self.video_file)
+        latent = lat.latent()
+
+        def latent_ws(seed: int):
+            """The on-screen latent (mixing, W directions, conditioning pose) with this seed."""
+            return engine.ws(dataclasses.replace(latent, seed=seed, interp_seed=None, interp_t=0.0))
         self.job = Job("video export", lambda progress: render_video(engine.G, seeds, path, options,
-                                                                      progress)[0])
+                                                                      progress, latent_ws)[0])
 
     def _job_status(self) -> None:
         job = self.job

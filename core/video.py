@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -110,18 +110,20 @@ def _cell_keys(seeds: Sequence[int], opts: VideoOptions) -> tuple[list[list[int]
     return [[s] for s in seeds], (cols, rows)
 
 
-def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOptions = VideoOptions()
-                 ) -> Iterator[np.ndarray]:
+def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOptions = VideoOptions(),
+                 latent_ws: Callable[[int], torch.Tensor] | None = None) -> Iterator[np.ndarray]:
     """Yield the video's frames, uint8 [H,W,3], one per camera label in labels [F,25].
 
-    ws are mapped once per seed; planes once per cell when its latent is fixed, per frame otherwise.
+    ws are mapped once per seed (by `latent_ws(seed)` when given, e.g. the studio's edited latent;
+    else as the original tools do); planes once per cell when its latent is fixed, per frame otherwise.
     """
     opts = options
     mode = parse_modes([opts.mode])[0]
     if not seeds:
         raise ValueError("no seeds given")
     keys, (cols, rows) = _cell_keys(seeds, opts)
-    key_ws = [torch.cat([seed_ws(G, s, opts.psi, opts.cutoff, opts.fov_deg) for s in cell]) for cell in keys]
+    latent_ws = latent_ws or (lambda seed: seed_ws(G, seed, opts.psi, opts.cutoff, opts.fov_deg))
+    key_ws = [torch.cat([latent_ws(s) for s in cell]) for cell in keys]
     moving = any(len(k) > 1 for k in key_ws)
     with torch.no_grad():
         fixed_ws = torch.cat([k[0:1] for k in key_ws])
@@ -140,8 +142,11 @@ def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOp
 
 
 def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: VideoOptions = VideoOptions(),
-                 progress: Progress | None = None) -> tuple[Path, Path]:
+                 progress: Progress | None = None, latent_ws: Callable[[int], torch.Tensor] | None = None
+                 ) -> tuple[Path, Path]:
     """Render the video to `out` (.mp4, H.264) and its camera labels to <out stem>.cameras.npy.
+
+    `latent_ws(seed)` -> ws overrides how seeds become latents (see `video_frames`).
 
     Both files are written through temporary files and appear only when complete (Ctrl-C or
     Cancelled leaves nothing). Returns (video path, cameras path).
@@ -156,7 +161,7 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
     cam_path = out.with_name(out.stem + ".cameras.npy")
     labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360,
                          next(G.parameters()).device)
-    frames = video_frames(G, seeds, labels, opts)
+    frames = video_frames(G, seeds, labels, opts, latent_ws)
     if progress is not None:
         progress.update(0, opts.frames, "first frame")
     with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:

@@ -192,6 +192,7 @@ def test_export_mesh_frame_png_and_recording(studio, tmp_path):
     export = studio.export_panel
     export.mesh_path, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
     export.mesh_level = 0.0
+    run_until(studio, lambda: studio.engine is not None, "the model to load")
     export._start_mesh(studio.state, studio.engine)
     run_until(studio, lambda: export.job is None, "the mesh export", limit=120)
     assert "wrote" in studio.state.status, studio.state.status
