@@ -18,10 +18,6 @@ SNAP_VIEWS = ("front", "left", "right", "top", "back")
 class CameraPanel(Panel):
     name = "Camera"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.default_fov = 18.837
-
     def draw(self, state: AppState) -> None:
         cam = state.camera
         deg = math.degrees
@@ -44,7 +40,6 @@ class CameraPanel(Panel):
         options = RenderOptions.from_kwargs(state.model.rendering_kwargs)
         if imgui.button("Reset"):
             cam.reset(options)
-            cam.fov_deg = self.default_fov
         imgui.same_line()
         imgui.text_disabled(f"radius {options.avg_camera_radius:g}, pivot {tuple(options.avg_camera_pivot)}")
         for i, view in enumerate(SNAP_VIEWS):

@@ -140,8 +140,7 @@ class Studio:
         m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
         m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
         if not keep_view:
-            fov = s.camera.fov_deg
-            s.camera = OrbitCamera.from_options(G.options, fov_deg=fov)
+            s.camera = OrbitCamera.from_options(G.options)
         self.model_generation_start = self.generation + 1
         self.shown = self.submitted = None
         self.settings.add_recent(str(path))

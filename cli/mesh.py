@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=int, default=7, help="cameras for --color views (1-9, default 7)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
-    p.add_argument("--fov", type=float, default=18.837, help="conditioning/view camera FOV in degrees (18.837)")
+    p.add_argument("--fov", type=float, help="conditioning/view camera FOV in degrees "
+                   "(default: the checkpoint's; 18.837 for EG3D's)")
     p.add_argument("--crop-border", action=argparse.BooleanOptionalAction, default=True,
                    help="cut a border of 30/256 of the box on every side, like the original (default on)")
     p.add_argument("--volume", choices=("npy", "mrc"), help="also save the full density volume "

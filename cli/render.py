@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=int, default=1,
                    help="N cameras: a yaw sweep of --yaw +- --yaw-range (default 1 = just --yaw)")
     p.add_argument("--yaw-range", type=float, default=23.0, help="half-width of the sweep in degrees (23)")
-    p.add_argument("--fov", type=float, default=18.837, help="field of view in degrees (default 18.837)")
+    p.add_argument("--fov", type=float, help="field of view in degrees "
+                   "(default: the checkpoint's; 18.837 for EG3D's)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
     p.add_argument("--mode", default="image",
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     seeds = parse_seeds(args.seeds)
     modes = parse_modes(args.mode)
-    if not 0 < args.fov < 180:
+    if args.fov is not None and not 0 < args.fov < 180:
         raise ValueError(f"--fov must be between 0 and 180 degrees, got {args.fov}")
     if args.res is not None and not 16 <= args.res <= 1024:
         raise ValueError(f"--res must be between 16 and 1024, got {args.res}")

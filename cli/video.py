@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
     p.add_argument("--res", type=int, default=None,
                    help="neural rendering resolution (default: the model's, e.g. 128)")
-    p.add_argument("--fov", type=float, default=18.837, help="camera FOV in degrees (default 18.837)")
+    p.add_argument("--fov", type=float, help="camera FOV in degrees "
+                   "(default: the checkpoint's; 18.837 for EG3D's)")
     add_device_argument(p)
 
 

@@ -259,10 +259,10 @@ class OrbitCamera:
         self.pivot = tuple(float(x) for x in self.pivot)
 
     @classmethod
-    def from_options(cls, options, fov_deg: float = DEFAULT_FOV_DEG) -> "OrbitCamera":
-        """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot."""
+    def from_options(cls, options, fov_deg: float | None = None) -> "OrbitCamera":
+        """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot (FOV: the model's)."""
         return cls(radius=options.avg_camera_radius, pivot=tuple(options.avg_camera_pivot),
-                   fov_deg=fov_deg)
+                   fov_deg=fov_deg or options.avg_camera_fov)
 
     def cam2world(self, device: torch.device | str | None = None) -> torch.Tensor:
         """OpenCV cam2world [1,4,4]."""
@@ -303,8 +303,9 @@ class OrbitCamera:
         self.radius = max(self.radius * math.exp(-float(amount)), MIN_RADIUS)
 
     def reset(self, options) -> None:
-        """Back to the frontal pose at the model's average radius and pivot (the FOV is kept)."""
+        """Back to the frontal pose at the model's average radius, pivot and FOV."""
         self.yaw, self.pitch = 0.0, 0.0
+        self.fov_deg = float(options.avg_camera_fov)
         self.radius = float(options.avg_camera_radius)
         self.pivot = tuple(float(x) for x in options.avg_camera_pivot)
 
@@ -321,7 +322,7 @@ class OrbitCamera:
 # ---------------------------------------------------------------------------------------------------
 # Tool cameras
 
-def frontal_label(options, fov_deg: float = DEFAULT_FOV_DEG, device: torch.device | str | None = None,
+def frontal_label(options, fov_deg: float | None = None, device: torch.device | str | None = None,
                   *, yaw: float = 0.0, pitch: float = 0.0) -> torch.Tensor:
     """Conditioning camera label [1,25]: LookAt(pi/2 + yaw, pi/2 + pitch) on a sphere of
     avg_camera_radius around the world origin, looking at avg_camera_pivot (EG3D ref §4.4).
@@ -330,7 +331,7 @@ def frontal_label(options, fov_deg: float = DEFAULT_FOV_DEG, device: torch.devic
     """
     pose = _origin_orbit_pose(math.pi / 2 + yaw, math.pi / 2 + pitch, options.avg_camera_radius,
                               options.avg_camera_pivot, device)
-    return camera_label(pose, fov_to_intrinsics(fov_deg, device))
+    return camera_label(pose, fov_to_intrinsics(fov_deg or options.avg_camera_fov, device))
 
 
 def video_orbit(frame: int, num_frames: int, yaw_range: float = 0.35, pitch_range: float = 0.25,

@@ -34,6 +34,9 @@ class RenderOptions:
     image_resolution: int = 512
     avg_camera_radius: float = 2.7
     avg_camera_pivot: tuple[float, float, float] = (0.0, 0.0, 0.2)
+    avg_camera_fov: float = 18.837
+    """Default camera FOV in degrees (FOV_to_intrinsics convention). Our extension, written by our
+    trainer from the dataset's focal length; original checkpoints lack it: their tools use 18.837."""
     density_reg: float = 0.25
     density_reg_p_dist: float = 0.004
     reg_type: str = "l1"

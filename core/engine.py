@@ -40,7 +40,8 @@ class Latent:
     cond_yaw: float = 0.0
     """Conditioning pose offsets (radians) from the frontal camera, as in the original viewer."""
     cond_pitch: float = 0.0
-    cond_fov: float = 18.837
+    cond_fov: float | None = None
+    """Conditioning camera FOV in degrees (None: the checkpoint's default)."""
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def save_png(frame: np.ndarray, path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------------
 # Rendering
 
-def seed_ws(G, seed: int, psi: float = 0.7, cutoff: int | None = None, fov_deg: float = 18.837,
+def seed_ws(G, seed: int, psi: float = 0.7, cutoff: int | None = None, fov_deg: float | None = None,
             cond_yaw: float = 0.0, cond_pitch: float = 0.0) -> torch.Tensor:
     """The original tools' latent for a seed: z from RandomState(seed), mapped with the frontal
     conditioning camera (EG3D ref §4.4) -> ws [1,num_ws,w_dim] on G's device."""
@@ -174,7 +174,7 @@ def yaw_sweep(count: int, yaw_range: float, pitch: float = 0.0) -> list[View]:
 
 def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str | os.PathLike,
                   modes: Sequence[str] = ("image",), psi: float = 0.7, cutoff: int | None = None,
-                  fov_deg: float = 18.837, neural_resolution: int | None = None, sheet: bool = True,
+                  fov_deg: float | None = None, neural_resolution: int | None = None, sheet: bool = True,
                   depth_colormap: bool = False, progress: Progress | None = None) -> list[Path]:
     """PNG per seed x view x mode (seed0003_yaw+20_pitch+0_image.png) and, with `sheet`, one contact
     sheet per mode (rows = seeds, columns = views). Planes are computed once per seed. -> paths."""

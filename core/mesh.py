@@ -56,7 +56,8 @@ class MeshOptions:
     """Grid points evaluated per batch (bounds memory: about chunk * 1 KB)."""
     num_views: int = 7
     """Cameras used by color='views'."""
-    fov_deg: float = 18.837
+    fov_deg: float | None = None
+    """FOV of the colouring views and the conditioning camera (None: the checkpoint's default)."""
 
 
 @dataclass
@@ -377,7 +378,7 @@ def _visible(uv: torch.Tensor, dist: torch.Tensor, edge: float, focal: float) ->
 
 
 def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views: int = 7,
-                fov_deg: float = 18.837, progress: Progress | None = None) -> np.ndarray:
+                fov_deg: float | None = None, progress: Progress | None = None) -> np.ndarray:
     """Vertex colours from super-resolved renderings of `num_views` cameras -> [V,3] uint8.
 
     Each view renders the image (SR); a vertex takes a view's colour where it is in frame, faces the
@@ -400,7 +401,8 @@ def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views
         if progress is not None:
             progress.update(i, num_views, f"colour view {i + 1}/{num_views}")
         label = OrbitCamera(yaw=yaw, pitch=pitch, radius=opts.avg_camera_radius,
-                            pivot=tuple(opts.avg_camera_pivot), fov_deg=fov_deg).label(dev)
+                            pivot=tuple(opts.avg_camera_pivot),
+                            fov_deg=fov_deg or opts.avg_camera_fov).label(dev)
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
         uv, dist, to_cam = _project(verts, label)

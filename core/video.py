@@ -37,7 +37,8 @@ class VideoOptions:
     """(columns, rows) of cells; None: one cell per seed, laid out near-square (interp: 1x1)."""
     psi: float = 0.7
     cutoff: int | None = None
-    fov_deg: float = 18.837
+    fov_deg: float | None = None
+    """Camera FOV in degrees (None: the checkpoint's default)."""
     neural_resolution: int | None = None
     """Neural rendering resolution override (None: the model's own)."""
     pitch_360: float = -0.2
@@ -45,7 +46,7 @@ class VideoOptions:
     bitrate: str = "10M"
 
 
-def camera_path(kind: PathKind, frames: int, options, fov_deg: float = 18.837, pitch_360: float = -0.2,
+def camera_path(kind: PathKind, frames: int, options, fov_deg: float | None = None, pitch_360: float = -0.2,
                 device: torch.device | str | None = None) -> torch.Tensor:
     """Camera labels [frames, 25] for the path around the model's avg camera pivot and radius."""
     from core.cameras import camera_label, fov_to_intrinsics, orbit_360, video_orbit
@@ -59,7 +60,7 @@ def camera_path(kind: PathKind, frames: int, options, fov_deg: float = 18.837, p
                  for f in range(frames)]
     else:
         raise ValueError(f"unknown camera path {kind!r} (choose from {', '.join(PATHS)})")
-    return camera_label(torch.cat(poses), fov_to_intrinsics(fov_deg, device))
+    return camera_label(torch.cat(poses), fov_to_intrinsics(fov_deg or options.avg_camera_fov, device))
 
 
 def cyclic_cubic(keys: torch.Tensor, t: float) -> torch.Tensor:

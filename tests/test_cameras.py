@@ -257,3 +257,18 @@ def test_orbit_360_turns_around_pivot():
         assert float((pose[:3, 3] - pivot).norm()) == pytest.approx(2.7, abs=1e-5)
     assert torch.allclose(poses[0], OrbitCamera(radius=2.7).cam2world()[0])
     assert poses[2][0, 3] > 2.6 and poses[4][2, 3] < -2.4  # quarter turn on +x, half turn behind
+
+
+def test_checkpoint_fov_is_the_default_everywhere():
+    """Our trainer records the dataset's FOV in rendering_kwargs; tools and viewer default to it."""
+    from core.cameras import OrbitCamera, fov_to_intrinsics, frontal_label
+    from core.config import RenderOptions
+    opts = RenderOptions.from_kwargs({"avg_camera_radius": 1.8, "avg_camera_pivot": [0, 0, 0],
+                                      "avg_camera_fov": 42.9})
+    assert torch.equal(frontal_label(opts)[0, 16:].view(3, 3), fov_to_intrinsics(42.9))
+    cam = OrbitCamera.from_options(opts)
+    assert cam.fov_deg == 42.9 and cam.radius == 1.8
+    cam.fov_deg = 10.0
+    cam.reset(opts)
+    assert cam.fov_deg == 42.9
+    assert RenderOptions.from_kwargs({}).avg_camera_fov == 18.837  # original checkpoints: EG3D's tools' FOV
