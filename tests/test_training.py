@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.cameras import fov_to_focal
 from core.checkpoint import load_checkpoint, load_generator, read_network_pickle
 from training.config import preset
 from training.discriminator import DualDiscriminator
@@ -107,6 +108,8 @@ def test_two_cpu_steps_change_weights_and_write_a_loadable_snapshot(tiny_data, t
     assert data["training"]["cur_nimg"] == 4 and data["training"]["G_opt"]["state"]
     assert set(data["D_kwargs"]) >= {"c_dim", "img_resolution", "channel_base"}
     G = load_generator(run)
+    focal = float(trainer.ds.labels[:, 16].mean())  # the dataset's camera becomes the tools' default
+    assert abs(fov_to_focal(G.options.avg_camera_fov) - focal) < 1e-4
     out = G(torch.randn(1, 512), torch.from_numpy(trainer.ds.labels[:1]))
     assert out["image"].shape == (1, 3, 128, 128) and out["image_raw"].shape == (1, 3, 32, 32)
     torch.testing.assert_close(G.state_dict()["decoder.net.0.weight"], trainer.G_ema.state_dict()["decoder.net.0.weight"])

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.cameras import focal_to_fov
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
@@ -126,6 +127,8 @@ class Trainer:
         resume_from = self._resume_checkpoint() if resume else None
         # A resumed run rebuilds its networks from the snapshot's own constructor kwargs.
         G_kwargs = resume_from["G_kwargs"] if resume_from else opts.G_kwargs(res)
+        if not resume_from:  # the viewer's and tools' default camera FOV: the dataset's mean focal length
+            G_kwargs["rendering_kwargs"]["avg_camera_fov"] = focal_to_fov(float(self.ds.labels[:, 16].mean()))
         D_kwargs = resume_from["D_kwargs"] if resume_from else opts.D_kwargs(res)
         self.G = TriPlaneGenerator(**G_kwargs).train().requires_grad_(False).to(self.device)
         self.G.neural_rendering_resolution = opts.nrr_initial
