@@ -53,6 +53,8 @@ class EG3DLoss:
     """accumulate(phase, ...) runs one phase's forward/backward; gradients land in G or D."""
 
     def __init__(self, G, D, opts: TrainOptions):
+        if opts.density_reg > 0 and opts.reg_type != "l1":
+            raise ValueError(f"density regularisation type {opts.reg_type!r} is not supported (only 'l1')")
         self.G, self.D, self.opts = G, D, opts
 
     def _gen_conditioning(self, c: torch.Tensor, swapping_prob: float | None) -> torch.Tensor:
