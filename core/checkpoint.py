@@ -286,6 +286,8 @@ def build_generator(kwargs: dict, state_dict: dict[str, torch.Tensor], rendering
         G = TriPlaneGenerator(**kwargs)
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{source}: cannot build the generator from its kwargs ({e})") from None
+    if "dataset_label_std" in state_dict:  # registered by the original trainer on every trained G (ref §1.1)
+        G.register_buffer("dataset_label_std", state_dict["dataset_label_std"].clone())
     own = G.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]

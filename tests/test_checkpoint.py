@@ -204,3 +204,16 @@ def test_small_cpu_configuration_round_trips(tmp_path):
     H = load_generator(tmp_path / "small.ckpt")
     assert H.backbone.img_resolution == 64 and H.neural_rendering_resolution == 32
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), H.state_dict().values()))
+
+
+def test_trained_checkpoints_keep_dataset_label_std_first(tmp_path, small_G, fixture_dir):
+    """Original trained G/G_ema carry an unused `dataset_label_std` buffer as their first key (ref §1.1)."""
+    sd = torch.load(fixture_dir / "state_dict.pt", weights_only=True)
+    label_std = torch.rand(25)
+    data = {"format": FORMAT, "version": 1, "G_kwargs": small_G.init_kwargs,
+            "G_ema": {"dataset_label_std": label_std, **sd}}
+    torch.save(data, tmp_path / "trained.ckpt")
+    G = load_generator(tmp_path / "trained.ckpt")
+    keys = list(G.state_dict())
+    assert keys[0] == "dataset_label_std" and keys[1:] == list(sd)
+    assert torch.equal(G.dataset_label_std, label_std)
