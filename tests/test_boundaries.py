@@ -1,0 +1,31 @@
+"""core/ is the shared library: it must not depend on the GUI, the trainer or the command line."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {"app", "training", "cli", "imgui_bundle", "glfw", "OpenGL"}
+
+
+def test_core_sources_import_nothing_forbidden():
+    offenders = []
+    for path in sorted((ROOT / "core").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN]
+    assert not offenders, offenders
+
+
+def test_importing_core_loads_no_gui_or_training_modules():
+    code = ("import sys, core.engine, core.checkpoint, core.mesh, core.video, core.bench; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FORBIDDEN)!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
