@@ -185,9 +185,10 @@ class Studio:
 
     @property
     def settled(self) -> bool:
-        """True when the frame on screen is the final rung of the ladder for the current state."""
+        """True when input has come to rest and the frame on screen is the ladder's final rung."""
         return (self.worker is not None and self.shown is not None and not self.state.model.loading
-                and self.load_job is None and next_request(render_ladder(self.state), self.shown) is None)
+                and self.load_job is None and not self.state.interaction.active()
+                and next_request(render_ladder(self.state), self.shown) is None)
 
     @property
     def latest_frame(self) -> Frame | None:
