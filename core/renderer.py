@@ -131,7 +131,7 @@ class ImportanceRenderer(nn.Module):
     unchunked computation (the depth clamp range is taken over the whole batch, as in the original).
     """
 
-    def __init__(self, chunk_rays: int = 1024):
+    def __init__(self, chunk_rays: int = 4096):
         super().__init__()
         self.chunk_rays = chunk_rays
 
