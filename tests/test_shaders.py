@@ -34,6 +34,16 @@ def _draw(program, target, quad):
     return target.read()
 
 
+def _program(frag: str, **uniforms):
+    """The quad vertex shader + `frag`, in use, with the given uniforms set."""
+    from app.gl import Program
+    prog = Program("quad.vert", frag)
+    prog.use()
+    for name, value in uniforms.items():
+        prog.set(name, value)
+    return prog
+
+
 def test_every_shader_compiles_and_links(gl_context):
     from app.gl import Program, shader_files
     files = shader_files()
@@ -52,18 +62,13 @@ def test_broken_shader_reports_the_log(gl_context, tmp_path):
 
 
 def test_colormap_grey_ramp_and_invert(gl_context):
-    from app.gl import Program, Quad, RenderTarget, Texture
+    from app.gl import Quad, RenderTarget, Texture
     ramp = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (8, 1))   # [8, 16], left dark
     tex, target, quad = Texture(linear=False), RenderTarget(), Quad()
     tex.upload(ramp)
     target.resize(16, 8)
-    prog = Program("quad.vert", "colormap.frag")
-    prog.use()
     tex.bind(0)
-    prog.set("u_scalar", 0)
-    prog.set("u_range", (0.0, 1.0))
-    prog.set("u_colormap", 0)
-    prog.set("u_invert", 0)
+    prog = _program("colormap.frag", u_scalar=0, u_range=(0.0, 1.0), u_colormap=0, u_invert=0)
     row = _draw(prog, target, quad)[4, :, 0].astype(int)
     assert row[0] <= 1 and row[-1] >= 254 and np.all(np.diff(row) > 0)
     prog.set("u_invert", 1)
@@ -76,7 +81,7 @@ def test_colormap_grey_ramp_and_invert(gl_context):
 
 
 def test_image_split_shows_compare_left_of_divider(gl_context):
-    from app.gl import Program, Quad, RenderTarget, Texture
+    from app.gl import Quad, RenderTarget, Texture
     red = np.zeros((4, 4, 3), np.uint8)
     red[..., 0] = 255
     blue = np.zeros((4, 4, 3), np.uint8)
@@ -85,15 +90,10 @@ def test_image_split_shows_compare_left_of_divider(gl_context):
     a.upload(red)
     b.upload(blue)
     target.resize(20, 10)
-    prog = Program("quad.vert", "image.frag")
-    prog.use()
     a.bind(0)
     b.bind(1)
-    prog.set("u_image", 0)
-    prog.set("u_compare", 1)
-    prog.set("u_background", (0.0, 0.0, 0.0))
-    prog.set("u_divider", 0.0)
-    prog.set("u_split", 0.0)
+    prog = _program("image.frag", u_image=0, u_compare=1, u_background=(0.0, 0.0, 0.0), u_divider=0.0,
+                    u_split=0.0)
     whole = _draw(prog, target, quad)
     assert (whole[..., 0] == 255).all() and (whole[..., 2] == 0).all()
     prog.set("u_split", 0.5)
@@ -102,19 +102,14 @@ def test_image_split_shows_compare_left_of_divider(gl_context):
 
 
 def test_image_background_fills_where_opacity_is_zero(gl_context):
-    from app.gl import Program, Quad, RenderTarget, Texture
+    from app.gl import Quad, RenderTarget, Texture
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[0, :, :] = (200, 100, 50, 255)                     # top row opaque, bottom row empty
     tex, target, quad = Texture(linear=False), RenderTarget(), Quad()
     tex.upload(rgba)
     target.resize(2, 2)
-    prog = Program("quad.vert", "image.frag")
-    prog.use()
     tex.bind(0)
-    prog.set("u_image", 0)
-    prog.set("u_compare", 0)
-    prog.set("u_split", 0.0)
-    prog.set("u_background", (0.0, 1.0, 0.0))
+    prog = _program("image.frag", u_image=0, u_compare=0, u_split=0.0, u_background=(0.0, 1.0, 0.0))
     pixels = _draw(prog, target, quad).astype(int)
     np.testing.assert_allclose(pixels[0], [[200, 100, 50]] * 2, atol=1)
     np.testing.assert_allclose(pixels[1], [[0, 255, 0]] * 2, atol=1)
