@@ -47,3 +47,34 @@ def writable_dir(path: str | os.PathLike) -> Path:
     if not os.access(d, os.W_OK):
         raise StudioError(f"output directory {d} is not writable")
     return d
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi], else one line naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {value}")
+        return value
+    return parse
+
+
+def float_in(lo: float, hi: float, *, open_lo: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite float in [lo, hi] ((lo, hi] with open_lo); NaN and inf are refused."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < lo or value > hi or (open_lo and value == lo):
+            bracket = "(" if open_lo else "["
+            raise argparse.ArgumentTypeError(f"must be in {bracket}{lo}, {hi}], got {value}")
+        return value
+    return parse
