@@ -12,6 +12,7 @@ File format (version 1):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -112,6 +113,24 @@ class Keyframe:
 
     def to_json(self) -> dict:
         return {"position": list(self.position), "look_at": list(self.look_at), "fov": self.fov_deg}
+
+
+def orbit_labels(cam: OrbitCamera, kind: str, frames: int,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Labels [frames, 25] moving around the viewer camera's current view (its pivot, radius and FOV
+    kept): 'orbit' is gen_videos' ellipse (yaw +-0.35 sin, pitch +-0.25 cos, one loop) centred on the
+    current yaw/pitch instead of the frontal view; '360' turns the yaw once around from the current view."""
+    if kind not in ("orbit", "360"):
+        raise ValueError(f"orbit kind must be orbit or 360, not {kind!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"number of frames must be a positive integer, got {frames!r}")
+    views = []
+    for f in range(frames):
+        a = 2 * math.pi * f / frames
+        yaw, pitch = ((cam.yaw + 0.35 * math.sin(a), cam.pitch + 0.25 * math.cos(a)) if kind == "orbit"
+                      else (cam.yaw + a, cam.pitch))
+        views.append(dataclasses.replace(cam, yaw=yaw, pitch=pitch).label(device))
+    return torch.cat(views)
 
 
 def _hermite(p1: np.ndarray, p2: np.ndarray, m1: np.ndarray, m2: np.ndarray, s: float) -> np.ndarray:

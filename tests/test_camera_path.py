@@ -7,12 +7,13 @@ import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from core.camera_path import CameraPath, CameraPathError, Keyframe
+from core.camera_path import CameraPath, CameraPathError, Keyframe, orbit_labels
 from core.cameras import OrbitCamera
 from core.errors import StudioError
 
@@ -219,7 +220,24 @@ def test_fuzzed_files_only_raise_studio_errors(tmp_path):
         print(ok, bad)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+                            cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     ok, bad = map(int, result.stdout.split())
     assert ok + bad == 400 and bad > 100
+
+
+def test_orbit_labels_circle_the_on_screen_view():
+    cam = OrbitCamera(yaw=0.5, pitch=-0.2, radius=2.2, pivot=(0.1, 0.0, 0.2), fov_deg=22.0)
+    turn = orbit_labels(cam, "360", 4)
+    assert torch.equal(turn[0], cam.label()[0])  # starts on screen
+    quarter = OrbitCamera(yaw=0.5 + math.pi / 2, pitch=-0.2, radius=2.2, pivot=(0.1, 0.0, 0.2), fov_deg=22.0)
+    torch.testing.assert_close(turn[1], quarter.label()[0])
+    orbit = orbit_labels(cam, "orbit", 8)
+    views = [Keyframe(tuple(m[:3, 3].tolist()), cam.pivot, 22.0).to_orbit()
+             for m in orbit[:, :16].view(-1, 4, 4).double()]
+    yaws, pitches = np.array([v.yaw for v in views]), np.array([v.pitch for v in views])
+    np.testing.assert_allclose(yaws, 0.5 + 0.35 * np.sin(np.arange(8) * np.pi / 4), atol=1e-5)
+    np.testing.assert_allclose(pitches, -0.2 + 0.25 * np.cos(np.arange(8) * np.pi / 4), atol=1e-5)
+    assert np.allclose([v.radius for v in views], 2.2) and torch.all(orbit[:, 16:] == cam.label()[0, 16:])
+    with pytest.raises(ValueError, match="orbit kind"):
+        orbit_labels(cam, "spiral", 4)
