@@ -18,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -195,30 +195,29 @@ class CameraPath:
         i = int(math.floor(x))
         s = x - i
         idx = [i - 1, i, i + 1, i + 2]
-        pos = self._points([np.array(kf.position) for kf in keys], idx)
-        look = self._points([np.array(kf.look_at) for kf in keys], idx)
-        fov = self._points([np.array([math.log(math.tan(math.radians(kf.fov_deg) / 2))]) for kf in keys], idx)
-        position = _centripetal(*pos, s)
-        look_at = _centripetal(*look, s)
-        fov_deg = math.degrees(2 * math.atan(math.exp(float(_centripetal(*fov, s, alpha=0.0)[0]))))
+        position = _centripetal(*self._points(lambda kf: np.array(kf.position), idx), s)
+        look_at = _centripetal(*self._points(lambda kf: np.array(kf.look_at), idx), s)
+        log_tan = self._points(lambda kf: np.array([math.log(math.tan(math.radians(kf.fov_deg) / 2))]), idx)
+        fov_deg = math.degrees(2 * math.atan(math.exp(float(_centripetal(*log_tan, s, alpha=0.0)[0]))))
         try:
             return Keyframe(tuple(position.tolist()), tuple(look_at.tolist()), fov_deg)
         except CameraPathError as e:
             raise CameraPathError(f"camera path at t={t:.4f}: {e}") from None
 
-    def _points(self, points: list[np.ndarray], idx: list[int]) -> list[np.ndarray]:
-        """The four control points of a segment; the open path's ends are mirrored (p[-1] = 2 p0 - p1)."""
-        k = len(points)
+    def _points(self, value: Callable[[Keyframe], np.ndarray], idx: list[int]) -> list[np.ndarray]:
+        """value() of the keyframes idx (a segment's four control points); past the ends of an open
+        path the points are mirrored (p[-1] = 2 p[0] - p[1])."""
+        keys, k = self.keyframes, len(self.keyframes)
         if self.loop:
-            return [points[j % k] for j in idx]
+            return [value(keys[j % k]) for j in idx]
         out = []
         for j in idx:
             if j < 0:
-                out.append(2 * points[0] - points[1])
+                out.append(2 * value(keys[0]) - value(keys[1]))
             elif j >= k:
-                out.append(2 * points[k - 1] - points[k - 2])
+                out.append(2 * value(keys[k - 1]) - value(keys[k - 2]))
             else:
-                out.append(points[j])
+                out.append(value(keys[j]))
         return out
 
     def frame_times(self, frames: int) -> list[float]:
