@@ -2,15 +2,16 @@
 
 A keyframe is a camera position, the point it looks at and its FOV, in world units (core/cameras.py
 conventions: +y up, no roll). Between keyframes:
-- the look-at point follows a centripetal Catmull-Rom spline (no cusps or self-loops where keyframes
-  are unevenly spaced; Yuksel et al. 2011);
-- the camera orbits it: its (yaw, elevation, log distance) around the look-at point follow a
-  centripetal Catmull-Rom, yaw turning the short way between keyframes. Interpolating the position
-  itself would cut chords through the orbit sphere, and EG3D renders only depths in [ray_start,
-  ray_end] around the training radius: a camera that drifts closer clips the subject;
+- the look-at point follows a Catmull-Rom spline with centripetal knot spacing (Yuksel et al. 2011:
+  tangents that do not swing wide where keyframes are unevenly spaced);
+- the camera orbits it: its (yaw, elevation, log distance) around the look-at point follow the same
+  kind of spline, yaw turning the short way between keyframes. Interpolating the position itself would
+  cut chords through the orbit sphere, and EG3D renders only depths in [ray_start, ray_end] around the
+  training radius: a camera that drifts closer clips the subject;
 - the FOV follows a uniform Catmull-Rom in log(tan(fov/2)): it stays inside (0, 180) and zooms at an
   even perceived rate.
-Every keyframe gets an equal share of the path's time t in [0, 1].
+Every keyframe gets an equal share of the path's time t in [0, 1]; each quantity is C1 in t, so the
+camera neither jumps nor jerks at a keyframe.
 
 File format (version 1):
     {"version": 1, "loop": false,
