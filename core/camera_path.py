@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,8 @@ class CameraPathError(StudioError, ValueError):
 
 
 def _number(value, what: str) -> float:
-    """A finite float from an int or float (not a bool, string, ...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite float from a real number (int, float, numpy scalar; not a bool, string, ...)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise CameraPathError(f"{what} must be a number, got {value!r}")
     try:
         x = float(value)
@@ -63,7 +64,7 @@ def _number(value, what: str) -> float:
 
 
 def _vec3(value, what: str) -> tuple[float, float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 3:
         raise CameraPathError(f"{what} must be 3 numbers, got {str(value)[:60]}")
     return tuple(_number(x, what) for x in value)
 
