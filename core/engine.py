@@ -197,9 +197,13 @@ class RenderEngine:
         fork_rng so that the RNG state of everything else is restored afterwards."""
         if noise_mode != "random":
             return self.G.planes(ws, noise_mode=noise_mode)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(noise_seed)
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            if cuda:  # only this device's generator: the noise is drawn where the planes are
+                index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+                torch.cuda.default_generators[index].manual_seed(noise_seed)
+            else:
+                torch.default_generator.manual_seed(noise_seed)
             return self.G.planes(ws, noise_mode="random")
 
     def options_for(self, req: RenderRequest):
