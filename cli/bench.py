@@ -48,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     header = f"{datetime.date.today()} on {machine_description(device)} ({device})"
     print(header)
+    def save(results: dict) -> None:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": header, "results": results}, f, indent=1)
+
     if args.modes:
-        results = run_frame_modes(device, args.modes, model=args.model, frames=args.frames, seconds=args.seconds)
+        results = run_frame_modes(device, args.modes, model=args.model, frames=args.frames, seconds=args.seconds,
+                                  on_update=save)
     else:
         results = run_benchmarks(device, repeats=args.repeats, bf16=args.bf16)
         if device.type == "cpu":
@@ -59,7 +65,5 @@ def run(args: argparse.Namespace) -> int:
                     ours = results[name]
                     print(f"| {name} | {ours:.3f} | {orig:.2f} | {orig / ours:.1f}x | {target or '–'} |")
             print(f"| peak RSS | {results['peak RSS GB']:.2f} GB | 1.79 GB | | ≤ 1.79 GB |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": header, "results": results}, f, indent=1)
+    save(results)
     return 0

@@ -242,13 +242,15 @@ def _timed_frames(fn: Callable[[], object], before: Callable[[int], None], frame
 
 
 def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "ffhq512", frames: int = 100,
-                    seconds: float = 10.0, warmup: int = 5, log: Callable[[str], None] = print) -> dict:
+                    seconds: float = 10.0, warmup: int = 5, log: Callable[[str], None] = print,
+                    on_update: Callable[[dict], None] | None = None) -> dict:
     """Frames per second of the interactive scenarios under each mode, batch 1.
 
     Per mode and scenario: median/p90 seconds per frame over up to `frames` synchronised frames
     (cameras orbiting, copied into the static input before each frame), fps = 1/median, the first
     call's seconds (compilation, capture) and the pixel difference from plain fp32 (TF32 off) at the
-    same camera. A mode that fails records its error; the others still run.
+    same camera. A mode that fails records its error; the others still run. `on_update` gets the
+    results after every scenario (so a run killed at a time limit keeps what it measured).
     """
     kwargs, nrr = MODELS[model]
     G = ffhq_generator(device) if model == "ffhq512" else small_generator(device)
@@ -303,6 +305,8 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
             except Exception as e:  # one failing mode must not stop the others
                 entry[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
                 log(f"  {mode.name:<22} {name:<36} error: {entry[name]['error']}")
+                if on_update is not None:
+                    on_update(results)
                 continue
             med = statistics.median(times)
             p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
@@ -310,6 +314,8 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
                            "first_call_s": first_s, "diff_vs_fp32": diff}
             log(f"  {mode.name:<22} {name:<36} {1 / med:8.1f} fps  {med * 1000:8.2f} ms  "
                 f"max|Δ| vs fp32 {diff['max_abs']:.2e}")
+            if on_update is not None:
+                on_update(results)
         if device.type == "cuda":
             entry["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
     G.renderer.chunk_rays = default_chunk

@@ -4,7 +4,7 @@
 #
 # On the lent GPU machine (bare: its own python3 with torch, no network), from the repo root, after
 # scripts/gpu_prepare.sh filled .gpucheck/ here and with `.gpucheck` named in the call's carry:
-#   bash scripts/gpu_check.sh                      # about 8 minutes; use a 600 s call limit
+#   bash scripts/gpu_check.sh                      # at most 7-8 minutes; call with timeout_s 540
 # On any machine, to check the script itself:
 #   bash scripts/gpu_check.sh --device cpu --quick
 # Extra arguments go to gpu_check.py (--budget SECONDS, --sections env,parity,bench,interop,train).
@@ -30,8 +30,8 @@ if ! "$PY" -c "import OpenGL" 2>/dev/null && ls .gpucheck/whl/*.whl >/dev/null 2
     --target /tmp/gpucheck-site .gpucheck/whl/*.whl && export PYTHONPATH=/tmp/gpucheck-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-# The driver keeps to --budget (default 480 s) by itself; this is the backstop.
-timeout --kill-after=15 "${GPU_CHECK_TIMEOUT:-560}" "$PY" -m scripts.gpu_check "$@"
+# The driver keeps to --budget (default 420 s) by itself; this is the backstop.
+timeout --kill-after=15 "${GPU_CHECK_TIMEOUT:-500}" "$PY" -m scripts.gpu_check "$@"
 rc=$?
-[ $rc = 124 ] && echo "gpu_check: killed at ${GPU_CHECK_TIMEOUT:-560} s; $OUT/gpu_check.json holds the sections that finished"
+[ $rc = 124 ] && echo "gpu_check: killed at ${GPU_CHECK_TIMEOUT:-500} s; $OUT/gpu_check.json holds the sections that finished"
 exit $rc

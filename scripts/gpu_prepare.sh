@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with network), before the device call: fills .gpucheck/ (git-ignored) with what
 # the bare GPU machine lacks for scripts/gpu_check.sh, about 40 MB. Then call the device tool with
-#   carry: [".gpucheck"]   command: bash scripts/gpu_check.sh   timeout_s: 600
+#   carry: [".gpucheck"]   command: bash scripts/gpu_check.sh   timeout_s: 540
 #  fixtures/eg3d_small/  config.json, state_dict.pt, cases.pt, sr_2x.pt (parity), unless ./shared exists
 #  whl/                  PyOpenGL (+ accelerate) wheels for the device's CPython 3.12 (GL section)
 #  gl/                   libEGL/libOpenGL/GLX glvnd loader debs (GL section; the device README's recipe)
