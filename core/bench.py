@@ -284,6 +284,8 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
         entry: dict = {}
         results["modes"][mode.name] = entry
         _set_tf32(device, mode.precision == "tf32")
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         G.renderer.chunk_rays = nrr * nrr if mode.onechunk else default_chunk
         for name, scenario in scenarios.items():
             try:
