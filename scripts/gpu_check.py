@@ -85,11 +85,37 @@ def section_env(args) -> dict:
             out[f"module {mod}"] = getattr(m, "__version__", "present")
         except Exception as e:  # missing or broken: record which
             out[f"module {mod}"] = f"missing ({first_line(e)})"
+    if torch.cuda.is_available():
+        try:
+            out["ceilings"] = ceilings(torch)
+        except Exception as e:  # the rest of the section still counts
+            out["ceilings"] = {"error": first_line(e)}
     if shutil.which("nvidia-smi"):
         r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,"
                             "power.limit", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
         out["nvidia-smi"] = (r.stdout or r.stderr).strip()
     return out
+
+
+def ceilings(torch) -> dict:
+    """The two rates METHOD.md asks for first: device copy bandwidth and a large bf16 matrix product."""
+    def timed(fn, reps: int) -> float:
+        fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / 1000 / reps
+    src = torch.rand(2**30, device="cuda")  # 4 GiB of random float32
+    dst = torch.empty_like(src)
+    copy_s = timed(lambda: dst.copy_(src), 5)
+    del src, dst
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    mm_s = timed(lambda: a @ b, 10)
+    return {"device copy TB/s (read + write)": round(2 * 4 * 2**30 / copy_s / 1e12, 2),
+            "bf16 8192³ matmul TFLOP/s": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
 
 def section_parity(args) -> dict:
@@ -583,7 +609,7 @@ def summary_line(name: str, r: dict) -> str:
     if "skipped" in r or "error" in r:
         return f"{'skipped: ' + r['skipped'] if 'skipped' in r else 'ERROR ' + str(r['error'])}"
     if name == "env":
-        return f"torch {r.get('torch')} CUDA {r.get('torch_cuda')} {r.get('gpu', 'no GPU')}"
+        return f"torch {r.get('torch')} CUDA {r.get('torch_cuda')} {r.get('gpu', 'no GPU')} {r.get('ceilings', '')}"
     if name == "parity":
         return f"worst {r['worst']:.2e} ({'pass' if r['pass'] else 'FAIL'} at {r['tolerance']:g})"
     if name == "bench":
