@@ -108,12 +108,15 @@ def ceilings(torch) -> dict:
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1000 / reps
-    src = torch.rand(2**30, device="cuda")  # 4 GiB of random float32
-    dst = torch.empty_like(src)
-    copy_s = timed(lambda: dst.copy_(src), 5)
-    del src, dst
-    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-    mm_s = timed(lambda: a @ b, 10)
+    def copy_seconds() -> float:
+        src = torch.rand(2**30, device="cuda")  # 4 GiB of random float32, freed on return
+        dst = torch.empty_like(src)
+        return timed(lambda: dst.copy_(src), 5)
+
+    def matmul_seconds() -> float:
+        a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+        return timed(lambda: a @ b, 10)
+    copy_s, mm_s = copy_seconds(), matmul_seconds()
     return {"device copy TB/s (read + write)": round(2 * 4 * 2**30 / copy_s / 1e12, 2),
             "bf16 8192³ matmul TFLOP/s": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
