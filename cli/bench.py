@@ -46,8 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.bench import BASELINE, machine_description, run_benchmarks, run_frame_modes
     device = pick_device(args.device)
+    if args.json:  # an unwritable path fails now, not after minutes of measuring
+        open(args.json, "a").close()
     header = f"{datetime.date.today()} on {machine_description(device)} ({device})"
     print(header)
+
     def save(results: dict) -> None:
         if args.json:
             with open(args.json, "w") as f:
