@@ -1,4 +1,5 @@
-"""Frame tensors -> GL textures: CUDA-GL interop through pycuda when possible, else a host copy.
+"""Frame tensors -> GL textures: CUDA-GL interop through pycuda (or cuda-python, app/interop_cudart.py)
+when possible, else a host copy.
 
 Interop needs CUDA, a pycuda build configured with --cuda-enable-gl (a plain `pip install pycuda` has
 no GL support) and frames that are still on the GPU. Every failure (ImportError, OSError, driver error)
@@ -88,10 +89,21 @@ class TextureUploader:
             self._interop = _CudaGL(device.index or 0)
         except ImportError as e:
             self.reason = f"pycuda with GL support not installed ({e})"
+            self._use_cudart(device.index or 0)
         except Exception as e:  # OSError, pycuda.driver.Error: no driver, no GL context sharing
             self.reason = f"CUDA-GL interop unavailable: {e}"
         else:
             self.path, self.reason = "CUDA-GL interop (pycuda)", "frames stay on the GPU"
+
+    def _use_cudart(self, device_index: int) -> None:
+        """Without pycuda, try the same interop through cuda-python (app/interop_cudart.py)."""
+        try:
+            from app.interop_cudart import CudartGL
+            self._interop = CudartGL(device_index)
+        except Exception as e:  # ImportError, driver errors: keep the host copy and say why
+            self.reason += f"; cuda.bindings interop unavailable: {e}"
+        else:
+            self.path, self.reason = CudartGL.name, "frames stay on the GPU"
 
     @property
     def wants_device_frames(self) -> bool:
