@@ -13,7 +13,7 @@ from imgui_bundle import imgui
 from app.imgui_utils import disabled, em, help_marker, item_width
 from app.jobs import Job
 from app.panel import Panel
-from app.state import AppState, LatentState
+from app.state import AppState, LatentState, default_mix_layers
 from core.engine import RenderEngine
 from core.fileio import atomic_path
 
@@ -111,7 +111,7 @@ class LatentPanel(Panel):
         with item_width(em(8)):
             _, lat.mix_seed = imgui.input_int("mix seed", lat.mix_seed)
         if len(lat.mix_layers) != num_ws:
-            lat.mix_layers = [i >= num_ws // 2 for i in range(num_ws)]
+            lat.mix_layers = default_mix_layers(num_ws)
         imgui.text_disabled("ws taken from the mix seed:")
         for i in range(num_ws):
             if i % 7:
@@ -147,6 +147,7 @@ class LatentPanel(Panel):
         if imgui.button("Load"):
             try:
                 load_latent(Path(self.file_text), lat)
+                lat.fit_to_model(state.model.num_ws, same_architecture=True)
                 state.set_status(f"loaded latent {self.file_text}")
             except ValueError as e:
                 state.set_status(str(e), error=True)

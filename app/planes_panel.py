@@ -14,7 +14,7 @@ import torch
 from imgui_bundle import imgui
 
 from app.display import Colorizer
-from app.gl import RenderTarget, Texture, texture_ref
+from app.gl import RenderTarget, Texture, show_target, texture_ref
 from app.imgui_utils import em, info_table
 from app.jobs import Job
 from app.panel import Panel
@@ -95,8 +95,10 @@ class PlanesPanel(Panel):
             imgui.begin_group()
             imgui.text(f"{i}: {axes}")
             top_left = imgui.get_cursor_screen_pos()
-            tex = self.targets[i].texture if "scalar" in self.result else self.textures[i]
-            imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
+            if "scalar" in self.result:
+                show_target(self.targets[i], side, side)
+            else:
+                imgui.image(texture_ref(self.textures[i].id), imgui.ImVec2(side, side))
             u, v = marks[i]
             centre = imgui.ImVec2(top_left.x + (u + 1) / 2 * side, top_left.y + (v + 1) / 2 * side)
             imgui.get_window_draw_list().add_circle(centre, em(0.35), 0xFF00FFFF, 0, 2.0)

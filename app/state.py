@@ -7,11 +7,14 @@ dirty check), so a misspelt field is a TypeError rather than a silently ignored 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.cameras import OrbitCamera
+import torch
+
+from core.cameras import OrbitCamera, frontal_label, split_label
 from core.engine import Latent, RenderRequest
 
 ViewMode = Literal["image", "raw", "depth", "opacity"]
@@ -32,7 +35,8 @@ class ModelState:
     open_request: str | None = None
     """A path a panel, the command line or a drop asked to open; the studio loads it in the background."""
     keep_view: bool = False
-    """Keep camera and latent on the next load (hot reload of a newer snapshot)."""
+    """Keep camera and latent on the next load (Reload, hot reload of a newer snapshot); such loads are
+    not added to File > Recent."""
     loading: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     rendering_kwargs: dict = field(default_factory=dict)
@@ -40,6 +44,11 @@ class ModelState:
     neural_resolution: int = 64
     generation: int = 0
     """Bumped on every successful load; panels use it to drop per-model caches."""
+
+
+def default_mix_layers(num_ws: int) -> list[bool]:
+    """Style mixing default: the second half of the ws (fine styles) from the mix seed."""
+    return [i >= num_ws // 2 for i in range(num_ws)]
 
 
 @dataclass
@@ -63,6 +72,20 @@ class LatentState:
     """[start, stop) of the ws the directions edit; (0, 0) = all."""
     cond_yaw: float = 0.0
     cond_pitch: float = 0.0
+
+    def fit_to_model(self, num_ws: int, same_architecture: bool) -> None:
+        """Make the model-dependent settings valid for a model with `num_ws` ws: mixing layers and the
+        directions' ws range are reset when they do not fit, the cutoff is clamped, and W-direction
+        amounts (principal components of another model's W) are zeroed unless the architecture is
+        unchanged (a newer snapshot of the same run)."""
+        if len(self.mix_layers) != num_ws:
+            self.mix_layers = default_mix_layers(num_ws)
+        lo, hi = self.direction_layers
+        if not 0 <= lo < hi <= num_ws:
+            self.direction_layers = (0, 0)
+        self.cutoff = min(max(int(self.cutoff), 0), num_ws)
+        if not same_architecture:
+            self.directions = [0.0] * len(self.directions)
 
     def latent(self) -> Latent:
         mix = [i for i, on in enumerate(self.mix_layers) if on] if self.mix_enabled else []
@@ -95,6 +118,8 @@ class ViewState:
     depth_auto: bool = True
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
+    pixel_exact: bool = False
+    """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
 
 
 @dataclass
@@ -143,9 +168,66 @@ class AppState:
     status_is_error: bool = False
     screenshot_request: str | None = None
     """Path for a whole-window PNG, taken at the end of the current frame."""
+    viewport_request: str | None = None
+    """Path for a PNG of the viewport's pixels as displayed, taken at the end of the current frame."""
+
+    def fit_to_model(self, previous_num_ws: int) -> None:
+        """After a load: latent settings valid for the new model; a custom neural resolution far from
+        the new model's is dropped."""
+        m = self.model
+        self.latent.fit_to_model(m.num_ws, same_architecture=previous_num_ws == m.num_ws)
+        if self.view.resolution > max(2 * m.neural_resolution, 128):
+            self.view.resolution = 0
 
     def set_status(self, message: str, error: bool = False) -> None:
         self.status, self.status_is_error = message, error
+
+
+@dataclass(frozen=True)
+class StartView:
+    """A state to open the studio at, with the meaning and units of `main.py render` (degrees; the
+    camera on a sphere of avg_camera_radius around the world origin, looking at avg_camera_pivot)."""
+    seed: int | None = None
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    fov_deg: float | None = None
+    psi: float | None = None
+    mode: str | None = None
+    """image | image_raw | image_depth (render's names)."""
+
+    def apply(self, state: AppState, options) -> None:
+        """Set latent, camera and view of `state` for a model with rendering `options`."""
+        if self.seed is not None:
+            state.latent.seed = int(self.seed)
+        if self.psi is not None:
+            state.latent.psi = float(self.psi)
+        if self.fov_deg is not None or self.yaw_deg is not None or self.pitch_deg is not None:
+            state.camera = render_camera(options, math.radians(self.yaw_deg or 0.0),
+                                         math.radians(self.pitch_deg or 0.0), self.fov_deg)
+        if self.mode == "image_raw":
+            state.view.mode = "raw"
+        elif self.mode == "image_depth":  # render's depth PNG: grey, min-max normalised, near = bright
+            state.view.mode, state.view.colormap = "depth", 0
+            state.view.depth_auto, state.view.depth_near_bright = True, True
+        elif self.mode == "image":
+            state.view.mode = "image"
+
+
+def render_camera(options, yaw: float, pitch: float, fov_deg: float | None = None) -> OrbitCamera:
+    """The OrbitCamera whose pose is `render`'s camera (offsets yaw/pitch in radians from frontal).
+
+    render's camera circles the world origin and looks at the pivot; OrbitCamera circles its pivot.
+    Both build the pose from the camera centre and the look-at point, so the orbit camera with the same
+    centre relative to the pivot (inverting the sphere parametrisation) gives the same label.
+    """
+    cam2world, _ = split_label(frontal_label(options, fov_deg, yaw=yaw, pitch=pitch).double())
+    pivot = [float(x) for x in options.avg_camera_pivot]
+    d = cam2world[0, :3, 3] - torch.tensor(pivot, dtype=torch.float64)
+    radius = float(d.norm())
+    polar = math.pi * (1.0 - float(d[1]) / radius) / 2   # v with cos(phi) = 1 - 2 v / pi
+    azimuth = math.pi - math.atan2(float(d[2]), float(d[0]))
+    return OrbitCamera(yaw=azimuth - math.pi / 2, pitch=polar - math.pi / 2, radius=radius, pivot=tuple(pivot),
+                       fov_deg=fov_deg or options.avg_camera_fov)
 
 
 def request_key(request: RenderRequest) -> RenderRequest:

@@ -30,7 +30,7 @@ from app.performance_panel import PerformancePanel
 from app.planes_panel import PlanesPanel
 from app.render_panel import RenderPanel
 from app.settings import Settings, config_dir
-from app.state import AppState, next_request, render_ladder, request_key
+from app.state import AppState, StartView, next_request, render_ladder, request_key
 from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
@@ -62,7 +62,9 @@ class Studio:
     """The application. `step()` runs one frame; `run()` loops until the window closes."""
 
     def __init__(self, checkpoint: str | None = None, device: torch.device | None = None, *,
-                 settings_dir: Path | None = None, window_size: tuple[int, int] | None = None):
+                 settings_dir: Path | None = None, window_size: tuple[int, int] | None = None,
+                 start: StartView | None = None):
+        """`start`: latent, camera and view to apply once the first model has loaded."""
         self.settings_dir = settings_dir or config_dir()
         self.settings = Settings.load(self.settings_dir)
         self.log_handler = DequeHandler()
@@ -74,6 +76,7 @@ class Studio:
         self.needs_layout = not ini.exists()
         self.window = Window(TITLE, window_size or self.settings.window_size, ini)
         self.state = AppState()
+        self.start = start
         self.state.perf.device = str(self.device)
         self.colorizer = Colorizer()
         self.uploader = TextureUploader(self.device)
@@ -111,45 +114,55 @@ class Studio:
     def _poll_load(self) -> None:
         m = self.state.model
         if m.open_request and self.load_job is None:
-            path, keep_view, m.open_request = m.open_request, m.keep_view, None
+            path, keep_view, m.open_request, m.keep_view = m.open_request, m.keep_view, None, False
             m.loading = path
-            device = self.device
+            self.display.stale = self.display.frame is not None
+            device, engine, host_frames = self.device, self.engine, not self.uploader.wants_device_frames
 
             def load(_progress):
+                """Load on a job thread; only the engine (under its lock) is touched, Studio state is
+                set on the UI thread when the job is done."""
                 resolved = resolve_checkpoint(path)
                 G = load_generator(resolved, device=device)
-                if self.engine is None:
-                    self.engine = RenderEngine(G, device, host_frames=not self.uploader.wants_device_frames)
-                else:
-                    self.engine.set_generator(G, device)  # waits for a render in flight, off the UI thread
-                return resolved, G, keep_view
+                if engine is None:
+                    return resolved, G, keep_view, RenderEngine(G, device, host_frames=host_frames)
+                engine.set_generator(G, device)  # waits for a render in flight, off the UI thread
+                return resolved, G, keep_view, engine
             self.load_job = Job("load checkpoint", load)
         if self.load_job is not None and self.load_job.done:
             job, self.load_job = self.load_job, None
             m.loading = None
             if job.error:
+                self.display.stale = False        # the previous model is still the one loaded
                 self.state.set_status(f"cannot open {job.name}: {job.error}", error=True)
                 return
             self._model_loaded(*job.result)
 
-    def _model_loaded(self, path: Path, G, keep_view: bool) -> None:
+    def _model_loaded(self, path: Path, G, keep_view: bool, engine: RenderEngine) -> None:
         m, s = self.state.model, self.state
+        self.engine = engine
         if self.worker is None:
             self.worker = RenderWorker(self.engine)
+        previous_num_ws = m.num_ws
         m.path, m.info = str(path), describe_model(G, path)
         m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
         m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
+        s.fit_to_model(previous_num_ws)
         if not keep_view:
             s.camera = OrbitCamera.from_options(G.options)
+            if self.start is not None:
+                self.start.apply(s, G.options)
+                self.start = None
         self.model_generation_start = self.generation + 1
         self.shown = self.submitted = None
-        self.settings.add_recent(str(path))
+        if not keep_view:  # hot-reloaded training snapshots stay out of File > Recent
+            self.settings.add_recent(str(path))
         s.set_status(f"{'reloaded' if keep_view else 'opened'} {path}")
         log.info("opened %s on %s", path, self.device)
 
     # ---- frames -------------------------------------------------------------------------------------
     def _poll_frame(self) -> None:
-        if self.worker is None:
+        if self.worker is None or self.state.model.loading:  # nothing becomes current while loading
             return
         frame = self.worker.latest()
         stamp = frame.request.generation if frame is not None else -1
@@ -287,25 +300,41 @@ class Studio:
         w, h = self.window.framebuffer_size
         return read_pixels(0, 0, w, h)
 
+    def read_viewport(self) -> np.ndarray:
+        """The viewport image's pixels as displayed in the back buffer, [side, side, 3] uint8."""
+        x, y, side = self.viewport.image_rect
+        (w, h), (fw, fh) = self.window.size, self.window.framebuffer_size
+        sx, sy = fw / max(w, 1), fh / max(h, 1)
+        x0, y0 = round(x * sx), round(y * sy)
+        return self.read_window()[y0:y0 + round(side * sy), x0:x0 + round(side * sx)].copy()
+
     def _take_screenshot(self) -> None:
-        path, self.state.screenshot_request = self.state.screenshot_request, None
-        if path:
+        s = self.state
+        for what, path, read in (("window", s.screenshot_request, self.read_window),
+                                 ("viewport", s.viewport_request, self.read_viewport)):
+            if not path:
+                continue
             try:
-                save_png(path, self.read_window())
-                self.state.set_status(f"saved window to {path}")
+                save_png(path, read())
+                s.set_status(f"saved {what} to {path}")
             except OSError as e:
                 self.screenshot_error = e
-                self.state.set_status(f"cannot save {path}: {e}", error=True)
+                s.set_status(f"cannot save {path}: {e}", error=True)
+        s.screenshot_request = s.viewport_request = None
 
-    def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0) -> None:
-        """Loop until the window closes; with `screenshot`, run at least `frames` frames and until the
-        view has settled (or `timeout` seconds passed), save the window as PNG and return."""
+    def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0,
+            viewport: str | None = None) -> None:
+        """Loop until the window closes; with `screenshot` (window PNG) and/or `viewport` (viewport PNG,
+        frame shown 1:1), run at least `frames` frames and until the view has settled (or `timeout`
+        seconds passed), save the PNGs and return."""
         start = time.monotonic()
+        if viewport:
+            self.state.view.pixel_exact = True
         while not self.window.should_close():
-            if screenshot and self.frame_count >= frames and (
+            if (screenshot or viewport) and self.frame_count >= frames and (
                     self.settled or self.state.model.path is None and self.load_job is None
                     or time.monotonic() - start > timeout):
-                self.state.screenshot_request = screenshot
+                self.state.screenshot_request, self.state.viewport_request = screenshot, viewport
                 self.step()
                 if self.screenshot_error is not None:
                     raise self.screenshot_error

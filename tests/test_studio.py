@@ -252,11 +252,13 @@ def test_window_screenshot_and_settings_persist(studio, tmp_path):
     pixels = np.asarray(Image.open(out))
     assert pixels.shape[:2] == studio.window.framebuffer_size[::-1] and pixels.std() > 5
     settings_dir = studio.settings_dir_for_test
-    recent_path = studio.state.model.path
+    hot_reloaded = studio.state.model.path
+    assert hot_reloaded.endswith(".ckpt")
     studio.close()
     studio.window = None
     saved = json.loads((settings_dir / "settings.json").read_text())
-    assert saved["recent"][0] == str(Path(recent_path).resolve())
+    assert saved["recent"][0].endswith("network-snapshot-small.pkl"), saved["recent"]
+    assert str(Path(hot_reloaded).resolve()) not in saved["recent"], "hot reloads must stay out of Recent"
     assert saved["open_panels"]["Planes"] is True
     assert "[Window][Viewport]" in (settings_dir / "imgui.ini").read_text()
 
