@@ -36,6 +36,11 @@ class RenderPanel(Panel):
             with disabled(v.depth_auto):
                 _, v.depth_range = imgui.drag_float2("near/far", list(v.depth_range), 0.01, 0.0, 10.0, "%.2f")
                 v.depth_range = tuple(v.depth_range)
+        _, v.pixel_exact = imgui.checkbox("1:1 pixels", v.pixel_exact)
+        help_marker("Show the frame with one texel per screen pixel (when it fits) instead of fitting the view.")
+        imgui.same_line()
+        _, v.probe = imgui.checkbox("pixel probe", v.probe)
+        help_marker("Hover the image: depth (scene units), opacity and colour under the cursor.")
         imgui.separator_text("Quality")
         native = state.model.neural_resolution
         res = v.resolution or native

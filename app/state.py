@@ -119,6 +119,8 @@ class ViewState:
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
     pixel_exact: bool = False
+    probe: bool = True
+    """Hovering the image shows depth, opacity and colour under the cursor."""
     """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
 
 

@@ -330,6 +330,8 @@ class Studio:
         start = time.monotonic()
         if viewport:
             self.state.view.pixel_exact = True
+        if screenshot or viewport:  # no tooltip wherever the pointer happens to rest
+            self.state.view.probe = False
         while not self.window.should_close():
             if (screenshot or viewport) and self.frame_count >= frames and (
                     self.settled or self.state.model.path is None and self.load_job is None

@@ -55,7 +55,7 @@ class Viewport(Panel):
                    | imgui.ButtonFlags_.mouse_button_middle)
         imgui.invisible_button("##viewport-input", imgui.ImVec2(side, side), buttons)
         self._handle_input(state, side)
-        if imgui.is_item_hovered() and not imgui.is_item_active():
+        if state.view.probe and imgui.is_item_hovered() and not imgui.is_item_active():
             self._probe(state, side)
         if bar_height:
             self._colorbar(state, top_left.x, side)
