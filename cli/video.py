@@ -8,9 +8,23 @@ EXAMPLES = """examples:
   python main.py video ffhq512-128.pkl --seeds 0 --out orbit.mp4
   python main.py video ffhq512-128.pkl --seeds 0-3 --grid 2x2 --path 360 --frames 120 --out turn.mp4
   python main.py video ffhq512-128.pkl --seeds 0-5 --path interp --mode image_depth --out interp.mp4
+  python main.py video ffhq512-128.pkl --seeds 0 --path keyframes.json --frames 120 --out path.mp4
 
 Writes OUT and beside it OUT-stem.cameras.npy ([frames, 25] camera labels). --path interp moves through
-the seeds in W (cyclic cubic; the seeds are split evenly over the grid cells) while the camera orbits."""
+the seeds in W (cyclic cubic; the seeds are split evenly over the grid cells) while the camera orbits.
+--path FILE.json follows a keyframed camera path saved by the studio's camera path editor
+({"version": 1, "loop": false, "keyframes": [{"position": [x,y,z], "look_at": [x,y,z], "fov": deg}]}),
+its --frames spread evenly over the path, rendered as the studio renders (one grid cell per seed)."""
+
+PATH_KINDS = ("orbit", "360", "interp")
+
+
+def path_argument(text: str) -> str:
+    """argparse type of --path: a built-in path or a .json camera path file."""
+    if text in PATH_KINDS or text.lower().endswith(".json"):
+        return text
+    raise argparse.ArgumentTypeError(f"expected {', '.join(PATH_KINDS)} or a camera path .json file, "
+                                     f"got {text!r}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
     p.add_argument("--seeds", required=True, help="seeds, e.g. 0-3")
     p.add_argument("--out", required=True, metavar="MP4", help="output video file (.mp4)")
-    p.add_argument("--path", choices=("orbit", "360", "interp"), default="orbit",
-                   help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop)")
+    p.add_argument("--path", type=path_argument, default="orbit", metavar="{orbit,360,interp,FILE.json}",
+                   help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop) or a "
+                        "keyframed camera path file")
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
     p.add_argument("--grid", help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
@@ -41,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from core.checkpoint import load_generator
     from core.latents import parse_seeds
     from core.progress import TqdmProgress
-    from core.video import VideoOptions, parse_grid, render_video
+    from core.video import VideoOptions, parse_grid, render_camera_path_video, render_video
 
     seeds = parse_seeds(args.seeds)
     out = Path(args.out)
@@ -52,13 +67,23 @@ def run(args: argparse.Namespace) -> int:
     if args.res is not None and not 16 <= args.res <= 1024:
         raise ValueError(f"--res must be between 16 and 1024, got {args.res}")
     writable_dir(out.parent if str(out.parent) else ".")
-    options = VideoOptions(path=args.path, frames=args.frames, fps=args.fps, mode=args.mode,
+    camera_file = None
+    if args.path not in PATH_KINDS:
+        from core.camera_path import CameraPath
+        camera_file = CameraPath.load(args.path)
+        if args.fov is not None:
+            raise ValueError(f"--fov does not apply to --path {args.path} (its keyframes set the FOV)")
+    options = VideoOptions(path=args.path if camera_file is None else "orbit", frames=args.frames, fps=args.fps,
+                           mode=args.mode,
                            grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
                            cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res)
     G = load_generator(args.network, pick_device(args.device))
     progress = TqdmProgress("video", unit="frame")
     try:
-        video, cameras = render_video(G, seeds, out, options, progress)
+        if camera_file is None:
+            video, cameras = render_video(G, seeds, out, options, progress)
+        else:
+            video, cameras = render_camera_path_video(G, seeds, camera_file, out, options, progress)
     finally:
         progress.close()
     print(f"wrote {video} and {cameras}")

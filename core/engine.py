@@ -19,6 +19,9 @@ from core.latents import z_from_seed
 from core.renderer import planes_table
 from core.triplane import TriPlaneGenerator
 
+NOISE_MODES: tuple[str, ...] = ("const", "random", "none")
+"""StyleGAN2 noise inputs of the backbone: the stored noise_const buffers, fresh noise, or none."""
+
 
 @dataclass(frozen=True)
 class Latent:
@@ -53,6 +56,14 @@ class RenderRequest:
     """Neural rendering resolution (None: the checkpoint's)."""
     sample_scale: float = 1.0
     """Multiplier on coarse and importance depth samples."""
+    coarse_scale: float = 1.0
+    """Multiplier on the coarse (stratified) depth samples only, on top of sample_scale."""
+    importance_scale: float = 1.0
+    """Multiplier on the importance (fine) depth samples only, on top of sample_scale (0: no fine pass)."""
+    noise_mode: str = "const"
+    """Backbone noise (NOISE_MODES); the super-resolution keeps the checkpoint's superresolution_noise_mode."""
+    noise_seed: int = 0
+    """Seed of the 'random' noise: the same seed gives the same planes (ignored by the other modes)."""
     superresolution: bool = True
     stochastic: bool = False
     precision: str = "fp32"
@@ -167,24 +178,40 @@ class RenderEngine:
             return self._directions[:k], self._w_std[:k]
 
     # ---- planes and frames ---------------------------------------------------------------------------
-    def planes(self, latent: Latent) -> torch.Tensor:
-        """[1, 3, 32, H, W] tri-planes for a latent (cached)."""
-        return self._cached_planes(latent, self.ws(latent))[0][0]
+    def planes(self, latent: Latent, noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
+        """[1, 3, 32, H, W] tri-planes for a latent and backbone noise (cached)."""
+        key = _planes_key(latent, noise_mode, noise_seed, "fp32")
+        return self._cached_planes(key, self.ws(latent))[0][0]
 
-    def _cached_planes(self, latent: Latent, ws: torch.Tensor):
+    def _cached_planes(self, key: tuple, ws: torch.Tensor):
+        """key: `_planes_key(...)`, i.e. everything besides ws that changes the backbone's output."""
+        _, noise_mode, noise_seed, _ = key
         with self.lock, torch.no_grad():
             def make():
-                planes = self.G.planes(ws)
+                planes = self._backbone(ws, noise_mode, noise_seed)
                 return planes, planes_table(planes)
-            return self._planes.get_or(latent, make)
+            return self._planes.get_or(key, make)
+
+    def _backbone(self, ws: torch.Tensor, noise_mode: str, noise_seed: int) -> torch.Tensor:
+        """G.planes; 'random' noise is drawn from a generator seeded with noise_seed, so it is
+        reproducible, and the caller's RNG state is left as it was."""
+        if noise_mode != "random":
+            return self.G.planes(ws, noise_mode=noise_mode)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(noise_seed)
+            return self.G.planes(ws, noise_mode="random")
 
     def options_for(self, req: RenderRequest):
+        """The checkpoint's rendering options with the request's depth sample multipliers applied."""
         o = self.G.options
-        if req.sample_scale == 1.0:
+        coarse = req.sample_scale * req.coarse_scale
+        fine = req.sample_scale * req.importance_scale
+        if coarse == 1.0 and fine == 1.0:
             return o
         return dataclasses.replace(
-            o, depth_resolution=max(2, round(o.depth_resolution * req.sample_scale)),
-            depth_resolution_importance=max(0, round(o.depth_resolution_importance * req.sample_scale)))
+            o, depth_resolution=max(2, round(o.depth_resolution * coarse)),
+            depth_resolution_importance=max(0, round(o.depth_resolution_importance * fine)))
 
     def camera_tensor(self, req: RenderRequest) -> torch.Tensor:
         if req.camera:
@@ -197,8 +224,7 @@ class RenderEngine:
         """Render one request. Errors are returned in Frame.error rather than raised (the GUI shows them)."""
         frame = Frame(request=req)
         try:
-            if req.precision not in ("fp32", "bf16"):
-                raise ValueError(f"precision must be fp32 or bf16, not {req.precision!r}")
+            _check_request(req)
             with self.lock, torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                             enabled=req.precision == "bf16"):
                 self._render(req, frame)
@@ -208,9 +234,11 @@ class RenderEngine:
 
     def _render(self, req: RenderRequest, frame: Frame) -> None:
         t0 = time.perf_counter()
-        ws, frame.cache["ws"] = self._cached_ws(req.latent)
+        with torch.autocast(self.device.type, enabled=False):  # ws are shared by all precisions
+            ws, frame.cache["ws"] = self._cached_ws(req.latent)
         t1 = time.perf_counter()
-        (planes, table), frame.cache["planes"] = self._cached_planes(req.latent, ws)
+        key = _planes_key(req.latent, req.noise_mode, req.noise_seed, req.precision)
+        (planes, table), frame.cache["planes"] = self._cached_planes(key, ws)
         t2 = time.perf_counter()
         nrr = req.resolution or self.G.neural_rendering_resolution
         out = self.G.render_planes(planes, ws, self.camera_tensor(req), neural_rendering_resolution=nrr,
@@ -225,3 +253,28 @@ class RenderEngine:
         t4 = time.perf_counter()
         frame.timings = {"mapping": t1 - t0, "backbone": t2 - t1, "rendering": t3 - t2,
                          "superresolution": t4 - t3, "total": t4 - t0}
+
+
+def _planes_key(latent: Latent, noise_mode: str, noise_seed: int, precision: str) -> tuple:
+    """Planes cache key: the latent and what else changes the backbone's output (the seed only
+    matters for random noise; bf16 autocast changes the planes too)."""
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {', '.join(NOISE_MODES)}, not {noise_mode!r}")
+    return latent, noise_mode, int(noise_seed) if noise_mode == "random" else 0, precision
+
+
+def _check_request(req: RenderRequest) -> None:
+    """Raise ValueError naming the first bad field of a request."""
+    if req.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, not {req.precision!r}")
+    if req.noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {', '.join(NOISE_MODES)}, not {req.noise_mode!r}")
+    if isinstance(req.noise_seed, bool) or not isinstance(req.noise_seed, int) \
+            or not 0 <= req.noise_seed < 2 ** 63:
+        raise ValueError(f"noise seed must be an integer in [0, 2^63), not {req.noise_seed!r}")
+    for name in ("sample_scale", "coarse_scale", "importance_scale"):
+        value = getattr(req, name)
+        zero_ok = name == "importance_scale"  # no fine pass
+        if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+            kind = "non-negative" if zero_ok else "positive"
+            raise ValueError(f"{name.replace('_', ' ')} must be a finite {kind} number, not {value!r}")

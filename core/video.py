@@ -8,17 +8,21 @@ frame only while the latent moves. Rendering is deterministic (no depth jitter),
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 
+from core.camera_path import CameraPath
+from core.engine import Latent, RenderEngine, RenderRequest
+from core.errors import StudioError
 from core.fileio import atomic_path
-from core.images import grid, parse_modes, render_modes, seed_ws
+from core.images import depth_to_uint8, grid, parse_modes, render_modes, seed_ws, to_uint8
 from core.progress import Progress
 
 PathKind = Literal["orbit", "360", "interp"]
@@ -143,11 +147,14 @@ def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOp
 
 
 def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: VideoOptions = VideoOptions(),
-                 progress: Progress | None = None, latent_ws: Callable[[int], torch.Tensor] | None = None
+                 progress: Progress | None = None, latent_ws: Callable[[int], torch.Tensor] | None = None,
+                 labels: torch.Tensor | None = None, frames: Iterable[np.ndarray] | None = None
                  ) -> tuple[Path, Path]:
     """Render the video to `out` (.mp4, H.264) and its camera labels to <out stem>.cameras.npy.
 
-    `latent_ws(seed)` -> ws overrides how seeds become latents (see `video_frames`).
+    `latent_ws(seed)` -> ws overrides how seeds become latents (see `video_frames`). `labels` [F,25]
+    replace the cameras of options.path, and `frames` (one per label) the seeds' frames
+    (`render_engine_video` passes both).
 
     Both files are written through temporary files and appear only when complete (Ctrl-C or
     Cancelled leaves nothing). Returns (video path, cameras path).
@@ -160,9 +167,11 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"video file {out} must end in .mp4")
     cam_path = out.with_name(out.stem + ".cameras.npy")
-    labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360,
-                         next(G.parameters()).device)
-    frames = video_frames(G, seeds, labels, opts, latent_ws)
+    if labels is None:
+        labels = camera_path(opts.path, opts.frames, G.options, opts.fov_deg, opts.pitch_360,
+                             next(G.parameters()).device)
+    if frames is None:
+        frames = video_frames(G, seeds, labels, opts, latent_ws)
     if progress is not None:
         progress.update(0, opts.frames, "first frame")
     with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:
@@ -187,3 +196,66 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
         with open(tmp_cams, "wb") as fh:
             np.save(fh, labels.cpu().numpy().astype(np.float32))
     return out, cam_path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Videos of an engine state (the studio's export and `main.py video --path FILE.json`)
+
+def engine_frames(engine: RenderEngine, request: RenderRequest, labels: torch.Tensor, mode: str = "image",
+                  latents: Sequence[Latent] | None = None, cols: int | None = None) -> Iterator[np.ndarray]:
+    """Yield uint8 [H,W,3] frames, one per camera label in labels [F,25]: `request` rendered by the
+    engine from that camera, so a frame is exactly what the studio shows for the request (latent
+    with its mixing/interpolation/directions/conditioning pose, resolution, depth samples, noise,
+    precision). With `latents`, each frame is a grid (`cols` columns) with one cell per latent.
+    """
+    mode = parse_modes([mode])[0]
+    cells = list(latents) if latents else [request.latent]
+    cols = cols or grid_shape(len(cells), None)[0]
+    base = dataclasses.replace(request, superresolution=mode == "image")
+    for f, label in enumerate(labels):
+        camera = tuple(float(x) for x in label.tolist())
+        tiles = []
+        for latent in cells:
+            frame = engine.render(dataclasses.replace(base, latent=latent, camera=camera))
+            if frame.error:
+                raise StudioError(f"video frame {f}: {frame.error}")
+            tiles.append(depth_to_uint8(frame.depth) if mode == "image_depth"
+                         else to_uint8(frame.image if mode == "image" else frame.image_raw))
+        tiles += [np.zeros_like(tiles[0])] * (cols * math.ceil(len(cells) / cols) - len(tiles))
+        yield grid(tiles, cols)
+
+
+def render_engine_video(engine: RenderEngine, request: RenderRequest, labels: torch.Tensor,
+                        out: str | os.PathLike, options: VideoOptions = VideoOptions(),
+                        progress: Progress | None = None, latents: Sequence[Latent] | None = None
+                        ) -> tuple[Path, Path]:
+    """MP4 of `request` seen from each camera in labels [F,25] (e.g. `CameraPath.labels`), rendered
+    through the engine (`engine_frames`), and <out stem>.cameras.npy = labels.
+
+    From `options` only fps, mode, bitrate and grid are used: the request and labels define the rest.
+    `latents` (several seeds, `main.py video --path FILE.json`) renders one grid cell per latent.
+    Files appear only when complete, as with `render_video`. -> (video path, cameras path)
+    """
+    if labels.ndim != 2 or labels.shape[1] != 25 or labels.shape[0] < 1:
+        raise ValueError(f"camera labels must have shape [frames, 25], got {list(labels.shape)}")
+    cells = len(latents) if latents else 1
+    cols, rows = grid_shape(cells, options.grid)
+    if cells > cols * rows:
+        raise ValueError(f"{cells} seeds do not fit a {cols}x{rows} grid")
+    opts = dataclasses.replace(options, frames=labels.shape[0])
+    frames = engine_frames(engine, request, labels, options.mode, latents, cols)
+    return render_video(engine.G, [], out, opts, progress, labels=labels, frames=frames)
+
+
+def render_camera_path_video(G, seeds: Sequence[int], path: CameraPath, out: str | os.PathLike,
+                             options: VideoOptions = VideoOptions(), progress: Progress | None = None
+                             ) -> tuple[Path, Path]:
+    """`main.py video --path FILE.json`: each seed (options.psi, cutoff) seen along the keyframed
+    camera path, options.frames frames spread over it, rendered through the engine as the studio does."""
+    engine = RenderEngine(G, next(G.parameters()).device, planes_cache=len(seeds) + 1)
+    latents = [Latent(seed=s, psi=options.psi, cutoff=options.cutoff) for s in seeds]
+    if not latents:
+        raise ValueError("no seeds given")
+    request = RenderRequest(latent=latents[0], resolution=options.neural_resolution)
+    labels = path.labels(options.frames, engine.device)
+    return render_engine_video(engine, request, labels, out, options, progress, latents)
