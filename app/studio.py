@@ -91,6 +91,7 @@ class Studio:
         self.frames_shown = 0
         self.frame_count = 0
         self.screenshot_error: OSError | None = None
+        self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
         engine_ref = lambda: self.engine  # noqa: E731  (panels see the current engine, or None)
         self.export_panel = ExportPanel(engine_ref, self.display)
@@ -308,7 +309,16 @@ class Studio:
         x0, y0 = round(x * sx), round(y * sy)
         return self.read_window()[y0:y0 + round(side * sy), x0:x0 + round(side * sx)].copy()
 
+    def capture_viewport(self) -> np.ndarray:
+        """Run one UI frame and return the viewport's pixels as displayed in it (tests, scripts)."""
+        self._capture = True
+        self.step()
+        pixels, self._capture = self._capture, False
+        return pixels
+
     def _take_screenshot(self) -> None:
+        if self._capture is True:
+            self._capture = self.read_viewport()
         s = self.state
         for what, path, read in (("window", s.screenshot_request, self.read_window),
                                  ("viewport", s.viewport_request, self.read_viewport)):
