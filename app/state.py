@@ -118,6 +118,18 @@ class ViewState:
     depth_auto: bool = True
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
+    coarse_scale: float = 1.0
+    """Extra multiplier on the coarse depth samples (the original visualizer's 'depth samples')."""
+    importance_scale: float = 1.0
+    """Extra multiplier on the importance depth samples (0: no fine pass)."""
+    noise_mode: str = "const"
+    """Backbone noise: 'const' (stored buffers, as the original tools), 'random' (noise_seed) or 'none'."""
+    noise_seed: int = 0
+    target_fps: float = 0.0
+    """Dynamic resolution while the camera moves: the preview's size and samples adapt to this frame
+    rate (never below the floors); 0 = a fixed half-size preview."""
+    max_fps: float = 60.0
+    """UI frame-rate limit."""
     pixel_exact: bool = False
     probe: bool = True
     """Hovering the image shows depth, opacity and colour under the cursor."""
@@ -142,6 +154,50 @@ class InteractionState:
 class TrainingState:
     run_dir: str = ""
     auto_reload: bool = True
+    running: bool = False
+    """A run started from the studio is running."""
+    exit_code: int | None = None
+    error: str = ""
+    """The trainer's own one-line reason when a run started here failed."""
+
+
+@dataclass
+class CameraPathState:
+    """The keyframe camera path being edited (core.camera_path.Keyframe values)."""
+    keyframes: list = field(default_factory=list)
+    loop: bool = False
+    t: float = 0.0
+    """Scrubber position in [0, 1]."""
+    preview: bool = False
+    """Drive the viewport camera from the path at `t`."""
+
+    def path(self):
+        """core.camera_path.CameraPath of the keyframes, or None without any."""
+        from core.camera_path import CameraPath
+        return CameraPath(list(self.keyframes), loop=self.loop) if self.keyframes else None
+
+
+@dataclass
+class RecordingState:
+    """Screen recording of the viewport (the Export panel sets `want`, the studio records)."""
+    path: str = "recording.mp4"
+    fps: int = 30
+    size: int = 0
+    """Side in pixels; 0 = the frame's own size (rounded down to a multiple of 16)."""
+    want: bool = False
+    active: bool = False
+    frames: int = 0
+
+
+@dataclass
+class JobState:
+    """The action running on the session's job thread, as panels show it."""
+    name: str = ""
+    running: bool = False
+    fraction: float = 0.0
+    message: str = ""
+    cancel: bool = False
+    """Set by a panel's Cancel button; the session cancels the job."""
 
 
 @dataclass
@@ -154,6 +210,11 @@ class PerfState:
     frame_resolution: str = ""
     ui_frame_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
+    rung_ms: dict[str, float] = field(default_factory=dict)
+    """Time of the last render of each refinement step: preview, raw, SR."""
+    rung_detail: dict[str, str] = field(default_factory=dict)
+    preview_scale: float = 0.5
+    """Dynamic resolution: the preview's fraction of full size (adapted to ViewState.target_fps)."""
 
 
 @dataclass
@@ -165,6 +226,13 @@ class AppState:
     interaction: InteractionState = field(default_factory=InteractionState)
     training: TrainingState = field(default_factory=TrainingState)
     perf: PerfState = field(default_factory=PerfState)
+    job: JobState = field(default_factory=JobState)
+    recording: RecordingState = field(default_factory=RecordingState)
+    camera_path: CameraPathState = field(default_factory=CameraPathState)
+    actions: list = field(default_factory=list)
+    """app.actions values the panels ask for; the session and the studio take them every frame."""
+    pca_ready: bool = False
+    """The loaded model's principal directions of W are computed."""
     status: str = ""
     """One-line status or error shown at the bottom of the window."""
     status_is_error: bool = False
@@ -240,7 +308,8 @@ def request_key(request: RenderRequest) -> RenderRequest:
 def render_ladder(state: AppState, now: float | None = None) -> list[RenderRequest]:
     """The progressive sequence of requests for the current state, cheapest first.
 
-    While input is active: one raw request at reduced resolution and samples, never below the floors.
+    While input is active: one raw preview at reduced resolution and samples, never below the floors
+    (half size, or with a target frame rate the size the dynamic-resolution controller found).
     At rest: raw at full resolution, then the super-resolved image when the view needs it.
     """
     v = state.view
@@ -248,17 +317,25 @@ def render_ladder(state: AppState, now: float | None = None) -> list[RenderReque
     full_res = v.resolution or state.model.neural_resolution
     wants_sr = v.mode == "image"
     final = RenderRequest(latent=state.latent.latent(), camera=camera, resolution=full_res,
-                          sample_scale=v.sample_scale, superresolution=wants_sr, stochastic=v.stochastic,
-                          precision=v.precision)
+                          sample_scale=v.sample_scale, coarse_scale=v.coarse_scale,
+                          importance_scale=v.importance_scale, noise_mode=v.noise_mode,
+                          noise_seed=int(v.noise_seed) if v.noise_mode == "random" else 0,
+                          superresolution=wants_sr, stochastic=v.stochastic, precision=v.precision)
     if not v.progressive:
         return [final]
     if state.interaction.active(now):
+        scale = state.perf.preview_scale if v.target_fps > 0 else 0.5
         return [dataclasses.replace(
             final, superresolution=False,
-            resolution=max(min(full_res, INTERACTIVE_MIN_RESOLUTION), full_res // 2),
-            sample_scale=max(min(v.sample_scale, INTERACTIVE_MIN_SAMPLES), v.sample_scale / 2))]
+            resolution=max(min(full_res, INTERACTIVE_MIN_RESOLUTION), round(full_res * scale)),
+            sample_scale=max(min(v.sample_scale, INTERACTIVE_MIN_SAMPLES), v.sample_scale * scale))]
     raw = dataclasses.replace(final, superresolution=False)
     return [raw, final] if wants_sr else [final]
+
+
+def final_request(state: AppState) -> RenderRequest:
+    """The ladder's last rung for the current state: exactly what the viewport shows once refined."""
+    return render_ladder(dataclasses.replace(state, interaction=InteractionState()))[-1]
 
 
 def next_request(ladder: list[RenderRequest], shown: RenderRequest | None) -> RenderRequest | None:

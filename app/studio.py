@@ -1,13 +1,13 @@
-"""Studio: the window, AppState, panels, the render worker, and the short per-frame loop.
+"""Studio: the window, the GL display, the panels and the short per-frame loop around a Session.
 
-One frame: poll input -> take a finished render (upload it) -> draw the panels (they edit AppState) ->
-submit the next progressive RenderRequest if it differs from what is on screen -> swap. Torch runs on
-the worker and job threads only; the UI thread never waits for it, and the last finished frame stays
-on screen until a newer one arrives.
+One frame: poll input -> session.tick (animations, loads, actions, training; a finished render is
+uploaded) -> draw the panels (they edit AppState and append actions) -> GL actions (frame PNG,
+recording) -> session.submit (the next progressive RenderRequest) -> swap. Torch runs on the worker and
+job threads only; the UI thread never waits for it. At rest (frame final, nothing in flight) the loop
+sleeps in glfw.wait_events_timeout and redraws only on input.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -17,26 +17,28 @@ import numpy as np
 import torch
 from imgui_bundle import imgui
 
+from app.actions import SaveFramePNG, SaveWindowPNG
 from app.camera_panel import CameraPanel
 from app.display import Colorizer, FrameDisplay, save_png
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
-from app.jobs import Job, live_jobs
+from app.jobs import live_jobs
 from app.latent_panel import LatentPanel
 from app.log_panel import DequeHandler, LogPanel
 from app.model_panel import ModelPanel
+from app.path_panel import CameraPathPanel
 from app.performance_panel import PerformancePanel
 from app.planes_panel import PlanesPanel
+from app.recorder import Recording
 from app.render_panel import RenderPanel
+from app.session import Session
 from app.settings import Settings, config_dir
-from app.state import AppState, StartView, next_request, render_ladder, request_key
+from app.state import AppState, StartView
 from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
-from core.cameras import OrbitCamera
-from core.checkpoint import load_generator, resolve_checkpoint, sniff_format
-from core.engine import Frame, RenderEngine, RenderRequest
+from core.engine import Frame, RenderEngine
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
@@ -44,18 +46,12 @@ TITLE = "Triplane Studio"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default_model.ckpt"
 MAX_FPS = 60.0
 HISTORY = 240
-
-
-def describe_model(G, path: Path) -> dict[str, str]:
-    """Rows for the model panel."""
-    o = G.options
-    return {"file": str(path), "format": sniff_format(path),
-            "output": f"{G.img_resolution}px", "neural res": f"{G.neural_rendering_resolution}px",
-            "superresolution": type(G.superresolution).__name__,
-            "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
-            "z / w / c dims": f"{G.z_dim} / {G.w_dim} / {G.c_dim}", "num_ws": str(G.num_ws),
-            "samples": f"{o.depth_resolution} + {o.depth_resolution_importance} per ray",
-            "ray range": f"{o.ray_start} .. {o.ray_end}, box {o.box_warp}"}
+IDLE_WAIT_S = 0.5
+"""At rest the loop sleeps in glfw.wait_events_timeout for at most this long."""
+IDLE_REDRAW_S = 2.0
+"""At rest without input the window is redrawn this often (a watched run directory is polled)."""
+SETTLE_FRAMES = 3
+"""Frames drawn after input while at rest (hover highlights, tooltips)."""
 
 
 class Studio:
@@ -76,26 +72,24 @@ class Studio:
         self.needs_layout = not ini.exists()
         self.window = Window(TITLE, window_size or self.settings.window_size, ini)
         self.state = AppState()
-        self.start = start
         self.state.perf.device = str(self.device)
         self.colorizer = Colorizer()
         self.uploader = TextureUploader(self.device)
         self.display = FrameDisplay(self.colorizer, self.uploader)
-        self.engine: RenderEngine | None = None
-        self.worker: RenderWorker | None = None
-        self.load_job: Job | None = None
-        self.generation = 0
-        self.model_generation_start = 0
-        self.shown: RenderRequest | None = None
-        self.submitted: RenderRequest | None = None
+        self.session = Session(self.state, self.settings, self.device,
+                               host_frames=not self.uploader.wants_device_frames, start=start)
         self.frames_shown = 0
         self.frame_count = 0
+        self._last_tick = time.monotonic()
+        self._shown_model = 0
+        """model.generation of the frame on screen."""
+        self.recorder = Recording()
         self.screenshot_error: OSError | None = None
         self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
-        engine_ref = lambda: self.engine  # noqa: E731  (panels see the current engine, or None)
-        self.export_panel = ExportPanel(engine_ref, self.display)
-        self.panels = [ModelPanel(self.settings), CameraPanel(), LatentPanel(engine_ref), RenderPanel(),
+        engine_ref = lambda: self.session.engine
+        self.export_panel = ExportPanel()
+        self.panels = [ModelPanel(self.settings), CameraPanel(), CameraPathPanel(), LatentPanel(), RenderPanel(),
                        PlanesPanel(engine_ref, self.colorizer), TrainingPanel(), self.export_panel,
                        PerformancePanel(), LogPanel(self.log_handler)]
         for panel in self.panels:
@@ -112,97 +106,29 @@ class Studio:
             self.state.set_status(f"no model: {DEFAULT_MODEL.name} is not in assets/ yet; open a checkpoint "
                                   "(python main.py CHECKPOINT, the Model panel, or drop a file)", error=True)
 
-    def _poll_load(self) -> None:
-        m = self.state.model
-        if m.open_request and self.load_job is None:
-            path, keep_view, m.open_request, m.keep_view = m.open_request, m.keep_view, None, False
-            m.loading = path
-            self.display.stale = self.display.frame is not None
-            device, engine, host_frames = self.device, self.engine, not self.uploader.wants_device_frames
-
-            def load(_progress):
-                """Load on a job thread; only the engine (under its lock) is touched, Studio state is
-                set on the UI thread when the job is done."""
-                resolved = resolve_checkpoint(path)
-                G = load_generator(resolved, device=device)
-                if engine is None:
-                    return resolved, G, keep_view, RenderEngine(G, device, host_frames=host_frames)
-                engine.set_generator(G, device)  # waits for a render in flight, off the UI thread
-                return resolved, G, keep_view, engine
-            self.load_job = Job("load checkpoint", load)
-        if self.load_job is not None and self.load_job.done:
-            job, self.load_job = self.load_job, None
-            m.loading = None
-            if job.error:
-                self.display.stale = False        # the previous model is still the one loaded
-                self.state.set_status(f"cannot open {job.name}: {job.error}", error=True)
-                return
-            self._model_loaded(*job.result)
-
-    def _model_loaded(self, path: Path, G, keep_view: bool, engine: RenderEngine) -> None:
-        m, s = self.state.model, self.state
-        self.engine = engine
-        if self.worker is None:
-            self.worker = RenderWorker(self.engine)
-        previous_num_ws = m.num_ws
-        m.path, m.info = str(path), describe_model(G, path)
-        m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
-        m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
-        s.fit_to_model(previous_num_ws)
-        if not keep_view:
-            s.camera = OrbitCamera.from_options(G.options)
-            if self.start is not None:
-                self.start.apply(s, G.options)
-                self.start = None
-        self.model_generation_start = self.generation + 1
-        self.shown = self.submitted = None
-        if not keep_view:  # hot-reloaded training snapshots stay out of File > Recent
-            self.settings.add_recent(str(path))
-        s.set_status(f"{'reloaded' if keep_view else 'opened'} {path}")
-        log.info("opened %s on %s", path, self.device)
-
-    # ---- frames -------------------------------------------------------------------------------------
-    def _poll_frame(self) -> None:
-        if self.worker is None or self.state.model.loading:  # nothing becomes current while loading
-            return
-        frame = self.worker.latest()
-        stamp = frame.request.generation if frame is not None else -1
-        if frame is None or stamp < self.model_generation_start or (
-                self.shown is not None and stamp <= self.shown.generation):
-            return
-        self.shown = frame.request
-        if frame.error:
-            self.state.set_status(f"render failed: {frame.error}", error=True)
+    def _show(self, frame: Frame | None) -> None:
+        """Upload a newer frame from the session (UI thread: GL)."""
+        if frame is None:
             return
         self.display.show(frame)
         self.frames_shown += 1
-        if self.state.status.startswith("render failed"):
-            self.state.set_status("")
-        p = self.state.perf
-        p.last_timings, p.last_cache = dict(frame.timings), dict(frame.cache)
-        p.render_ms = (p.render_ms + [frame.timings.get("total", 0.0) * 1000])[-HISTORY:]
-        r = frame.request
+        p, r = self.state.perf, frame.request
         p.frame_resolution = (f"neural {r.resolution}px x{r.sample_scale:g} samples"
                               + (f", SR {self.display.resolution}px" if frame.image is not None else ""))
         p.texture_path, p.texture_reason = self.uploader.path, self.uploader.reason
 
-    def _submit(self) -> None:
-        if self.worker is None or self.state.model.loading:
-            return
-        wanted = next_request(render_ladder(self.state), self.shown)
-        if wanted is None or (self.submitted is not None
-                              and request_key(wanted) == request_key(self.submitted)):
-            return
-        self.generation += 1
-        self.submitted = dataclasses.replace(wanted, generation=self.generation)
-        self.worker.submit(self.submitted)
+    @property
+    def engine(self) -> RenderEngine | None:
+        return self.session.engine
+
+    @property
+    def worker(self) -> RenderWorker | None:
+        return self.session.worker
 
     @property
     def settled(self) -> bool:
         """True when input has come to rest and the frame on screen is the ladder's final rung."""
-        return (self.worker is not None and self.shown is not None and not self.state.model.loading
-                and self.load_job is None and not self.state.interaction.active()
-                and next_request(render_ladder(self.state), self.shown) is None)
+        return self.session.settled
 
     @property
     def latest_frame(self) -> Frame | None:
@@ -222,7 +148,7 @@ class Studio:
             _, right, center = internal.dock_builder_split_node_py(rest, imgui.Dir.right, 0.33)
             _, left_bottom, left_top = internal.dock_builder_split_node_py(left, imgui.Dir.down, 0.3)
             _, right_bottom, right_top = internal.dock_builder_split_node_py(right, imgui.Dir.down, 0.45)
-            for name in ("Model", "Latent", "Render", "Camera"):
+            for name in ("Model", "Latent", "Render", "Camera", "Camera path"):
                 internal.dock_builder_dock_window(name, left_top)
             for name in ("Performance", "Log"):
                 internal.dock_builder_dock_window(name, left_bottom)
@@ -282,19 +208,53 @@ class Studio:
         self.window.begin_frame()
         for path in self.window.take_dropped()[-1:]:
             self.state.model.open_request, self.state.model.keep_view = path, False
-        self._poll_load()
-        self._poll_frame()
+        now = time.monotonic()
+        dt, self._last_tick = now - self._last_tick, now
+        frame = self.session.tick(dt)
+        if frame is not None:
+            self._show(frame)
+            self._shown_model = self.state.model.generation
+        self.display.stale = self.display.frame is not None and (
+            self.state.model.loading is not None or self._shown_model != self.state.model.generation)
         self._draw_ui()
         for panel in self.panels:
             panel.update(self.state)
-        self._submit()
-        self.window.end_frame(before_swap=self._take_screenshot)
+        self._ui_actions()
+        self.session.submit()
+        self.window.end_frame(before_swap=self._end_of_frame)
         self.frame_count += 1
+        max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
         elapsed = time.perf_counter() - start
-        if elapsed < 1.0 / MAX_FPS:  # Xvfb does not pace swaps: cap the frame rate ourselves
-            time.sleep(1.0 / MAX_FPS - elapsed)
+        if elapsed < 1.0 / max_fps:  # Xvfb does not pace swaps: cap the frame rate ourselves
+            time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
+
+    def _ui_actions(self) -> None:
+        """Actions that need GL (and so the UI thread); the session took the others."""
+        s, rest = self.state, []
+        for action in s.actions:
+            if isinstance(action, SaveFramePNG):
+                try:
+                    save_png(action.path, self.display.render_view(s.view, action.size))
+                    s.set_status(f"saved frame to {action.path}")
+                except (OSError, ValueError) as e:
+                    s.set_status(f"cannot save {action.path}: {e}", error=True)
+            elif isinstance(action, SaveWindowPNG):
+                s.screenshot_request = action.path
+            else:
+                rest.append(action)
+        s.actions = rest
+        self.recorder.update(s, self.display)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing changes unless the user acts: the frame is final and no work is in flight."""
+        return (self.session.settled and not self.session.busy and not self.recorder.recording
+                and self.display.frame is not None and not self.display.stale)
+
+    def _end_of_frame(self) -> None:
+        self._take_screenshot()
 
     def read_window(self) -> np.ndarray:
         """The back buffer as [H, W, 3] uint8 (call from before_swap, or after a step for the last frame)."""
@@ -342,15 +302,30 @@ class Studio:
             self.state.view.pixel_exact = True
         if screenshot or viewport:  # no tooltip wherever the pointer happens to rest
             self.state.view.probe = False
+        capture = bool(screenshot or viewport)
+        quiet_frames, last_step = 0, time.monotonic()
         while not self.window.should_close():
-            if (screenshot or viewport) and self.frame_count >= frames and (
-                    self.settled or self.state.model.path is None and self.load_job is None
+            if capture and self.frame_count >= frames and (
+                    self.settled or self.state.model.path is None and self.session.load_job is None
                     or time.monotonic() - start > timeout):
                 self.state.screenshot_request, self.state.viewport_request = screenshot, viewport
                 self.step()
                 if self.screenshot_error is not None:
                     raise self.screenshot_error
                 return
+            if not capture and self.idle:
+                # at rest: after a few frames for ImGui's hover states to catch up, sleep until input
+                # arrives; without input redraw only every IDLE_REDRAW_S (run-directory polls)
+                quiet_frames += 1
+                if quiet_frames > SETTLE_FRAMES:
+                    events = self.window.events
+                    self.window.wait_events(IDLE_WAIT_S)
+                    if self.window.events == events and time.monotonic() - last_step < IDLE_REDRAW_S:
+                        continue
+                    quiet_frames = 0
+            else:
+                quiet_frames = 0
+            last_step = time.monotonic()
             self.step()
 
     def close(self) -> None:
@@ -360,10 +335,10 @@ class Studio:
         self.settings.save(self.settings_dir)
         for panel in self.panels:
             panel.close()
+        self.recorder.close()
+        self.session.close()
         for job in live_jobs():
             job.cancel()
             job.wait(60)
-        if self.worker is not None:
-            self.worker.close()
         logging.getLogger().removeHandler(self.log_handler)
         self.window.close()

@@ -8,26 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from studio_helpers import assert_same_picture, load
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ["--seed", "3", "--yaw", "30", "--pitch", "10", "--psi", "0.7"]
 RENDER_NAME = "seed0003_yaw+30_pitch+10_{}.png"
-
-
-def load(path: Path) -> np.ndarray:
-    from PIL import Image
-    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
-
-
-def assert_same_picture(shown: np.ndarray, reference: np.ndarray, what: str, tolerance: float = 1.0) -> None:
-    """Equal up to `tolerance` levels (float rounding), and clearly not a flip or mirror of it."""
-    assert shown.shape == reference.shape, f"{what}: {shown.shape} vs {reference.shape}"
-    diff = np.abs(shown - reference)
-    for name, other in (("upside down", reference[::-1]), ("mirrored", reference[:, ::-1])):
-        assert np.abs(shown - other).mean() > 10 * max(diff.mean(), 0.1), f"{what} looks {name}"
-    assert diff.max() <= tolerance, f"{what}: max difference {diff.max()} (mean {diff.mean():.3f})"
 
 
 @pytest.fixture(scope="module")
