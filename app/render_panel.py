@@ -26,6 +26,7 @@ class RenderPanel(Panel):
                 imgui.same_line()
             if imgui.radio_button(MODE_LABELS[mode], v.mode == mode):
                 v.mode = mode
+            self.note_item(f"mode:{mode}")
         with disabled(v.mode != "image"):
             _, v.split = imgui.checkbox("split compare: raw | SR", v.split)
             if v.split:

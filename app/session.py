@@ -137,6 +137,7 @@ class Session:
         m.path, m.info = str(path), describe_model(G, path)
         m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
         m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
+        m.image_resolution = int(G.img_resolution)
         s.fit_to_model(previous_num_ws)
         s.pca_ready = False
         if not keep_view:

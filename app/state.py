@@ -42,6 +42,8 @@ class ModelState:
     rendering_kwargs: dict = field(default_factory=dict)
     num_ws: int = 0
     neural_resolution: int = 64
+    image_resolution: int = 256
+    """Side of the super-resolved output."""
     generation: int = 0
     """Bumped on every successful load; panels use it to drop per-model caches."""
 

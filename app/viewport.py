@@ -41,7 +41,7 @@ class Viewport(Panel):
         avail = imgui.get_content_region_avail()
         bar_height = em(2.6) if state.view.mode == "depth" and self.display.frame is not None else 0.0
         fit = max(int(min(avail.x, avail.y - bar_height)), 16)
-        native = self.display.native_size(state.view)
+        native = final_size(state)
         side = native if state.view.pixel_exact and 0 < native <= fit else fit
         target = self.display.draw(state.view, (side, side))
         corner = imgui.get_cursor_screen_pos()  # whole pixels: a 1:1 image must not straddle pixels
@@ -122,3 +122,13 @@ class Viewport(Panel):
         show_target(bar, width, em(0.8))
         imgui.set_cursor_screen_pos(imgui.ImVec2(x, imgui.get_cursor_screen_pos().y))
         imgui.text(f"{lo:.3f} .. {hi:.3f}: depth in scene units (left = near)")
+
+
+def final_size(state: AppState) -> int:
+    """Side in texels of the refined image the view shows: SR output in image mode, else the neural
+    resolution (previews are smaller and are scaled up to it, so the image never jumps in size)."""
+    if state.model.path is None:
+        return 0
+    if state.view.mode == "image":
+        return state.model.image_resolution
+    return state.view.resolution or state.model.neural_resolution
