@@ -84,6 +84,8 @@ class Studio:
         self._shown_model = 0
         """model.generation of the frame on screen."""
         self.recorder = Recording()
+        self.wait_when_idle = True
+        """Sleep on GLFW events at rest (off: redraw continuously, for comparison benchmarks)."""
         self.screenshot_error: OSError | None = None
         self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
@@ -293,10 +295,10 @@ class Studio:
         s.screenshot_request = s.viewport_request = None
 
     def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0,
-            viewport: str | None = None) -> None:
-        """Loop until the window closes; with `screenshot` (window PNG) and/or `viewport` (viewport PNG,
-        frame shown 1:1), run at least `frames` frames and until the view has settled (or `timeout`
-        seconds passed), save the PNGs and return."""
+            viewport: str | None = None, seconds: float | None = None) -> None:
+        """Loop until the window closes (or `seconds` passed); with `screenshot` (window PNG) and/or
+        `viewport` (viewport PNG, frame shown 1:1), run at least `frames` frames and until the view has
+        settled (or `timeout` seconds passed), save the PNGs and return."""
         start = time.monotonic()
         if viewport:
             self.state.view.pixel_exact = True
@@ -305,6 +307,8 @@ class Studio:
         capture = bool(screenshot or viewport)
         quiet_frames, last_step = 0, time.monotonic()
         while not self.window.should_close():
+            if seconds is not None and time.monotonic() - start >= seconds:
+                return
             if capture and self.frame_count >= frames and (
                     self.settled or self.state.model.path is None and self.session.load_job is None
                     or time.monotonic() - start > timeout):
@@ -313,16 +317,18 @@ class Studio:
                 if self.screenshot_error is not None:
                     raise self.screenshot_error
                 return
-            if not capture and self.idle:
+            if not capture and self.wait_when_idle and self.idle:
                 # at rest: after a few frames for ImGui's hover states to catch up, sleep until input
                 # arrives; without input redraw only every IDLE_REDRAW_S (run-directory polls)
                 quiet_frames += 1
                 if quiet_frames > SETTLE_FRAMES:
                     events = self.window.events
                     self.window.wait_events(IDLE_WAIT_S)
-                    if self.window.events == events and time.monotonic() - last_step < IDLE_REDRAW_S:
-                        continue
-                    quiet_frames = 0
+                    if self.window.events == events:
+                        if time.monotonic() - last_step < IDLE_REDRAW_S:
+                            continue
+                    else:
+                        quiet_frames = 0
             else:
                 quiet_frames = 0
             last_step = time.monotonic()
