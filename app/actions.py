@@ -150,6 +150,21 @@ class ComputePCA(Action):
         return "principal directions of W ready"
 
 
+@dataclass(frozen=True)
+class InspectPlanes(Action):
+    """Plane images of a latent for the Planes panel; the result lands in AppState.planes as
+    (key, result dict or error text). Runs beside the export queue (newest request wins)."""
+    key: tuple
+    latent: Latent
+    channel: int | None
+    noise_mode: str = "const"
+    noise_seed: int = 0
+
+    def run(self, engine: RenderEngine, progress: Progress) -> dict:
+        from app.planes_panel import plane_images
+        return plane_images(engine.planes(self.latent, self.noise_mode, self.noise_seed), self.channel)
+
+
 # ---- training (session thread) ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from app.actions import Action, ComputePCA, StartTraining, StopTraining
+from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
 from app.jobs import Job
 from app.settings import Settings
 from app.state import AppState, StartView, next_request, render_ladder, request_key
@@ -61,6 +61,10 @@ class Session:
         self.load_job: Job | None = None
         self.action_job: Job | None = None
         self.actions: list[Action] = []
+        self.inspect_job: Job | None = None
+        self.inspect_next: InspectPlanes | None = None
+        self.inspect_key: tuple | None = None
+        """Plane inspections run beside the export queue; only the newest waiting one is kept."""
         self.generation = 0
         self.model_generation_start = 0
         self.shown: RenderRequest | None = None
@@ -99,6 +103,7 @@ class Session:
     def busy(self) -> bool:
         """Anything in flight that needs frames to finish (the studio does not idle meanwhile)."""
         return (self.load_job is not None or self.action_job is not None or bool(self.actions)
+                or self.inspect_job is not None or self.inspect_next is not None
                 or bool(self.state.actions) or (self.worker is not None and self.worker.busy)
                 or self.state.latent.animate or self.state.model.open_request is not None
                 or (self.training is not None and self.training.running))
@@ -216,9 +221,26 @@ class Session:
         for the studio)."""
         keep = []
         for action in self.state.actions:
-            (self.actions if hasattr(action, "run") or isinstance(action, (StartTraining, StopTraining))
-             else keep).append(action)
+            if isinstance(action, InspectPlanes):
+                self.inspect_next = action
+            elif hasattr(action, "run") or isinstance(action, (StartTraining, StopTraining)):
+                self.actions.append(action)
+            else:
+                keep.append(action)
         self.state.actions = keep
+        self._poll_inspection()
+
+    def _poll_inspection(self) -> None:
+        job = self.inspect_job
+        if job is not None and job.done:
+            self.inspect_job = None
+            self.state.planes = (self.inspect_key, job.error or job.result)
+            if job.error:
+                self.state.set_status(f"planes: {job.error}", error=True)
+        if self.inspect_job is None and self.inspect_next is not None and self.engine is not None:
+            action, engine, self.inspect_next = self.inspect_next, self.engine, None
+            self.inspect_key = action.key
+            self.inspect_job = Job("planes", lambda progress: action.run(engine, progress))
 
     def _poll_action(self) -> None:
         job, s = self.action_job, self.state
@@ -291,7 +313,7 @@ class Session:
     # ---- shutdown -----------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker, cancel and join jobs, stop a training run started here."""
-        for job in (self.action_job, self.load_job):
+        for job in (self.action_job, self.load_job, self.inspect_job):
             if job is not None:
                 job.cancel()
                 job.wait(60)

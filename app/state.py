@@ -233,6 +233,10 @@ class AppState:
     camera_path: CameraPathState = field(default_factory=CameraPathState)
     actions: list = field(default_factory=list)
     """app.actions values the panels ask for; the session and the studio take them every frame."""
+    planes: tuple | None = None
+    """(key, plane images dict or error text) of the last InspectPlanes action."""
+    planes_wanted: tuple | None = None
+    """Key of the InspectPlanes action asked for last."""
     pca_ready: bool = False
     """The loaded model's principal directions of W are computed."""
     status: str = ""

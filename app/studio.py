@@ -89,10 +89,9 @@ class Studio:
         self.screenshot_error: OSError | None = None
         self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
-        engine_ref = lambda: self.session.engine
         self.export_panel = ExportPanel()
         self.panels = [ModelPanel(self.settings), CameraPanel(), CameraPathPanel(), LatentPanel(), RenderPanel(),
-                       PlanesPanel(engine_ref, self.colorizer), TrainingPanel(), self.export_panel,
+                       PlanesPanel(self.colorizer), TrainingPanel(), self.export_panel,
                        PerformancePanel(), LogPanel(self.log_handler)]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
