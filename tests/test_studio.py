@@ -247,6 +247,44 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         s.view.sample_scale = 0.5
 
 
+def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
+    """Keyframes from two views -> JSON (the file `main.py video --path` reads) -> back -> MP4 whose
+    first and last frames are the two views as the viewport shows them."""
+    import dataclasses
+
+    from core.camera_path import CameraPath, Keyframe
+    from studio_helpers import assert_same_picture
+    s = studio.state
+    panel = next(p for p in studio.panels if p.name == "Camera path")
+    s.view.mode, s.view.resolution = "raw", 32
+    try:
+        views = []
+        for yaw in (-0.3, 0.4):
+            s.camera = dataclasses.replace(s.camera, yaw=yaw)
+            settle(studio)
+            views.append(studio.display.render_view(s.view, 32).astype(np.int16))
+            s.camera_path.keyframes.append(Keyframe.from_orbit(s.camera))
+        panel.file_text = str(tmp_path / "path.json")
+        panel.save(s)
+        s.camera_path.keyframes = []
+        panel.load(s)
+        assert len(s.camera_path.keyframes) == 2 and CameraPath.load(tmp_path / "path.json").keyframes[1] == \
+            s.camera_path.keyframes[1]
+        export = studio.export_panel
+        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
+        export.video_kind = 2                                            # keyframes
+        export.export_video(s)
+        run_until(studio, lambda: actions_done(studio), "the path video", limit=120)
+        import imageio.v2 as imageio
+        with imageio.get_reader(tmp_path / "path.mp4") as reader:
+            frames = [np.asarray(f).astype(np.int16) for f in reader]
+        assert len(frames) == 2
+        for frame, view in zip(frames, views):
+            assert_same_picture(frame, view, "path video frame", tolerance=60)
+    finally:
+        s.view.mode, s.view.resolution = "image", 0
+
+
 def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path):
     from core.checkpoint import save_checkpoint
     from PIL import Image
