@@ -43,7 +43,7 @@ def _studio_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
     p.add_argument("--viewport", metavar="PNG", help="like --screenshot, but save only the viewport's pixels as "
-                   "displayed (read back from GL, frame shown 1:1)")
+                   "displayed (read back from GL; the frame is shown 1:1 when it fits the window)")
     p.add_argument("--frames", type=int, default=60, help="frames to run before --screenshot (default 60)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     from cli.common import float_in, int_in

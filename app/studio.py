@@ -191,7 +191,14 @@ class Studio:
             s = self.state
             color = imgui.ImVec4(1.0, 0.45, 0.4, 1.0) if s.status_is_error else imgui.ImVec4(0.7, 0.75, 0.8, 1.0)
             busy = " | rendering ..." if self.worker is not None and self.worker.busy else ""
-            imgui.text_colored(color, (s.status or "ready") + busy)
+            job = f" | {s.job.message or s.job.name} {s.job.fraction:.0%}" if s.job.running else ""
+            imgui.text_colored(color, (s.status or "ready") + busy + job)
+            if s.status and imgui.is_item_hovered():   # one line here; the whole text on hover
+                imgui.begin_tooltip()
+                imgui.push_text_wrap_pos(imgui.get_font_size() * 40)
+                imgui.text_unformatted(s.status)
+                imgui.pop_text_wrap_pos()
+                imgui.end_tooltip()
         imgui.end()
 
     def _draw_ui(self) -> None:

@@ -1,9 +1,11 @@
 """The viewport: shows the drawn frame and turns mouse input into camera moves.
 
-Left-drag orbits (yaw/pitch about the look-at point, half a turn per viewport width), right- or
-middle-drag pans the look-at point so the point under the cursor (at the look-at depth) follows it, the
-wheel dollies. With ViewState.pixel_exact the frame is shown 1:1 (one texel per screen pixel) when it fits. Continuous
-input marks the interaction active so the studio renders cheap previews until it settles.
+Left-drag orbits (yaw/pitch about the look-at point, half a turn per image width), right- or
+middle-drag pans the look-at point so the point under the cursor (at the look-at depth) follows it,
+the wheel dollies. Continuous input marks the interaction active so the studio renders cheap previews
+until it settles. With ViewState.pixel_exact the frame is shown 1:1 (one texel per screen pixel) when
+it fits. A caption line above the image says what is shown; a frame of the previous model is greyed
+while the next loads; depth views get a colour bar in scene units; hovering probes the texel.
 """
 from __future__ import annotations
 

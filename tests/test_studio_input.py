@@ -7,6 +7,7 @@ The default model (32 px neural, 128 px SR) keeps renders cheap.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -74,7 +75,6 @@ def drag(studio, button: int, dx: int, dy: int) -> None:
 
 def expected_view(studio, camera) -> np.ndarray:
     """The engine's SR image for the studio's state with `camera` (what the viewport must show)."""
-    import dataclasses
 
     from app.state import final_request
     from core.images import to_uint8
@@ -101,8 +101,30 @@ def covered(studio) -> int:
     return int((studio.latest_frame.opacity > 0.5).sum())
 
 
+@pytest.mark.parametrize("mode", ["image", "image_raw", "image_depth"])
+def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
+    """The start view of `main.py CHECKPOINT --seed 3 --yaw 30 --pitch 10 --psi 0.7 --mode M` shows
+    render's PNG for the same arguments, pixel for pixel (read back from the window)."""
+    from app.state import StartView
+    from core.checkpoint import load_generator
+    from core.config import RenderOptions
+    from core.images import View, export_stills
+    from studio_helpers import assert_same_picture, load
+    settle(studio)                                    # the model is loaded (it resets the camera)
+    s = studio.state
+    saved = (dataclasses.replace(s.camera), dataclasses.replace(s.view), s.latent.seed, s.latent.psi)
+    G = load_generator(ROOT / "assets" / "default_model.ckpt", "cpu")
+    export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path, [mode], psi=0.7, sheet=False)
+    StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode=mode).apply(
+        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    try:
+        shown = settle(studio)
+        assert_same_picture(shown, load(tmp_path / f"seed0003_yaw+30_pitch+10_{mode}.png"), f"viewport ({mode})")
+    finally:
+        s.camera, s.view, s.latent.seed, s.latent.psi = saved
+
+
 def test_left_drag_orbits_with_the_hand(studio):
-    import dataclasses
     before = settle(studio)
     side = studio.viewport.image_rect[2]
     cam0 = dataclasses.replace(studio.state.camera)
@@ -119,7 +141,6 @@ def test_left_drag_orbits_with_the_hand(studio):
 
 
 def test_right_drag_pans_so_the_subject_follows_the_cursor(studio):
-    import dataclasses
     before = settle(studio)
     cam0 = dataclasses.replace(studio.state.camera)
     drag(studio, 3, 14, 10)                       # right and down

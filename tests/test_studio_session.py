@@ -91,3 +91,17 @@ def test_log_records_are_one_line_with_details():
     assert level == logging.ERROR and line.endswith("open failed") and "\n" not in line
     assert "Traceback" in details and "ValueError: bad file" in details
     assert plain.endswith("plain") and none == ""
+
+
+def test_render_settings_reach_every_rung():
+    """Noise mode/seed and the coarse/importance multipliers are part of preview and final requests."""
+    s = AppState()
+    v = s.view
+    v.noise_mode, v.noise_seed, v.coarse_scale, v.importance_scale = "random", 7, 1.5, 0.0
+    s.interaction.dragging = True
+    (preview,) = render_ladder(s)
+    s.interaction.dragging, s.interaction.last_input = False, -1e9
+    for r in (preview, *render_ladder(s)):
+        assert (r.noise_mode, r.noise_seed, r.coarse_scale, r.importance_scale) == ("random", 7, 1.5, 0.0)
+    v.noise_mode = "const"
+    assert render_ladder(s)[-1].noise_seed == 0, "the seed only matters (and only keys caches) for random"
