@@ -39,6 +39,7 @@ from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
 from core.engine import Frame, RenderEngine
+from core.errors import StudioError
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,8 @@ class Studio:
             if capture and self.frame_count >= frames and (
                     self.settled or self.state.model.path is None and self.session.load_job is None
                     or time.monotonic() - start > timeout):
+                if self.state.model.path is None:   # nothing to show: say why instead of saving
+                    raise StudioError(self.state.status or "no model could be opened")
                 self.state.screenshot_request, self.state.viewport_request = screenshot, viewport
                 self.step()
                 if self.screenshot_error is not None:

@@ -203,12 +203,13 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
     (raw image, yaw 30 pitch 10): the same picture, not flipped or mirrored."""
     import math
 
+    from studio_helpers import assert_same_picture, load
+
     from app.actions import SaveFramePNG
     from app.state import StartView
     from core.checkpoint import load_generator
     from core.config import RenderOptions
     from core.images import View, export_stills
-    from studio_helpers import assert_same_picture, load
     G = load_generator(snapshot_pkl, "cpu")
     export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path / "render", ["image_raw"],
                   psi=0.7, sheet=False)
@@ -252,8 +253,9 @@ def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
     first and last frames are the two views as the viewport shows them."""
     import dataclasses
 
-    from core.camera_path import CameraPath, Keyframe
     from studio_helpers import assert_same_picture
+
+    from core.camera_path import CameraPath, Keyframe
     s = studio.state
     panel = next(p for p in studio.panels if p.name == "Camera path")
     s.view.mode, s.view.resolution = "raw", 32
@@ -286,8 +288,9 @@ def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
 
 
 def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path):
-    from core.checkpoint import save_checkpoint
     from PIL import Image
+
+    from core.checkpoint import save_checkpoint
     run = tmp_path / "run"
     run.mkdir()
     (run / "training_options.json").write_text(json.dumps({"kimg": 1.0}))

@@ -105,11 +105,12 @@ def covered(studio) -> int:
 def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
     """The start view of `main.py CHECKPOINT --seed 3 --yaw 30 --pitch 10 --psi 0.7 --mode M` shows
     render's PNG for the same arguments, pixel for pixel (read back from the window)."""
+    from studio_helpers import assert_same_picture, load
+
     from app.state import StartView
     from core.checkpoint import load_generator
     from core.config import RenderOptions
     from core.images import View, export_stills
-    from studio_helpers import assert_same_picture, load
     settle(studio)                                    # the model is loaded (it resets the camera)
     s = studio.state
     saved = (dataclasses.replace(s.camera), dataclasses.replace(s.view), s.latent.seed, s.latent.psi)

@@ -46,3 +46,12 @@ def test_bad_start_view_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "main.py", "--viewport", str(tmp_path / "v.jpg")], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--viewport" in r.stderr
+
+
+def test_capture_of_an_unopenable_checkpoint_fails_in_one_line(display, tmp_path):
+    out = tmp_path / "v.png"
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    r = subprocess.run([sys.executable, "main.py", str(tmp_path / "missing.pkl"), "--viewport", str(out),
+                        "--frames", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.strip().count("\n") == 0 and "missing.pkl" in r.stderr and "Traceback" not in r.stderr
