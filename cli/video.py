@@ -67,16 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if args.res is not None and not 16 <= args.res <= 1024:
         raise ValueError(f"--res must be between 16 and 1024, got {args.res}")
     writable_dir(out.parent if str(out.parent) else ".")
+    options = VideoOptions(path=args.path, frames=args.frames, fps=args.fps, mode=args.mode,
+                           grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
+                           cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res)
     camera_file = None
-    if args.path not in PATH_KINDS:
+    if args.path not in PATH_KINDS:  # a keyframed camera path: it replaces options.path
         from core.camera_path import CameraPath
         camera_file = CameraPath.load(args.path)
         if args.fov is not None:
             raise ValueError(f"--fov does not apply to --path {args.path} (its keyframes set the FOV)")
-    options = VideoOptions(path=args.path if camera_file is None else "orbit", frames=args.frames, fps=args.fps,
-                           mode=args.mode,
-                           grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
-                           cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res)
     G = load_generator(args.network, pick_device(args.device))
     progress = TqdmProgress("video", unit="frame")
     try:

@@ -1,10 +1,17 @@
 """Keyframed camera paths: smooth interpolation between user-placed views, EG3D labels, JSON files.
 
 A keyframe is a camera position, the point it looks at and its FOV, in world units (core/cameras.py
-conventions: +y up, no roll). Between keyframes the position and the look-at point each follow a
-centripetal Catmull-Rom spline (no cusps or loops where keyframes are unevenly spaced; Yuksel et al.
-2011); the FOV follows a uniform Catmull-Rom in log(tan(fov/2)), which stays inside (0, 180) and zooms
-at an even perceived rate. Every keyframe gets an equal share of the path's time t in [0, 1].
+conventions: +y up, no roll). Between keyframes:
+- the look-at point follows a Catmull-Rom spline with centripetal knot spacing (Yuksel et al. 2011:
+  tangents that do not swing wide where keyframes are unevenly spaced);
+- the camera orbits it: its (yaw, elevation, log distance) around the look-at point follow the same
+  kind of spline, yaw turning the short way between keyframes. Interpolating the position itself would
+  cut chords through the orbit sphere, and EG3D renders only depths in [ray_start, ray_end] around the
+  training radius: a camera that drifts closer clips the subject;
+- the FOV follows a uniform Catmull-Rom in log(tan(fov/2)): it stays inside (0, 180) and zooms at an
+  even perceived rate.
+Every keyframe gets an equal share of the path's time t in [0, 1]; each quantity is C1 in t, so the
+camera neither jumps nor jerks at a keyframe.
 
 File format (version 1):
     {"version": 1, "loop": false,
@@ -12,8 +19,10 @@ File format (version 1):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +42,8 @@ _KNOT_EPS = 1e-6
 """Smallest knot interval of the centripetal spline (repeated keyframes would divide by zero)."""
 _VERTICAL = 1 - 1e-9
 """|cos| of the angle to the vertical above which a view direction has no defined 'up' (no roll)."""
+_MAX_ELEVATION = math.pi / 2 - 1e-4
+"""Interpolated elevations are kept this far from the poles (a keyframe may be closer)."""
 
 
 class CameraPathError(StudioError, ValueError):
@@ -40,8 +51,8 @@ class CameraPathError(StudioError, ValueError):
 
 
 def _number(value, what: str) -> float:
-    """A finite float from an int or float (not a bool, string, ...)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite float from a real number (int, float, numpy scalar; not a bool, string, ...)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise CameraPathError(f"{what} must be a number, got {value!r}")
     try:
         x = float(value)
@@ -53,7 +64,7 @@ def _number(value, what: str) -> float:
 
 
 def _vec3(value, what: str) -> tuple[float, float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 3:
         raise CameraPathError(f"{what} must be 3 numbers, got {str(value)[:60]}")
     return tuple(_number(x, what) for x in value)
 
@@ -114,6 +125,24 @@ class Keyframe:
         return {"position": list(self.position), "look_at": list(self.look_at), "fov": self.fov_deg}
 
 
+def orbit_labels(cam: OrbitCamera, kind: str, frames: int,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Labels [frames, 25] moving around the viewer camera's current view (its pivot, radius and FOV
+    kept): 'orbit' is gen_videos' ellipse (yaw +-0.35 sin, pitch +-0.25 cos, one loop) centred on the
+    current yaw/pitch instead of the frontal view; '360' turns the yaw once around from the current view."""
+    if kind not in ("orbit", "360"):
+        raise ValueError(f"orbit kind must be orbit or 360, not {kind!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"number of frames must be a positive integer, got {frames!r}")
+    views = []
+    for f in range(frames):
+        a = 2 * math.pi * f / frames
+        yaw, pitch = ((cam.yaw + 0.35 * math.sin(a), cam.pitch + 0.25 * math.cos(a)) if kind == "orbit"
+                      else (cam.yaw + a, cam.pitch))
+        views.append(dataclasses.replace(cam, yaw=yaw, pitch=pitch).label(device))
+    return torch.cat(views)
+
+
 def _hermite(p1: np.ndarray, p2: np.ndarray, m1: np.ndarray, m2: np.ndarray, s: float) -> np.ndarray:
     s2, s3 = s * s, s * s * s
     return ((2 * s3 - 3 * s2 + 1) * p1 + (s3 - 2 * s2 + s) * m1 + (-2 * s3 + 3 * s2) * p2
@@ -122,23 +151,37 @@ def _hermite(p1: np.ndarray, p2: np.ndarray, m1: np.ndarray, m2: np.ndarray, s: 
 
 def _centripetal(p0, p1, p2, p3, s: float, alpha: float = 0.5) -> np.ndarray:
     """Catmull-Rom between p1 (s = 0) and p2 (s = 1) with knots spaced by distance**alpha
-    (0.5: centripetal, 0: uniform), written as a cubic Hermite segment."""
+    (0.5: centripetal, 0: uniform), as a cubic Hermite segment.
+
+    The tangents have the Catmull-Rom direction; their length is scaled by the mean knot interval on
+    either side of the key, so both segments meeting at a key share it: each interpolated quantity
+    is C1 in the path's time (no speed jumps at keys), and so is a camera built from several of them.
+    With alpha = 0 this is the uniform Catmull-Rom spline.
+    """
     t01, t12, t23 = (max(float(np.linalg.norm(b - a)) ** alpha, _KNOT_EPS)
                      for a, b in ((p0, p1), (p1, p2), (p2, p3)))
-    m1 = (p1 - p0) / t01 - (p2 - p0) / (t01 + t12) + (p2 - p1) / t12
+    m1 = (p1 - p0) / t01 - (p2 - p0) / (t01 + t12) + (p2 - p1) / t12  # d/d(knot) at p1
     m2 = (p2 - p1) / t12 - (p3 - p1) / (t12 + t23) + (p3 - p2) / t23
-    return _hermite(p1, p2, m1 * t12, m2 * t12, s)
+    return _hermite(p1, p2, m1 * (t01 + t12) / 2, m2 * (t12 + t23) / 2, s)
+
+
+def _orbit_coords(key: Keyframe) -> np.ndarray:
+    """(yaw, elevation, log distance) of the camera around its look-at point; yaw = atan2(dx, dz)."""
+    d = np.subtract(key.position, key.look_at)
+    r = float(np.linalg.norm(d))
+    return np.array([math.atan2(d[0], d[2]), math.asin(min(max(d[1] / r, -1.0), 1.0)), math.log(r)])
 
 
 class CameraPath:
     """Keyframes and whether the path closes into a loop; sample(t) for t in [0, 1].
 
     Open path: keyframe i at t = i / (K - 1), the ends extended by reflection. Loop: keyframe i at
-    t = i / K and t = 1 is keyframe 0 again. One keyframe: a static camera.
+    t = i / K and t = 1 is keyframe 0 again. One keyframe: a static camera. Immutable: edit a copy
+    of `keyframes` and build a new path.
     """
 
     def __init__(self, keyframes: Sequence[Keyframe], loop: bool = False):
-        keyframes = list(keyframes)
+        keyframes = tuple(keyframes)
         if not keyframes:
             raise CameraPathError("a camera path needs at least one keyframe")
         if len(keyframes) > MAX_KEYFRAMES:
@@ -146,6 +189,16 @@ class CameraPath:
         if not all(isinstance(k, Keyframe) for k in keyframes):
             raise CameraPathError("keyframes must be Keyframe objects")
         self.keyframes, self.loop = keyframes, bool(loop)
+        # Control values per keyframe: look-at [K,3], orbit coordinates [K,3], log tan(fov/2) [K,1].
+        self._look = np.array([k.look_at for k in keyframes])
+        self._orbit = np.array([_orbit_coords(k) for k in keyframes])
+        self._log_tan = np.array([[math.log(math.tan(math.radians(k.fov_deg) / 2))] for k in keyframes])
+        # Unwrap yaw so that each step turns the short way; a loop's closing step adds `turn` (a multiple
+        # of 2 pi) per lap, so a path of four quarter turns keeps turning instead of winding back.
+        steps = np.remainder(np.diff(self._orbit[:, 0]) + math.pi, 2 * math.pi) - math.pi
+        self._orbit[1:, 0] = self._orbit[0, 0] + np.cumsum(steps)
+        closing = (self._orbit[0, 0] - self._orbit[-1, 0] + math.pi) % (2 * math.pi) - math.pi
+        self._turn = self._orbit[-1, 0] + closing - self._orbit[0, 0]
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, CameraPath) and self.loop == other.loop
@@ -168,39 +221,35 @@ class CameraPath:
         keys, k = self.keyframes, len(self.keyframes)
         if k == 1:
             return keys[0]
-        segments = k if self.loop else k - 1
-        x = t * segments
+        x = t * (k if self.loop else k - 1)
         nearest = round(x)
         if abs(x - nearest) < 1e-9:
             return keys[nearest % k]
-        i = int(math.floor(x))
+        i = math.floor(x)
         s = x - i
         idx = [i - 1, i, i + 1, i + 2]
-        pos = self._points([np.array(kf.position) for kf in keys], idx)
-        look = self._points([np.array(kf.look_at) for kf in keys], idx)
-        fov = self._points([np.array([math.log(math.tan(math.radians(kf.fov_deg) / 2))]) for kf in keys], idx)
-        position = _centripetal(*pos, s)
-        look_at = _centripetal(*look, s)
-        fov_deg = math.degrees(2 * math.atan(math.exp(float(_centripetal(*fov, s, alpha=0.0)[0]))))
+        look_at = _centripetal(*self._control(self._look, idx), s)
+        yaw, elevation, log_r = _centripetal(*self._control(self._orbit, idx, turn=self._turn), s)
+        elevation = min(max(elevation, -_MAX_ELEVATION), _MAX_ELEVATION)
+        r = math.exp(log_r)
+        offset = r * np.array([math.cos(elevation) * math.sin(yaw), math.sin(elevation),
+                               math.cos(elevation) * math.cos(yaw)])
+        log_tan = _centripetal(*self._control(self._log_tan, idx), s, alpha=0.0)[0]
+        fov_deg = math.degrees(2 * math.atan(math.exp(log_tan)))
         try:
-            return Keyframe(tuple(position.tolist()), tuple(look_at.tolist()), fov_deg)
+            return Keyframe(tuple((look_at + offset).tolist()), tuple(look_at.tolist()), fov_deg)
         except CameraPathError as e:
             raise CameraPathError(f"camera path at t={t:.4f}: {e}") from None
 
-    def _points(self, points: list[np.ndarray], idx: list[int]) -> list[np.ndarray]:
-        """The four control points of a segment; the open path's ends are mirrored (p[-1] = 2 p0 - p1)."""
-        k = len(points)
+    def _control(self, values: np.ndarray, idx: list[int], turn: float = 0.0) -> list[np.ndarray]:
+        """Rows idx of values [K,D]: a segment's four control points. A loop wraps around (adding
+        `turn` to the first coordinate per lap); an open path is mirrored past its ends
+        (p[-1] = 2 p[0] - p[1])."""
+        k = len(values)
         if self.loop:
-            return [points[j % k] for j in idx]
-        out = []
-        for j in idx:
-            if j < 0:
-                out.append(2 * points[0] - points[1])
-            elif j >= k:
-                out.append(2 * points[k - 1] - points[k - 2])
-            else:
-                out.append(points[j])
-        return out
+            return [values[j % k] + np.eye(values.shape[1])[0] * turn * (j // k) for j in idx]
+        return [2 * values[0] - values[1] if j < 0 else 2 * values[-1] - values[-2] if j >= k else values[j]
+                for j in idx]
 
     def frame_times(self, frames: int) -> list[float]:
         """`frames` times spread over the path: an open path includes both ends, a loop leaves out

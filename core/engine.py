@@ -193,13 +193,17 @@ class RenderEngine:
             return self._planes.get_or(key, make)
 
     def _backbone(self, ws: torch.Tensor, noise_mode: str, noise_seed: int) -> torch.Tensor:
-        """G.planes; 'random' noise is drawn from a generator seeded with noise_seed, so it is
-        reproducible, and the caller's RNG state is left as it was."""
+        """G.planes; 'random' noise comes from torch's RNG seeded with noise_seed (reproducible), inside
+        fork_rng so that the RNG state of everything else is restored afterwards."""
         if noise_mode != "random":
             return self.G.planes(ws, noise_mode=noise_mode)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(noise_seed)
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            if cuda:  # only this device's generator: the noise is drawn where the planes are
+                index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+                torch.cuda.default_generators[index].manual_seed(noise_seed)
+            else:
+                torch.default_generator.manual_seed(noise_seed)
             return self.G.planes(ws, noise_mode="random")
 
     def options_for(self, req: RenderRequest):

@@ -7,12 +7,13 @@ import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from core.camera_path import CameraPath, CameraPathError, Keyframe
+from core.camera_path import CameraPath, CameraPathError, Keyframe, orbit_labels
 from core.cameras import OrbitCamera
 from core.errors import StudioError
 
@@ -89,6 +90,7 @@ def test_path_is_smooth(loop):
         after = path.sample(t + eps).position - p
         cos = before @ after / (np.linalg.norm(before) * np.linalg.norm(after))
         assert cos > 1 - 1e-6, f"kink at t={t}"
+        assert np.linalg.norm(after) / np.linalg.norm(before) == pytest.approx(1, abs=1e-3), f"speed jump at t={t}"
     assert not np.allclose(pos[n // 6], (pos[0] + pos[n // 3]) / 2, atol=1e-3)  # curved, not linear
     if loop:
         np.testing.assert_allclose(pos[-1], pos[0])
@@ -101,13 +103,35 @@ def test_fov_stays_valid_between_extreme_keyframes():
     assert all(0 < f < 180 for f in fovs) and max(fovs) > 170
 
 
-def test_repeated_keyframe_and_turn_in_place():
+def test_repeated_keyframe_holds_still_and_turning_stays_near():
     a = Keyframe((0, 0, 3), (0, 0, 0), 20)
     b = Keyframe((0, 0, 3), (1, 0, 0), 20)  # same position, looking elsewhere
     path = CameraPath([a, a, b])
-    mid = [path.sample(t) for t in np.linspace(0, 1, 50)]
-    assert all(np.allclose(s.position, (0, 0, 3)) for s in mid)
-    assert all(torch.isfinite(s.label()).all() for s in mid)
+    still = [path.sample(t) for t in np.linspace(0, 0.5, 25)]
+    assert all(np.allclose(s.position, a.position, atol=1e-6) and np.allclose(s.look_at, a.look_at, atol=1e-6)
+               for s in still)
+    turn = [path.sample(t) for t in np.linspace(0.5, 1, 25)]
+    looks = [s.look_at[0] for s in turn]
+    assert looks == sorted(looks) and looks[-1] == 1.0
+    # the camera orbits the moving look-at point (distance 3 -> 3.16), so it drifts only a little
+    assert max(np.linalg.norm(np.subtract(s.position, a.position)) for s in turn) < 0.1
+    assert all(torch.isfinite(s.label()).all() for s in turn)
+
+
+def test_camera_keeps_its_distance_around_the_look_at_point():
+    """Keyframes on the orbit sphere (as the viewer makes them): every frame stays on it, where a
+    straight position spline would cut inside (and EG3D would clip the subject at its ray_start)."""
+    pivot = (0.0, 0.0, 0.2)
+    keys = [Keyframe.from_orbit(OrbitCamera(yaw=y, pitch=p, radius=2.7, pivot=pivot))
+            for y, p in ((0.0, 0.0), (1.2, -0.3), (-1.3, 0.2), (3.0, 0.0))]
+    for loop in (False, True):
+        path = CameraPath(keys, loop=loop)
+        dist = [np.linalg.norm(np.subtract(path.sample(t).position, pivot)) for t in np.linspace(0, 1, 200)]
+        np.testing.assert_allclose(dist, 2.7, rtol=1e-6)
+    # yaw turns the short way: from 1.2 to -1.3 through the front, from -1.3 to 3.0 through the back
+    path = CameraPath(keys)
+    mid = path.sample(2.5 / 3).to_orbit()
+    assert abs(abs(mid.yaw) - math.pi) < 1.0
 
 
 def test_json_round_trip(tmp_path):
@@ -219,7 +243,24 @@ def test_fuzzed_files_only_raise_studio_errors(tmp_path):
         print(ok, bad)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                            cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+                            cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     ok, bad = map(int, result.stdout.split())
     assert ok + bad == 400 and bad > 100
+
+
+def test_orbit_labels_circle_the_on_screen_view():
+    cam = OrbitCamera(yaw=0.5, pitch=-0.2, radius=2.2, pivot=(0.1, 0.0, 0.2), fov_deg=22.0)
+    turn = orbit_labels(cam, "360", 4)
+    assert torch.equal(turn[0], cam.label()[0])  # starts on screen
+    quarter = OrbitCamera(yaw=0.5 + math.pi / 2, pitch=-0.2, radius=2.2, pivot=(0.1, 0.0, 0.2), fov_deg=22.0)
+    torch.testing.assert_close(turn[1], quarter.label()[0])
+    orbit = orbit_labels(cam, "orbit", 8)
+    views = [Keyframe(tuple(m[:3, 3].tolist()), cam.pivot, 22.0).to_orbit()
+             for m in orbit[:, :16].view(-1, 4, 4).double()]
+    yaws, pitches = np.array([v.yaw for v in views]), np.array([v.pitch for v in views])
+    np.testing.assert_allclose(yaws, 0.5 + 0.35 * np.sin(np.arange(8) * np.pi / 4), atol=1e-5)
+    np.testing.assert_allclose(pitches, -0.2 + 0.25 * np.cos(np.arange(8) * np.pi / 4), atol=1e-5)
+    assert np.allclose([v.radius for v in views], 2.2) and torch.all(orbit[:, 16:] == cam.label()[0, 16:])
+    with pytest.raises(ValueError, match="orbit kind"):
+        orbit_labels(cam, "spiral", 4)

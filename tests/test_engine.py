@@ -103,3 +103,71 @@ def test_worker_latest_request_wins():
         assert worker.latest().request.generation == 5
     finally:
         worker.close()
+
+
+def test_noise_modes(small_G):
+    engine = RenderEngine(small_G, device="cpu")
+    latent = Latent(seed=3)
+    const = engine.planes(latent)
+    assert torch.equal(const, small_G.planes(engine.ws(latent), noise_mode="const"))
+    assert torch.equal(RenderEngine(small_G, device="cpu").planes(latent, "const"), const)  # deterministic
+    rng = torch.get_rng_state()
+    r1 = engine.planes(latent, "random", noise_seed=1)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG is untouched
+    r1_again = RenderEngine(small_G, device="cpu").planes(latent, "random", noise_seed=1)
+    r2 = engine.planes(latent, "random", noise_seed=2)
+    none = engine.planes(latent, "none")
+    assert torch.equal(r1, r1_again)  # reproducible per seed, not a cache hit
+    for a, b in ((r1, r2), (r1, const), (none, const), (none, r1)):
+        assert (a - b).abs().mean() > 1e-4
+    frame = engine.render(RenderRequest(latent=latent, camera=label(), resolution=16, superresolution=False,
+                                        noise_mode="bogus"))
+    assert frame.error and "noise mode" in frame.error
+
+
+def test_planes_cache_keys_on_noise_and_precision(small_G):
+    engine = RenderEngine(small_G, device="cpu", planes_cache=8)
+    base = RenderRequest(latent=Latent(seed=4), camera=label(0.2), resolution=16, superresolution=False)
+
+    def render(**changes):
+        frame = engine.render(dataclasses.replace(base, **changes))
+        assert frame.error is None
+        return frame
+
+    first = render()
+    assert first.cache["planes"] is False
+    assert render(noise_seed=9).cache["planes"] is True  # the seed only matters for random noise
+    rand = render(noise_mode="random", noise_seed=5)
+    assert rand.cache["planes"] is False and not torch.equal(rand.image_raw, first.image_raw)
+    assert render(noise_mode="random", noise_seed=6).cache["planes"] is False
+    again = render(noise_mode="random", noise_seed=5)
+    assert again.cache["planes"] is True and torch.equal(again.image_raw, rand.image_raw)
+    assert render(noise_mode="none").cache["planes"] is False
+    assert render(precision="bf16").cache["planes"] is False
+    back = render()
+    assert back.cache == {"ws": True, "planes": True} and torch.equal(back.image_raw, first.image_raw)
+
+
+def test_coarse_and_importance_multipliers_change_sample_counts(small_G):
+    """Count the points the decoder sees per pass: coarse = rays x depth_resolution, fine = rays x
+    depth_resolution_importance (48 and 48 in the fixture)."""
+    engine = RenderEngine(small_G, device="cpu")
+    calls: list[int] = []
+    hook = small_G.decoder.register_forward_hook(lambda _m, args, _out: calls.append(args[0].shape[-2]))
+    rays = 16 * 16
+    try:
+        def passes(**scales) -> list[int]:
+            calls.clear()
+            frame = engine.render(RenderRequest(camera=label(), resolution=16, superresolution=False, **scales))
+            assert frame.error is None
+            return [c // rays for c in calls]
+        assert passes() == [48, 48]
+        assert passes(coarse_scale=0.5) == [24, 48]
+        assert passes(importance_scale=0.25) == [48, 12]
+        assert passes(sample_scale=0.5, coarse_scale=2.0, importance_scale=1.5) == [48, 36]
+        assert passes(importance_scale=0.0) == [48]  # no fine pass
+    finally:
+        hook.remove()
+    for bad in ({"coarse_scale": 0.0}, {"importance_scale": -1.0}, {"sample_scale": float("nan")}):
+        frame = engine.render(RenderRequest(camera=label(), resolution=16, superresolution=False, **bad))
+        assert frame.error and "scale" in frame.error
