@@ -7,7 +7,6 @@ goes through the RenderEngine and its lock. UI actions need the GL context and r
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ class ExportMesh(Action):
 
 
 VIDEO_PATHS = ("orbit", "360", "keyframes", "interp")
-"""orbit / 360: around the on-screen camera; keyframes: the camera path editor's path; interp: the
+"""orbit / 360: around the on-screen camera (core.camera_path.orbit_labels); keyframes: the camera path editor's path; interp: the
 on-screen camera while the latent moves from the current seed (t = 0) to the second seed (t = 1)."""
 
 
@@ -82,23 +81,16 @@ class ExportVideo(Action):
 
     def labels(self) -> torch.Tensor:
         """Camera labels [frames, 25]."""
-        n = self.frames
+        from core.camera_path import orbit_labels
         if self.kind == "keyframes":
             if self.keyframes is None:
                 raise ValueError("the camera path has no keyframes: add views in the Camera path panel")
-            return self.keyframes.labels(n)
-        cams = []
-        for f in range(n):
-            cam = dataclasses.replace(self.camera)
-            if self.kind == "orbit":  # the original video's yaw/pitch loop, around the on-screen view
-                angle = 2 * math.pi * f / n
-                cam.orbit(0.35 * math.sin(angle), 0.25 * math.cos(angle) - 0.25)
-            elif self.kind == "360":
-                cam.orbit(2 * math.pi * f / n, 0.0)
-            elif self.kind != "interp":
-                raise ValueError(f"unknown video path {self.kind!r} (choose from {', '.join(VIDEO_PATHS)})")
-            cams.append(cam.label())
-        return torch.cat(cams)
+            return self.keyframes.labels(self.frames)
+        if self.kind == "interp":
+            return self.camera.label().expand(self.frames, -1).contiguous()
+        if self.kind not in VIDEO_PATHS:
+            raise ValueError(f"unknown video path {self.kind!r} (choose from {', '.join(VIDEO_PATHS)})")
+        return orbit_labels(self.camera, self.kind, self.frames)
 
     def run(self, engine: RenderEngine, progress: Progress) -> str:
         from core.video import (

@@ -214,6 +214,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
     export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path / "render", ["image_raw"],
                   psi=0.7, sheet=False)
     reference = load(tmp_path / "render" / "seed0003_yaw+30_pitch+10_image_raw.png")
+    settle(studio)                                   # the model is loaded (loading resets the camera)
     s = studio.state
     options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
     StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(s, options)
@@ -225,15 +226,23 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         assert_same_picture(load(tmp_path / "frame.png"), reference, "frame PNG")
 
         export = studio.export_panel
-        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "orbit.mp4"), 3, 1   # raw
-        export.video_kind = 0                                            # orbit, starting at the view
+        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
+        export.video_kind = 1                                            # 360, starting at the view
         export.export_video(s)
         run_until(studio, lambda: actions_done(studio), "the video export", limit=120)
         assert "wrote" in s.status, s.status
         import imageio.v2 as imageio
-        with imageio.get_reader(tmp_path / "orbit.mp4") as reader:
+        with imageio.get_reader(tmp_path / "turn.mp4") as reader:
             assert reader.count_frames() == 3
-        assert_same_picture(first_video_frame(tmp_path / "orbit.mp4"), reference, "video", tolerance=40)
+        assert_same_picture(first_video_frame(tmp_path / "turn.mp4"), reference, "video", tolerance=40)
+        export.video_file, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
+        s.latent.interp_seed = 4
+        export.export_video(s)                                           # interp: seed 3 -> 4, same camera
+        run_until(studio, lambda: actions_done(studio), "the interpolation video", limit=120)
+        with imageio.get_reader(tmp_path / "interp.mp4") as reader:
+            first, last = (np.asarray(f).astype(np.int16) for f in reader)
+        assert_same_picture(first, reference, "interpolation video", tolerance=40)
+        assert np.abs(last - reference).mean() > 3, "the interpolation video did not move the latent"
 
         s.recording.path, s.recording.want = str(tmp_path / "rec.mp4"), True
         run_until(studio, lambda: s.recording.frames >= 5, "recorded frames")
