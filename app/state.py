@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
-
 from core.cameras import OrbitCamera, frontal_label, split_label
 from core.engine import Latent, RenderRequest
 
@@ -133,9 +131,9 @@ class ViewState:
     max_fps: float = 60.0
     """UI frame-rate limit."""
     pixel_exact: bool = False
+    """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
     probe: bool = True
     """Hovering the image shows depth, opacity and colour under the cursor."""
-    """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
 
 
 @dataclass
@@ -293,17 +291,14 @@ def render_camera(options, yaw: float, pitch: float, fov_deg: float | None = Non
     """The OrbitCamera whose pose is `render`'s camera (offsets yaw/pitch in radians from frontal).
 
     render's camera circles the world origin and looks at the pivot; OrbitCamera circles its pivot.
-    Both build the pose from the camera centre and the look-at point, so the orbit camera with the same
-    centre relative to the pivot (inverting the sphere parametrisation) gives the same label.
+    Both build the pose from the camera centre and the look-at point, so the view through the same
+    centre and look-at point (Keyframe.to_orbit inverts the sphere parametrisation) gives the same label.
     """
-    cam2world, _ = split_label(frontal_label(options, fov_deg, yaw=yaw, pitch=pitch).double())
-    pivot = [float(x) for x in options.avg_camera_pivot]
-    d = cam2world[0, :3, 3] - torch.tensor(pivot, dtype=torch.float64)
-    radius = float(d.norm())
-    polar = math.pi * (1.0 - float(d[1]) / radius) / 2   # v with cos(phi) = 1 - 2 v / pi
-    azimuth = math.pi - math.atan2(float(d[2]), float(d[0]))
-    return OrbitCamera(yaw=azimuth - math.pi / 2, pitch=polar - math.pi / 2, radius=radius, pivot=tuple(pivot),
-                       fov_deg=fov_deg or options.avg_camera_fov)
+    from core.camera_path import Keyframe
+    fov = fov_deg or options.avg_camera_fov
+    cam2world, _ = split_label(frontal_label(options, fov, yaw=yaw, pitch=pitch).double())
+    centre = tuple(float(x) for x in cam2world[0, :3, 3])
+    return Keyframe(centre, tuple(float(x) for x in options.avg_camera_pivot), fov).to_orbit()
 
 
 def request_key(request: RenderRequest) -> RenderRequest:
