@@ -230,7 +230,7 @@ class Studio:
             panel.update(self.state)
         self._ui_actions()
         self.session.submit()
-        self.window.end_frame(before_swap=self._end_of_frame)
+        self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
         max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
         elapsed = time.perf_counter() - start
@@ -261,9 +261,6 @@ class Studio:
         """Nothing changes unless the user acts: the frame is final and no work is in flight."""
         return (self.session.settled and not self.session.busy and not self.recorder.recording
                 and self.display.frame is not None and not self.display.stale)
-
-    def _end_of_frame(self) -> None:
-        self._take_screenshot()
 
     def read_window(self) -> np.ndarray:
         """The back buffer as [H, W, 3] uint8 (call from before_swap, or after a step for the last frame)."""
