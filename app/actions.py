@@ -61,8 +61,9 @@ class ExportMesh(Action):
 
 
 VIDEO_PATHS = ("orbit", "360", "keyframes", "interp")
-"""orbit / 360: around the on-screen camera (core.camera_path.orbit_labels); keyframes: the camera path editor's path; interp: the
-on-screen camera while the latent moves from the current seed (t = 0) to the second seed (t = 1)."""
+"""orbit / 360: around the on-screen camera (core.camera_path.orbit_labels); keyframes: the camera
+path editor's path; interp: the on-screen camera while the latent moves from the current seed (t = 0)
+to the second seed (t = 1)."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,7 @@ class ExportVideo(Action):
         return orbit_labels(self.camera, self.kind, self.frames)
 
     def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from core.video import (
-            VideoOptions,
-            engine_frames,
-            render_engine_video,
-            render_video,
-        )
+        from core.video import VideoOptions, engine_frames, render_engine_video, render_video
         if not 1 <= self.frames <= 100_000 or not 0 < self.fps <= 240:
             raise ValueError(f"video needs 1..100000 frames and 0..240 fps, got {self.frames}, {self.fps:g}")
         labels = self.labels()
