@@ -166,12 +166,14 @@ def test_planes_panel_shows_three_planes(studio):
 
 
 def test_bad_dropped_file_is_an_error_line_not_a_crash(studio, tmp_path):
+    settle(studio)
     bad = tmp_path / "notes.txt"
     bad.write_text("not a checkpoint")
     studio.window.dropped.append(str(bad))
     run_until(studio, lambda: studio.state.status_is_error and "notes.txt" in studio.state.status,
               "the load error")
     assert studio.state.model.path is not None and studio.latest_frame is not None
+    assert not studio.display.stale, "the model still loaded must not stay greyed after a failed load"
 
 
 def actions_done(studio) -> bool:
