@@ -94,7 +94,12 @@ class ExportVideo(Action):
         return orbit_labels(self.camera, self.kind, self.frames)
 
     def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from core.video import VideoOptions, engine_frames, render_engine_video, render_video
+        from core.video import (
+            VideoOptions,
+            engine_frames,
+            render_engine_video,
+            render_video,
+        )
         if not 1 <= self.frames <= 100_000 or not 0 < self.fps <= 240:
             raise ValueError(f"video needs 1..100000 frames and 0..240 fps, got {self.frames}, {self.fps:g}")
         labels = self.labels()

@@ -105,3 +105,23 @@ def test_render_settings_reach_every_rung():
         assert (r.noise_mode, r.noise_seed, r.coarse_scale, r.importance_scale) == ("random", 7, 1.5, 0.0)
     v.noise_mode = "const"
     assert render_ladder(s)[-1].noise_seed == 0, "the seed only matters (and only keys caches) for random"
+
+
+def test_save_latent_action_round_trip(small_G, tmp_path):
+    """SaveLatent (through the engine) writes ws and settings; load_latent restores the settings."""
+    import numpy as np
+
+    from app.actions import ComputePCA, SaveLatent
+    from app.latent_panel import latent_settings, load_latent
+    from app.state import LatentState
+    from core.engine import RenderEngine
+    from core.progress import Progress
+    engine = RenderEngine(small_G, "cpu")
+    lat = LatentState(seed=9, psi=0.5, mix_enabled=True, mix_layers=[False] * 10 + [True] * 4)
+    assert "saved" in SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent()).run(engine, Progress())
+    with np.load(tmp_path / "l.npz") as data:
+        assert np.array_equal(data["ws"], engine.ws(lat.latent()).numpy())
+    restored = LatentState()
+    load_latent(tmp_path / "l.npz", restored)
+    assert restored.latent() == lat.latent()
+    assert "ready" in ComputePCA().run(engine, Progress())
