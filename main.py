@@ -42,8 +42,20 @@ def _studio_parser() -> argparse.ArgumentParser:
         epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
+    p.add_argument("--viewport", metavar="PNG", help="like --screenshot, but save only the viewport's pixels as "
+                   "displayed (read back from GL; the frame is shown 1:1 when it fits the window)")
     p.add_argument("--frames", type=int, default=60, help="frames to run before --screenshot (default 60)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    from cli.common import float_in, int_in
+    view = p.add_argument_group("start view (same meaning and units as `main.py render`)")
+    view.add_argument("--seed", type=int_in(0, 2**31 - 1), help="seed (default 0)")
+    view.add_argument("--yaw", type=float_in(-360, 360), help="camera yaw offset in degrees, > 0 towards +x")
+    view.add_argument("--pitch", type=float_in(-85, 85), help="camera pitch offset in degrees, > 0 = lower")
+    view.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="field of view in degrees "
+                      "(default: the checkpoint's)")
+    view.add_argument("--psi", type=float_in(-2, 2), help="truncation psi (default 0.7)")
+    view.add_argument("--mode", choices=("image", "image_raw", "image_depth"),
+                      help="shown image: super-resolved, raw neural rendering, or depth (grey, near = bright)")
     return p
 
 

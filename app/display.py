@@ -62,6 +62,10 @@ class FrameDisplay:
         self._offscreen: RenderTarget | None = None
         self.frame: Frame | None = None
         self.depth_range = (0.0, 1.0)
+        self.stale = False
+        """The frame belongs to a previous model (a new one is loading): shown greyed, never as current."""
+        self._bar_values = Texture()
+        self._bar: RenderTarget | None = None
 
     def show(self, frame: Frame) -> None:
         """Upload a finished frame (UI thread)."""
@@ -72,7 +76,7 @@ class FrameDisplay:
         self.uploader.upload_scalar(frame.opacity, self.opacity)
         d = frame.depth.float()
         self.depth_range = (float(d.min()), float(d.max()))
-        self.frame = frame
+        self.frame, self.stale = frame, False
 
     @property
     def resolution(self) -> int:
@@ -81,6 +85,15 @@ class FrameDisplay:
             return 0
         img = self.frame.image if self.frame.image is not None else self.frame.image_raw
         return int(img.shape[-1])
+
+    def native_size(self, view: ViewState) -> int:
+        """Side in texels of the image `view` shows (SR size in image mode, else the neural size)."""
+        f = self.frame
+        if f is None:
+            return 0
+        if view.mode == "image" and f.image is not None:
+            return int(f.image.shape[-1])
+        return int(f.image_raw.shape[-1])
 
     def draw(self, view: ViewState, size: tuple[int, int], target: RenderTarget | None = None) -> RenderTarget:
         """Draw the current view at `size` pixels into `target` (default: the viewport's own target);
@@ -91,7 +104,7 @@ class FrameDisplay:
         if f is None:
             return target
         if view.mode == "depth":
-            lo, hi = self.depth_range if view.depth_auto else view.depth_range
+            lo, hi = self.shown_depth_range(view)
             c.scalar(target, self.depth, lo, hi, invert=view.depth_near_bright, colormap=view.colormap)
         elif view.mode == "opacity":
             c.scalar(target, self.opacity, 0.0, 1.0, colormap=view.colormap)
@@ -101,6 +114,33 @@ class FrameDisplay:
         else:
             c.rgb(target, self.raw, background=view.background)
         return target
+
+    def shown_depth_range(self, view: ViewState) -> tuple[float, float]:
+        """(near, far) in scene units that the depth colour map spans."""
+        return self.depth_range if view.depth_auto else tuple(view.depth_range)
+
+    def colorbar(self, view: ViewState, width: int) -> RenderTarget:
+        """The depth colour map from near to far, drawn `width` x 8 pixels."""
+        lo, hi = self.shown_depth_range(view)
+        self._bar_values.upload(np.linspace(lo, hi, 256, dtype=np.float32)[None])
+        if self._bar is None:
+            self._bar = RenderTarget()
+        self._bar.resize(width, 8)
+        self.colorizer.scalar(self._bar, self._bar_values, lo, hi, invert=view.depth_near_bright,
+                              colormap=view.colormap)
+        return self._bar
+
+    def probe(self, view: ViewState, u: float, v: float) -> dict:
+        """Depth (scene units), opacity and colour (0-255, of the SR image in image mode, else of the raw
+        image) of the frame at image coordinates u, v in [0, 1) (u right, v down)."""
+        f = self.frame
+        n = f.depth.shape[-1]
+        i, j = min(int(v * n), n - 1), min(int(u * n), n - 1)
+        image = f.image if view.mode == "image" and f.image is not None else f.image_raw
+        m = image.shape[-1]
+        rgb = image[:, min(int(v * m), m - 1), min(int(u * m), m - 1)].float()
+        return {"depth": float(f.depth[0, i, j]), "opacity": float(f.opacity[0, i, j]),
+                "rgb": [int(c) for c in (rgb * 127.5 + 128).clamp(0, 255).tolist()]}
 
     def read(self) -> np.ndarray:
         """The viewport's drawn view as [H, W, 3] uint8 (tests read pixels through this)."""

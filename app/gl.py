@@ -211,3 +211,19 @@ def texture_ref(texture_id: int):
     """ImGui's texture handle for a GL texture id (imgui-bundle 1.92+ wants ImTextureRef, not an int)."""
     from imgui_bundle import imgui
     return imgui.ImTextureRef(ctypes.c_uint64(texture_id).value)
+
+
+def show_target(target: RenderTarget, width: float, height: float,
+                tint: tuple[float, float, float, float] | None = None) -> None:
+    """imgui.image of a render target, the right way up.
+
+    A target holds GL rows (row 0 = bottom of the picture) while ImGui maps uv (0, 0) to the top-left
+    corner, so the v axis is swapped here. Uploaded Textures (row 0 = top) are shown with plain uvs.
+    """
+    from imgui_bundle import imgui
+    ref, size = texture_ref(target.texture.id), imgui.ImVec2(width, height)
+    uv0, uv1 = imgui.ImVec2(0, 1), imgui.ImVec2(1, 0)
+    if tint is None:
+        imgui.image(ref, size, uv0, uv1)
+    else:
+        imgui.image_with_bg(ref, size, uv0, uv1, imgui.ImVec4(0, 0, 0, 0), imgui.ImVec4(*tint))

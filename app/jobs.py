@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from typing import Any, Callable
 
 from core.progress import Cancelled, Progress
@@ -45,9 +44,9 @@ class Job:
             self.result = fn(self.progress)
         except Cancelled:
             self.cancelled = True
-        except Exception as e:  # shown in the status line; the traceback goes to the log panel
+        except Exception as e:  # shown in the status line; the traceback stays behind the log's details
             self.error = str(e) or type(e).__name__
-            log.error("%s failed:\n%s", self.name, traceback.format_exc())
+            log.exception("%s failed: %s", self.name, self.error)
         finally:
             with _live_lock:
                 _live.discard(self)

@@ -2,19 +2,16 @@
 principal directions, and save/load of the current latent (.npz)."""
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from imgui_bundle import imgui
 
+from app.actions import ComputePCA, SaveLatent
 from app.imgui_utils import disabled, em, help_marker, item_width
-from app.jobs import Job
 from app.panel import Panel
-from app.state import AppState, LatentState
-from core.engine import RenderEngine
+from app.state import AppState, LatentState, default_mix_layers
 from core.fileio import atomic_path
 
 NUM_DIRECTIONS = 8
@@ -22,9 +19,13 @@ SAVED_FIELDS = ("seed", "psi", "cutoff", "interp_enabled", "interp_seed", "inter
                 "mix_seed", "mix_layers", "directions", "direction_layers", "cond_yaw", "cond_pitch")
 
 
-def save_latent(path: Path, latent: LatentState, ws: np.ndarray) -> None:
+def latent_settings(latent: LatentState) -> dict:
+    """The LatentState fields a saved latent keeps (plain values, a copy)."""
+    return json.loads(json.dumps({k: getattr(latent, k) for k in SAVED_FIELDS}))
+
+
+def save_latent(path: Path, settings: dict, ws: np.ndarray) -> None:
     """Write the latent's settings (JSON string) and its ws [1, num_ws, w_dim] to an .npz, atomically."""
-    settings = {k: getattr(latent, k) for k in SAVED_FIELDS}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, ws=ws, settings=np.array(json.dumps(settings)))
 
@@ -45,12 +46,9 @@ def load_latent(path: Path, latent: LatentState) -> None:
 class LatentPanel(Panel):
     name = "Latent"
 
-    def __init__(self, engine: Callable[[], RenderEngine | None]):
+    def __init__(self) -> None:
         super().__init__()
-        self.engine = engine
         self.file_text = "latent.npz"
-        self.save_job: Job | None = None
-        self._anim_pos = 0.0
 
     def draw(self, state: AppState) -> None:
         lat, num_ws = state.latent, state.model.num_ws
@@ -92,18 +90,10 @@ class LatentPanel(Panel):
         if imgui.arrow_button("##next", imgui.Dir.right):
             lat.seed += 1
         imgui.same_line()
-        _, animate = imgui.checkbox("animate", lat.animate)
-        if animate and not lat.animate:
-            self._anim_pos = 0.0
-        lat.animate = animate
+        _, lat.animate = imgui.checkbox("animate", lat.animate)
         if lat.animate:
             with item_width(em(8)):
                 _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f")
-            self._anim_pos += lat.speed * imgui.get_io().delta_time
-            step, self._anim_pos = int(self._anim_pos), self._anim_pos % 1.0
-            lat.seed += step
-            lat.interp_enabled, lat.interp_seed, lat.interp_t = True, lat.seed + 1, self._anim_pos
-            state.interaction.touch()
 
     def _style_mixing(self, lat: LatentState, num_ws: int) -> None:
         _, lat.mix_enabled = imgui.checkbox("enable##mix", lat.mix_enabled)
@@ -111,7 +101,7 @@ class LatentPanel(Panel):
         with item_width(em(8)):
             _, lat.mix_seed = imgui.input_int("mix seed", lat.mix_seed)
         if len(lat.mix_layers) != num_ws:
-            lat.mix_layers = [i >= num_ws // 2 for i in range(num_ws)]
+            lat.mix_layers = default_mix_layers(num_ws)
         imgui.text_disabled("ws taken from the mix seed:")
         for i in range(num_ws):
             if i % 7:
@@ -122,6 +112,12 @@ class LatentPanel(Panel):
         if len(lat.directions) != NUM_DIRECTIONS:
             lat.directions = [0.0] * NUM_DIRECTIONS
         imgui.text_disabled("Principal components of W (computed once per model).")
+        if not state.pca_ready:
+            with disabled(state.job.running or state.model.path is None):
+                if imgui.button("Compute directions"):
+                    state.actions.append(ComputePCA())
+            imgui.same_line()
+            imgui.text_disabled("(or move a slider: computed on first use)")
         for k in range(NUM_DIRECTIONS):
             _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd")
             self._touch_if_active(state)
@@ -136,28 +132,17 @@ class LatentPanel(Panel):
     def _save_load(self, state: AppState) -> None:
         lat = state.latent
         _, self.file_text = imgui.input_text(".npz file", self.file_text)
-        engine = self.engine()
-        busy = self.save_job is not None and not self.save_job.done
-        with disabled(engine is None or busy):
+        with disabled(state.model.path is None):
             if imgui.button("Save"):
-                path, latent, snapshot = Path(self.file_text), lat.latent(), copy.deepcopy(lat)
-                self.save_job = Job("save latent", lambda _p: save_latent(
-                    path, snapshot, engine.ws(latent).cpu().numpy()) or path)
+                state.actions.append(SaveLatent(Path(self.file_text), latent_settings(lat), lat.latent()))
         imgui.same_line()
         if imgui.button("Load"):
             try:
                 load_latent(Path(self.file_text), lat)
+                lat.fit_to_model(state.model.num_ws, same_architecture=True)
                 state.set_status(f"loaded latent {self.file_text}")
             except ValueError as e:
                 state.set_status(str(e), error=True)
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
             imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
-
-    def update(self, state: AppState) -> None:
-        if self.save_job is not None and self.save_job.done:
-            job, self.save_job = self.save_job, None
-            if job.error:
-                state.set_status(f"saving latent failed: {job.error}", error=True)
-            else:
-                state.set_status(f"saved latent to {job.result}")

@@ -1,4 +1,7 @@
-"""Log panel: a logging.Handler feeding a bounded deque, shown as a scrolling, coloured list."""
+"""Log panel: a logging.Handler feeding a bounded deque, shown as a scrolling, coloured list.
+
+Each record is one line (long lines wrap); a traceback, when the record has one, stays behind a
+"details" toggle under its line, so ordinary user errors read as one line."""
 from __future__ import annotations
 
 import collections
@@ -18,15 +21,20 @@ class DequeHandler(logging.Handler):
 
     def __init__(self, maxlen: int = 500):
         super().__init__(logging.INFO)
-        self.records: collections.deque[tuple[int, str]] = collections.deque(maxlen=maxlen)
+        self.records: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=maxlen)
+        """(level, one-line text, details: traceback or extra lines, may be empty)."""
         self._lock = threading.Lock()
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        self._line = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
 
     def emit(self, record: logging.LogRecord) -> None:
+        first, _, rest = self._line.format(_without_exc(record)).partition("\n")
+        details = rest
+        if record.exc_info:
+            details = (details + "\n" if details else "") + self._line.formatException(record.exc_info)
         with self._lock:
-            self.records.append((record.levelno, self.format(record)))
+            self.records.append((record.levelno, first, details))
 
-    def snapshot(self) -> list[tuple[int, str]]:
+    def snapshot(self) -> list[tuple[int, str, str]]:
         with self._lock:
             return list(self.records)
 
@@ -44,13 +52,24 @@ class LogPanel(Panel):
             self.handler.records.clear()
         imgui.begin_child("log-lines")
         try:
-            for level, text in self.handler.snapshot():
+            for i, (level, text, details) in enumerate(self.handler.snapshot()):
                 color = COLORS.get(level)
                 if color is not None:
-                    imgui.text_colored(color, text)
-                else:
-                    imgui.text_unformatted(text)
+                    imgui.push_style_color(imgui.Col_.text, color)
+                imgui.text_wrapped(text)
+                if color is not None:
+                    imgui.pop_style_color()
+                if details and imgui.tree_node(f"details##{i}"):
+                    imgui.text_unformatted(details)
+                    imgui.tree_pop()
             if imgui.get_scroll_y() >= imgui.get_scroll_max_y():
                 imgui.set_scroll_here_y(1.0)
         finally:
             imgui.end_child()
+
+
+def _without_exc(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of the record without exception text (the traceback goes to the details)."""
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.exc_info, copy.exc_text = None, None
+    return copy

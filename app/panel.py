@@ -22,11 +22,18 @@ class Panel:
         self.open = self.default_open
         self.last_error: str | None = None
         """The last exception raised while drawing (also logged and shown in the status line)."""
+        self.focus = False
+        """Bring the panel to the front (its dock tab too) on the next frame."""
+        self.item_rects: dict[str, tuple[float, float, float, float]] = {}
+        """(x0, y0, x1, y1) on screen of widgets noted with `note_item`, for input scripted from outside."""
 
     def window(self, state: AppState) -> None:
         """Draw the panel's window if it is open (the close button hides it)."""
         if not self.open:
             return
+        if self.focus:
+            imgui.set_next_window_focus()
+            self.focus = False
         expanded, still_open = imgui.begin(self.name, True)
         try:
             if expanded:
@@ -45,6 +52,11 @@ class Panel:
 
     def draw(self, state: AppState) -> None:
         raise NotImplementedError
+
+    def note_item(self, key: str) -> None:
+        """Remember where the last widget was drawn (tests click it through the X server)."""
+        lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+        self.item_rects[key] = (lo.x, lo.y, hi.x, hi.y)
 
     def update(self, state: AppState) -> None:
         """Per-frame work that must happen even while the panel is hidden (finishing jobs, polling)."""

@@ -2,24 +2,22 @@
 
 The renderer projects a point p (scaled by 2/box_warp) onto plane 0 as (x, y), plane 1 as (x, z) and
 plane 2 as (z, x) (EG3D ref §1.5), so the planes are xy, xz and zx. Each shows one channel through the
-colormap shader, or a PCA of all 32 channels to RGB. The planes are computed on a job thread through
-the engine's cache (a hit right after a render), never on the UI thread.
+colormap shader, or a PCA of all 32 channels to RGB; hovering a plane shows a zoomed close-up. The
+planes come from an InspectPlanes action (the session runs it through the engine's cache, a hit right
+after a render) and arrive in AppState.planes; the panel only uploads and draws them.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 import torch
 from imgui_bundle import imgui
 
+from app.actions import InspectPlanes
 from app.display import Colorizer
 from app.gl import RenderTarget, Texture, texture_ref
 from app.imgui_utils import em, info_table
-from app.jobs import Job
 from app.panel import Panel
 from app.state import AppState
-from core.engine import Latent, RenderEngine
 
 PLANE_AXES = ("xy", "xz", "zx")
 DISPLAY_SIZE = 256
@@ -64,14 +62,12 @@ def plane_images(planes: torch.Tensor, channel: int | None) -> dict:
 class PlanesPanel(Panel):
     name = "Planes"
 
-    def __init__(self, engine: Callable[[], RenderEngine | None], colorizer: Colorizer):
+    def __init__(self, colorizer: Colorizer):
         super().__init__()
-        self.engine, self.colorizer = engine, colorizer
-        self.channel, self.use_pca = 0, True
+        self.colorizer = colorizer
+        self.channel, self.use_pca, self.zoom = 0, True, 4
         self.textures = [Texture() for _ in PLANE_AXES]
         self.targets = [RenderTarget() for _ in PLANE_AXES]
-        self.job: Job | None = None
-        self.job_key: tuple | None = None
         self.shown_key: tuple | None = None
         self.result: dict | None = None
 
@@ -82,9 +78,12 @@ class PlanesPanel(Panel):
             imgui.same_line()
             imgui.set_next_item_width(em(8))
             _, self.channel = imgui.slider_int("channel", self.channel, 0, num_channels - 1)
+        imgui.same_line()
+        imgui.set_next_item_width(em(6))
+        _, self.zoom = imgui.slider_int("zoom", self.zoom, 2, 16, "%dx")
         self._update(state)
         if self.result is None:
-            imgui.text_disabled("computing planes ..." if self.job else "no model")
+            imgui.text_disabled("computing planes ..." if state.model.path else "no model")
             return
         spacing = imgui.get_style().item_spacing.x
         side = max(min((imgui.get_content_region_avail().x - 2 * spacing) / 3, em(16)), em(3))
@@ -95,8 +94,13 @@ class PlanesPanel(Panel):
             imgui.begin_group()
             imgui.text(f"{i}: {axes}")
             top_left = imgui.get_cursor_screen_pos()
-            tex = self.targets[i].texture if "scalar" in self.result else self.textures[i]
-            imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
+            scalar = "scalar" in self.result
+            tex_id = self.targets[i].texture.id if scalar else self.textures[i].id
+            # render targets hold GL rows (bottom first): swap v for them
+            uv0, uv1 = (imgui.ImVec2(0, 1), imgui.ImVec2(1, 0)) if scalar else (imgui.ImVec2(0, 0), imgui.ImVec2(1, 1))
+            imgui.image(texture_ref(tex_id), imgui.ImVec2(side, side), uv0, uv1)
+            if imgui.is_item_hovered():
+                self._close_up(tex_id, top_left, side, scalar)
             u, v = marks[i]
             centre = imgui.ImVec2(top_left.x + (u + 1) / 2 * side, top_left.y + (v + 1) / 2 * side)
             imgui.get_window_draw_list().add_circle(centre, em(0.35), 0xFF00FFFF, 0, 2.0)
@@ -107,23 +111,34 @@ class PlanesPanel(Panel):
         imgui.text_disabled("circle: the look-at point projected on each plane")
         imgui.plot_histogram("std per channel", self.result["channel_std"], graph_size=imgui.ImVec2(0, em(3)))
 
+    def _close_up(self, tex_id: int, top_left: imgui.ImVec2, side: float, flipped: bool) -> None:
+        """Tooltip with the region around the cursor magnified `zoom` times."""
+        mouse = imgui.get_io().mouse_pos
+        u, v = (mouse.x - top_left.x) / side, (mouse.y - top_left.y) / side
+        half = 0.5 / self.zoom
+        u = min(max(u, half), 1 - half)
+        v = min(max(v, half), 1 - half)
+        v0, v1 = (1 - (v - half), 1 - (v + half)) if flipped else (v - half, v + half)
+        imgui.begin_tooltip()
+        imgui.image(texture_ref(tex_id), imgui.ImVec2(em(12), em(12)), imgui.ImVec2(u - half, v0),
+                    imgui.ImVec2(u + half, v1))
+        imgui.end_tooltip()
+
     def _update(self, state: AppState) -> None:
-        engine = self.engine()
-        if engine is None:
+        if state.model.path is None:
             self.result = None
             return
-        latent: Latent = state.latent.latent()
-        key = (state.model.generation, latent, None if self.use_pca else self.channel)
-        if self.job is not None and self.job.done:
-            job, self.job = self.job, None
-            self.shown_key = self.job_key          # also after an error: no retry loop on the same key
-            if job.error:
-                state.set_status(f"planes: {job.error}", error=True)
-            elif job.result is not None:
-                self._show(job.result)
-        if self.job is None and key != self.shown_key:
-            channel, self.job_key = key[2], key
-            self.job = Job("planes", lambda _p: plane_images(engine.planes(latent), channel))
+        noise = (state.view.noise_mode, state.view.noise_seed if state.view.noise_mode == "random" else 0)
+        key = (state.model.generation, state.latent.latent(), None if self.use_pca else self.channel, noise)
+        got = state.planes
+        if got is not None and got[0] != self.shown_key:
+            self.shown_key = got[0]         # also after an error: no retry loop on the same key
+            if isinstance(got[1], dict):
+                self._show(got[1])
+        if key != self.shown_key and not any(isinstance(a, InspectPlanes) and a.key == key
+                                             for a in state.actions) and state.planes_wanted != key:
+            state.planes_wanted = key
+            state.actions.append(InspectPlanes(key, key[1], key[2], *noise))
 
     def _show(self, result: dict) -> None:
         """Upload the job's arrays (UI thread) and draw scalar maps through the colormap shader."""

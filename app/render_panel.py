@@ -1,12 +1,15 @@
-"""Render panel: which image to show (SR, raw, depth, opacity), the raw|SR split compare, neural
-resolution, depth-sample multiplier, stochastic sampling, background and progressive refinement."""
+"""Render panel: which image to show (SR, raw, depth, opacity), the raw|SR split compare, 1:1 pixels,
+pixel probe, neural resolution, depth-sample multipliers (all, coarse, importance), backbone noise,
+stochastic sampling, progressive refinement with an optional target frame rate, UI fps limit,
+background and precision."""
 from __future__ import annotations
 
 from imgui_bundle import imgui
 
-from app.imgui_utils import disabled, help_marker
+from app.imgui_utils import disabled, em, help_marker
 from app.panel import Panel
 from app.state import VIEW_MODES, AppState
+from core.engine import NOISE_MODES
 
 MODE_LABELS = {"image": "SR image", "raw": "raw neural image", "depth": "depth", "opacity": "opacity"}
 SAMPLE_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -23,6 +26,7 @@ class RenderPanel(Panel):
                 imgui.same_line()
             if imgui.radio_button(MODE_LABELS[mode], v.mode == mode):
                 v.mode = mode
+            self.note_item(f"mode:{mode}")
         with disabled(v.mode != "image"):
             _, v.split = imgui.checkbox("split compare: raw | SR", v.split)
             if v.split:
@@ -36,6 +40,11 @@ class RenderPanel(Panel):
             with disabled(v.depth_auto):
                 _, v.depth_range = imgui.drag_float2("near/far", list(v.depth_range), 0.01, 0.0, 10.0, "%.2f")
                 v.depth_range = tuple(v.depth_range)
+        _, v.pixel_exact = imgui.checkbox("1:1 pixels", v.pixel_exact)
+        help_marker("Show the frame with one texel per screen pixel (when it fits) instead of fitting the view.")
+        imgui.same_line()
+        _, v.probe = imgui.checkbox("pixel probe", v.probe)
+        help_marker("Hover the image: depth (scene units), opacity and colour under the cursor.")
         imgui.separator_text("Quality")
         native = state.model.neural_resolution
         res = v.resolution or native
@@ -47,9 +56,30 @@ class RenderPanel(Panel):
         index = SAMPLE_SCALES.index(v.sample_scale) if v.sample_scale in SAMPLE_SCALES else 2
         _, index = imgui.combo("depth samples", index, [f"{s:g}x" for s in SAMPLE_SCALES])
         v.sample_scale = SAMPLE_SCALES[index]
+        _, (coarse, fine) = imgui.drag_float2("coarse / importance", [v.coarse_scale, v.importance_scale],
+                                              0.01, 0.0, 4.0, "%.2fx")
+        v.coarse_scale, v.importance_scale = max(coarse, 0.05), max(fine, 0.0)
+        help_marker("Separate multipliers on the coarse and the importance (fine) depth samples, on top of "
+                    "'depth samples' (importance 0 = no fine pass).")
+        index = NOISE_MODES.index(v.noise_mode) if v.noise_mode in NOISE_MODES else 0
+        _, index = imgui.combo("noise", index, NOISE_MODES)
+        v.noise_mode = NOISE_MODES[index]
+        if v.noise_mode == "random":
+            imgui.same_line()
+            imgui.set_next_item_width(em(6))
+            _, v.noise_seed = imgui.input_int("noise seed", v.noise_seed)
+            v.noise_seed = max(v.noise_seed, 0)
+        help_marker("Backbone noise: const = the stored noise (as the original tools), random with a seed, or none.")
         _, v.stochastic = imgui.checkbox("stochastic sampling", v.stochastic)
         help_marker("Jittered depth samples as in training (noisy); off = deterministic.")
         _, v.progressive = imgui.checkbox("progressive refinement", v.progressive)
+        imgui.set_next_item_width(em(8))
+        _, v.target_fps = imgui.slider_float("target fps while moving", v.target_fps, 0.0, 60.0,
+                                             "off" if v.target_fps <= 0 else "%.0f fps")
+        help_marker("Dynamic resolution: while you drag, the preview's resolution and samples adapt to this "
+                    "frame rate (never below 48 px and 0.5x); at rest it refines to full quality.")
+        imgui.set_next_item_width(em(8))
+        _, v.max_fps = imgui.slider_float("UI fps limit", v.max_fps, 5.0, 240.0, "%.0f")
         help_marker("While dragging, render raw at reduced resolution and samples (never below 48 px "
                     "and 0.5x), then raw at full resolution, then SR once input stops.")
         _, bg = imgui.color_edit3("background", list(v.background))

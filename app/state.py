@@ -7,11 +7,12 @@ dirty check), so a misspelt field is a TypeError rather than a silently ignored 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core.cameras import OrbitCamera
+from core.cameras import OrbitCamera, frontal_label, split_label
 from core.engine import Latent, RenderRequest
 
 ViewMode = Literal["image", "raw", "depth", "opacity"]
@@ -32,14 +33,22 @@ class ModelState:
     open_request: str | None = None
     """A path a panel, the command line or a drop asked to open; the studio loads it in the background."""
     keep_view: bool = False
-    """Keep camera and latent on the next load (hot reload of a newer snapshot)."""
+    """Keep camera and latent on the next load (Reload, hot reload of a newer snapshot); such loads are
+    not added to File > Recent."""
     loading: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     rendering_kwargs: dict = field(default_factory=dict)
     num_ws: int = 0
     neural_resolution: int = 64
+    image_resolution: int = 256
+    """Side of the super-resolved output."""
     generation: int = 0
     """Bumped on every successful load; panels use it to drop per-model caches."""
+
+
+def default_mix_layers(num_ws: int) -> list[bool]:
+    """Style mixing default: the second half of the ws (fine styles) from the mix seed."""
+    return [i >= num_ws // 2 for i in range(num_ws)]
 
 
 @dataclass
@@ -63,6 +72,20 @@ class LatentState:
     """[start, stop) of the ws the directions edit; (0, 0) = all."""
     cond_yaw: float = 0.0
     cond_pitch: float = 0.0
+
+    def fit_to_model(self, num_ws: int, same_architecture: bool) -> None:
+        """Make the model-dependent settings valid for a model with `num_ws` ws: mixing layers and the
+        directions' ws range are reset when they do not fit, the cutoff is clamped, and W-direction
+        amounts (principal components of another model's W) are zeroed unless the architecture is
+        unchanged (a newer snapshot of the same run)."""
+        if len(self.mix_layers) != num_ws:
+            self.mix_layers = default_mix_layers(num_ws)
+        lo, hi = self.direction_layers
+        if not 0 <= lo < hi <= num_ws:
+            self.direction_layers = (0, 0)
+        self.cutoff = min(max(int(self.cutoff), 0), num_ws)
+        if not same_architecture:
+            self.directions = [0.0] * len(self.directions)
 
     def latent(self) -> Latent:
         mix = [i for i, on in enumerate(self.mix_layers) if on] if self.mix_enabled else []
@@ -95,6 +118,22 @@ class ViewState:
     depth_auto: bool = True
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
+    coarse_scale: float = 1.0
+    """Extra multiplier on the coarse depth samples (the original visualizer's 'depth samples')."""
+    importance_scale: float = 1.0
+    """Extra multiplier on the importance depth samples (0: no fine pass)."""
+    noise_mode: str = "const"
+    """Backbone noise: 'const' (stored buffers, as the original tools), 'random' (noise_seed) or 'none'."""
+    noise_seed: int = 0
+    target_fps: float = 0.0
+    """Dynamic resolution while the camera moves: the preview's size and samples adapt to this frame
+    rate (never below the floors); 0 = a fixed half-size preview."""
+    max_fps: float = 60.0
+    """UI frame-rate limit."""
+    pixel_exact: bool = False
+    """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
+    probe: bool = True
+    """Hovering the image shows depth, opacity and colour under the cursor."""
 
 
 @dataclass
@@ -115,6 +154,50 @@ class InteractionState:
 class TrainingState:
     run_dir: str = ""
     auto_reload: bool = True
+    running: bool = False
+    """A run started from the studio is running."""
+    exit_code: int | None = None
+    error: str = ""
+    """The trainer's own one-line reason when a run started here failed."""
+
+
+@dataclass
+class CameraPathState:
+    """The keyframe camera path being edited (core.camera_path.Keyframe values)."""
+    keyframes: list = field(default_factory=list)
+    loop: bool = False
+    t: float = 0.0
+    """Scrubber position in [0, 1]."""
+    preview: bool = False
+    """Drive the viewport camera from the path at `t`."""
+
+    def path(self):
+        """core.camera_path.CameraPath of the keyframes, or None without any."""
+        from core.camera_path import CameraPath
+        return CameraPath(list(self.keyframes), loop=self.loop) if self.keyframes else None
+
+
+@dataclass
+class RecordingState:
+    """Screen recording of the viewport (the Export panel sets `want`, the studio records)."""
+    path: str = "recording.mp4"
+    fps: int = 30
+    size: int = 0
+    """Side in pixels; 0 = the frame's own size (rounded down to a multiple of 16)."""
+    want: bool = False
+    active: bool = False
+    frames: int = 0
+
+
+@dataclass
+class JobState:
+    """The action running on the session's job thread, as panels show it."""
+    name: str = ""
+    running: bool = False
+    fraction: float = 0.0
+    message: str = ""
+    cancel: bool = False
+    """Set by a panel's Cancel button; the session cancels the job."""
 
 
 @dataclass
@@ -127,6 +210,11 @@ class PerfState:
     frame_resolution: str = ""
     ui_frame_ms: list[float] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
+    rung_ms: dict[str, float] = field(default_factory=dict)
+    """Time of the last render of each refinement step: preview, raw, SR."""
+    rung_detail: dict[str, str] = field(default_factory=dict)
+    preview_scale: float = 0.5
+    """Dynamic resolution: the preview's fraction of full size (adapted to ViewState.target_fps)."""
 
 
 @dataclass
@@ -138,14 +226,79 @@ class AppState:
     interaction: InteractionState = field(default_factory=InteractionState)
     training: TrainingState = field(default_factory=TrainingState)
     perf: PerfState = field(default_factory=PerfState)
+    job: JobState = field(default_factory=JobState)
+    recording: RecordingState = field(default_factory=RecordingState)
+    camera_path: CameraPathState = field(default_factory=CameraPathState)
+    actions: list = field(default_factory=list)
+    """app.actions values the panels ask for; the session and the studio take them every frame."""
+    planes: tuple | None = None
+    """(key, plane images dict or error text) of the last InspectPlanes action."""
+    planes_wanted: tuple | None = None
+    """Key of the InspectPlanes action asked for last."""
+    pca_ready: bool = False
+    """The loaded model's principal directions of W are computed."""
     status: str = ""
     """One-line status or error shown at the bottom of the window."""
     status_is_error: bool = False
     screenshot_request: str | None = None
     """Path for a whole-window PNG, taken at the end of the current frame."""
+    viewport_request: str | None = None
+    """Path for a PNG of the viewport's pixels as displayed, taken at the end of the current frame."""
+
+    def fit_to_model(self, previous_num_ws: int) -> None:
+        """After a load: latent settings valid for the new model; a custom neural resolution far from
+        the new model's is dropped."""
+        m = self.model
+        self.latent.fit_to_model(m.num_ws, same_architecture=previous_num_ws == m.num_ws)
+        if self.view.resolution > max(2 * m.neural_resolution, 128):
+            self.view.resolution = 0
 
     def set_status(self, message: str, error: bool = False) -> None:
         self.status, self.status_is_error = message, error
+
+
+@dataclass(frozen=True)
+class StartView:
+    """A state to open the studio at, with the meaning and units of `main.py render` (degrees; the
+    camera on a sphere of avg_camera_radius around the world origin, looking at avg_camera_pivot)."""
+    seed: int | None = None
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    fov_deg: float | None = None
+    psi: float | None = None
+    mode: str | None = None
+    """image | image_raw | image_depth (render's names)."""
+
+    def apply(self, state: AppState, options) -> None:
+        """Set latent, camera and view of `state` for a model with rendering `options`."""
+        if self.seed is not None:
+            state.latent.seed = int(self.seed)
+        if self.psi is not None:
+            state.latent.psi = float(self.psi)
+        if self.fov_deg is not None or self.yaw_deg is not None or self.pitch_deg is not None:
+            state.camera = render_camera(options, math.radians(self.yaw_deg or 0.0),
+                                         math.radians(self.pitch_deg or 0.0), self.fov_deg)
+        if self.mode == "image_raw":
+            state.view.mode = "raw"
+        elif self.mode == "image_depth":  # render's depth PNG: grey, min-max normalised, near = bright
+            state.view.mode, state.view.colormap = "depth", 0
+            state.view.depth_auto, state.view.depth_near_bright = True, True
+        elif self.mode == "image":
+            state.view.mode = "image"
+
+
+def render_camera(options, yaw: float, pitch: float, fov_deg: float | None = None) -> OrbitCamera:
+    """The OrbitCamera whose pose is `render`'s camera (offsets yaw/pitch in radians from frontal).
+
+    render's camera circles the world origin and looks at the pivot; OrbitCamera circles its pivot.
+    Both build the pose from the camera centre and the look-at point, so the view through the same
+    centre and look-at point (Keyframe.to_orbit inverts the sphere parametrisation) gives the same label.
+    """
+    from core.camera_path import Keyframe
+    fov = fov_deg or options.avg_camera_fov
+    cam2world, _ = split_label(frontal_label(options, fov, yaw=yaw, pitch=pitch).double())
+    centre = tuple(float(x) for x in cam2world[0, :3, 3])
+    return Keyframe(centre, tuple(float(x) for x in options.avg_camera_pivot), fov).to_orbit()
 
 
 def request_key(request: RenderRequest) -> RenderRequest:
@@ -156,7 +309,8 @@ def request_key(request: RenderRequest) -> RenderRequest:
 def render_ladder(state: AppState, now: float | None = None) -> list[RenderRequest]:
     """The progressive sequence of requests for the current state, cheapest first.
 
-    While input is active: one raw request at reduced resolution and samples, never below the floors.
+    While input is active: one raw preview at reduced resolution and samples, never below the floors
+    (half size, or with a target frame rate the size the dynamic-resolution controller found).
     At rest: raw at full resolution, then the super-resolved image when the view needs it.
     """
     v = state.view
@@ -164,17 +318,25 @@ def render_ladder(state: AppState, now: float | None = None) -> list[RenderReque
     full_res = v.resolution or state.model.neural_resolution
     wants_sr = v.mode == "image"
     final = RenderRequest(latent=state.latent.latent(), camera=camera, resolution=full_res,
-                          sample_scale=v.sample_scale, superresolution=wants_sr, stochastic=v.stochastic,
-                          precision=v.precision)
+                          sample_scale=v.sample_scale, coarse_scale=v.coarse_scale,
+                          importance_scale=v.importance_scale, noise_mode=v.noise_mode,
+                          noise_seed=int(v.noise_seed) if v.noise_mode == "random" else 0,
+                          superresolution=wants_sr, stochastic=v.stochastic, precision=v.precision)
     if not v.progressive:
         return [final]
     if state.interaction.active(now):
+        scale = state.perf.preview_scale if v.target_fps > 0 else 0.5
         return [dataclasses.replace(
             final, superresolution=False,
-            resolution=max(min(full_res, INTERACTIVE_MIN_RESOLUTION), full_res // 2),
-            sample_scale=max(min(v.sample_scale, INTERACTIVE_MIN_SAMPLES), v.sample_scale / 2))]
+            resolution=max(min(full_res, INTERACTIVE_MIN_RESOLUTION), round(full_res * scale)),
+            sample_scale=max(min(v.sample_scale, INTERACTIVE_MIN_SAMPLES), v.sample_scale * scale))]
     raw = dataclasses.replace(final, superresolution=False)
     return [raw, final] if wants_sr else [final]
+
+
+def final_request(state: AppState) -> RenderRequest:
+    """The ladder's last rung for the current state: exactly what the viewport shows once refined."""
+    return render_ladder(dataclasses.replace(state, interaction=InteractionState()))[-1]
 
 
 def next_request(ladder: list[RenderRequest], shown: RenderRequest | None) -> RenderRequest | None:

@@ -1,13 +1,13 @@
-"""Studio: the window, AppState, panels, the render worker, and the short per-frame loop.
+"""Studio: the window, the GL display, the panels and the short per-frame loop around a Session.
 
-One frame: poll input -> take a finished render (upload it) -> draw the panels (they edit AppState) ->
-submit the next progressive RenderRequest if it differs from what is on screen -> swap. Torch runs on
-the worker and job threads only; the UI thread never waits for it, and the last finished frame stays
-on screen until a newer one arrives.
+One frame: poll input -> session.tick (animations, loads, actions, training; a finished render is
+uploaded) -> draw the panels (they edit AppState and append actions) -> GL actions (frame PNG,
+recording) -> session.submit (the next progressive RenderRequest) -> swap. Torch runs on the worker and
+job threads only; the UI thread never waits for it. At rest (frame final, nothing in flight) the loop
+sleeps in glfw.wait_events_timeout and redraws only on input.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -17,26 +17,29 @@ import numpy as np
 import torch
 from imgui_bundle import imgui
 
+from app.actions import SaveFramePNG, SaveWindowPNG
 from app.camera_panel import CameraPanel
 from app.display import Colorizer, FrameDisplay, save_png
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
-from app.jobs import Job, live_jobs
+from app.jobs import live_jobs
 from app.latent_panel import LatentPanel
 from app.log_panel import DequeHandler, LogPanel
 from app.model_panel import ModelPanel
+from app.path_panel import CameraPathPanel
 from app.performance_panel import PerformancePanel
 from app.planes_panel import PlanesPanel
+from app.recorder import Recording
 from app.render_panel import RenderPanel
+from app.session import Session
 from app.settings import Settings, config_dir
-from app.state import AppState, next_request, render_ladder, request_key
+from app.state import AppState, StartView
 from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
-from core.cameras import OrbitCamera
-from core.checkpoint import load_generator, resolve_checkpoint, sniff_format
-from core.engine import Frame, RenderEngine, RenderRequest
+from core.engine import Frame, RenderEngine
+from core.errors import StudioError
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
@@ -44,25 +47,21 @@ TITLE = "Triplane Studio"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default_model.ckpt"
 MAX_FPS = 60.0
 HISTORY = 240
-
-
-def describe_model(G, path: Path) -> dict[str, str]:
-    """Rows for the model panel."""
-    o = G.options
-    return {"file": str(path), "format": sniff_format(path),
-            "output": f"{G.img_resolution}px", "neural res": f"{G.neural_rendering_resolution}px",
-            "superresolution": type(G.superresolution).__name__,
-            "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
-            "z / w / c dims": f"{G.z_dim} / {G.w_dim} / {G.c_dim}", "num_ws": str(G.num_ws),
-            "samples": f"{o.depth_resolution} + {o.depth_resolution_importance} per ray",
-            "ray range": f"{o.ray_start} .. {o.ray_end}, box {o.box_warp}"}
+IDLE_WAIT_S = 0.5
+"""At rest the loop sleeps in glfw.wait_events_timeout for at most this long."""
+IDLE_REDRAW_S = 2.0
+"""At rest without input the window is redrawn this often (a watched run directory is polled)."""
+SETTLE_FRAMES = 3
+"""Frames drawn after input while at rest (hover highlights, tooltips)."""
 
 
 class Studio:
     """The application. `step()` runs one frame; `run()` loops until the window closes."""
 
     def __init__(self, checkpoint: str | None = None, device: torch.device | None = None, *,
-                 settings_dir: Path | None = None, window_size: tuple[int, int] | None = None):
+                 settings_dir: Path | None = None, window_size: tuple[int, int] | None = None,
+                 start: StartView | None = None):
+        """`start`: latent, camera and view to apply once the first model has loaded."""
         self.settings_dir = settings_dir or config_dir()
         self.settings = Settings.load(self.settings_dir)
         self.log_handler = DequeHandler()
@@ -78,21 +77,22 @@ class Studio:
         self.colorizer = Colorizer()
         self.uploader = TextureUploader(self.device)
         self.display = FrameDisplay(self.colorizer, self.uploader)
-        self.engine: RenderEngine | None = None
-        self.worker: RenderWorker | None = None
-        self.load_job: Job | None = None
-        self.generation = 0
-        self.model_generation_start = 0
-        self.shown: RenderRequest | None = None
-        self.submitted: RenderRequest | None = None
+        self.session = Session(self.state, self.settings, self.device,
+                               host_frames=not self.uploader.wants_device_frames, start=start)
         self.frames_shown = 0
         self.frame_count = 0
+        self._last_tick = time.monotonic()
+        self._shown_model = 0
+        """model.generation of the frame on screen."""
+        self.recorder = Recording()
+        self.wait_when_idle = True
+        """Sleep on GLFW events at rest (off: redraw continuously, for comparison benchmarks)."""
         self.screenshot_error: OSError | None = None
+        self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
-        engine_ref = lambda: self.engine  # noqa: E731  (panels see the current engine, or None)
-        self.export_panel = ExportPanel(engine_ref, self.display)
-        self.panels = [ModelPanel(self.settings), CameraPanel(), LatentPanel(engine_ref), RenderPanel(),
-                       PlanesPanel(engine_ref, self.colorizer), TrainingPanel(), self.export_panel,
+        self.export_panel = ExportPanel()
+        self.panels = [ModelPanel(self.settings), CameraPanel(), CameraPathPanel(), LatentPanel(), RenderPanel(),
+                       PlanesPanel(self.colorizer), TrainingPanel(), self.export_panel,
                        PerformancePanel(), LogPanel(self.log_handler)]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
@@ -108,87 +108,29 @@ class Studio:
             self.state.set_status(f"no model: {DEFAULT_MODEL.name} is not in assets/ yet; open a checkpoint "
                                   "(python main.py CHECKPOINT, the Model panel, or drop a file)", error=True)
 
-    def _poll_load(self) -> None:
-        m = self.state.model
-        if m.open_request and self.load_job is None:
-            path, keep_view, m.open_request = m.open_request, m.keep_view, None
-            m.loading = path
-            device = self.device
-
-            def load(_progress):
-                resolved = resolve_checkpoint(path)
-                G = load_generator(resolved, device=device)
-                if self.engine is None:
-                    self.engine = RenderEngine(G, device, host_frames=not self.uploader.wants_device_frames)
-                else:
-                    self.engine.set_generator(G, device)  # waits for a render in flight, off the UI thread
-                return resolved, G, keep_view
-            self.load_job = Job("load checkpoint", load)
-        if self.load_job is not None and self.load_job.done:
-            job, self.load_job = self.load_job, None
-            m.loading = None
-            if job.error:
-                self.state.set_status(f"cannot open {job.name}: {job.error}", error=True)
-                return
-            self._model_loaded(*job.result)
-
-    def _model_loaded(self, path: Path, G, keep_view: bool) -> None:
-        m, s = self.state.model, self.state
-        if self.worker is None:
-            self.worker = RenderWorker(self.engine)
-        m.path, m.info = str(path), describe_model(G, path)
-        m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
-        m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
-        if not keep_view:
-            s.camera = OrbitCamera.from_options(G.options)
-        self.model_generation_start = self.generation + 1
-        self.shown = self.submitted = None
-        self.settings.add_recent(str(path))
-        s.set_status(f"{'reloaded' if keep_view else 'opened'} {path}")
-        log.info("opened %s on %s", path, self.device)
-
-    # ---- frames -------------------------------------------------------------------------------------
-    def _poll_frame(self) -> None:
-        if self.worker is None:
-            return
-        frame = self.worker.latest()
-        stamp = frame.request.generation if frame is not None else -1
-        if frame is None or stamp < self.model_generation_start or (
-                self.shown is not None and stamp <= self.shown.generation):
-            return
-        self.shown = frame.request
-        if frame.error:
-            self.state.set_status(f"render failed: {frame.error}", error=True)
+    def _show(self, frame: Frame | None) -> None:
+        """Upload a newer frame from the session (UI thread: GL)."""
+        if frame is None:
             return
         self.display.show(frame)
         self.frames_shown += 1
-        if self.state.status.startswith("render failed"):
-            self.state.set_status("")
-        p = self.state.perf
-        p.last_timings, p.last_cache = dict(frame.timings), dict(frame.cache)
-        p.render_ms = (p.render_ms + [frame.timings.get("total", 0.0) * 1000])[-HISTORY:]
-        r = frame.request
+        p, r = self.state.perf, frame.request
         p.frame_resolution = (f"neural {r.resolution}px x{r.sample_scale:g} samples"
                               + (f", SR {self.display.resolution}px" if frame.image is not None else ""))
         p.texture_path, p.texture_reason = self.uploader.path, self.uploader.reason
 
-    def _submit(self) -> None:
-        if self.worker is None or self.state.model.loading:
-            return
-        wanted = next_request(render_ladder(self.state), self.shown)
-        if wanted is None or (self.submitted is not None
-                              and request_key(wanted) == request_key(self.submitted)):
-            return
-        self.generation += 1
-        self.submitted = dataclasses.replace(wanted, generation=self.generation)
-        self.worker.submit(self.submitted)
+    @property
+    def engine(self) -> RenderEngine | None:
+        return self.session.engine
+
+    @property
+    def worker(self) -> RenderWorker | None:
+        return self.session.worker
 
     @property
     def settled(self) -> bool:
         """True when input has come to rest and the frame on screen is the ladder's final rung."""
-        return (self.worker is not None and self.shown is not None and not self.state.model.loading
-                and self.load_job is None and not self.state.interaction.active()
-                and next_request(render_ladder(self.state), self.shown) is None)
+        return self.session.settled
 
     @property
     def latest_frame(self) -> Frame | None:
@@ -208,7 +150,7 @@ class Studio:
             _, right, center = internal.dock_builder_split_node_py(rest, imgui.Dir.right, 0.33)
             _, left_bottom, left_top = internal.dock_builder_split_node_py(left, imgui.Dir.down, 0.3)
             _, right_bottom, right_top = internal.dock_builder_split_node_py(right, imgui.Dir.down, 0.45)
-            for name in ("Model", "Latent", "Render", "Camera"):
+            for name in ("Model", "Latent", "Render", "Camera", "Camera path"):
                 internal.dock_builder_dock_window(name, left_top)
             for name in ("Performance", "Log"):
                 internal.dock_builder_dock_window(name, left_bottom)
@@ -250,7 +192,14 @@ class Studio:
             s = self.state
             color = imgui.ImVec4(1.0, 0.45, 0.4, 1.0) if s.status_is_error else imgui.ImVec4(0.7, 0.75, 0.8, 1.0)
             busy = " | rendering ..." if self.worker is not None and self.worker.busy else ""
-            imgui.text_colored(color, (s.status or "ready") + busy)
+            job = f" | {s.job.message or s.job.name} {s.job.fraction:.0%}" if s.job.running else ""
+            imgui.text_colored(color, (s.status or "ready") + busy + job)
+            if s.status and imgui.is_item_hovered():   # one line here; the whole text on hover
+                imgui.begin_tooltip()
+                imgui.push_text_wrap_pos(imgui.get_font_size() * 40)
+                imgui.text_unformatted(s.status)
+                imgui.pop_text_wrap_pos()
+                imgui.end_tooltip()
         imgui.end()
 
     def _draw_ui(self) -> None:
@@ -268,48 +217,127 @@ class Studio:
         self.window.begin_frame()
         for path in self.window.take_dropped()[-1:]:
             self.state.model.open_request, self.state.model.keep_view = path, False
-        self._poll_load()
-        self._poll_frame()
+        now = time.monotonic()
+        dt, self._last_tick = now - self._last_tick, now
+        frame = self.session.tick(dt)
+        if frame is not None:
+            self._show(frame)
+            self._shown_model = self.state.model.generation
+        self.display.stale = self.display.frame is not None and (
+            self.state.model.loading is not None or self._shown_model != self.state.model.generation)
         self._draw_ui()
         for panel in self.panels:
             panel.update(self.state)
-        self._submit()
+        self._ui_actions()
+        self.session.submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
+        max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
         elapsed = time.perf_counter() - start
-        if elapsed < 1.0 / MAX_FPS:  # Xvfb does not pace swaps: cap the frame rate ourselves
-            time.sleep(1.0 / MAX_FPS - elapsed)
+        if elapsed < 1.0 / max_fps:  # Xvfb does not pace swaps: cap the frame rate ourselves
+            time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
+
+    def _ui_actions(self) -> None:
+        """Actions that need GL (and so the UI thread); the session took the others."""
+        s, rest = self.state, []
+        for action in s.actions:
+            if isinstance(action, SaveFramePNG):
+                try:
+                    save_png(action.path, self.display.render_view(s.view, action.size))
+                    s.set_status(f"saved frame to {action.path}")
+                except (OSError, ValueError) as e:
+                    s.set_status(f"cannot save {action.path}: {e}", error=True)
+            elif isinstance(action, SaveWindowPNG):
+                s.screenshot_request = action.path
+            else:
+                rest.append(action)
+        s.actions = rest
+        self.recorder.update(s, self.display)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing changes unless the user acts: the frame is final and no work is in flight."""
+        return (self.session.settled and not self.session.busy and not self.recorder.recording
+                and self.display.frame is not None and not self.display.stale)
 
     def read_window(self) -> np.ndarray:
         """The back buffer as [H, W, 3] uint8 (call from before_swap, or after a step for the last frame)."""
         w, h = self.window.framebuffer_size
         return read_pixels(0, 0, w, h)
 
+    def read_viewport(self) -> np.ndarray:
+        """The viewport image's pixels as displayed in the back buffer, [side, side, 3] uint8."""
+        x, y, side = self.viewport.image_rect
+        (w, h), (fw, fh) = self.window.size, self.window.framebuffer_size
+        sx, sy = fw / max(w, 1), fh / max(h, 1)
+        x0, y0 = round(x * sx), round(y * sy)
+        return self.read_window()[y0:y0 + round(side * sy), x0:x0 + round(side * sx)].copy()
+
+    def capture_viewport(self) -> np.ndarray:
+        """Run one UI frame and return the viewport's pixels as displayed in it (tests, scripts)."""
+        self._capture = True
+        self.step()
+        pixels, self._capture = self._capture, False
+        return pixels
+
     def _take_screenshot(self) -> None:
-        path, self.state.screenshot_request = self.state.screenshot_request, None
-        if path:
+        if self._capture is True:
+            self._capture = self.read_viewport()
+        s = self.state
+        for what, path, read in (("window", s.screenshot_request, self.read_window),
+                                 ("viewport", s.viewport_request, self.read_viewport)):
+            if not path:
+                continue
             try:
-                save_png(path, self.read_window())
-                self.state.set_status(f"saved window to {path}")
+                save_png(path, read())
+                s.set_status(f"saved {what} to {path}")
             except OSError as e:
                 self.screenshot_error = e
-                self.state.set_status(f"cannot save {path}: {e}", error=True)
+                s.set_status(f"cannot save {path}: {e}", error=True)
+        s.screenshot_request = s.viewport_request = None
 
-    def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0) -> None:
-        """Loop until the window closes; with `screenshot`, run at least `frames` frames and until the
-        view has settled (or `timeout` seconds passed), save the window as PNG and return."""
+    def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0,
+            viewport: str | None = None, seconds: float | None = None) -> None:
+        """Loop until the window closes (or `seconds` passed); with `screenshot` (window PNG) and/or
+        `viewport` (viewport PNG, frame shown 1:1), run at least `frames` frames and until the view has
+        settled (or `timeout` seconds passed), save the PNGs and return."""
         start = time.monotonic()
+        if viewport:
+            self.state.view.pixel_exact = True
+        if screenshot or viewport:  # no tooltip wherever the pointer happens to rest
+            self.state.view.probe = False
+        capture = bool(screenshot or viewport)
+        quiet_frames, last_step = 0, time.monotonic()
         while not self.window.should_close():
-            if screenshot and self.frame_count >= frames and (
-                    self.settled or self.state.model.path is None and self.load_job is None
+            if seconds is not None and time.monotonic() - start >= seconds:
+                return
+            if capture and self.frame_count >= frames and (
+                    self.settled or self.state.model.path is None and self.session.load_job is None
                     or time.monotonic() - start > timeout):
-                self.state.screenshot_request = screenshot
+                if self.state.model.path is None:   # nothing to show: say why instead of saving
+                    raise StudioError(self.state.status or "no model could be opened")
+                self.state.screenshot_request, self.state.viewport_request = screenshot, viewport
                 self.step()
                 if self.screenshot_error is not None:
                     raise self.screenshot_error
                 return
+            if not capture and self.wait_when_idle and self.idle:
+                # at rest: after a few frames for ImGui's hover states to catch up, sleep until input
+                # arrives; without input redraw only every IDLE_REDRAW_S (run-directory polls)
+                quiet_frames += 1
+                if quiet_frames > SETTLE_FRAMES:
+                    events = self.window.events
+                    self.window.wait_events(IDLE_WAIT_S)
+                    if self.window.events == events:
+                        if time.monotonic() - last_step < IDLE_REDRAW_S:
+                            continue
+                    else:
+                        quiet_frames = 0
+            else:
+                quiet_frames = 0
+            last_step = time.monotonic()
             self.step()
 
     def close(self) -> None:
@@ -319,10 +347,10 @@ class Studio:
         self.settings.save(self.settings_dir)
         for panel in self.panels:
             panel.close()
+        self.recorder.close()
+        self.session.close()
         for job in live_jobs():
             job.cancel()
             job.wait(60)
-        if self.worker is not None:
-            self.worker.close()
         logging.getLogger().removeHandler(self.log_handler)
         self.window.close()

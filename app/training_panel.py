@@ -1,72 +1,40 @@
 """Training panel: watch a run directory (curves, kimg, images/s, ETA, latest grid, hot reload of the
-newest snapshot) and start/stop a training run as a separate process.
+newest snapshot) and start/stop a training run.
 
-It talks to training only through the run directory's files (metrics.jsonl, training_options.json,
-fakes*.png, network-snapshot-*.ckpt) and the `python main.py train` command, so the UI stays live
-whatever the trainer does, and a run started here is the same as one started from a shell.
+Reading the run directory and running the trainer are training.runner's (RunReader, TrainSpec,
+TrainingProcess): the panel reads through a RunReader and asks the session to start or stop the
+process (StartTraining / StopTraining actions), so a run started here is the one a shell would start,
+and a run that cannot start shows the trainer's own one-line reason here.
 """
 from __future__ import annotations
 
-import json
 import logging
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from app.actions import StartTraining, StopTraining
 from app.gl import Texture, texture_ref
-from app.imgui_utils import disabled, em, info_table
+from app.imgui_utils import disabled, em, help_marker, info_table
 from app.panel import Panel
 from app.state import AppState
+from training.runner import RunReader
 
 log = logging.getLogger(__name__)
-MAIN = Path(__file__).resolve().parents[1] / "main.py"
-METRICS_FILE, OPTIONS_FILE, SNAPSHOT_GLOB = "metrics.jsonl", "training_options.json", "network-snapshot-*.ckpt"
 POLL_SECONDS = 1.0
 PLOTS = {"losses": ("loss_G", "loss_D_real", "loss_D_fake"), "regularizers": ("reg_r1", "reg_density")}
 
 
-class MetricsLog:
-    """Incremental reader of a run's metrics.jsonl (tick lines): series per key against kimg."""
-
-    def __init__(self, path: Path):
-        self.path, self.offset = path, 0
-        self.ticks: list[dict] = []
-        self.snapshots: list[dict] = []
-
-    def poll(self) -> bool:
-        """Read lines appended since the last poll (restart if the file was rewritten); True if any."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return False
-        if size < self.offset:
-            self.offset, self.ticks, self.snapshots = 0, [], []
-        if size == self.offset:
-            return False
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        complete = data[:data.rfind(b"\n") + 1]          # a half-written last line waits for the next poll
-        self.offset += len(complete)
-        for line in complete.decode(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            (self.snapshots if entry.get("event") == "snapshot" else self.ticks).append(entry)
-        return bool(complete)
-
-    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = [(t["kimg"], t[key]) for t in self.ticks if isinstance(t.get(key), (int, float)) and "kimg" in t]
-        if not rows:
-            return np.zeros(0), np.zeros(0)
-        xs, ys = np.asarray(rows, np.float64).T
-        return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
+def series(entries: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kimg, value) arrays of one logged quantity over the tick entries, for plotting."""
+    rows = [(e["kimg"], e[key]) for e in entries
+            if e.get("event") == "tick" and isinstance(e.get(key), (int, float)) and "kimg" in e]
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    xs, ys = np.asarray(rows, np.float64).T
+    return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
 def eta_text(ticks: list[dict], target_kimg: float | None) -> str:
@@ -89,15 +57,14 @@ class TrainingPanel(Panel):
         self.dir_text = ""
         self.data_text = ""
         self.config = "tiny"
-        self.kimg = 20.0
+        self.kimg, self.snap, self.tick = 20.0, 0.0, 0.0
         self.log_y = False
-        self.metrics: MetricsLog | None = None
+        self.reader: RunReader | None = None
+        self.ticks: list[dict] = []
         self.options: dict = {}
         self.grid = Texture()
         self.grid_path: Path | None = None
         self.snapshot: Path | None = None
-        self.process: subprocess.Popen | None = None
-        self.stop_requested = 0.0
         self._next_poll = 0.0
 
     def draw(self, state: AppState) -> None:
@@ -105,17 +72,16 @@ class TrainingPanel(Panel):
         _, self.dir_text = imgui.input_text("run dir", self.dir_text or t.run_dir)
         imgui.same_line()
         if imgui.button("Watch"):
-            self._watch(state, self.dir_text.strip())
+            self.watch(state, self.dir_text.strip())
         _, t.auto_reload = imgui.checkbox("load new snapshots automatically", t.auto_reload)
         self._process_controls(state)
-        if self.metrics is None:
+        if self.reader is None:
             imgui.text_disabled("Watch a run directory to see its curves and grids.")
             return
-        ticks = self.metrics.ticks
-        last = ticks[-1] if ticks else {}
+        last = self.ticks[-1] if self.ticks else {}
         target = self.options.get("kimg")
         info_table([("kimg", f"{last.get('kimg', 0):.2f}" + (f" / {target:g}" if target else "")),
-                    ("images/s", f"{last.get('images_per_s', 0):.1f}"), ("ETA", eta_text(ticks, target)),
+                    ("images/s", f"{last.get('images_per_s', 0):.1f}"), ("ETA", eta_text(self.ticks, target)),
                     ("snapshot", self.snapshot.name if self.snapshot else "-")], "train-info")
         _, self.log_y = imgui.checkbox("log scale", self.log_y)
         for title, keys in PLOTS.items():
@@ -135,40 +101,39 @@ class TrainingPanel(Panel):
             if self.log_y:
                 implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.sym_log)
             for key in keys:
-                xs, ys = self.metrics.series(key)
+                xs, ys = series(self.ticks, key)
                 if len(xs):
                     implot.plot_line(key, xs, ys)
         finally:
             implot.end_plot()
 
-    def _watch(self, state: AppState, run_dir: str) -> None:
+    def watch(self, state: AppState, run_dir: str) -> None:
+        """Follow a run directory (training.runner.RunReader)."""
         state.training.run_dir = run_dir
-        self.metrics = MetricsLog(Path(run_dir) / METRICS_FILE) if run_dir else None
-        self.options, self.grid_path, self.snapshot, self._next_poll = {}, None, None, 0.0
+        self.reader = RunReader(run_dir) if run_dir else None
+        self.ticks, self.options, self.grid_path, self.snapshot, self._next_poll = [], {}, None, None, 0.0
 
     def update(self, state: AppState) -> None:
         """Once a second, visible or not: new metric lines, options, the newest grid and snapshot."""
-        if self.metrics is None or time.monotonic() < self._next_poll:
+        if state.training.run_dir and (self.reader is None or str(self.reader.run_dir) != state.training.run_dir):
+            self.watch(state, state.training.run_dir)   # a run started from this panel
+        if self.reader is None or time.monotonic() < self._next_poll:
             return
         self._next_poll = time.monotonic() + POLL_SECONDS
-        run = Path(state.training.run_dir)
-        self.metrics.poll()
-        if not self.options and (run / OPTIONS_FILE).exists():
-            try:
-                self.options = json.loads((run / OPTIONS_FILE).read_text())
-            except (OSError, ValueError) as e:
-                log.warning("cannot read %s: %s", run / OPTIONS_FILE, e)
-        grids = sorted(p for p in run.glob("fakes*.png") if not p.stem.endswith(("_raw", "_depth")))
-        if grids and grids[-1] != self.grid_path:
-            self._load_grid(state, grids[-1])
-        snaps = sorted(run.glob(SNAPSHOT_GLOB))
-        if snaps and snaps[-1] != self.snapshot:
-            self.snapshot = snaps[-1]
+        self.ticks = [e for e in self.reader.metrics() if e.get("event") == "tick"]
+        if not self.options:
+            self.options = self.reader.options() or {}
+        grid = self.reader.newest_grids().get("image")
+        if grid is not None and grid != self.grid_path:
+            self._load_grid(grid)
+        snapshot = self.reader.newest_snapshot()
+        if snapshot is not None and snapshot != self.snapshot:
+            self.snapshot = snapshot
             if state.training.auto_reload:
-                state.model.open_request = str(self.snapshot)
+                state.model.open_request = str(snapshot)
                 state.model.keep_view = state.model.path is not None
 
-    def _load_grid(self, state: AppState, path: Path) -> None:
+    def _load_grid(self, path: Path) -> None:
         from PIL import Image
         try:
             with Image.open(path) as im:
@@ -178,10 +143,10 @@ class TrainingPanel(Panel):
             log.warning("cannot read grid %s: %s", path, e)
 
     def _process_controls(self, state: AppState) -> None:
-        running = self.process is not None and self.process.poll() is None
+        t = state.training
         if imgui.tree_node("Start a training run"):
             try:
-                with disabled(running):
+                with disabled(t.running):
                     _, self.data_text = imgui.input_text("dataset", self.data_text)
                     from training.config import PRESETS
                     names = sorted(PRESETS)
@@ -189,45 +154,37 @@ class TrainingPanel(Panel):
                     _, index = imgui.combo("config", index, names)
                     self.config = names[index]
                     _, self.kimg = imgui.input_float("kimg", self.kimg, 1.0, 10.0, "%.1f")
-                    if imgui.button("Start") and self.data_text.strip() and self.dir_text.strip():
-                        self._start(state)
+                    _, self.snap = imgui.input_float("snapshot every", self.snap, 0.5, 5.0, "%.2f kimg")
+                    help_marker("0 = the config's default interval. Each snapshot is hot-reloaded here.")
+                    _, self.tick = imgui.input_float("log every", self.tick, 0.1, 1.0, "%.2f kimg")
+                    help_marker("Metrics-log (tick) interval; 0 = the config's default.")
+                    if imgui.button("Start"):
+                        self.start(state)
             finally:
                 imgui.tree_pop()
-        if self.process is not None:
-            code = self.process.poll()
-            if code is None:
-                imgui.text(f"training process {self.process.pid} running")
-                imgui.same_line()
-                if not self.stop_requested and imgui.button("Stop"):
-                    self.process.send_signal(signal.SIGINT)   # the trainer stops between steps
-                    self.stop_requested = time.monotonic()
-                elif self.stop_requested and time.monotonic() - self.stop_requested > 10 and imgui.button("Kill"):
-                    self.process.kill()
-            else:
-                imgui.text_disabled(f"training process exited with code {code}")
+        if t.running:
+            imgui.text("training running")
+            imgui.same_line()
+            with disabled(state.job.running):
+                if imgui.button("Stop"):
+                    state.actions.append(StopTraining())
+        elif t.error:
+            imgui.text_colored(imgui.ImVec4(1.0, 0.45, 0.4, 1.0), "training failed:")
+            imgui.text_wrapped(t.error)
+        elif t.exit_code is not None:
+            imgui.text_disabled(f"training finished (exit code {t.exit_code})")
 
-    def _start(self, state: AppState) -> None:
-        run_dir = Path(self.dir_text.strip())
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            console = open(run_dir / "studio-train.log", "ab")
-        except OSError as e:
-            state.set_status(f"cannot start training in {run_dir}: {e}", error=True)
+    def start(self, state: AppState) -> None:
+        """Ask the session to start `main.py train` (training.runner) in the run directory."""
+        from training.runner import TrainSpec
+        run_dir, data = self.dir_text.strip(), self.data_text.strip()
+        if not run_dir or not data:
+            state.set_status("training needs a run dir and a dataset", error=True)
             return
-        cmd = [sys.executable, str(MAIN), "train", "--data", self.data_text.strip(), "--out", str(run_dir),
-               "--config", self.config, "--kimg", f"{self.kimg:g}"]
-        with console:
-            self.process = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, cwd=MAIN.parent)
-        self.stop_requested = 0.0
-        self._watch(state, str(run_dir))
-        state.set_status(f"training started (pid {self.process.pid}); console log in {run_dir}/studio-train.log")
+        spec = TrainSpec(run_dir=run_dir, data=data, config=self.config, kimg=float(self.kimg),
+                         snap=float(self.snap) if self.snap > 0 else None,
+                         tick=float(self.tick) if self.tick > 0 else None)
+        state.actions.append(StartTraining(spec))
 
     def close(self) -> None:
-        """Stop a run started here, so closing the studio does not leave a trainer behind."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
         self.grid.delete()

@@ -57,7 +57,31 @@ class Window:
         self._ini_path = ini_path
         self.backend = GlfwRenderer(self.handle)
         self.dropped: list[str] = []
-        glfw.set_drop_callback(self.handle, lambda _w, paths: self.dropped.extend(paths))
+        self.events = 0
+        """Count of input and window events received (the idle loop redraws only when it changes)."""
+        glfw.set_drop_callback(self.handle, self._on_drop)
+        self._count_events()
+
+    def _on_drop(self, _window, paths) -> None:
+        self.dropped.extend(paths)
+        self.events += 1
+
+    def _count_events(self) -> None:
+        """Wrap the backend's GLFW callbacks so that every event also bumps `events`."""
+        setters = (glfw.set_cursor_pos_callback, glfw.set_mouse_button_callback, glfw.set_scroll_callback,
+                   glfw.set_key_callback, glfw.set_char_callback, glfw.set_window_size_callback,
+                   glfw.set_framebuffer_size_callback, glfw.set_window_focus_callback,
+                   glfw.set_cursor_enter_callback, glfw.set_window_refresh_callback)
+        for setter in setters:
+            previous = setter(self.handle, None)
+            setter(self.handle, self._counting(previous))
+
+    def _counting(self, previous: Callable | None) -> Callable:
+        def callback(*args) -> None:
+            self.events += 1
+            if previous is not None:
+                previous(*args)
+        return callback
 
     def should_close(self) -> bool:
         return bool(glfw.window_should_close(self.handle))
@@ -66,6 +90,10 @@ class Window:
         glfw.poll_events()
         self.backend.process_inputs()
         imgui.new_frame()
+
+    def wait_events(self, timeout: float) -> None:
+        """Sleep until an event arrives or `timeout` seconds pass (the idle loop)."""
+        glfw.wait_events_timeout(timeout)
 
     def end_frame(self, before_swap: Callable[[], None] | None = None) -> None:
         """Render ImGui into the back buffer, run `before_swap` (screenshots read GL_BACK), swap."""

@@ -1,4 +1,5 @@
-"""`python main.py [CHECKPOINT|RUN_DIR]`: open the studio; `--screenshot OUT.png` saves the window and exits."""
+"""`python main.py [CHECKPOINT|RUN_DIR]`: open the studio (optionally at a seed, view and mode given as
+for `render`); `--screenshot OUT.png` saves the window and `--viewport OUT.png` the viewport, then exit."""
 from __future__ import annotations
 
 import argparse
@@ -12,21 +13,25 @@ def run(args: argparse.Namespace) -> int:
     """Open the studio window (one clear error line when there is no display)."""
     if args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
-    if args.screenshot:
-        out = Path(args.screenshot)
-        if out.suffix.lower() != ".png":
-            raise ValueError(f"--screenshot {out}: the file name must end in .png")
-        if not out.parent.resolve().is_dir():
-            raise StudioError(f"--screenshot {out}: directory {out.parent} does not exist")
+    for option, value in (("--screenshot", args.screenshot), ("--viewport", args.viewport)):
+        if value:
+            out = Path(value)
+            if out.suffix.lower() != ".png":
+                raise ValueError(f"{option} {out}: the file name must end in .png")
+            if not out.parent.resolve().is_dir():
+                raise StudioError(f"{option} {out}: directory {out.parent} does not exist")
     device = pick_device(args.device)
     from app.window import check_display
     check_display()
+    from app.state import StartView
     from app.studio import Studio
-    studio = Studio(args.checkpoint, device)
+    start = StartView(seed=args.seed, yaw_deg=args.yaw, pitch_deg=args.pitch, fov_deg=args.fov, psi=args.psi,
+                      mode=args.mode)
+    studio = Studio(args.checkpoint, device, start=start)
     try:
-        studio.run(screenshot=args.screenshot, frames=args.frames)
+        studio.run(screenshot=args.screenshot, frames=args.frames, viewport=args.viewport)
     finally:
         studio.close()
-    if args.screenshot:
-        print(f"saved {args.screenshot}")
+    for path in filter(None, (args.screenshot, args.viewport)):
+        print(f"saved {path}")
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app.state import AppState, next_request, render_ladder
-from app.training_panel import MetricsLog
+from app.training_panel import series
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90
@@ -89,20 +89,6 @@ def test_ladder_floors_and_refinement():
     assert next_request([raw, final], final) is None
     s.view.mode = "depth"
     assert [r.superresolution for r in render_ladder(s)] == [False]
-
-
-def test_metrics_log_reads_complete_lines_incrementally(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    log = MetricsLog(path)
-    assert not log.poll()
-    path.write_text('{"event": "tick", "kimg": 0.1, "loss_G": 1.5}\n{"event": "tick", "kimg": 0.2, "lo')
-    assert log.poll()
-    assert log.series("loss_G")[1].tolist() == [1.5]
-    with open(path, "a") as f:
-        f.write('ss_G": 1.25}\n{"event": "snapshot", "kimg": 0.2}\n')
-    log.poll()
-    xs, ys = log.series("loss_G")
-    assert xs.tolist() == [0.1, 0.2] and ys.tolist() == [1.5, 1.25] and len(log.snapshots) == 1
 
 
 # ---- the real window ----------------------------------------------------------------------------------
@@ -180,51 +166,142 @@ def test_planes_panel_shows_three_planes(studio):
 
 
 def test_bad_dropped_file_is_an_error_line_not_a_crash(studio, tmp_path):
+    settle(studio)
     bad = tmp_path / "notes.txt"
     bad.write_text("not a checkpoint")
     studio.window.dropped.append(str(bad))
     run_until(studio, lambda: studio.state.status_is_error and "notes.txt" in studio.state.status,
               "the load error")
     assert studio.state.model.path is not None and studio.latest_frame is not None
+    assert not studio.display.stale, "the model still loaded must not stay greyed after a failed load"
 
 
-def test_export_mesh_frame_png_and_recording(studio, tmp_path):
+def actions_done(studio) -> bool:
+    session = studio.session
+    return session.action_job is None and not session.actions and not studio.state.actions
+
+
+def first_video_frame(path: Path) -> np.ndarray:
+    import imageio.v2 as imageio
+    with imageio.get_reader(path) as reader:
+        return np.asarray(reader.get_data(0)).astype(np.int16)
+
+
+def test_export_mesh(studio, tmp_path):
     export = studio.export_panel
     export.mesh_path, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
     export.mesh_level = 0.0
     run_until(studio, lambda: studio.engine is not None, "the model to load")
-    export._start_mesh(studio.state, studio.engine)
-    run_until(studio, lambda: export.job is None, "the mesh export", limit=120)
+    export.export_mesh(studio.state)
+    run_until(studio, lambda: actions_done(studio), "the mesh export", limit=120)
     assert "wrote" in studio.state.status, studio.state.status
     import trimesh
     mesh = trimesh.load(tmp_path / "shape.ply")
     assert len(mesh.faces) > 100 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
-    export.video_file, export.video_frames, export.video_mode = str(tmp_path / "orbit.mp4"), 3, 1   # raw
-    studio.state.view.resolution = 32
+
+
+def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_path):
+    """Frame PNG, exported video and screen recording against `render`'s PNG of the same state
+    (raw image, yaw 30 pitch 10): the same picture, not flipped or mirrored."""
+    import math
+
+    from studio_helpers import assert_same_picture, load
+
+    from app.actions import SaveFramePNG
+    from app.state import StartView
+    from core.checkpoint import load_generator
+    from core.config import RenderOptions
+    from core.images import View, export_stills
+    G = load_generator(snapshot_pkl, "cpu")
+    export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path / "render", ["image_raw"],
+                  psi=0.7, sheet=False)
+    reference = load(tmp_path / "render" / "seed0003_yaw+30_pitch+10_image_raw.png")
+    settle(studio)                                   # the model is loaded (loading resets the camera)
+    s = studio.state
+    options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
+    StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(s, options)
+    s.view.sample_scale, s.view.resolution = 1.0, 0
     try:
-        export._start_video(studio.state, studio.engine)
-        run_until(studio, lambda: export.job is None, "the video export", limit=120)
+        settle(studio)
+        s.actions.append(SaveFramePNG(str(tmp_path / "frame.png"), 64))
+        studio.step()
+        assert_same_picture(load(tmp_path / "frame.png"), reference, "frame PNG")
+
+        export = studio.export_panel
+        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
+        export.video_kind = 1                                            # 360, starting at the view
+        export.export_video(s)
+        run_until(studio, lambda: actions_done(studio), "the video export", limit=120)
+        assert "wrote" in s.status, s.status
+        import imageio.v2 as imageio
+        with imageio.get_reader(tmp_path / "turn.mp4") as reader:
+            assert reader.count_frames() == 3
+        assert_same_picture(first_video_frame(tmp_path / "turn.mp4"), reference, "video", tolerance=40)
+        export.video_file, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
+        s.latent.interp_seed = 4
+        export.export_video(s)                                           # interp: seed 3 -> 4, same camera
+        run_until(studio, lambda: actions_done(studio), "the interpolation video", limit=120)
+        with imageio.get_reader(tmp_path / "interp.mp4") as reader:
+            first, last = (np.asarray(f).astype(np.int16) for f in reader)
+        assert_same_picture(first, reference, "interpolation video", tolerance=40)
+        assert np.abs(last - reference).mean() > 3, "the interpolation video did not move the latent"
+
+        s.recording.path, s.recording.want = str(tmp_path / "rec.mp4"), True
+        run_until(studio, lambda: s.recording.frames >= 5, "recorded frames")
+        s.recording.want = False
+        studio.step()
+        assert "saved recording" in s.status, s.status
+        with imageio.get_reader(tmp_path / "rec.mp4") as reader:
+            assert reader.count_frames() == s.recording.frames
+        assert_same_picture(first_video_frame(tmp_path / "rec.mp4"), reference, "recording", tolerance=40)
+        assert not list(tmp_path.glob(".*recording*"))
     finally:
-        studio.state.view.resolution = 0
-    assert "wrote" in studio.state.status, studio.state.status
-    import imageio.v2 as imageio
-    with imageio.get_reader(tmp_path / "orbit.mp4") as reader:
-        assert reader.count_frames() == 3
-    export.png_path, export.png_size = str(tmp_path / "frame.png"), 128
-    export._save_frame(studio.state)
-    from PIL import Image
-    assert Image.open(tmp_path / "frame.png").size == (128, 128)
-    export.recorder.start(tmp_path / "rec.mp4", fps=30)
-    run_until(studio, lambda: export.recorder.frames >= 5, "recorded frames")
-    assert export.recorder.stop() == tmp_path / "rec.mp4"
-    with imageio.get_reader(tmp_path / "rec.mp4") as reader:
-        assert reader.count_frames() == export.recorder.frames
-    assert not list(tmp_path.glob(".*recording*"))
+        s.view.sample_scale = 0.5
+
+
+def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
+    """Keyframes from two views -> JSON (the file `main.py video --path` reads) -> back -> MP4 whose
+    first and last frames are the two views as the viewport shows them."""
+    import dataclasses
+
+    from studio_helpers import assert_same_picture
+
+    from core.camera_path import CameraPath, Keyframe
+    s = studio.state
+    panel = next(p for p in studio.panels if p.name == "Camera path")
+    s.view.mode, s.view.resolution = "raw", 32
+    try:
+        views = []
+        for yaw in (-0.3, 0.4):
+            s.camera = dataclasses.replace(s.camera, yaw=yaw)
+            settle(studio)
+            views.append(studio.display.render_view(s.view, 32).astype(np.int16))
+            s.camera_path.keyframes.append(Keyframe.from_orbit(s.camera))
+        panel.file_text = str(tmp_path / "path.json")
+        panel.save(s)
+        s.camera_path.keyframes = []
+        panel.load(s)
+        assert len(s.camera_path.keyframes) == 2 and CameraPath.load(tmp_path / "path.json").keyframes[1] == \
+            s.camera_path.keyframes[1]
+        export = studio.export_panel
+        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
+        export.video_kind = 2                                            # keyframes
+        export.export_video(s)
+        run_until(studio, lambda: actions_done(studio), "the path video", limit=120)
+        import imageio.v2 as imageio
+        with imageio.get_reader(tmp_path / "path.mp4") as reader:
+            frames = [np.asarray(f).astype(np.int16) for f in reader]
+        assert len(frames) == 2
+        for frame, view in zip(frames, views):
+            assert_same_picture(frame, view, "path video frame", tolerance=60)
+    finally:
+        s.view.mode, s.view.resolution = "image", 0
 
 
 def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path):
-    from core.checkpoint import save_checkpoint
     from PIL import Image
+
+    from core.checkpoint import save_checkpoint
     run = tmp_path / "run"
     run.mkdir()
     (run / "training_options.json").write_text(json.dumps({"kimg": 1.0}))
@@ -236,12 +313,12 @@ def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path)
     panel = next(p for p in studio.panels if p.name == "Training")
     panel.open = True
     studio.state.camera.yaw, studio.state.latent.seed = 0.4, 11
-    panel._watch(studio.state, str(run))
+    panel.watch(studio.state, str(run))
     run_until(studio, lambda: studio.state.model.path and studio.state.model.path.endswith(".ckpt")
               and studio.settled, "the snapshot hot reload", limit=120)
     assert studio.state.camera.yaw == 0.4 and studio.state.latent.seed == 11, "hot reload lost the view"
-    assert len(panel.metrics.ticks) == 5 and panel.grid.size == (64, 32)
-    assert panel.metrics.series("loss_G")[1][-1] == pytest.approx(0.2)
+    assert len(panel.ticks) == 5 and panel.grid.size == (64, 32)
+    assert series(panel.ticks, "loss_G")[1][-1] == pytest.approx(0.2)
 
 
 def test_window_screenshot_and_settings_persist(studio, tmp_path):
@@ -252,11 +329,13 @@ def test_window_screenshot_and_settings_persist(studio, tmp_path):
     pixels = np.asarray(Image.open(out))
     assert pixels.shape[:2] == studio.window.framebuffer_size[::-1] and pixels.std() > 5
     settings_dir = studio.settings_dir_for_test
-    recent_path = studio.state.model.path
+    hot_reloaded = studio.state.model.path
+    assert hot_reloaded.endswith(".ckpt")
     studio.close()
     studio.window = None
     saved = json.loads((settings_dir / "settings.json").read_text())
-    assert saved["recent"][0] == str(Path(recent_path).resolve())
+    assert saved["recent"][0].endswith("network-snapshot-small.pkl"), saved["recent"]
+    assert str(Path(hot_reloaded).resolve()) not in saved["recent"], "hot reloads must stay out of Recent"
     assert saved["open_panels"]["Planes"] is True
     assert "[Window][Viewport]" in (settings_dir / "imgui.ini").read_text()
 

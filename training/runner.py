@@ -92,6 +92,7 @@ class TrainSpec:
     config: str = "tiny"
     kimg: float | None = None
     snap: float | None = None
+    tick: float | None = None
     batch: int | None = None
     resume: bool = False
     device: str | None = None
@@ -104,7 +105,8 @@ class TrainSpec:
             args += ["--out", self.run_dir, "--config", self.config]
         if self.data:
             args += ["--data", self.data]
-        for flag, value in (("--kimg", self.kimg), ("--snap", self.snap), ("--batch", self.batch),
+        for flag, value in (("--kimg", self.kimg), ("--snap", self.snap), ("--tick", self.tick),
+                            ("--batch", self.batch),
                             ("--device", self.device)):
             if value is not None:
                 args += [flag, str(value)]

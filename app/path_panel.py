@@ -1,0 +1,109 @@
+"""Camera path panel: keyframes of the viewer camera (nerfstudio-style) for videos.
+
+Add the current view, reorder or delete keyframes, jump to one, scrub along the smooth path
+(core.camera_path: position, look-at and FOV interpolated) with the viewport following, save/load
+JSON (the file `main.py video --path` reads) and render the path to MP4 from the Export panel.
+"""
+from __future__ import annotations
+
+import math
+
+from imgui_bundle import imgui
+
+from app.imgui_utils import disabled, help_marker
+from app.panel import Panel
+from app.state import AppState
+from core.camera_path import CameraPath, Keyframe
+from core.errors import StudioError
+
+
+class CameraPathPanel(Panel):
+    name = "Camera path"
+    default_open = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.file_text = "camera_path.json"
+
+    def draw(self, state: AppState) -> None:
+        p = state.camera_path
+        if imgui.button("Add current view"):
+            p.keyframes.append(Keyframe.from_orbit(state.camera))
+        imgui.same_line()
+        _, p.loop = imgui.checkbox("loop", p.loop)
+        imgui.same_line()
+        with disabled(not p.keyframes):
+            if imgui.button("Clear"):
+                p.keyframes.clear()
+                p.preview = False
+        for i, key in enumerate(list(p.keyframes)):
+            imgui.push_id(i)
+            try:
+                self._row(state, i, key)
+            finally:
+                imgui.pop_id()
+        imgui.separator()
+        with disabled(not p.keyframes):
+            _, p.preview = imgui.checkbox("preview", p.preview)
+            imgui.same_line()
+            changed, p.t = imgui.slider_float("t", p.t, 0.0, 1.0, "%.3f")
+            if (changed or p.preview) and p.keyframes:
+                p.preview = True
+                preview(state)
+        help_marker("Scrub the path; the viewport shows the interpolated camera while 'preview' is on.")
+        _, self.file_text = imgui.input_text("JSON file", self.file_text)
+        with disabled(not p.keyframes):
+            if imgui.button("Save"):
+                self.save(state)
+        imgui.same_line()
+        if imgui.button("Load"):
+            self.load(state)
+        imgui.text_disabled("Render it: Export panel, camera path 'keyframes'.")
+
+    def _row(self, state: AppState, i: int, key: Keyframe) -> None:
+        p = state.camera_path
+        x, y, z = key.position
+        imgui.text(f"{i}: ({x:+.2f}, {y:+.2f}, {z:+.2f})  fov {key.fov_deg:.1f}")
+        imgui.same_line()
+        if imgui.small_button("view"):
+            state.camera = key.to_orbit()
+            p.preview = False
+        imgui.same_line()
+        with disabled(i == 0):
+            if imgui.arrow_button("##up", imgui.Dir.up):
+                p.keyframes[i - 1], p.keyframes[i] = p.keyframes[i], p.keyframes[i - 1]
+        imgui.same_line()
+        with disabled(i == len(p.keyframes) - 1):
+            if imgui.arrow_button("##down", imgui.Dir.down):
+                p.keyframes[i + 1], p.keyframes[i] = p.keyframes[i], p.keyframes[i + 1]
+        imgui.same_line()
+        if imgui.small_button("delete"):
+            del p.keyframes[i]
+
+    def save(self, state: AppState) -> None:
+        try:
+            state.camera_path.path().save(self.file_text)
+            state.set_status(f"saved camera path to {self.file_text}")
+        except (StudioError, OSError) as e:
+            state.set_status(f"cannot save {self.file_text}: {e}", error=True)
+
+    def load(self, state: AppState) -> None:
+        try:
+            path = CameraPath.load(self.file_text)
+        except (StudioError, OSError) as e:
+            state.set_status(str(e), error=True)
+            return
+        state.camera_path.keyframes, state.camera_path.loop = list(path.keyframes), path.loop
+        state.set_status(f"loaded {len(path.keyframes)} keyframes from {self.file_text}")
+
+
+def preview(state: AppState) -> None:
+    """Put the viewport camera on the path at the scrubber's t."""
+    path = state.camera_path.path()
+    if path is not None:
+        cam = path.sample(state.camera_path.t).to_orbit()
+        if not (math.isclose(cam.yaw, state.camera.yaw) and cam.pivot == state.camera.pivot
+                and math.isclose(cam.radius, state.camera.radius)):
+            state.interaction.touch()
+        state.camera = cam
+

@@ -1,0 +1,24 @@
+"""Picture comparisons shared by the studio tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def load(path: Path) -> np.ndarray:
+    """PNG -> [H, W, 3] int16 (room for differences)."""
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def assert_same_picture(shown: np.ndarray, reference: np.ndarray, what: str, tolerance: float = 1.0) -> None:
+    """Equal up to `tolerance` levels per pixel, and clearly not a flip or mirror of the reference.
+
+    Lossy videos pass a larger `tolerance`; the flip/mirror check compares mean differences, so it
+    holds for them too."""
+    assert shown.shape == reference.shape, f"{what}: {shown.shape} vs {reference.shape}"
+    diff = np.abs(shown - reference)
+    for name, other in (("upside down", reference[::-1]), ("mirrored", reference[:, ::-1])):
+        assert np.abs(shown - other).mean() > 4 * max(diff.mean(), 0.1), f"{what} looks {name}"
+    assert diff.max() <= tolerance, f"{what}: max difference {diff.max()} (mean {diff.mean():.3f})"

@@ -1,0 +1,127 @@
+"""The studio's session and state logic without a window: animation on every tab, dynamic preview
+resolution, refinement-step timings, training started through training.runner (and its failure
+reason), and one-line log records."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import torch
+
+from app.session import Session, trainer_reason
+from app.settings import Settings
+from app.state import AppState, render_ladder
+
+
+def make_session(tmp_path) -> Session:
+    return Session(AppState(), Settings(), torch.device("cpu"))
+
+
+def test_latent_animation_runs_in_the_session_tick(tmp_path):
+    """The animation advances in Session.tick, whichever panel is (or is not) drawn."""
+    session = make_session(tmp_path)
+    lat = session.state.latent
+    lat.seed, lat.animate, lat.speed = 5, True, 2.0
+    for _ in range(3):
+        session.tick(0.3)                       # 1.8 seeds
+    assert lat.seed == 6 and lat.interp_enabled and lat.interp_seed == 7
+    assert lat.interp_t == pytest.approx(0.8)
+    assert session.state.interaction.active()   # previews while animating
+
+
+def test_dynamic_resolution_follows_the_target_frame_rate():
+    session = Session(AppState(), Settings(), torch.device("cpu"))
+    s = session.state
+    s.model.neural_resolution, s.view.sample_scale, s.view.target_fps = 128, 1.0, 10.0
+    s.interaction.dragging = True
+    (preview,) = render_ladder(s)
+    assert preview.resolution == 64                      # starts at half size
+    for _ in range(20):
+        session._adapt_preview(0.4)                      # 4x too slow for 10 fps
+    (preview,) = render_ladder(s)
+    assert preview.resolution == 48 and preview.sample_scale == 0.5, "preview must stop at the floors"
+    for _ in range(20):
+        session._adapt_preview(0.01)                     # fast: grows back, up to full size
+    (preview,) = render_ladder(s)
+    assert preview.resolution == 128 and preview.sample_scale == 1.0
+    s.interaction.dragging, s.interaction.last_input = False, -1e9
+    raw, final = render_ladder(s)
+    assert raw.resolution == final.resolution == 128 and final.superresolution
+
+
+def test_training_failure_shows_the_trainers_reason(tmp_path):
+    from app.actions import StartTraining
+    from training.runner import TrainSpec
+    session = make_session(tmp_path)
+    run = tmp_path / "run"
+    session.state.actions.append(StartTraining(TrainSpec(run_dir=str(run), data=str(tmp_path / "missing"),
+                                                         kimg=1.0, snap=0.5, tick=0.1)))
+    start = time.monotonic()
+    while session.state.training.exit_code is None:
+        assert time.monotonic() - start < 120, "the trainer did not exit"
+        session.tick(0.05)
+        time.sleep(0.05)
+    t = session.state.training
+    assert t.exit_code == 2 and not t.running
+    assert t.error == f"{tmp_path / 'missing'}: no such dataset folder or zip", t.error
+    assert session.state.status_is_error and "exited with code" not in session.state.status
+
+
+def test_trainer_reason_falls_back_to_the_exit_code():
+    assert trainer_reason("step 1\nerror: dataset too small\n", 2) == "dataset too small"
+    assert trainer_reason("", -9) == "exited with code -9"
+
+
+def test_log_records_are_one_line_with_details():
+    from app.log_panel import DequeHandler
+    handler = DequeHandler()
+    logger = logging.getLogger("test-studio-log")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        try:
+            raise ValueError("bad file\nsecond line")
+        except ValueError:
+            logger.exception("open failed")
+        logger.info("plain")
+    finally:
+        logger.removeHandler(handler)
+    (level, line, details), (_, plain, none) = handler.snapshot()
+    assert level == logging.ERROR and line.endswith("open failed") and "\n" not in line
+    assert "Traceback" in details and "ValueError: bad file" in details
+    assert plain.endswith("plain") and none == ""
+
+
+def test_render_settings_reach_every_rung():
+    """Noise mode/seed and the coarse/importance multipliers are part of preview and final requests."""
+    s = AppState()
+    v = s.view
+    v.noise_mode, v.noise_seed, v.coarse_scale, v.importance_scale = "random", 7, 1.5, 0.0
+    s.interaction.dragging = True
+    (preview,) = render_ladder(s)
+    s.interaction.dragging, s.interaction.last_input = False, -1e9
+    for r in (preview, *render_ladder(s)):
+        assert (r.noise_mode, r.noise_seed, r.coarse_scale, r.importance_scale) == ("random", 7, 1.5, 0.0)
+    v.noise_mode = "const"
+    assert render_ladder(s)[-1].noise_seed == 0, "the seed only matters (and only keys caches) for random"
+
+
+def test_save_latent_action_round_trip(small_G, tmp_path):
+    """SaveLatent (through the engine) writes ws and settings; load_latent restores the settings."""
+    import numpy as np
+
+    from app.actions import ComputePCA, SaveLatent
+    from app.latent_panel import latent_settings, load_latent
+    from app.state import LatentState
+    from core.engine import RenderEngine
+    from core.progress import Progress
+    engine = RenderEngine(small_G, "cpu")
+    lat = LatentState(seed=9, psi=0.5, mix_enabled=True, mix_layers=[False] * 10 + [True] * 4)
+    assert "saved" in SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent()).run(engine, Progress())
+    with np.load(tmp_path / "l.npz") as data:
+        assert np.array_equal(data["ws"], engine.ws(lat.latent()).numpy())
+    restored = LatentState()
+    load_latent(tmp_path / "l.npz", restored)
+    assert restored.latent() == lat.latent()
+    assert "ready" in ComputePCA().run(engine, Progress())
