@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return _synth(args, TqdmProgress("rendering", unit="img"))
     if args.action == "check":
         from training.dataset import open_dataset
-        ds = open_dataset(args.path, progress=TqdmProgress("checking", unit="img"))
+        ds = open_dataset(args.path, progress=TqdmProgress("checking", unit="img"), decode=True)
         print(ds.info().describe())
         return 0
     from training.dataset import mirror_dataset
