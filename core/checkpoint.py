@@ -473,10 +473,27 @@ def _open_regular(path: str | os.PathLike) -> BinaryIO:
     return f
 
 
+class _Clamped:
+    """A file whose reads never ask for more than is left: a length field of 2**63 costs nothing."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.left = os.fstat(f.fileno()).st_size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.f.readline(self.left)
+        self.left -= len(line)
+        return line
+
+
 def _unpickle_pickle(path: str | os.PathLike) -> Any:
     with _open_regular(path) as f:
-        data = f.read()
-    return _SafeUnpickler(io.BytesIO(data), _PICKLE_GLOBALS).load()
+        return _SafeUnpickler(_Clamped(f), _PICKLE_GLOBALS).load()
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
