@@ -36,9 +36,16 @@ def _keep_freed_memory() -> None:
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (`main.py render: error: argument --psi: ...`, exit 2), without the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _studio_parser() -> argparse.ArgumentParser:
     from cli.common import device_name, int_in
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="main.py", description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
         epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
@@ -50,7 +57,7 @@ def _studio_parser() -> argparse.ArgumentParser:
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = importlib.import_module(f"cli.{name}")
-    p = argparse.ArgumentParser(prog=f"main.py {name}", description=module.HELP,
+    p = _Parser(prog=f"main.py {name}", description=module.HELP,
                                 epilog=getattr(module, "EXAMPLES", None),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(p)

@@ -100,7 +100,7 @@ class _NumpyDType:
     """A dtype named in the file: only a plain numeric name from a fixed set, little-endian."""
 
     def __init__(self, name: str):
-        self.name, self.order = name, "<"
+        self.name = name
 
     def __setstate__(self, state: Any) -> None:
         # numpy's dtype state: (version, byte order, subarray, names, fields, elsize, alignment, flags)
