@@ -37,10 +37,11 @@ COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line (`main.py render: error: argument --psi: ...`, exit 2), without the usage."""
+    """Argument errors as one line (`error: argument --psi: ... (main.py render --help)`, exit 2), like every
+    other user error, without argparse's usage block."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _studio_parser() -> argparse.ArgumentParser:
