@@ -225,6 +225,33 @@ def _legacy_storage(blob: Any) -> _Storage:
     return _flat_from_bytes(raw, stype.dtype, numel)
 
 
+def _tensors(value: Any, depth: int = 0):
+    """Every tensor in a tree of dicts and lists."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError("nested too deeply (or cyclic)")
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v, depth + 1)
+
+
+def _check_amplification(tensors) -> None:
+    """Views may share storages, but all of them together may not claim much more than the storages hold:
+    loading them into a network (which copies each) must not turn a small file into a huge allocation."""
+    storages: dict[int, int] = {}
+    claimed = 0
+    for t in tensors:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        claimed += t.numel() * t.element_size()
+    if claimed > 2 * sum(storages.values()) + (1 << 20):
+        raise CheckpointError(f"its tensors claim {claimed:,} bytes from {sum(storages.values()):,} bytes of "
+                              "storage (views repeated to inflate memory)")
+
+
 def _storage_globals() -> dict[tuple[str, str], Any]:
     return {("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()}
 
@@ -584,6 +611,7 @@ def _network_entries(path: str | os.PathLike, data: Any) -> dict[str, Any]:
     if "G_ema" not in out:
         keys = sorted(str(k)[:40] for k in list(data)[:20])
         raise CheckpointError(f"{path}: no G_ema network in the pickle (keys: {keys})")
+    _check_amplification(t for key in ("G_ema", "G", "D") if key in out for t in out[key]["state_dict"].values())
     return out
 
 
@@ -704,6 +732,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("G_kwargs", "G_ema"):
         if key not in data:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    try:
+        _check_amplification(_tensors(data))
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     if "digest" in data:
         try:
             actual = tensor_digest(data)

@@ -393,3 +393,19 @@ def test_torch_error_text_becomes_one_line():
     e = RuntimeError("shape mismatch\nException raised from foo at /pytorch/c10/x.cpp:12\nframe #0: bar")
     assert one_line(e) == "shape mismatch"
     assert one_line(ValueError()) == "ValueError"
+
+
+def test_views_repeated_over_one_storage_cannot_inflate_memory(tmp_path, small_G):
+    """Each view fits its storage, but 500 full views of one storage would be 500 copies once loaded."""
+    big = torch.zeros(100_000)
+    from core.checkpoint import _check_amplification
+    with pytest.raises(CheckpointError, match="claim"):
+        _check_amplification([big[:] for _ in range(500)])
+    ckpt = tmp_path / "views.ckpt"
+    save_checkpoint(ckpt, small_G)
+    data = torch.load(ckpt, weights_only=True)
+    data["training"] = {"views": [big[:] for _ in range(500)]}
+    del data["digest"]
+    torch.save(data, ckpt)
+    with pytest.raises(CheckpointError, match="claim"):
+        load_checkpoint(ckpt)
