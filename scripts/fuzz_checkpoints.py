@@ -116,8 +116,6 @@ def _worker(job: dict) -> None:
     import signal
 
     resource.setrlimit(resource.RLIMIT_AS, (job["address_space"], job["address_space"]))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    sys.path.insert(0, str(ROOT))
     import torch
 
     torch.set_num_threads(1)
@@ -195,7 +193,7 @@ def run_fuzz(bases: dict[str, str], counts: dict[str, int], workers: int = 2, se
                                    "address_space": address_space}))
         p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", str(job)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd=ROOT)
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"})
         procs.append((p, chunk))
     deadline = time.monotonic() + timeout_s
     for p, chunk in procs:
