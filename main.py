@@ -51,7 +51,8 @@ def _studio_parser() -> argparse.ArgumentParser:
         epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
-    p.add_argument("--frames", type=int_in(1, 100_000), default=60, help="frames to run before --screenshot (default 60)")
+    p.add_argument("--frames", type=int_in(1, 100_000), default=60,
+                   help="frames to run before --screenshot (default 60)")
     p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     return p
 

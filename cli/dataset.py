@@ -27,10 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--kinds", default="sphere,box,torus,cylinder",
                    help="primitive family, comma-separated (default: all four)")
     s.add_argument("--max-prims", type=int_in(1, 3), default=2, help="primitives per object, 1-3 (default 2)")
-    s.add_argument("--radius", type=float_in(0, 100, open_lo=True), default=1.8, help="camera distance (default 1.8)")
-    s.add_argument("--focal", type=float_in(0, 100, open_lo=True), default=1.8, help="normalised focal length fx/W (default 1.8)")
-    s.add_argument("--yaw-deg", type=float_in(0, 180), default=180.0, help="yaw range +-DEG around the front (default 180)")
-    s.add_argument("--pitch-deg", type=angle_range(-90, 90), default="-8,43", help="elevation range MIN,MAX in degrees (default -8,43)")
+    s.add_argument("--radius", type=float_in(0, 100, open_lo=True), default=1.8,
+                   help="camera distance (default 1.8)")
+    s.add_argument("--focal", type=float_in(0, 100, open_lo=True), default=1.8,
+                   help="normalised focal length fx/W (default 1.8)")
+    s.add_argument("--yaw-deg", type=float_in(0, 180), default=180.0,
+                   help="yaw range +-DEG around the front (default 180)")
+    s.add_argument("--pitch-deg", type=angle_range(-90, 90), default="-8,43",
+                   help="elevation range MIN,MAX in degrees (default -8,43)")
     c = sub.add_parser("check", help="validate a dataset")
     c.add_argument("path", help="dataset folder or zip")
     m = sub.add_parser("mirror", help="add x-flipped copies with flipped cameras")

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
     p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0,3-5")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
-    p.add_argument("--res", type=int_in(8, 1024), default=256, help="grid points per axis (default 256; 512 fits in ~3 GB)")
+    p.add_argument("--res", type=int_in(8, 1024), default=256,
+                   help="grid points per axis (default 256; 512 fits in ~3 GB)")
     p.add_argument("--level", type=float_in(-1e6, 1e6), default=10.0,
                    help="iso-level on the raw density (default 10, as the original; 2-20 are reasonable)")
     p.add_argument("--format", choices=("ply", "obj", "glb"), default="ply", help="mesh file format (default ply)")

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
     p.add_argument("--mode", default="image",
                    help="comma-separated: image (super-resolved), image_raw, image_depth (default image)")
-    p.add_argument("--res", type=int_in(16, 1024), default=None, help="neural rendering resolution (default: the model's)")
+    p.add_argument("--res", type=int_in(16, 1024), default=None,
+                   help="neural rendering resolution (default: the model's)")
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="also write one contact sheet per mode (default on)")
     p.add_argument("--depth-colormap", action="store_true", help="colour depth images (default grey)")

@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop)")
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
-    p.add_argument("--grid", type=grid_spec(64), help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
+    p.add_argument("--grid", type=grid_spec(64),
+                   help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
     p.add_argument("--frames", type=int_in(1, 100_000), default=240, help="frames in the video (default 240)")
     p.add_argument("--fps", type=float_in(0, 240, open_lo=True), default=30, help="frames per second (default 30)")
     p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")

@@ -584,7 +584,7 @@ def read_network_pickle(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     except MemoryError:
         raise CheckpointError(f"{path}: not enough memory to read the network pickle") from None
-    except Exception as e:  # noqa: BLE001  any other failure on hostile bytes: struct.error, EOFError, RecursionError, ...
+    except Exception as e:  # noqa: BLE001  any failure on hostile bytes: struct.error, EOFError, RecursionError...
         raise CheckpointError(f"{path} is not a readable network pickle "
                               f"(truncated or corrupt: {type(e).__name__}: {one_line(e, 120)})") from None
 
@@ -719,7 +719,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     except MemoryError:
         raise CheckpointError(f"{path}: not enough memory to read the checkpoint") from None
-    except Exception as e:  # noqa: BLE001  damaged zips and pickles raise many types (BadZipFile, EOFError, struct.error, ...)
+    except Exception as e:  # noqa: BLE001  damaged zips and pickles: BadZipFile, EOFError, struct.error...
         raise CheckpointError(f"{path} is not a readable checkpoint "
                               f"(truncated or corrupt: {type(e).__name__}: {one_line(e, 120)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

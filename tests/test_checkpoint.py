@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import (FORMAT, load_checkpoint, load_generator, read_network_pickle, resolve_checkpoint,
-                             save_checkpoint)
+from core.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_generator,
+    read_network_pickle,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from core.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,7 +254,7 @@ def _numpy_scalar_exploit() -> bytes:
 
 def _run_info(path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "main.py"), "info", str(path)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+                          text=True, timeout=120, cwd=ROOT, check=False)
 
 
 def test_numpy_dtype_exploit_is_one_line_error_not_a_crash(tmp_path):
@@ -266,7 +272,7 @@ def test_numpy_gains_still_read_as_plain_numbers(tmp_path):
     path.write_bytes(pickle.dumps({"training_set_kwargs": {"gain": np.float64(0.125), "n": np.int64(-3)}}))
     with pytest.raises(CheckpointError, match="no G_ema"):
         read_network_pickle(path)
-    from core.checkpoint import _SafeUnpickler, _PICKLE_GLOBALS
+    from core.checkpoint import _PICKLE_GLOBALS, _SafeUnpickler
     value = _SafeUnpickler(io.BytesIO(path.read_bytes()), _PICKLE_GLOBALS).load()["training_set_kwargs"]
     assert value == {"gain": 0.125, "n": -3} and type(value["gain"]) is float
 
@@ -305,8 +311,8 @@ def _persistent_pickle(monkeypatch, tmp_path, state: dict, name: str = "G.pkl"):
 
         class Persistent:
             def __reduce__(self):
-                return (_reconstruct_persistent_obj, (dict(type="class", version=6, module_src="",
-                                                            class_name="TriPlaneGenerator", state=state),))
+                return (_reconstruct_persistent_obj, ({"type": "class", "version": 6, "module_src": "",
+                                                       "class_name": "TriPlaneGenerator", "state": state},))
         path = tmp_path / name
         path.write_bytes(pickle.dumps({"G_ema": Persistent()}))
     return path

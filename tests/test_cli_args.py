@@ -11,10 +11,10 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT
 
 import main
 from cli.common import run_guarded, writable_dir
-from conftest import ROOT
 
 MODEL = str(ROOT / "assets" / "default_model.ckpt")
 
@@ -79,7 +79,7 @@ raise SystemExit(run_guarded(fn, argparse.Namespace()))
                          text=True)
     assert p.stdout.readline().strip() == "ready"
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and err.strip() == "interrupted"
     assert not done.exists()
 
