@@ -39,7 +39,7 @@ def _on_signal(signum: int, frame) -> None:
 
 def _on_alarm(signum: int, frame) -> None:
     if _pending is None or (frame is not None and frame.f_code is run_guarded.__code__):
-        return  # already stopped, or run_guarded is reporting the interrupt
+        return  # the command has stopped, or run_guarded is stopping it
     signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
     raise _pending()
 
@@ -75,11 +75,13 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
     global _pending
     _install_signal_handlers()
     try:
-        return int(fn(args) or 0)
+        try:
+            return int(fn(args) or 0)
+        finally:  # the interrupt has arrived (or was handled by fn): stop raising it again
+            _pending = None
+            if threading.current_thread() is threading.main_thread():
+                signal.setitimer(signal.ITIMER_REAL, 0)
     except KeyboardInterrupt as e:
-        _pending = None
-        if threading.current_thread() is threading.main_thread():
-            signal.setitimer(signal.ITIMER_REAL, 0)
         print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except (StudioError, ValueError, OSError) as e:

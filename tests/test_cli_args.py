@@ -119,3 +119,21 @@ def test_stale_temp_files_of_a_killed_run_are_removed_next_time(tmp_path):
         p.write_bytes(b"partial")
     writable_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+def test_interrupt_handled_inside_a_command_is_not_raised_again(tmp_path):
+    """A command that catches Ctrl-C itself and returns normally exits normally (no late re-raise)."""
+    code = """
+import argparse, os, signal, time
+from cli.common import run_guarded
+def fn(args):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        return 7
+raise SystemExit(run_guarded(fn, argparse.Namespace()) + (time.sleep(1) or 0))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 7 and r.stderr == ""
