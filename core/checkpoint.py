@@ -49,14 +49,34 @@ MAX_TENSORS = 20_000
 MAX_DEPTH = 32
 """Nesting of kwargs and module trees (a real snapshot nests about 8 deep)."""
 MAX_DIMS = 8
+MAX_STUB_CLASSES = 1_000
+MAX_NODES = 1_000_000
+"""Nodes visited by any walk over loaded data: shared references (a DAG) must not make a walk exponential."""
+MAX_SET_ITEMS = 1_000_000
+"""Items copied by set()/frozenset() calls in one file (each call copies its argument)."""
 MAX_OPS = 500_000
 """Pickle opcodes in one file (the fixture snapshot, with the released architecture, has 41,000; a training
 snapshot of ours about 30,000): bounds the objects a file can create and the time it can take."""
 
 
+class _Budget:
+    """A count of nodes a walk may still visit."""
+
+    def __init__(self, n: int = MAX_NODES):
+        self.left = n
+
+    def spend(self, what: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise CheckpointError(f"{what} too large (or referencing itself many times)")
+
+
 # ---- inert stand-ins ------------------------------------------------------------------------------------
 class _Stub:
-    """Inert stand-in for a class of the original code base: keeps the pickled state, runs nothing."""
+    """Inert stand-in for a class of the original code base: keeps the pickled state, runs nothing.
+
+    Persistent objects are plain _Stub instances with their class name; classes pickled by reference get
+    one subclass per name (at most MAX_STUB_CLASSES per file)."""
 
     class_name = "?"
 
@@ -87,7 +107,8 @@ def _reconstruct_persistent(meta: Any) -> _Stub:
     name = meta.get("class_name")
     if not isinstance(name, str) or not name.isidentifier():
         raise CheckpointError("persistent object with a malformed class name")
-    stub = _stub_class("persistent", name)()
+    stub = _Stub()
+    stub.__dict__["class_name"] = f"persistent.{name}"
     stub.__setstate__(meta["state"])
     return stub
 
@@ -226,18 +247,20 @@ def _legacy_storage(blob: Any) -> _Storage:
     return _flat_from_bytes(raw, stype.dtype, numel)
 
 
-def _tensors(value: Any, depth: int = 0):
+def _tensors(value: Any, depth: int = 0, budget: _Budget | None = None):
     """Every tensor in a tree of dicts and lists."""
+    budget = budget or _Budget()
+    budget.spend("checkpoint")
     if depth > MAX_DEPTH:
         raise CheckpointError("nested too deeply (or cyclic)")
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _tensors(v, depth + 1)
+            yield from _tensors(v, depth + 1, budget)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _tensors(v, depth + 1)
+            yield from _tensors(v, depth + 1, budget)
 
 
 def _check_amplification(tensors) -> None:
@@ -307,6 +330,9 @@ class _SafeUnpickler(pickle._Unpickler):
         self._callables = {id(v) for v in allowed.values() if callable(v)}
         self._persistent = persistent
         self.tensors = 0
+        self._stubs: dict[tuple[str, str], type] = {}
+        self._storages: dict[int, tuple[Any, _Storage]] = {}
+        self._set_items = MAX_SET_ITEMS
 
     def find_class(self, module: Any, name: Any) -> Any:
         if (module, name) in self.allowed:
@@ -314,7 +340,11 @@ class _SafeUnpickler(pickle._Unpickler):
         if self.allowed is _PICKLE_GLOBALS and isinstance(module, str) and isinstance(name, str) and (
                 module == "training" or module.startswith(("training.", "torch.nn.modules."))) \
                 and name.isidentifier():
-            return _stub_class(module, name)  # non-persistent classes of the original code base
+            if (module, name) not in self._stubs:  # non-persistent classes of the original code base
+                if len(self._stubs) >= MAX_STUB_CLASSES:
+                    raise CheckpointError(f"more than {MAX_STUB_CLASSES:,} different classes")
+                self._stubs[(module, name)] = _stub_class(module, name)
+            return self._stubs[(module, name)]
         raise CheckpointError(f"refusing to load: the file references {str(module)[:80]}.{str(name)[:80]}, "
                               "which is not on the allow-list of a network checkpoint")
 
@@ -372,7 +402,19 @@ class _SafeUnpickler(pickle._Unpickler):
             if not isinstance(args[0], (list, tuple, str)):
                 self._refuse("a set built from a non-sequence")
             self._sized(len(args[0]))
+            self._set_items -= len(args[0])
+            if self._set_items < 0:
+                raise CheckpointError(f"sets with more than {MAX_SET_ITEMS:,} items in total")
             self._keys(args[0])
+        if func is _legacy_storage and args:  # one storage per blob, however often the blob is referenced
+            key = id(args[0])
+            if key not in self._storages:
+                if len(self._storages) >= MAX_TENSORS:
+                    raise CheckpointError(f"more than {MAX_TENSORS:,} storages")
+                self._storages[key] = (args[0], _legacy_storage(*args))
+            del self.stack[-1]
+            self.stack[-1] = self._storages[key][1]
+            return
         del self.stack[-1]
         self.stack[-1] = func(*args)
     dispatch[pickle.REDUCE[0]] = load_reduce
@@ -524,23 +566,27 @@ def _unpickle_pickle(path: str | os.PathLike) -> Any:
         return _SafeUnpickler(_Clamped(f), _PICKLE_GLOBALS).load()
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
+def _plain(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
     """EasyDicts and other containers -> plain dicts/lists (so kwargs are JSON- and torch.load-safe)."""
+    budget = budget or _Budget(100_000)
+    budget.spend("kwargs")
     if depth > MAX_DEPTH:
         raise CheckpointError("kwargs nested too deeply (or cyclic)")
     if isinstance(value, dict):
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
+        return {k: _plain(v, depth + 1, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v, depth + 1) for v in value]
+        return [_plain(v, depth + 1, budget) for v in value]
     if isinstance(value, tuple):
-        return tuple(_plain(v, depth + 1) for v in value)
+        return tuple(_plain(v, depth + 1, budget) for v in value)
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
-def _flatten(stub: Any, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+def _flatten(stub: Any, prefix: str = "", depth: int = 0, budget: _Budget | None = None) -> dict[str, torch.Tensor]:
     """A stub module tree -> state_dict in the original order: parameters, buffers, then children."""
+    budget = budget or _Budget(100_000)
+    budget.spend("module tree")
     if depth > MAX_DEPTH:
         raise CheckpointError("module tree nested too deeply (or cyclic)")
     state = stub.state if isinstance(stub, _Stub) else None
@@ -565,7 +611,7 @@ def _flatten(stub: Any, prefix: str = "", depth: int = 0) -> dict[str, torch.Ten
         raise CheckpointError(f"{prefix or 'module'}: _modules is not a dict")
     for name, child in children.items():
         if child is not None:
-            out.update(_flatten(child, f"{prefix}{name}.", depth + 1))
+            out.update(_flatten(child, f"{prefix}{name}.", depth + 1, budget))
             if len(out) > MAX_TENSORS:
                 raise CheckpointError(f"more than {MAX_TENSORS:,} weights")
     return out
@@ -620,8 +666,10 @@ def _network_entries(path: str | os.PathLike, data: Any) -> dict[str, Any]:
 def tensor_digest(data: Any) -> str:
     """sha256 over every tensor's name (its path in the dict), dtype, shape and bytes, in a fixed order."""
     h = hashlib.sha256()
+    budget = _Budget()
 
     def walk(name: str, value: Any, depth: int) -> None:
+        budget.spend("checkpoint")
         if depth > MAX_DEPTH:
             raise CheckpointError("checkpoint nested too deeply (or cyclic)")
         if isinstance(value, torch.Tensor):
@@ -790,8 +838,10 @@ _INT_RANGES = {
 _POSITIVE = ("box_warp", "avg_camera_radius", "avg_camera_fov")
 
 
-def _check_settings(value: Any, where: str, key: str = "", depth: int = 0) -> None:
+def _check_settings(value: Any, where: str, key: str = "", depth: int = 0, budget: _Budget | None = None) -> None:
     """Types and ranges of constructor/rendering kwargs: plain values, finite numbers, known ranges."""
+    budget = budget or _Budget(10_000)
+    budget.spend(where)
     if depth > 6:
         raise CheckpointError(f"{where} are nested too deeply")
     if isinstance(value, dict):
@@ -800,13 +850,13 @@ def _check_settings(value: Any, where: str, key: str = "", depth: int = 0) -> No
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CheckpointError(f"{where}: a key that is not a string")
-            _check_settings(v, where, k, depth + 1)
+            _check_settings(v, where, k, depth + 1, budget)
         return
     if isinstance(value, (list, tuple)):
         if len(value) > 64:
             raise CheckpointError(f"{where}: {key} is too long")
         for v in value:
-            _check_settings(v, where, key, depth + 1)
+            _check_settings(v, where, key, depth + 1, budget)
         return
     if isinstance(value, str):
         if len(value) > 1000:

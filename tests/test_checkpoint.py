@@ -415,3 +415,37 @@ def test_views_repeated_over_one_storage_cannot_inflate_memory(tmp_path, small_G
     torch.save(data, ckpt)
     with pytest.raises(CheckpointError, match="claim"):
         load_checkpoint(ckpt)
+
+
+_SHARED = list(range(10_000))
+_BLOB = torch.arange(1000, dtype=torch.float32).untyped_storage().__reduce__()[1][0]  # a legacy storage blob
+
+
+class _SetOfShared:
+    def __reduce__(self):
+        return (set, (_SHARED,))
+
+
+class _StorageOfShared:
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (_BLOB,))
+
+
+def test_shared_references_cannot_amplify_memory_or_time(tmp_path):
+    """A few bytes that reference one object many times: a 2**30-node DAG, one blob turned into storages
+    1,000 times, one list copied into sets 200 times."""
+    from core.checkpoint import _PICKLE_GLOBALS, _SafeUnpickler
+    dag: list = [0]
+    for _ in range(30):
+        dag = [dag, dag]
+    path = tmp_path / "dag.pkl"
+    path.write_bytes(pickle.dumps({"training_set_kwargs": dag}))
+    assert path.stat().st_size < 1000
+    with pytest.raises(CheckpointError, match="kwargs too large"):
+        read_network_pickle(path)
+    storages = _SafeUnpickler(io.BytesIO(pickle.dumps([_StorageOfShared() for _ in range(1000)])),
+                              _PICKLE_GLOBALS).load()
+    assert all(s is storages[0] for s in storages) and storages[0].flat.numel() == 4000
+    path.write_bytes(pickle.dumps({"G_ema": [_SetOfShared() for _ in range(200)]}))
+    with pytest.raises(CheckpointError, match="sets with more than"):
+        read_network_pickle(path)
