@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import types
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -418,7 +419,9 @@ def test_views_repeated_over_one_storage_cannot_inflate_memory(tmp_path, small_G
 
 
 _SHARED = list(range(10_000))
-_BLOB = torch.arange(1000, dtype=torch.float32).untyped_storage().__reduce__()[1][0]  # a legacy storage blob
+with warnings.catch_warnings():  # TypedStorage is deprecated, but it is what EG3D's pickles hold
+    warnings.simplefilter("ignore", UserWarning)
+    _BLOB = torch.arange(1000, dtype=torch.float32).storage().__reduce__()[1][0]  # a legacy storage blob
 
 
 class _SetOfShared:
@@ -445,7 +448,7 @@ def test_shared_references_cannot_amplify_memory_or_time(tmp_path):
         read_network_pickle(path)
     storages = _SafeUnpickler(io.BytesIO(pickle.dumps([_StorageOfShared() for _ in range(1000)])),
                               _PICKLE_GLOBALS).load()
-    assert all(s is storages[0] for s in storages) and storages[0].flat.numel() == 4000
+    assert all(s is storages[0] for s in storages) and storages[0].flat[999] == 999
     path.write_bytes(pickle.dumps({"G_ema": [_SetOfShared() for _ in range(200)]}))
     with pytest.raises(CheckpointError, match="sets with more than"):
         read_network_pickle(path)
