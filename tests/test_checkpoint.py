@@ -273,8 +273,8 @@ def test_numpy_gains_still_read_as_plain_numbers(tmp_path):
     path.write_bytes(pickle.dumps({"training_set_kwargs": {"gain": np.float64(0.125), "n": np.int64(-3)}}))
     with pytest.raises(CheckpointError, match="no G_ema"):
         read_network_pickle(path)
-    from core.checkpoint import _PICKLE_GLOBALS, _SafeUnpickler
-    value = _SafeUnpickler(io.BytesIO(path.read_bytes()), _PICKLE_GLOBALS).load()["training_set_kwargs"]
+    from core.safe_unpickle import PICKLE_GLOBALS, SafeUnpickler
+    value = SafeUnpickler(io.BytesIO(path.read_bytes()), PICKLE_GLOBALS).load()["training_set_kwargs"]
     assert value == {"gain": 0.125, "n": -3} and type(value["gain"]) is float
 
 
@@ -405,9 +405,9 @@ def test_torch_error_text_becomes_one_line():
 def test_views_repeated_over_one_storage_cannot_inflate_memory(tmp_path, small_G):
     """Each view fits its storage, but 500 full views of one storage would be 500 copies once loaded."""
     big = torch.zeros(100_000)
-    from core.checkpoint import _check_amplification
+    from core.safe_unpickle import check_amplification
     with pytest.raises(CheckpointError, match="claim"):
-        _check_amplification([big[:] for _ in range(500)])
+        check_amplification([big[:] for _ in range(500)])
     ckpt = tmp_path / "views.ckpt"
     save_checkpoint(ckpt, small_G)
     data = torch.load(ckpt, weights_only=True)
@@ -437,7 +437,7 @@ class _StorageOfShared:
 def test_shared_references_cannot_amplify_memory_or_time(tmp_path):
     """A few bytes that reference one object many times: a 2**30-node DAG, one blob turned into storages
     1,000 times, one list copied into sets 200 times."""
-    from core.checkpoint import _PICKLE_GLOBALS, _SafeUnpickler
+    from core.safe_unpickle import PICKLE_GLOBALS, SafeUnpickler
     dag: list = [0]
     for _ in range(30):
         dag = [dag, dag]
@@ -446,8 +446,8 @@ def test_shared_references_cannot_amplify_memory_or_time(tmp_path):
     assert path.stat().st_size < 1000
     with pytest.raises(CheckpointError, match="kwargs too large"):
         read_network_pickle(path)
-    storages = _SafeUnpickler(io.BytesIO(pickle.dumps([_StorageOfShared() for _ in range(1000)])),
-                              _PICKLE_GLOBALS).load()
+    storages = SafeUnpickler(io.BytesIO(pickle.dumps([_StorageOfShared() for _ in range(1000)])),
+                              PICKLE_GLOBALS).load()
     assert all(s is storages[0] for s in storages) and storages[0].flat[999] == 999
     path.write_bytes(pickle.dumps({"G_ema": [_SetOfShared() for _ in range(200)]}))
     with pytest.raises(CheckpointError, match="sets with more than"):
