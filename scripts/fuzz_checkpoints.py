@@ -243,19 +243,25 @@ def main() -> int:
     p.add_argument("--mutations", type=int, default=3000, help="total, split over the corpora")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", choices=("pickle-prefix", "pickle", "ckpt"), help="one corpus, all mutations")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         prefix = prefix_copy(args.pickle, Path(tmp) / "prefix.pkl", 2_000_000)
         bases = {"pickle-prefix": str(prefix), "pickle": args.pickle, "ckpt": args.ckpt}
         n = args.mutations
         counts = {"pickle-prefix": n * 4 // 10, "pickle": n * 2 // 10, "ckpt": n - n * 4 // 10 - n * 2 // 10}
+        if args.only:
+            counts = {args.only: n}
         t0 = time.monotonic()
         report = run_fuzz(bases, counts, args.workers, args.seed)
     per_corpus = Counter((r["corpus"], r["outcome"]) for r in report["results"])
     print(f"{len(report['results'])} mutations in {time.monotonic() - t0:.0f} s: {report['totals']}")
     for (corpus, outcome), count in sorted(per_corpus.items()):
         print(f"  {corpus:<14} {outcome:<10} {count}")
-    print(f"slowest mutation {report['max_seconds']:.2f} s, largest peak RSS {report['max_peak_mb']} MB")
+    slowest = max(report["results"], key=lambda r: r["seconds"], default=None)
+    if slowest:
+        print(f"slowest mutation {slowest['seconds']:.2f} s ({slowest['corpus']} seed {slowest['seed']}: "
+              f"{slowest['outcome']} {slowest.get('message', '')[:120]}), largest peak RSS {report['max_peak_mb']} MB")
     for f in report["failures"][:20]:
         print("FAIL", json.dumps(f))
     return 1 if report["failures"] else 0
