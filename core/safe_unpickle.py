@@ -17,7 +17,7 @@ import pickle
 import stat
 import struct
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
@@ -230,7 +230,7 @@ def _legacy_storage(blob: Any) -> _Storage:
     return _flat_from_bytes(raw, stype.dtype, numel)
 
 
-def all_tensors(value: Any, depth: int = 0, budget: Budget | None = None):
+def all_tensors(value: Any, depth: int = 0, budget: Budget | None = None) -> Iterator[torch.Tensor]:
     """Every tensor in a tree of dicts and lists."""
     budget = budget or Budget()
     budget.spend("checkpoint")
@@ -246,7 +246,7 @@ def all_tensors(value: Any, depth: int = 0, budget: Budget | None = None):
             yield from all_tensors(v, depth + 1, budget)
 
 
-def check_amplification(tensors) -> None:
+def check_amplification(tensors: Iterable[torch.Tensor]) -> None:
     """Views may share storages, but all of them together may not claim much more than the storages hold:
     loading them into a network (which copies each) must not turn a small file into a huge allocation."""
     storages: dict[int, int] = {}
