@@ -62,8 +62,8 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def _memory_hint(args: argparse.Namespace) -> str:
-    settings = [f"--{name.replace('_', '-')}" for name in ("batch", "res", "grid", "views", "count", "frames")
-                if getattr(args, name, None) is not None]
+    settings = [f"--{name}" for name in ("batch", "res", "grid", "views")
+                if getattr(args, name, None) is not None and not isinstance(getattr(args, name), bool)]
     if getattr(args, "config", None) is not None:
         settings.append("--config (a smaller preset)")
     return f"lower {', '.join(settings)}" if settings else "use a smaller model or free some memory"
