@@ -36,17 +36,26 @@ def _keep_freed_memory() -> None:
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (`error: argument --psi: ... (main.py render --help)`, exit 2), like every
+    other user error, without argparse's usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _studio_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from cli.common import device_name, float_in, int_in
+    p = _Parser(
         prog="main.py", description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
         epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
     p.add_argument("--viewport", metavar="PNG", help="like --screenshot, but save only the viewport's pixels as "
                    "displayed (read back from GL; the frame is shown 1:1 when it fits the window)")
-    p.add_argument("--frames", type=int, default=60, help="frames to run before --screenshot (default 60)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    from cli.common import float_in, int_in
+    p.add_argument("--frames", type=int_in(1, 100_000), default=60,
+                   help="frames to run before --screenshot (default 60)")
+    p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
     view = p.add_argument_group("start view (same meaning and units as `main.py render`)")
     view.add_argument("--seed", type=int_in(0, 2**31 - 1), help="seed (default 0)")
     view.add_argument("--yaw", type=float_in(-360, 360), help="camera yaw offset in degrees, > 0 towards +x")
@@ -61,9 +70,8 @@ def _studio_parser() -> argparse.ArgumentParser:
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = importlib.import_module(f"cli.{name}")
-    p = argparse.ArgumentParser(prog=f"main.py {name}", description=module.HELP,
-                                epilog=getattr(module, "EXAMPLES", None),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=f"main.py {name}", description=module.HELP, epilog=getattr(module, "EXAMPLES", None),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(p)
     return p, module
 

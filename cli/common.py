@@ -1,25 +1,97 @@
-"""Shared pieces of the subcommands: device choice, output checks and one-line error reporting."""
+"""Shared pieces of the subcommands: argument types, device choice, output checks, one-line error reporting
+and signals (Ctrl-C and SIGTERM stop a command promptly, and its atomic writers remove their temp files)."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from core.errors import StudioError
+from core.errors import StudioError, one_line
+
+MAX_SEEDS = 10_000
+"""Seeds in one --seeds list (each is at least one rendering)."""
+MAX_SEED = 2 ** 32 - 1
+"""The original tools draw z with numpy's RandomState(seed), which takes seeds below 2**32."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that `finally` blocks and atomic writers clean up."""
+
+
+_pending: type[KeyboardInterrupt] | None = None
+REPEAT_S = 0.25
+"""An interrupt that some library swallows (trimesh's optional imports catch BaseException) is raised
+again after this long, until the command has stopped."""
+
+
+def _on_signal(signum: int, frame) -> None:
+    global _pending
+    _pending = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
+    raise _pending()
+
+
+def _on_alarm(signum: int, frame) -> None:
+    if _pending is None or (frame is not None and frame.f_code is run_guarded.__code__):
+        return  # the command has stopped, or run_guarded is stopping it
+    signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
+    raise _pending()
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGALRM, _on_alarm)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return (oom is not None and isinstance(e, oom)) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def _memory_hint(args: argparse.Namespace) -> str:
+    settings = [f"--{name}" for name in ("batch", "res", "grid", "views")
+                if getattr(args, name, None) is not None and not isinstance(getattr(args, name), bool)]
+    if getattr(args, "config", None) is not None:
+        settings.append("--config (a smaller preset)")
+    return f"lower {', '.join(settings)}" if settings else "use a smaller model or free some memory"
 
 
 def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; user errors become one line on stderr and exit code 2, Ctrl-C exit code 130."""
+    """Run a command; user errors become one line on stderr and exit code 2, out-of-memory one line naming
+    the settings to lower (exit 3), Ctrl-C exit code 130, SIGTERM 143."""
+    global _pending
+    _install_signal_handlers()
     try:
-        return int(fn(args) or 0)
+        try:
+            return int(fn(args) or 0)
+        finally:  # the interrupt has arrived (or was handled by fn): stop raising it again
+            _pending = None
+            if threading.current_thread() is threading.main_thread():
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    except KeyboardInterrupt as e:
+        print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except (StudioError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e, 400)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (MemoryError, RuntimeError) as e:
+        if not _out_of_memory(e):
+            raise
+        print(f"error: out of memory ({one_line(e, 120)}); {_memory_hint(args)}", file=sys.stderr)
+        return 3
 
 
 def pick_device(name: str | None = None):
@@ -27,18 +99,76 @@ def pick_device(name: str | None = None):
     import torch
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device_name(name)
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise StudioError(f"--device {name}: CUDA is not available on this machine")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise StudioError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
+def device_name(text: str) -> str:
+    """argparse type: 'cpu', 'cuda' or 'cuda:N'."""
+    if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text[:40]!r}")
+    return text
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def seed_list(text: str) -> str:
+    """argparse type: a seed list like '0,3-5', at most MAX_SEEDS seeds, each below 2**32 (kept as text)."""
+    count = 0
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(\d{1,30})(?:-(\d{1,30}))?", part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"bad seed range {part[:40]!r} (expected seeds like 0,3-5)")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi > MAX_SEED:
+            raise argparse.ArgumentTypeError(f"seeds must be at most {MAX_SEED}, got {hi}")
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"bad seed range {part!r} (the end is before the start)")
+        count += hi - lo + 1
+        if count > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS:,} seeds at a time")
+    if count == 0:
+        raise argparse.ArgumentTypeError(f"no seeds in {text[:40]!r}")
+    return text
+
+
+def grid_spec(max_cells: int = 64) -> Callable[[str], str]:
+    """argparse type: 'COLUMNSxROWS' with at most `max_cells` cells (kept as text)."""
+    def parse(text: str) -> str:
+        m = re.fullmatch(r"\s*(\d{1,4})\s*[xX]\s*(\d{1,4})\s*", text)
+        if not m or int(m[1]) < 1 or int(m[2]) < 1:
+            raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS like 2x2, got {text[:40]!r}")
+        if int(m[1]) * int(m[2]) > max_cells:
+            raise argparse.ArgumentTypeError(f"at most {max_cells} cells, got {text.strip()}")
+        return text
+    return parse
+
+
+def angle_range(lo: float, hi: float) -> Callable[[str], str]:
+    """argparse type: 'MIN,MAX' in degrees, finite, lo <= MIN <= MAX <= hi (kept as text)."""
+    def parse(text: str) -> str:
+        try:
+            a, b = (float(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected MIN,MAX in degrees, got {text[:40]!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b) and lo <= a <= b <= hi):
+            raise argparse.ArgumentTypeError(f"expected {lo:g} <= MIN <= MAX <= {hi:g}, got {text[:40]}")
+        return text
+    return parse
 
 
 def writable_dir(path: str | os.PathLike) -> Path:
-    """Create `path` if needed and check it is a writable directory, else raise a one-line error."""
+    """Create `path` if needed and check it is a writable directory, else raise a one-line error.
+
+    Also removes hidden temp files that a run killed hard (SIGKILL) left there (see core.fileio)."""
+    from core.fileio import remove_stale_temps
     d = Path(path)
     try:
         d.mkdir(parents=True, exist_ok=True)
@@ -46,6 +176,7 @@ def writable_dir(path: str | os.PathLike) -> Path:
         raise StudioError(f"cannot create output directory {d}: {e.strerror}") from None
     if not os.access(d, os.W_OK):
         raise StudioError(f"output directory {d} is not writable")
+    remove_stale_temps(d)
     return d
 
 
@@ -64,8 +195,6 @@ def int_in(lo: int, hi: int) -> Callable[[str], int]:
 
 def float_in(lo: float, hi: float, *, open_lo: bool = False) -> Callable[[str], float]:
     """argparse type: a finite float in [lo, hi] ((lo, hi] with open_lo); NaN and inf are refused."""
-    import math
-
     def parse(text: str) -> float:
         try:
             value = float(text)

@@ -17,19 +17,24 @@ EXAMPLES = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from cli.common import angle_range, float_in, int_in
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("synth", help="render a procedural posed dataset")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
-    s.add_argument("--res", type=int, default=128, help="image resolution (default 128)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--count", type=int_in(1, 1_000_000), default=2000, help="number of images (default 2000)")
+    s.add_argument("--res", type=int_in(8, 1024), default=128, help="image resolution (default 128)")
+    s.add_argument("--seed", type=int_in(0, 2 ** 32 - 1), default=0, help="random seed (default 0)")
     s.add_argument("--kinds", default="sphere,box,torus,cylinder",
                    help="primitive family, comma-separated (default: all four)")
-    s.add_argument("--max-prims", type=int, default=2, help="primitives per object, 1-3 (default 2)")
-    s.add_argument("--radius", type=float, default=1.8, help="camera distance (default 1.8)")
-    s.add_argument("--focal", type=float, default=1.8, help="normalised focal length fx/W (default 1.8)")
-    s.add_argument("--yaw-deg", type=float, default=180.0, help="yaw range +-DEG around the front (default 180)")
-    s.add_argument("--pitch-deg", default="-8,43", help="elevation range MIN,MAX in degrees (default -8,43)")
+    s.add_argument("--max-prims", type=int_in(1, 3), default=2, help="primitives per object, 1-3 (default 2)")
+    s.add_argument("--radius", type=float_in(0, 100, open_lo=True), default=1.8,
+                   help="camera distance (default 1.8)")
+    s.add_argument("--focal", type=float_in(0, 100, open_lo=True), default=1.8,
+                   help="normalised focal length fx/W (default 1.8)")
+    s.add_argument("--yaw-deg", type=float_in(0, 180), default=180.0,
+                   help="yaw range +-DEG around the front (default 180)")
+    s.add_argument("--pitch-deg", type=angle_range(-90, 90), default="-8,43",
+                   help="elevation range MIN,MAX in degrees (default -8,43)")
     c = sub.add_parser("check", help="validate a dataset")
     c.add_argument("path", help="dataset folder or zip")
     m = sub.add_parser("mirror", help="add x-flipped copies with flipped cameras")
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return _synth(args, TqdmProgress("rendering", unit="img"))
     if args.action == "check":
         from training.dataset import open_dataset
-        ds = open_dataset(args.path, progress=TqdmProgress("checking", unit="img"))
+        ds = open_dataset(args.path, progress=TqdmProgress("checking", unit="img"), decode=True)
         print(ds.info().describe())
         return 0
     from training.dataset import mirror_dataset

@@ -14,21 +14,22 @@ Files: DIR/seed0003.ply (vertex colours; world coordinates, +y up, the face look
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument
+    from cli.common import add_device_argument, float_in, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, help="seeds, e.g. 0,3-5")
+    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0,3-5")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
-    p.add_argument("--res", type=int, default=256, help="grid points per axis (default 256; 512 fits in ~3 GB)")
-    p.add_argument("--level", type=float, default=10.0,
+    p.add_argument("--res", type=int_in(8, 1024), default=256,
+                   help="grid points per axis (default 256; 512 fits in ~3 GB)")
+    p.add_argument("--level", type=float_in(-1e6, 1e6), default=10.0,
                    help="iso-level on the raw density (default 10, as the original; 2-20 are reasonable)")
     p.add_argument("--format", choices=("ply", "obj", "glb"), default="ply", help="mesh file format (default ply)")
     p.add_argument("--color", choices=("decoder", "views", "none"), default="decoder",
                    help="vertex colours: decoder rgb at the vertices (default, fast), views = projected "
                         "super-resolved renderings (sharper, one render per view), none")
-    p.add_argument("--views", type=int, default=7, help="cameras for --color views (1-9, default 7)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
-    p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
-    p.add_argument("--fov", type=float, help="conditioning/view camera FOV in degrees "
+    p.add_argument("--views", type=int_in(1, 9), default=7, help="cameras for --color views (1-9, default 7)")
+    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
+    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="conditioning/view camera FOV in degrees "
                    "(default: the checkpoint's; 18.837 for EG3D's)")
     p.add_argument("--crop-border", action=argparse.BooleanOptionalAction, default=True,
                    help="cut a border of 30/256 of the box on every side, like the original (default on)")

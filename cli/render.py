@@ -15,22 +15,23 @@ Files: DIR/seed0003_yaw+20_pitch-10_image.png and DIR/grid_image.png (rows = see
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument
+    from cli.common import add_device_argument, float_in, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, help="seeds, e.g. 0-7")
+    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0-7")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
-    p.add_argument("--yaw", type=float, default=0.0, help="camera yaw offset in degrees (default 0)")
-    p.add_argument("--pitch", type=float, default=0.0, help="camera pitch offset in degrees, > 0 = lower")
-    p.add_argument("--views", type=int, default=1,
+    p.add_argument("--yaw", type=float_in(-360, 360), default=0.0, help="camera yaw offset in degrees (default 0)")
+    p.add_argument("--pitch", type=float_in(-90, 90), default=0.0, help="camera pitch offset in degrees, > 0 = lower")
+    p.add_argument("--views", type=int_in(1, 360), default=1,
                    help="N cameras: a yaw sweep of --yaw +- --yaw-range (default 1 = just --yaw)")
-    p.add_argument("--yaw-range", type=float, default=23.0, help="half-width of the sweep in degrees (23)")
-    p.add_argument("--fov", type=float, help="field of view in degrees "
+    p.add_argument("--yaw-range", type=float_in(0, 180), default=23.0, help="half-width of the sweep in degrees (23)")
+    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="field of view in degrees "
                    "(default: the checkpoint's; 18.837 for EG3D's)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
-    p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
+    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
     p.add_argument("--mode", default="image",
                    help="comma-separated: image (super-resolved), image_raw, image_depth (default image)")
-    p.add_argument("--res", type=int, default=None, help="neural rendering resolution (default: the model's)")
+    p.add_argument("--res", type=int_in(16, 1024), default=None,
+                   help="neural rendering resolution (default: the model's)")
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="also write one contact sheet per mode (default on)")
     p.add_argument("--depth-colormap", action="store_true", help="colour depth images (default grey)")

@@ -28,23 +28,24 @@ def path_argument(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument
+    from cli.common import add_device_argument, float_in, grid_spec, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, help="seeds, e.g. 0-3")
+    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0-3")
     p.add_argument("--out", required=True, metavar="MP4", help="output video file (.mp4)")
     p.add_argument("--path", type=path_argument, default="orbit", metavar="{orbit,360,interp,FILE.json}",
                    help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop) or a "
                         "keyframed camera path file")
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
-    p.add_argument("--grid", help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
-    p.add_argument("--frames", type=int, default=240, help="frames in the video (default 240)")
-    p.add_argument("--fps", type=float, default=30, help="frames per second (default 30)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
-    p.add_argument("--cutoff", type=int, default=None, help="truncate only the first N ws (default: all)")
-    p.add_argument("--res", type=int, default=None,
+    p.add_argument("--grid", type=grid_spec(64),
+                   help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
+    p.add_argument("--frames", type=int_in(1, 100_000), default=240, help="frames in the video (default 240)")
+    p.add_argument("--fps", type=float_in(0, 240, open_lo=True), default=30, help="frames per second (default 30)")
+    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
+    p.add_argument("--res", type=int_in(16, 1024), default=None,
                    help="neural rendering resolution (default: the model's, e.g. 128)")
-    p.add_argument("--fov", type=float, help="camera FOV in degrees "
+    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="camera FOV in degrees "
                    "(default: the checkpoint's; 18.837 for EG3D's)")
     add_device_argument(p)
 

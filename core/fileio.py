@@ -1,17 +1,28 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written output file."""
+"""Atomic file writes: a reader (or a crash) never sees a half-written output file.
+
+The temporary file is hidden beside its target (`.NAME.PID-XXXX.tmp.EXT`) and removed on any exception,
+KeyboardInterrupt included (the CLI turns SIGTERM into one, see cli/common.py). A hard kill can still
+leave one behind; `remove_stale_temps` clears them on the next run.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _file_mode() -> int:
+    """0666 less the umask, read once at import: os.umask is process-wide, so reading it again later
+    (set, then restore) would race with other threads creating files."""
+    mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 @contextlib.contextmanager
@@ -21,15 +32,51 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     Keeps the file extension so that writers choosing a format by suffix (trimesh, imageio) still work.
     """
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.{os.getpid()}-", suffix=f".tmp{final.suffix}")
+    try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the file normal permissions
+    finally:
+        os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # the data must be on disk before the rename makes it visible
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> int:
+    """Remove the temporaries that atomic_path left in `directory` when a run was killed hard (SIGKILL).
+
+    Temp names carry the writer's process id; only files of processes that no longer exist are removed,
+    so a concurrent writer's live temp file is kept. Returns how many were removed.
+    """
+    removed = 0
+    try:
+        candidates = list(Path(directory).glob(".*.tmp*"))
+    except OSError:
+        return 0
+    for p in candidates:
+        m = _TEMP_NAME.match(p.name)
+        if not m or int(m[1]) == os.getpid() or _process_alive(int(m[1])):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed += 1
+    return removed
+
+
+_TEMP_NAME = re.compile(r"^\..*\.(\d{1,10})-[A-Za-z0-9_]+\.tmp(\.[^.]*)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True

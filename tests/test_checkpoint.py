@@ -3,18 +3,30 @@ our own format round-trips atomically."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
+import subprocess
 import sys
 import types
+import warnings
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from core.checkpoint import (FORMAT, load_checkpoint, load_generator, read_network_pickle, resolve_checkpoint,
-                             save_checkpoint)
+from core.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_generator,
+    read_network_pickle,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from core.errors import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_original_pickle_reads_all_networks(snapshot_pkl):
@@ -136,6 +148,7 @@ def test_checkpoint_with_missing_keys(tmp_path, small_G):
     save_checkpoint(path, small_G)
     data = torch.load(path, weights_only=True)
     del data["G_ema"]["decoder.net.0.weight"]
+    del data["digest"]  # as a file written before digests existed (else the digest check fires first)
     torch.save(data, path)
     with pytest.raises(CheckpointError, match="missing weights.*decoder.net.0.weight"):
         load_generator(path)
@@ -217,3 +230,225 @@ def test_trained_checkpoints_keep_dataset_label_std_first(tmp_path, small_G, fix
     keys = list(G.state_dict())
     assert keys[0] == "dataset_label_std" and keys[1:] == list(sd)
     assert torch.equal(G.dataset_label_std, label_std)
+
+
+# ---- hostile files (issue 13): one test per finding -------------------------------------------------------
+def _numpy_scalar_exploit() -> bytes:
+    """145 bytes that crashed the earlier loader (SIGSEGV): numpy dtype 'V8' rebuilt by BUILD with one object
+    field and its flags cleared, so `hasobject` is false, then a scalar of it whose .item() dereferences a
+    pointer taken from the file."""
+    P = pickle
+
+    def s(text: str) -> bytes:
+        return P.SHORT_BINUNICODE + bytes([len(text)]) + text.encode()
+
+    def dtype(name: str) -> bytes:
+        return s("numpy") + s("dtype") + P.STACK_GLOBAL + s(name) + P.NEWFALSE + P.NEWTRUE + P.TUPLE3 + P.REDUCE
+    fields = P.MARK + s("f0") + dtype("O8") + P.BININT1 + b"\x00" + P.TUPLE2 + P.DICT
+    state = (P.MARK + P.BININT1 + b"\x03" + s("|") + P.NONE + s("f0") + P.TUPLE1 + fields
+             + P.BININT1 + b"\x08" + P.BININT1 + b"\x01" + P.BININT1 + b"\x00" + P.TUPLE)
+    return (P.PROTO + b"\x04" + P.EMPTY_DICT + s("training_set_kwargs")
+            + s("numpy.core.multiarray") + s("scalar") + P.STACK_GLOBAL + dtype("V8") + state + P.BUILD
+            + P.SHORT_BINBYTES + b"\x08" + (0x4141414141414141).to_bytes(8, "little") + P.TUPLE2 + P.REDUCE
+            + P.SETITEM + P.STOP)
+
+
+def _run_info(path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "info", str(path)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, check=False)
+
+
+def test_numpy_dtype_exploit_is_one_line_error_not_a_crash(tmp_path):
+    path = tmp_path / "crash.pkl"
+    path.write_bytes(_numpy_scalar_exploit())
+    r = _run_info(path)
+    assert r.returncode == 2, (r.returncode, r.stderr)  # a signal would be negative
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "numpy dtype" in r.stderr
+
+
+def test_numpy_gains_still_read_as_plain_numbers(tmp_path):
+    """What the original really stores (np.float64 gains) still loads, as a plain float."""
+    import numpy as np
+    path = tmp_path / "gain.pkl"
+    path.write_bytes(pickle.dumps({"training_set_kwargs": {"gain": np.float64(0.125), "n": np.int64(-3)}}))
+    with pytest.raises(CheckpointError, match="no G_ema"):
+        read_network_pickle(path)
+    from core.safe_unpickle import PICKLE_GLOBALS, SafeUnpickler
+    value = SafeUnpickler(io.BytesIO(path.read_bytes()), PICKLE_GLOBALS).load()["training_set_kwargs"]
+    assert value == {"gain": 0.125, "n": -3} and type(value["gain"]) is float
+
+
+def test_stride_zero_tensor_in_pickle_is_refused_before_materialising(tmp_path):
+    path = tmp_path / "amplify.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": torch.zeros(1).expand(1_000_000_000)}))
+    assert path.stat().st_size < 2000
+    with pytest.raises(CheckpointError, match=r"view of a storage of 1 elements"):
+        read_network_pickle(path)
+
+
+def test_stride_zero_label_std_in_ckpt_is_refused_before_materialising(tmp_path, small_G):
+    path = tmp_path / "amplify.ckpt"
+    save_checkpoint(path, small_G)
+    data = torch.load(path, weights_only=True)
+    data["G_ema"]["dataset_label_std"] = torch.zeros(1).expand(1_000_000_000)
+    del data["digest"]
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=r"view of a storage of 1 elements"):
+        load_generator(path)
+
+
+def _persistent_pickle(monkeypatch, tmp_path, state: dict, name: str = "G.pkl"):
+    """A snapshot pickle whose G_ema is a persistent TriPlaneGenerator with the given state."""
+    fake = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        raise AssertionError("never called while dumping")
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    fake._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
+        m.setitem(sys.modules, "torch_utils.persistence", fake)
+
+        class Persistent:
+            def __reduce__(self):
+                return (_reconstruct_persistent_obj, ({"type": "class", "version": 6, "module_src": "",
+                                                       "class_name": "TriPlaneGenerator", "state": state},))
+        path = tmp_path / name
+        path.write_bytes(pickle.dumps({"G_ema": Persistent()}))
+    return path
+
+
+def test_cyclic_kwargs_are_a_checkpoint_error(tmp_path, monkeypatch):
+    cycle: list = []
+    cycle.append(cycle)
+    path = _persistent_pickle(monkeypatch, tmp_path, {"_init_kwargs": {"z_dim": cycle}, "_modules": {}})
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_generator(path)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"w_dim": -1}, r"w_dim = -1 \(expected an integer in 1..4096\)"),
+    ({"img_resolution": 2 ** 40}, "img_resolution"),
+    ({"channel_base": 0}, "channel_base"),
+    ({"z_dim": 1.5}, "z_dim"),
+    ({"rendering_kwargs": {"box_warp": float("nan")}}, "box_warp"),
+    ({"mapping_kwargs": {"num_layers": 10 ** 6}}, "num_layers"),
+    ({"rendering_kwargs": {"superresolution_module": "os.system"}}, "superresolution"),
+])
+def test_bad_constructor_kwargs_are_refused_before_building(fixture_dir, bad, match):
+    from core.checkpoint import build_generator
+    kwargs = {k: v for k, v in json.loads((fixture_dir / "config.json").read_text())["G_kwargs"].items()}
+    kwargs.update(bad)
+    with pytest.raises(CheckpointError, match=match):
+        build_generator(kwargs, {}, source="bad")
+
+
+def test_fifty_thousand_key_dict_fails_fast(tmp_path):
+    path = tmp_path / "keys.pkl"
+    t = torch.zeros(1)  # pickled once, then referenced from the memo
+    path.write_bytes(pickle.dumps({"G_ema": {f"k{i}": t for i in range(50_000)}}))
+    with pytest.raises(CheckpointError, match="more than 10,000 items"):
+        read_network_pickle(path)
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.pkl"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_generator(fifo)
+    from core.checkpoint import read_network_pickle as read
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read(fifo)
+
+
+def test_digest_detects_changed_weights_and_old_files_still_load(tmp_path, small_G):
+    path = tmp_path / "model.ckpt"
+    save_checkpoint(path, small_G)
+    data = torch.load(path, weights_only=True)
+    assert data["digest"].startswith("sha256:")
+    data["G_ema"]["decoder.net.0.weight"][0, 0] += 1e-3  # a valid zip (good CRCs) with one changed weight
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="do not match the digest"):
+        load_generator(path)
+    del data["digest"]  # files written before digests existed load without the check
+    torch.save(data, path)
+    assert torch.equal(load_generator(path).state_dict()["decoder.net.0.weight"], data["G_ema"]["decoder.net.0.weight"])
+
+
+def test_flipped_byte_in_ckpt_weights_is_detected(tmp_path, small_G):
+    path = tmp_path / "model.ckpt"
+    save_checkpoint(path, small_G)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x10  # somewhere in the weight records
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError):
+        load_generator(path)
+
+
+def test_nan_weights_are_reported(tmp_path, small_G):
+    path = tmp_path / "nan.pkl"
+    state = {k: v.clone() for k, v in small_G.state_dict().items()}
+    state["decoder.net.0.weight"][1, 2] = float("nan")
+    from core.checkpoint import build_generator
+    with pytest.raises(CheckpointError, match="decoder.net.0.weight contains NaN"):
+        build_generator(small_G.init_kwargs, state, source=str(path))
+
+
+def test_torch_error_text_becomes_one_line():
+    from core.errors import one_line
+    e = RuntimeError("shape mismatch\nException raised from foo at /pytorch/c10/x.cpp:12\nframe #0: bar")
+    assert one_line(e) == "shape mismatch"
+    assert one_line(ValueError()) == "ValueError"
+
+
+def test_views_repeated_over_one_storage_cannot_inflate_memory(tmp_path, small_G):
+    """Each view fits its storage, but 500 full views of one storage would be 500 copies once loaded."""
+    big = torch.zeros(100_000)
+    from core.safe_unpickle import check_amplification
+    with pytest.raises(CheckpointError, match="claim"):
+        check_amplification([big[:] for _ in range(500)])
+    ckpt = tmp_path / "views.ckpt"
+    save_checkpoint(ckpt, small_G)
+    data = torch.load(ckpt, weights_only=True)
+    data["training"] = {"views": [big[:] for _ in range(500)]}
+    del data["digest"]
+    torch.save(data, ckpt)
+    with pytest.raises(CheckpointError, match="claim"):
+        load_checkpoint(ckpt)
+
+
+_SHARED = list(range(10_000))
+with warnings.catch_warnings():  # TypedStorage is deprecated, but it is what EG3D's pickles hold
+    warnings.simplefilter("ignore", UserWarning)
+    _BLOB = torch.arange(1000, dtype=torch.float32).storage().__reduce__()[1][0]  # a legacy storage blob
+
+
+class _SetOfShared:
+    def __reduce__(self):
+        return (set, (_SHARED,))
+
+
+class _StorageOfShared:
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (_BLOB,))
+
+
+def test_shared_references_cannot_amplify_memory_or_time(tmp_path):
+    """A few bytes that reference one object many times: a 2**30-node DAG, one blob turned into storages
+    1,000 times, one list copied into sets 200 times."""
+    from core.safe_unpickle import PICKLE_GLOBALS, SafeUnpickler
+    dag: list = [0]
+    for _ in range(30):
+        dag = [dag, dag]
+    path = tmp_path / "dag.pkl"
+    path.write_bytes(pickle.dumps({"training_set_kwargs": dag}))
+    assert path.stat().st_size < 1000
+    with pytest.raises(CheckpointError, match="kwargs too large"):
+        read_network_pickle(path)
+    storages = SafeUnpickler(io.BytesIO(pickle.dumps([_StorageOfShared() for _ in range(1000)])),
+                              PICKLE_GLOBALS).load()
+    assert all(s is storages[0] for s in storages) and storages[0].flat[999] == 999
+    path.write_bytes(pickle.dumps({"G_ema": [_SetOfShared() for _ in range(200)]}))
+    with pytest.raises(CheckpointError, match="sets with more than"):
+        read_network_pickle(path)

@@ -172,3 +172,94 @@ def test_cli_check_reports_and_fails_cleanly(tmp_path):
     bad = _make(tmp_path / "bad", labels=[["a.png", _label()]])
     r = run("check", str(bad))
     assert r.returncode == 2 and "error: sub/b.png: image has no label" in r.stderr
+
+
+# ---- hostile datasets (issue 13) ----------------------------------------------------------------------------
+def _zip_of(folder: Path, dst: Path, extra: dict[str, bytes] | None = None, labels_extra=()) -> Path:
+    """`folder` as a zip, plus `extra` members (labelled in dataset.json when they are images)."""
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta["labels"] += [[n, _label()] for n in labels_extra]
+    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_STORED) as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and p.name != "dataset.json":
+                zf.write(p, p.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+        zf.writestr("dataset.json", json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "/tmp/abs_evil.png", "C:/evil.png", "sub/..\\..\\evil.png"])
+def test_unsafe_zip_member_names_are_refused_by_check_mirror_and_train(tmp_path, member):
+    png = (tmp_path / "p.png")
+    Image.new("RGB", (16, 16)).save(png)
+    z = _zip_of(_make(tmp_path / "ds"), tmp_path / "evil.zip", {member: png.read_bytes()}, [member])
+    with pytest.raises(DatasetError, match="unsafe member name"):
+        open_dataset(z)  # what check and train use
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(DatasetError, match="unsafe member name"):
+        mirror_dataset(z, out)
+    assert not list(tmp_path.glob("**/evil*.png")) and not Path("/tmp/abs_evil.png").exists()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height but carries a few bytes of pixel data (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side, match", [(20_000, "decompression bomb"), (5_000, "5000x5000, larger than")])
+def test_huge_png_is_refused_before_decoding(tmp_path, side, match):
+    """400 megapixels (PIL's own bomb check) and 25 megapixels (over our MAX_RESOLUTION), in a few bytes."""
+    root = _make(tmp_path / "ds")
+    (root / "sub/b.png").write_bytes(_png_header_only(side, side))
+    for decode in (False, True):
+        with pytest.raises(DatasetError, match=f"sub/b.png: .*{match}"):
+            open_dataset(root, decode=decode)
+
+
+def test_bad_crc_member_names_the_file(tmp_path):
+    z = _zip_of(_make(tmp_path / "ds"), tmp_path / "ds.zip")
+    raw = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo("sub/b.png")
+    raw[info.header_offset + 30 + len(info.filename) + 40] ^= 0xFF  # inside the stored PNG data
+    z.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match="sub/b.png: unreadable"):
+        open_dataset(z)
+
+
+def test_corrupt_image_data_fails_check_and_train_names_the_file(tmp_path):
+    root = _make(tmp_path / "ds", size=(64, 64))
+    import struct
+    import zlib
+    data = bytearray((root / "sub/b.png").read_bytes())
+    start = data.index(b"IDAT")
+    length = struct.unpack(">I", data[start - 4:start])[0]
+    data[start + 4 + 20: start + 4 + length] = bytes(length - 20)  # a broken pixel stream...
+    data[start + 4 + length: start + 8 + length] = struct.pack(">I", zlib.crc32(data[start:start + 4 + length]))
+    (root / "sub/b.png").write_bytes(bytes(data))  # ...with correct chunk CRCs: Image.verify() passes it
+    with pytest.raises(DatasetError, match="sub/b.png: unreadable image"):
+        open_dataset(root, decode=True)  # dataset check
+    ds = open_dataset(root)  # train reads headers up front and decodes while it runs
+    with pytest.raises(DatasetError, match="sub/b.png: unreadable image") as e:
+        ds.batch([0, 1])
+    assert e.traceback[-1].path.name == "dataset.py"
+
+
+def test_huge_dataset_json_is_refused_before_reading(tmp_path):
+    root = _make(tmp_path / "ds")
+    meta = (root / "dataset.json").read_text()
+    with zipfile.ZipFile(tmp_path / "big.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(root.rglob("*.png")):
+            zf.write(p, p.relative_to(root).as_posix())
+        zf.writestr("dataset.json", meta + " " * (64 << 20))
+    assert (tmp_path / "big.zip").stat().st_size < 1 << 20
+    with pytest.raises(DatasetError, match="dataset.json: .* bytes, more than"):
+        open_dataset(tmp_path / "big.zip")

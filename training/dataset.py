@@ -4,27 +4,48 @@
 cam2world matrix and normalised intrinsics (ref §4.1). `open_dataset` validates everything up front
 and raises DatasetError naming the offending file or field; `mirror_dataset` writes the x-flipped
 copy with correctly flipped cameras (ref §5.2).
+
+Datasets come from the internet: member names that would escape the dataset (`../`, absolute, drive
+letters, backslashes) are refused, sizes are bounded before anything is read or decoded (decompression
+bombs), and every read or decode error names the file.
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from core.errors import DatasetError
+from core.errors import DatasetError, one_line
 from core.fileio import atomic_path
 from core.progress import Progress
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 LABEL_DIM = 25
 CACHE_LIMIT_BYTES = 1 << 30
+MAX_RESOLUTION = 4096
+"""Largest image side (EG3D trains at 512; bigger images are refused before they are decoded)."""
+MAX_IMAGE_BYTES = 64 << 20
+"""Largest image file."""
+MAX_JSON_BYTES_PER_IMAGE = 4096
+"""dataset.json may hold this much per image (a label is about 600 bytes) plus 1 MB."""
+MAX_FILES = 10_000_000
+
+
+def _unsafe_name(name: str) -> bool:
+    """A member name that could resolve outside the dataset: absolute, a drive, '..', or odd characters."""
+    unified = name.replace("\\", "/")
+    parts = unified.split("/")
+    return (unified.startswith("/") or re.match(r"^[A-Za-z]:", unified) is not None or ".." in parts
+            or any(ord(c) < 32 for c in name))
 
 
 class _Container:
@@ -36,17 +57,40 @@ class _Container:
         if path.is_dir():
             self.names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
         elif path.is_file() and zipfile.is_zipfile(path):
-            self._zip = zipfile.ZipFile(path)
-            self.names = sorted(n for n in self._zip.namelist() if not n.endswith("/"))
+            try:
+                self._zip = zipfile.ZipFile(path)
+                infos = self._zip.infolist()
+            except (zipfile.BadZipFile, OSError, ValueError) as e:
+                raise DatasetError(f"{path}: unreadable zip archive ({e})") from None
+            if len(infos) > MAX_FILES:
+                raise DatasetError(f"{path}: more than {MAX_FILES:,} files")
+            bad = [i.filename for i in infos if _unsafe_name(i.filename)]
+            if bad:
+                raise DatasetError(f"{path}: unsafe member name {bad[0][:120]!r} (it would resolve outside the "
+                                   "dataset); refusing the archive")
+            self.names = sorted(i.filename for i in infos if not i.filename.endswith("/"))
+            self._sizes = {i.filename: i.file_size for i in infos}
         elif not path.exists():
             raise DatasetError(f"{path}: no such dataset folder or zip")
         else:
             raise DatasetError(f"{path}: not a folder or a zip archive")
 
-    def read(self, name: str) -> bytes:
+    def size(self, name: str) -> int:
         if self._zip is not None:
-            return self._zip.read(name)
-        return (self.path / name).read_bytes()
+            return self._sizes[name]
+        return (self.path / name).stat().st_size
+
+    def read(self, name: str, limit: int) -> bytes:
+        """The bytes of `name` (at most `limit`, else DatasetError); CRC and I/O errors name the file."""
+        try:
+            size = self.size(name)
+            if size > limit:
+                raise DatasetError(f"{name}: {size:,} bytes, more than the {limit:,} allowed")
+            if self._zip is not None:
+                return self._zip.read(name)
+            return (self.path / name).read_bytes()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+            raise DatasetError(f"{name}: unreadable in {self.path.name} ({e})") from None
 
 
 def _parse_labels(raw: bytes, where: str) -> dict[str, np.ndarray]:
@@ -95,13 +139,14 @@ class DatasetInfo:
 class PosedDataset:
     """Validated EG3D dataset. ds[i] -> (uint8 image [3,R,R], float32 label [25])."""
 
-    def __init__(self, path: str | Path, progress: Progress | None = None):
+    def __init__(self, path: str | Path, progress: Progress | None = None, decode: bool = False):
         self.path = Path(path)
         self._store = _Container(self.path)
         if "dataset.json" not in self._store.names:
             raise DatasetError(f"{self.path}: no dataset.json at the root")
-        labels = _parse_labels(self._store.read("dataset.json"), f"{self.path.name}/dataset.json")
         images = [n for n in self._store.names if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+        json_limit = (1 << 20) + MAX_JSON_BYTES_PER_IMAGE * len(images)
+        labels = _parse_labels(self._store.read("dataset.json", json_limit), f"{self.path.name}/dataset.json")
         if not images:
             raise DatasetError(f"{self.path}: contains no images")
         unlabelled = [n for n in images if n not in labels]
@@ -115,19 +160,23 @@ class PosedDataset:
                                f"({len(missing)} labels without images)")
         self.names = images
         self.labels = np.stack([labels[n] for n in images])
-        self.resolution = self._check_images(progress)
+        self.resolution = self._check_images(progress, decode)
         self._cache: dict[int, np.ndarray] | None = (
             {} if len(images) * 3 * self.resolution ** 2 <= CACHE_LIMIT_BYTES else None)
 
-    def _check_images(self, progress: Progress | None) -> int:
+    def _check_images(self, progress: Progress | None, decode: bool) -> int:
+        """Every image's header (size, square, one resolution); with `decode` also all of its pixels."""
         resolution = None
         for i, name in enumerate(self.names):
-            try:
-                with Image.open(io.BytesIO(self._store.read(name))) as im:
-                    im.verify()
+            if decode:
+                w, h = self._decode(name).shape[1:][::-1]
+            else:
+                with self._open_image(name) as im:
+                    try:
+                        im.verify()
+                    except Exception as e:  # noqa: BLE001  (PIL raises many types on corrupt data)
+                        raise DatasetError(f"{name}: unreadable image ({one_line(e, 160)})") from None
                     w, h = im.size
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise DatasetError(f"{name}: unreadable image ({e})") from None
             if w != h:
                 raise DatasetError(f"{name}: image is {w}x{h}, images must be square")
             if resolution is None:
@@ -142,12 +191,38 @@ class PosedDataset:
     def __len__(self) -> int:
         return len(self.names)
 
+    def _open_image(self, name: str) -> Image.Image:
+        """The image's header, checked against MAX_RESOLUTION before any pixel is decoded."""
+        data = self._store.read(name, MAX_IMAGE_BYTES)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data))
+        except Exception as e:  # noqa: BLE001  (unknown format, decompression bomb, corrupt header: many types)
+            raise DatasetError(f"{name}: unreadable image ({one_line(e, 160)})") from None
+        w, h = im.size
+        if not (0 < w <= MAX_RESOLUTION and 0 < h <= MAX_RESOLUTION):
+            im.close()
+            raise DatasetError(f"{name}: image is {w}x{h}, larger than the {MAX_RESOLUTION}x{MAX_RESOLUTION} "
+                               "allowed")
+        return im
+
+    def _decode(self, name: str) -> np.ndarray:
+        """All pixels of `name` as uint8 [3,H,W]; any decode error names the file."""
+        with self._open_image(name) as im:
+            try:
+                return np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy()
+            except Exception as e:  # noqa: BLE001  (truncated or corrupt data: OSError, SyntaxError, ...)
+                raise DatasetError(f"{name}: unreadable image data ({one_line(e, 160)})") from None
+
     def image(self, idx: int) -> np.ndarray:
         """uint8 [3,R,R]."""
         if self._cache is not None and idx in self._cache:
             return self._cache[idx]
-        with Image.open(io.BytesIO(self._store.read(self.names[idx]))) as im:
-            arr = np.asarray(im.convert("RGB")).transpose(2, 0, 1).copy()
+        arr = self._decode(self.names[idx])
+        if arr.shape[1:] != (self.resolution, self.resolution):
+            raise DatasetError(f"{self.names[idx]}: decoded to {arr.shape[2]}x{arr.shape[1]}, expected "
+                               f"{self.resolution}x{self.resolution}")
         if self._cache is not None:
             self._cache[idx] = arr
         return arr
@@ -170,9 +245,13 @@ class PosedDataset:
         return DatasetInfo(self.path, len(self), self.resolution, radius)
 
 
-def open_dataset(path: str | Path, progress: Progress | None = None) -> PosedDataset:
-    """Open and validate a dataset; raises DatasetError naming the bad file or field."""
-    return PosedDataset(path, progress=progress)
+def open_dataset(path: str | Path, progress: Progress | None = None, decode: bool = False) -> PosedDataset:
+    """Open and validate a dataset; raises DatasetError naming the bad file or field.
+
+    `decode` decodes every image now (dataset check); otherwise only headers are read and a later decode
+    error names the file when the image is first used."""
+    return PosedDataset(path, progress=progress, decode=decode)
+
 
 
 def flip_label(label: np.ndarray) -> np.ndarray:
