@@ -32,6 +32,9 @@ class TrainOptions:
     # Architecture
     cbase: int = 32768
     cmax: int = 512
+    d_cbase: int | None = None
+    """Discriminator channel base/max (None: the generator's cbase/cmax, as the original)."""
+    d_cmax: int | None = None
     map_depth: int = 2
     mbstd_group: int = 4
     sr_module: str | None = None
@@ -113,7 +116,8 @@ class TrainOptions:
     def D_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
         """DualDiscriminator constructor kwargs."""
         return dict(c_dim=c_dim, img_resolution=resolution, img_channels=3, architecture="resnet",
-                    channel_base=self.cbase, channel_max=self.cmax, num_fp16_res=self.d_num_fp16_res,
+                    channel_base=self.d_cbase or self.cbase, channel_max=self.d_cmax or self.cmax,
+                    num_fp16_res=self.d_num_fp16_res,
                     conv_clamp=256 if self.d_num_fp16_res > 0 else None, disc_c_noise=self.disc_c_noise,
                     block_kwargs={"freeze_layers": 0}, mapping_kwargs={},
                     epilogue_kwargs={"mbstd_group_size": self.mbstd_group})

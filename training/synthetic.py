@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -19,8 +20,11 @@ from PIL import Image
 from core.cameras import camera_label, intrinsics_from_focal, lookat_pose
 from core.fileio import atomic_path
 from core.progress import Progress
+from training.heads import head_sdf, random_heads
+from training.toys import random_toys
 
 KINDS = ("sphere", "box", "torus", "cylinder")
+SDF = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,11 @@ class SynthSettings:
     """Primitive family to draw from."""
     smooth: float = 0.08
     """Smooth-union blending radius."""
+    family: str = "primitives"
+    """'primitives' (random unions of the kinds above), 'toys' (training.toys) or 'heads' (training.heads);
+    toys and heads stand in a canonical frame with a clear front."""
+    yaw_std: float | None = None
+    """Normal yaw distribution with this std, truncated to yaw_range (None: uniform over yaw_range)."""
 
 
 def orbit_cameras(yaw: torch.Tensor, elevation: torch.Tensor, radius: float) -> torch.Tensor:
@@ -127,8 +136,13 @@ def scene_sdf(x: torch.Tensor, scene: dict[str, torch.Tensor], smooth: float
 
 
 def render(scene: dict[str, torch.Tensor], cam2world: torch.Tensor, focal: float, resolution: int,
-           smooth: float, steps: int = 32) -> torch.Tensor:
-    """Sphere-trace the scenes -> uint8 images [B,R,R,3] on a white background."""
+           smooth: float, steps: int = 32, sdf: SDF | None = None) -> torch.Tensor:
+    """Sphere-trace the scenes -> uint8 images [B,R,R,3] on a white background.
+
+    `sdf` maps world points [B,P,3] to (distance, colour); default: the primitives of `scene`.
+    """
+    if sdf is None:
+        sdf = lambda x: scene_sdf(x, scene, smooth)  # noqa: E731
     b, r = cam2world.shape[0], resolution
     t = (torch.arange(r) + 0.5) / r
     v, u = torch.meshgrid(t, t, indexing="ij")
@@ -141,35 +155,67 @@ def render(scene: dict[str, torch.Tensor], cam2world: torch.Tensor, focal: float
     hit_bound = disc > 0
     depth = (-bc - disc.clamp(min=0).sqrt()).clamp(min=0)
     for _ in range(steps):
-        dist, _ = scene_sdf(origin + depth[..., None] * dirs, scene, smooth)
+        dist, _ = sdf(origin + depth[..., None] * dirs)
         depth = depth + dist.clamp(min=-0.05) * 0.9
     x = origin + depth[..., None] * dirs
-    dist, colour = scene_sdf(x, scene, smooth)
+    dist, colour = sdf(x)
     hit = hit_bound & (dist.abs() < 4e-3) & (depth < 4.0)
-    normal = _normals(x, scene, smooth)
-    light = torch.nn.functional.normalize(torch.tensor([0.5, 0.8, 0.6]), dim=0)
-    diffuse = (normal @ light).clamp(min=0)
-    fill = (normal[..., 1] * 0.5 + 0.5) * 0.25
-    shaded = colour * (0.3 + 0.6 * diffuse + fill)[..., None]
+    shaded = colour * _soft_light(_normals(x, sdf))[..., None]
     img = torch.where(hit[..., None], shaded.clamp(0, 1), torch.ones_like(shaded))
     return (img * 255 + 0.5).to(torch.uint8).reshape(b, r, r, 3)
 
 
-def _normals(x: torch.Tensor, scene: dict[str, torch.Tensor], smooth: float) -> torch.Tensor:
+def _soft_light(normal: torch.Tensor) -> torch.Tensor:
+    """Fixed world-space lighting (view-independent): a key light, a sky/ground fill and ambient."""
+    light = torch.nn.functional.normalize(torch.tensor([0.5, 0.8, 0.6]), dim=0)
+    diffuse = (normal @ light).clamp(min=0)
+    fill = (normal[..., 1] * 0.5 + 0.5) * 0.25
+    return 0.3 + 0.6 * diffuse + fill
+
+
+def _normals(x: torch.Tensor, sdf: SDF) -> torch.Tensor:
     """Tetrahedral finite-difference SDF gradient, normalised."""
     e = 1e-3
     k = torch.tensor([[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], dtype=x.dtype)
-    n = sum(kk * scene_sdf(x + e * kk, scene, smooth)[0][..., None] for kk in k)
+    n = sum(kk * sdf(x + e * kk)[0][..., None] for kk in k)
     return torch.nn.functional.normalize(n, dim=-1)
 
 
 def sample_cameras(gen: torch.Generator, count: int, settings: SynthSettings) -> torch.Tensor:
-    """Uniform yaw in yaw_range and elevation in pitch_range (uniform on the sphere band) -> cam2world."""
+    """Yaw uniform in yaw_range (or truncated normal with yaw_std), elevation uniform on the sphere band
+    of pitch_range -> cam2world."""
     y0, y1 = settings.yaw_range
-    yaw = y0 + (y1 - y0) * torch.rand(count, generator=gen)
+    u = torch.rand(count, generator=gen)
+    if settings.yaw_std:
+        # Inverse CDF of the normal restricted to [y0, y1]: no pile-up at the limits, unlike clamping.
+        cdf = lambda y: 0.5 * (1 + math.erf(y / (settings.yaw_std * math.sqrt(2))))  # noqa: E731
+        a, b = cdf(y0), cdf(y1)
+        yaw = settings.yaw_std * math.sqrt(2) * torch.erfinv(2 * (a + (b - a) * u) - 1)
+    else:
+        yaw = y0 + (y1 - y0) * u
     s0, s1 = math.sin(settings.pitch_range[0]), math.sin(settings.pitch_range[1])
     pitch = torch.asin(s0 + (s1 - s0) * torch.rand(count, generator=gen))
     return orbit_cameras(yaw, pitch, settings.radius)
+
+
+def _objects(gens: list[torch.Generator], settings: SynthSettings) -> tuple[dict[str, torch.Tensor], SDF]:
+    """One random object per generator, batched, and the SDF that renders them."""
+    if settings.family == "heads":
+        heads = _batch([random_heads(g, 1) for g in gens])
+        return heads, lambda x: head_sdf(x, heads)
+    if settings.family == "toys":
+        scene = _batch([random_toys(g, 1) for g in gens])
+    else:
+        scene = _batch([random_scenes(g, 1, settings) for g in gens])
+    return scene, lambda x: scene_sdf(x, scene, settings.smooth)
+
+
+def _batch(objects: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate per-object dicts; 'present' (the primitive kinds in use) is shared, not batched."""
+    out = {k: torch.cat([o[k] for o in objects]) for k in objects[0] if k != "present"}
+    if "present" in objects[0]:
+        out["present"] = objects[0]["present"]
+    return out
 
 
 def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: int = 0,
@@ -186,11 +232,9 @@ def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: 
     for start in range(0, count, batch):
         n = min(batch, count - start)
         gens = [torch.Generator().manual_seed(seed * 1_000_003 + start + i) for i in range(n)]
-        scenes = [random_scenes(g, 1, settings) for g in gens]
-        scene = {k: torch.cat([s[k] for s in scenes]) for k in scenes[0] if k != "present"}
-        scene["present"] = scenes[0]["present"]
+        scene, sdf = _objects(gens, settings)
         cams = torch.cat([sample_cameras(g, 1, settings) for g in gens])
-        images = render(scene, cams, settings.focal, resolution, settings.smooth).numpy()
+        images = render(scene, cams, settings.focal, resolution, settings.smooth, sdf=sdf).numpy()
         label = camera_label(cams, intrinsics_from_focal(settings.focal))
         for i in range(n):
             idx = start + i
@@ -205,3 +249,14 @@ def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: 
     with atomic_path(out / "dataset.json") as tmp:
         tmp.write_text(json.dumps(meta))
     return out
+
+
+def write_preview(dataset: str | Path, out: str | Path, count: int = 32, cols: int = 8) -> Path:
+    """Contact sheet of the first `count` images of a dataset written by write_synthetic_dataset."""
+    import numpy as np
+
+    from core.images import contact_sheet, save_png
+    dataset = Path(dataset)
+    names = [rel for rel, _ in json.loads((dataset / "dataset.json").read_text())["labels"][:count]]
+    images = [np.asarray(Image.open(dataset / rel).convert("RGB")) for rel in names]
+    return save_png(contact_sheet(images, cols), out)
