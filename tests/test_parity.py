@@ -5,8 +5,6 @@ between fused and non-fused convolutions is 4e-5 on these images, per the fixtur
 """
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 
@@ -30,6 +28,23 @@ def pickle_G(snapshot_pkl):
 @pytest.fixture(scope="module", params=["state_dict", "pickle"])
 def G(request, small_G, pickle_G):
     return small_G if request.param == "state_dict" else pickle_G
+
+
+def depth_err(depth: torch.Tensor, ref: torch.Tensor, opacity: torch.Tensor) -> float:
+    """Depth error weighted by the ray's opacity (sum of weights).
+
+    depth = sum(w t) / sum(w) is ill-conditioned on nearly empty rays: with opacity 5e-4, plane values
+    that differ by 1e-5 between CPUs (other kernels, other summation order) move it by 5e-3. Scaled by
+    the opacity, the error is that of the well-conditioned numerator.
+    """
+    assert depth.shape == ref.shape == opacity.shape, (depth.shape, ref.shape, opacity.shape)
+    return ((depth.double() - ref.double()).abs() * opacity.double()).max().item()
+
+
+def check_images(out: dict, ref: dict, prefix: str = "") -> None:
+    for key in ("image", "image_raw"):
+        assert err(out[key], ref[prefix + key]) <= TOL, key
+    assert depth_err(out["image_depth"], ref[prefix + "image_depth"], out["image_opacity"]) <= TOL
 
 
 def seed_cases(cases):
@@ -71,8 +86,6 @@ def test_planes_checksums(G, cases):
         sums = planes.double().sum(dim=(-1, -2))
         ref = case["planes_sum_per_channel"]
         assert ((sums - ref).abs() / ref.abs().clamp(min=1.0)).max() <= 1e-4
-        # bit-identical to the original on this machine type (same kernels, same summation order)
-        assert hashlib.sha256(planes.contiguous().numpy().tobytes()).hexdigest() == case["planes_sha256"]
 
 
 def test_decoder_and_triplane_sampling(G, cases):
@@ -99,7 +112,7 @@ def test_rays_and_renderer(G, cases):
         assert err(origins, case["ray_origins"]) <= 1e-6 and err(dirs, case["ray_directions"]) <= 1e-6
         feats, depth, wsum = G.renderer(G.planes(case["ws"]), G.decoder, origins, dirs, G.options)
         assert err(feats, case["renderer_feature_samples"]) <= TOL
-        assert err(depth, case["renderer_depth_samples"]) <= TOL
+        assert depth_err(depth, case["renderer_depth_samples"], case["renderer_weights_sum"]) <= TOL
         assert err(wsum, case["renderer_weights_sum"]) <= TOL
 
 
@@ -121,17 +134,14 @@ def test_superresolution_clamp_case(G, cases):
 
 def test_full_synthesis_deterministic(G, cases):
     for case in seed_cases(cases):
-        out = G.synthesis(case["ws"], case["c"], noise_mode="const")
-        for key in ("image", "image_raw", "image_depth"):
-            assert err(out[key], case[key]) <= TOL, key
+        check_images(G.synthesis(case["ws"], case["c"], noise_mode="const"), case)
 
 
 def test_forward(G, cases):
     for case in seed_cases(cases):
         out = G(case["z"], case["c"], truncation_psi=float(case["truncation_psi"]),
                 truncation_cutoff=cutoff(case), noise_mode="const")
-        for key in ("image", "image_raw", "image_depth"):
-            assert err(out[key], case["forward_" + key]) <= TOL, key
+        check_images(out, case, "forward_")
 
 
 def test_stochastic_sampling_reproduces_original(G, cases):
@@ -140,8 +150,7 @@ def test_stochastic_sampling_reproduces_original(G, cases):
     case = seed_cases(cases)[0]
     torch.manual_seed(int(st["torch_manual_seed_before_synthesis"]))
     out = G.synthesis(case["ws"], case["c"], noise_mode="const", stochastic=True)
-    for key in ("image", "image_raw", "image_depth"):
-        assert err(out[key], st[key]) <= TOL, key
+    check_images(out, st)
     det = G.synthesis(case["ws"], case["c"], noise_mode="const")
     assert err(det["image"], st["image"]) > 1e-3  # the jitter is real
 
@@ -157,3 +166,32 @@ def test_sr_2x_standalone_with_inplace_quirk(fixture_dir):
         out = sr(rgb, x, ws, noise_mode="none")
         ref = next(v for k, v in inputs.items() if k in ("out", "image", "output"))
         assert err(out, ref) <= TOL
+
+
+def test_auto_ray_bounds_draw_jitter_in_the_originals_storage_order(cases):
+    """Ref §1.6: with ray_start/end = 'auto' the original fills its uniforms in [S,N,R,1] storage order.
+
+    Built from the reference, not the code: the jitter our renderer adds must equal
+    torch.rand(S,N,R,1).permute(1,2,0,3) * delta for the same seed, and differ from torch.rand(N,R,S,1).
+    """
+    import dataclasses
+
+    from core.config import RenderOptions
+    from core.ray_sampler import sample_rays
+    from core.renderer import ray_box_limits, stratified_depths
+    c = seed_cases(cases)[0]["c"].repeat(2, 1)  # N = 2: a batch makes the two orders differ per item too
+    origins, dirs = sample_rays(c[:, :16].view(-1, 4, 4), c[:, 16:].view(-1, 3, 3), 8)
+    opts = dataclasses.replace(RenderOptions(), ray_start="auto", ray_end="auto", depth_resolution=12,
+                               box_warp=1.0)
+    n, r, s = origins.shape[0], origins.shape[1], opts.depth_resolution
+    plain = stratified_depths(n, r, opts, origins, dirs, jitter=False)
+    torch.manual_seed(7)
+    jittered = stratified_depths(n, r, opts, origins, dirs, jitter=True)
+    start, end = ray_box_limits(origins, dirs, opts.box_warp)
+    delta = ((end - start) / (s - 1)).unsqueeze(-2)  # [N,R,1,1]
+    torch.manual_seed(7)
+    expected = torch.rand(s, n, r, 1).permute(1, 2, 0, 3) * delta
+    torch.manual_seed(7)
+    other_order = torch.rand(n, r, s, 1) * delta
+    assert err(jittered - plain, expected) <= 1e-6
+    assert err(jittered - plain, other_order) > 1e-2
