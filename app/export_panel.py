@@ -12,13 +12,14 @@ from typing import Callable
 
 from imgui_bundle import imgui
 
-from app.display import FrameDisplay, save_png
+from app.display import FrameDisplay
 from app.imgui_utils import disabled, em
 from app.jobs import Job
 from app.panel import Panel
 from app.recorder import ScreenRecorder
 from app.state import AppState
 from core.engine import RenderEngine
+from core.imaging import save_png
 
 MESH_FORMATS = ("ply", "obj", "glb")
 MESH_COLORS = ("decoder", "none")

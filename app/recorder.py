@@ -28,18 +28,17 @@ class ScreenRecorder:
         return self._writer is not None
 
     def start(self, path: str | Path, fps: int = 30) -> None:
-        import imageio.v2 as imageio
+        from core.imaging import Mp4Writer
         self.path, self.fps, self.frames, self._next = Path(path), int(fps), 0, 0.0
         self._tmp = self.path.with_name(f".{self.path.stem}.recording.mp4")
-        self._writer = imageio.get_writer(self._tmp, format="FFMPEG", fps=self.fps, codec="libx264",
-                                          quality=8, macro_block_size=16)
+        self._writer = Mp4Writer(self._tmp, fps=self.fps, bitrate=None, quality=8)
 
     def due(self) -> bool:
         """True when the next frame should be captured (keeps the video's playback speed real)."""
         return self.recording and time.monotonic() >= self._next
 
     def add(self, pixels: np.ndarray) -> None:
-        self._writer.append_data(pixels)
+        self._writer.append(pixels)
         self.frames += 1
         self._next = max(self._next + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
 

@@ -18,7 +18,7 @@ import torch
 from imgui_bundle import imgui
 
 from app.camera_panel import CameraPanel
-from app.display import Colorizer, FrameDisplay, save_png
+from app.display import Colorizer, FrameDisplay
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
@@ -35,8 +35,9 @@ from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
 from core.cameras import OrbitCamera
-from core.checkpoint import load_generator, resolve_checkpoint, sniff_format
+from core.checkpoint import load_generator, resolve_checkpoint
 from core.engine import Frame, RenderEngine, RenderRequest
+from core.imaging import save_png
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,8 @@ HISTORY = 240
 
 def describe_model(G, path: Path) -> dict[str, str]:
     """Rows for the model panel."""
-    o = G.options
-    return {"file": str(path), "format": sniff_format(path),
-            "output": f"{G.img_resolution}px", "neural res": f"{G.neural_rendering_resolution}px",
-            "superresolution": type(G.superresolution).__name__,
-            "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
-            "z / w / c dims": f"{G.z_dim} / {G.w_dim} / {G.c_dim}", "num_ws": str(G.num_ws),
-            "samples": f"{o.depth_resolution} + {o.depth_resolution_importance} per ray",
-            "ray range": f"{o.ray_start} .. {o.ray_end}, box {o.box_warp}"}
+    from core.describe import model_rows
+    return model_rows(G, path)
 
 
 class Studio:
