@@ -6,7 +6,6 @@ modules are imported only when their command runs, so `--help` and the studio st
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import os
 import sys
@@ -15,23 +14,6 @@ import sys
 # sleeping waits cost little for our large tensor ops. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-
-def _keep_freed_memory() -> None:
-    """Keep large freed blocks inside the process (glibc).
-
-    By default glibc hands every large freed block back to the OS, so each new large tensor pays page
-    faults that zero its memory again: about a quarter of the super-resolution time on CPU (measured
-    1.36 s -> 1.02 s per 512² SR pass, peak RSS +0.1 GB).
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    m_trim_threshold, m_mmap_max = -1, -4
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(m_mmap_max, 0)
-    libc.mallopt(m_trim_threshold, 1 << 30)
 
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "export", "info", "bench")
 
@@ -58,7 +40,6 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _keep_freed_memory()
     from cli.common import run_guarded
     if argv and argv[0] in COMMANDS:
         parser, module = _command_parser(argv[0])

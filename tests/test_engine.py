@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 
 import torch
 
@@ -79,9 +78,11 @@ class SlowEngine:
 
     def __init__(self):
         self.rendered: list[int] = []
+        self.started = threading.Event()
         self.release = threading.Event()
 
     def render(self, req):
+        self.started.set()
         self.release.wait(5)
         self.rendered.append(req.generation)
         from core.engine import Frame
@@ -93,7 +94,7 @@ def test_worker_latest_request_wins():
     worker = RenderWorker(engine)
     try:
         worker.submit(RenderRequest(generation=1))
-        time.sleep(0.1)  # generation 1 is now in flight
+        assert engine.started.wait(10)  # generation 1 is now in flight
         for g in range(2, 6):
             worker.submit(RenderRequest(generation=g))  # each replaces the previous pending one
         assert worker.busy
