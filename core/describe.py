@@ -65,8 +65,7 @@ def describe_generator(G) -> dict:
 
 def describe_checkpoint(path: str | os.PathLike) -> dict:
     """Summary of a checkpoint file or run directory (format, networks, training state, the generator)."""
-    from core.checkpoint import (load_checkpoint, load_generator, read_network_pickle, resolve_checkpoint,
-                                 sniff_format)
+    from core.checkpoint import load_checkpoint, load_generator, read_network_pickle, resolve_checkpoint, sniff_format
     from core.exchange import is_exchange_dir
     p = Path(path)
     extra: dict = {}

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.imaging import contact_sheet, depth_to_uint8, resize, save_png, to_uint8
 from core.progress import Progress

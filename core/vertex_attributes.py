@@ -112,8 +112,9 @@ def view_colors(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, num_views
     camera and is not hidden by the mesh (`_visible`). Views are averaged with weight
     cos(angle to the camera)²; vertices no view sees keep the decoder's colour.
     """
-    from core.cameras import OrbitCamera
     import trimesh
+
+    from core.cameras import OrbitCamera
     if not 1 <= num_views <= len(VIEW_OFFSETS):
         raise ValueError(f"number of views must be 1..{len(VIEW_OFFSETS)}, got {num_views}")
     dev = planes.device

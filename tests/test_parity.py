@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from core.checkpoint import load_generator
-from core.superresolution import sr_class
 from core.renderer import planes_table, sample_triplane, sample_triplane_reference
+from core.superresolution import sr_class
 
 TOL = 1e-4
 
