@@ -15,13 +15,15 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+PROG = "triplane-studio" if os.path.basename(sys.argv[0]) == "triplane-studio" else "main.py"
+"""How the user started us (the console script or the checkout's main.py), for usage lines."""
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "export", "info", "bench")
 
 
 def _studio_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="main.py", description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
-        epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
+        prog=PROG, description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
+        epilog="Headless commands: " + ", ".join(COMMANDS) + f" ({PROG} COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
     p.add_argument("--frames", type=int, default=60, help="frames to run before --screenshot (default 60)")
@@ -31,7 +33,7 @@ def _studio_parser() -> argparse.ArgumentParser:
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = importlib.import_module(f"cli.{name}")
-    p = argparse.ArgumentParser(prog=f"main.py {name}", description=module.HELP,
+    p = argparse.ArgumentParser(prog=f"{PROG} {name}", description=module.HELP,
                                 epilog=getattr(module, "EXAMPLES", None),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(p)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -74,9 +75,13 @@ def load_exchange_dir(path: str | os.PathLike):
     if not isinstance(meta, dict) or not isinstance(meta.get("init_kwargs"), dict):
         raise CheckpointError(f"{p / KWARGS}: expected an object with an 'init_kwargs' object")
     try:
-        state = torch.load(p / WEIGHTS, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (any unpickling failure is a bad file, said in one line)
-        raise CheckpointError(f"{p / WEIGHTS}: not a loadable state_dict ({type(e).__name__}: {e})") from None
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(p / WEIGHTS, map_location="cpu", weights_only=True)
+    except Exception as e:  # any unpickling failure is a bad file, said in one line
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""]
+        raise CheckpointError(f"{p / WEIGHTS}: not a plain state_dict that torch.load(weights_only=True) accepts "
+                              f"({type(e).__name__}: {detail[0][:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{p / WEIGHTS}: expected a dict of tensors (a state_dict)")
     if "dataset_label_std" in meta:

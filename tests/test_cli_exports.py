@@ -183,3 +183,35 @@ def test_info_prints_constructor_kwargs_and_flags_extensions():
     text = r.stdout
     assert "constructor_kwargs:" in text and "channel_base" in text and "sr_kwargs" in text
     assert "project_extensions:" in text and "plane_resolution" in text and re.search(r"original_can_load +False", text)
+
+
+class _Pwn:
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo pwned > /tmp/triplane_export_pwned",))
+
+
+@pytest.mark.parametrize("weights,kwargs,needle", [
+    (None, "{not json", "init_kwargs.json"),
+    (None, '{"init_kwargs": 3}', "init_kwargs"),
+    (b"garbage", '{"init_kwargs": {}}', "G_ema.pt"),
+    ("pwn", '{"init_kwargs": {}}', "G_ema.pt"),
+    ({"w": [1, 2]}, '{"init_kwargs": {}}', "dict of tensors"),
+])
+def test_hostile_or_broken_export_dir_is_one_line(tmp_path, weights, kwargs, needle):
+    import pickle
+
+    import torch
+    d = tmp_path / "exp"
+    d.mkdir()
+    (d / "init_kwargs.json").write_text(kwargs)
+    if weights is None:
+        torch.save({"x": torch.zeros(1)}, d / "G_ema.pt")
+    elif weights == "pwn":
+        (d / "G_ema.pt").write_bytes(pickle.dumps(_Pwn()))
+    elif isinstance(weights, bytes):
+        (d / "G_ema.pt").write_bytes(weights)
+    else:
+        torch.save(weights, d / "G_ema.pt")
+    assert needle in _one_error_line(_main("info", d))
+    assert not Path("/tmp/triplane_export_pwned").exists()
