@@ -16,14 +16,13 @@ import os
 import statistics
 import time
 
-import torch
-
-from core import memory
-from core.bench import ffhq_generator
-from core.cameras import frontal_label
-
 
 def main() -> None:
+    from core import memory  # noqa: I001  (first: `import core` sets the OpenMP wait policy before torch loads it)
+    import torch
+    from core.bench import ffhq_generator
+    from core.cameras import frontal_label
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
