@@ -17,6 +17,7 @@ from core.renderer import PLANE_AXES
 CROP_FRACTION = 30 / 256
 """Border cut on every face of the grid, as a fraction of its points (the original's 30 voxels at 256)."""
 
+
 class GridDensity:
     """Raw sigma at integer grid points (i, j, k) -> world (x, y, z) = -box/2 + (i, j, k) * box/(N-1).
 

@@ -22,13 +22,13 @@ def test_engine_matches_generator_and_caches(small_G, cases):
     latent = Latent(seed=0, psi=float(case["truncation_psi"]), cutoff=int(case["truncation_cutoff"]))
     # the engine's conditioning camera is the original tools' frontal camera
     assert torch.equal(engine.conditioning_label(latent), case["c_cond"])
-    assert torch.equal(engine.ws(latent), case["ws"])
+    assert (engine.ws(latent) - case["ws"]).abs().max() <= 1e-5  # round-off differs between CPUs
 
     req = RenderRequest(latent=latent, camera=tuple(case["c"][0].tolist()))
     first = engine.render(req)
     assert first.error is None and first.cache == {"ws": True, "planes": False}
     assert (first.image - case["image"][0]).abs().max() <= 1e-4
-    assert torch.equal(first.depth, case["image_depth"][0])
+    assert ((first.depth - case["image_depth"][0]).abs() * first.opacity).max() <= 1e-4  # see test_parity
     second = engine.render(RenderRequest(latent=latent, camera=label(0.3)))  # camera-only change
     assert second.cache == {"ws": True, "planes": True}
     assert not torch.equal(second.image, first.image)
