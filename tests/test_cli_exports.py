@@ -113,7 +113,7 @@ def test_missing_network_is_one_line(tmp_path):
     _one_error_line(_main("mesh", tmp_path / "nope.pkl", "--seeds", "0", "--out", tmp_path / "m"))
 
 
-@pytest.mark.parametrize("command", ["mesh", "video", "render"])
+@pytest.mark.parametrize("command", ["mesh", "video", "render", "export", "info"])
 def test_help_has_examples(command):
     r = _main(command, "--help")
     assert r.returncode == 0 and "examples:" in r.stdout and f"python main.py {command}" in r.stdout
