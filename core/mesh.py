@@ -115,7 +115,7 @@ def density_volume(G, planes: torch.Tensor, options: MeshOptions = MeshOptions()
 def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
                  options: MeshOptions = MeshOptions(), progress: Progress | None = None,
                  volume: np.ndarray | None = None) -> Mesh:
-    """Planes [1,3,32,H,W] of one latent -> coloured iso-surface Mesh (may have no faces).
+    """Planes [1,3,32,H,W] of one latent -> iso-surface Mesh with normals and colours (may have no faces).
 
     ws is needed for color='views'; `volume` reuses a density from `density_volume`.
     """
