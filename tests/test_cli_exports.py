@@ -213,5 +213,11 @@ def test_hostile_or_broken_export_dir_is_one_line(tmp_path, weights, kwargs, nee
         (d / "G_ema.pt").write_bytes(weights)
     else:
         torch.save(weights, d / "G_ema.pt")
-    assert needle in _one_error_line(_main("info", d))
+    from core.checkpoint import load_generator
+    from core.errors import CheckpointError
+    with pytest.raises(CheckpointError) as e:
+        load_generator(d)
+    assert needle in str(e.value) and "\n" not in str(e.value)
     assert not Path("/tmp/triplane_export_pwned").exists()
+    if weights == "pwn":  # end to end once: the command prints that one line and exits 2
+        assert needle in _one_error_line(_main("info", d))
