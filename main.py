@@ -6,7 +6,6 @@ modules are imported only when their command runs, so `--help` and the studio st
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib
 import os
 import sys
@@ -16,24 +15,9 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _keep_freed_memory() -> None:
-    """Keep large freed blocks inside the process (glibc).
-
-    By default glibc hands every large freed block back to the OS, so each new large tensor pays page
-    faults that zero its memory again: about a quarter of the super-resolution time on CPU (measured
-    1.36 s -> 1.02 s per 512² SR pass, peak RSS +0.1 GB).
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    m_trim_threshold, m_mmap_max = -1, -4
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(m_mmap_max, 0)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
+PROG = "triplane-studio" if os.path.basename(sys.argv[0]) == "triplane-studio" else "main.py"
+"""How the user started us (the console script or the checkout's main.py), for usage lines."""
+COMMANDS = ("train", "dataset", "render", "video", "mesh", "export", "info", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +31,8 @@ class _Parser(argparse.ArgumentParser):
 def _studio_parser() -> argparse.ArgumentParser:
     from cli.common import device_name, float_in, int_in
     p = _Parser(
-        prog="main.py", description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
-        epilog="Headless commands: " + ", ".join(COMMANDS) + " (python main.py COMMAND --help).")
+        prog=PROG, description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
+        epilog="Headless commands: " + ", ".join(COMMANDS) + f" ({PROG} COMMAND --help).")
     p.add_argument("checkpoint", nargs="?", help="network pickle, .ckpt or training run dir (default: assets/)")
     p.add_argument("--screenshot", metavar="PNG", help="render the studio for --frames frames, save the window, exit")
     p.add_argument("--viewport", metavar="PNG", help="like --screenshot, but save only the viewport's pixels as "
@@ -70,7 +54,7 @@ def _studio_parser() -> argparse.ArgumentParser:
 
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module = importlib.import_module(f"cli.{name}")
-    p = _Parser(prog=f"main.py {name}", description=module.HELP, epilog=getattr(module, "EXAMPLES", None),
+    p = _Parser(prog=f"{PROG} {name}", description=module.HELP, epilog=getattr(module, "EXAMPLES", None),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(p)
     return p, module
@@ -78,7 +62,6 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    _keep_freed_memory()
     from cli.common import run_guarded
     if argv and argv[0] in COMMANDS:
         parser, module = _command_parser(argv[0])

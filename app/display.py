@@ -5,15 +5,12 @@ the chosen view (SR image, raw image, depth or opacity colormap, raw|SR split) i
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from app.gl import Program, Quad, RenderTarget, Texture
 from app.interop import TextureUploader
 from app.state import ViewState
 from core.engine import Frame
-from core.fileio import atomic_path
 
 
 class Colorizer:
@@ -151,11 +148,3 @@ class FrameDisplay:
         if self._offscreen is None:
             self._offscreen = RenderTarget()
         return self.draw(view, (side, side), self._offscreen).read()
-
-
-
-def save_png(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """[H, W, 3] uint8 -> PNG, written atomically."""
-    from PIL import Image
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")

@@ -43,13 +43,12 @@ class ScreenRecorder:
         return self._thread is not None
 
     def start(self, path: str | Path, fps: int = 30) -> None:
-        import imageio.v2 as imageio
+        from core.imaging import Mp4Writer
         self.path, self.fps, self.frames, self.dropped, self._next = Path(path), int(fps), 0, 0, 0.0
         if self.path.suffix.lower() != ".mp4":
             raise ValueError(f"recording file {self.path} must end in .mp4")
         self._tmp = self.path.with_name(f".{self.path.stem}.recording.mp4")
-        writer = imageio.get_writer(self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=8,
-                                    macro_block_size=16)
+        writer = Mp4Writer(self._tmp, fps=self.fps, bitrate=None, quality=8)
         self._queue, self._error = queue.Queue(QUEUE_FRAMES), None
         self._thread = threading.Thread(target=self._encode, args=(writer, self._queue), name="recorder",
                                         daemon=True)
@@ -58,7 +57,7 @@ class ScreenRecorder:
     def _encode(self, writer, frames: queue.Queue) -> None:
         try:
             while (pixels := frames.get()) is not None:
-                writer.append_data(pixels)
+                writer.append(pixels)
         except Exception as e:  # reported by stop(); the queue is drained so the UI never blocks
             self._error = e
             while frames.get() is not None:

@@ -20,25 +20,14 @@ from app.jobs import Job
 from app.settings import Settings
 from app.state import AppState, StartView, next_request, render_ladder, request_key
 from core.cameras import OrbitCamera
-from core.checkpoint import load_generator, resolve_checkpoint, sniff_format
+from core.checkpoint import load_generator, resolve_checkpoint
+from core.describe import model_rows
 from core.engine import Frame, RenderEngine, RenderRequest
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)
 HISTORY = 240
 TRAINING_POLL_S = 1.0
-
-
-def describe_model(G, path: Path) -> dict[str, str]:
-    """Rows for the model panel."""
-    o = G.options
-    return {"file": str(path), "format": sniff_format(path),
-            "output": f"{G.img_resolution}px", "neural res": f"{G.neural_rendering_resolution}px",
-            "superresolution": type(G.superresolution).__name__,
-            "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
-            "z / w / c dims": f"{G.z_dim} / {G.w_dim} / {G.c_dim}", "num_ws": str(G.num_ws),
-            "samples": f"{o.depth_resolution} + {o.depth_resolution_importance} per ray",
-            "ray range": f"{o.ray_start} .. {o.ray_end}, box {o.box_warp}"}
 
 
 def trainer_reason(log_tail: str, code: int) -> str:
@@ -139,7 +128,7 @@ class Session:
         if self.worker is None:
             self.worker = RenderWorker(engine)
         previous_num_ws = m.num_ws
-        m.path, m.info = str(path), describe_model(G, path)
+        m.path, m.info = str(path), model_rows(G, path)
         m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
         m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
         m.image_resolution = int(G.img_resolution)

@@ -19,7 +19,7 @@ from imgui_bundle import imgui
 
 from app.actions import SaveFramePNG, SaveWindowPNG
 from app.camera_panel import CameraPanel
-from app.display import Colorizer, FrameDisplay, save_png
+from app.display import Colorizer, FrameDisplay
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
@@ -40,6 +40,7 @@ from app.viewport import Viewport
 from app.window import Window
 from core.engine import Frame, RenderEngine
 from core.errors import StudioError
+from core.imaging import save_png
 from core.worker import RenderWorker
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,10 @@ EXAMPLES = """examples:
   python main.py mesh ffhq512-128.pkl --seeds 7 --res 512 --format glb --color views --out meshes
   python main.py mesh run/network-snapshot-000400.pkl --seeds 0 --level 5 --volume npy --out shapes
 
-Files: DIR/seed0003.ply (vertex colours; world coordinates, +y up, the face looks along +z) and with
---volume DIR/seed0003.npy / .mrc (raw density [x,y,z] over the box, level 10 is the surface)."""
+Files: DIR/seed0003.ply (vertex colours and normals; world coordinates, +y up, the face looks along +z;
+--up z for Z-up tools such as Blender's PLY/OBJ import: then the face looks along -y) and with
+--volume DIR/seed0003.npy / .mrc (raw density [x,y,z] over the box, level 10 is the surface).
+GLB colours are stored linear, as glTF defines them; GLB is always +y up (importers convert it)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", choices=("decoder", "views", "none"), default="decoder",
                    help="vertex colours: decoder rgb at the vertices (default, fast), views = projected "
                         "super-resolved renderings (sharper, one render per view), none")
+    p.add_argument("--up", choices=("y", "z"), default="y",
+                   help="up axis of the written mesh: y (default, the model's world) or z (Blender, "
+                        "3D printing); glb files are always y up")
     p.add_argument("--views", type=int_in(1, 9), default=7, help="cameras for --color views (1-9, default 7)")
     p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
@@ -54,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if not 8 <= args.res <= 1024:
         raise ValueError(f"--res must be between 8 and 1024, got {args.res}")
+    if args.format == "glb" and args.up != "y":
+        raise ValueError("--up z: GLB files are +y up by the glTF spec (Blender's glTF import turns them "
+                         "upright itself); use --format ply or obj for a z-up file")
     out = writable_dir(args.out)
     options = MeshOptions(resolution=args.res, level=args.level, crop_border=args.crop_border,
                           color=args.color, num_views=args.views, fov_deg=args.fov)
@@ -78,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: seed {seed}: no surface at level {args.level:g}; try a lower --level",
                   file=sys.stderr)
             continue
-        path = write_mesh(mesh, out / f"seed{seed:04d}.{args.format}", args.format)
+        path = write_mesh(mesh, out / f"seed{seed:04d}.{args.format}", args.format, up=args.up)
         written += 1
         print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
     if written == 0:

@@ -82,15 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _grid(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--grid: expected WxH such as 8x4, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise ValueError("--grid: both sizes must be at least 1")
-    return w, h
+    from core.imaging import parse_grid
+    return None if text is None else parse_grid(text)
 
 
 def _run_dataset(run_dir: Path, snapshots: list[Path]) -> str:

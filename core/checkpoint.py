@@ -237,8 +237,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 # ---- loading a generator from either ------------------------------------------------------------------
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A file, or a training run directory (-> its newest snapshot by name)."""
+    """A file, or a training run directory (-> its newest snapshot by name); a G_ema.pt + init_kwargs.json
+    directory is returned as is."""
+    from core.exchange import is_exchange_dir
     p = Path(path)
+    if is_exchange_dir(p):
+        return p
     if p.is_dir():
         snaps = sorted(f for f in p.iterdir() if f.suffix in CHECKPOINT_SUFFIXES and f.name.startswith(
             ("network-snapshot", "snapshot")))
@@ -399,7 +403,12 @@ def build_generator(kwargs: dict, state_dict: dict[str, torch.Tensor], rendering
 
 
 def load_generator(path: str | os.PathLike, device: torch.device | str | None = None) -> TriPlaneGenerator:
-    """The EMA generator in eval mode from an original network pickle, our .ckpt, or a run directory."""
+    """The EMA generator in eval mode from an original network pickle, our .ckpt, a run directory, or a
+    G_ema.pt + init_kwargs.json directory (core.exchange)."""
+    from core.exchange import is_exchange_dir, load_exchange_dir
+    if is_exchange_dir(path):
+        G = load_exchange_dir(path)
+        return G.to(device) if device is not None else G
     path = resolve_checkpoint(path)
     if sniff_format(path) == "pickle":
         g = read_network_pickle(path)["G_ema"]

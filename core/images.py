@@ -1,29 +1,24 @@
-"""Still images of a generator: seed -> ws, render modes -> uint8 frames, colour maps, contact sheets, PNGs.
+"""Still images of a generator: seed -> ws, render modes -> uint8 frames, per-view PNGs and contact sheets.
 
-Frames are numpy uint8 [H,W,3] (HWC, what PIL, imageio and GL uploads take). Images come out of the
-generator in [-1,1] and are converted as the original tools do: clamp(x * 127.5 + 128).
+Frames are numpy uint8 [H,W,3]; conversion, grids and files are in `core.imaging`.
 """
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from core.fileio import atomic_path
+from core.imaging import contact_sheet, depth_to_uint8, resize, save_png, to_uint8
 from core.progress import Progress
 
 Mode = Literal["image", "image_raw", "image_depth"]
 MODES: tuple[str, ...] = ("image", "image_raw", "image_depth")
-
-# Anchor colours of the depth colour map (near -> far: warm -> cool), linearly interpolated.
-_DEPTH_ANCHORS = np.array([[252, 255, 164], [249, 142, 9], [188, 55, 84], [87, 16, 110], [0, 0, 4]],
-                          dtype=np.float32)
 
 
 def parse_modes(text: str | Sequence[str]) -> list[str]:
@@ -33,83 +28,6 @@ def parse_modes(text: str | Sequence[str]) -> list[str]:
     if bad or not names:
         raise ValueError(f"unknown render mode {', '.join(bad) or repr(text)} (choose from {', '.join(MODES)})")
     return list(dict.fromkeys(names))
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """Image [3,H,W] or [1,3,H,W] in [-1,1] -> uint8 [H,W,3] (the original's clamp(x * 127.5 + 128))."""
-    if image.ndim == 4:
-        image = image[0]
-    x = (image.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(1, 2, 0).cpu().numpy()
-
-
-def depth_to_uint8(depth: torch.Tensor, colormap: bool = False) -> np.ndarray:
-    """Depth [1,H,W] or [1,1,H,W] -> uint8 [H,W,3], min-max normalised per image, near = bright.
-
-    Grey as in the original video tool, or with `colormap` a warm-to-cool ramp (near = light yellow).
-    """
-    d = depth.detach().float().reshape(depth.shape[-2], depth.shape[-1]).cpu().numpy()
-    lo, hi = float(d.min()), float(d.max())
-    t = (hi - d) / (hi - lo) if hi > lo else np.ones_like(d)  # 1 = nearest
-    if not colormap:
-        g = (t * 255 + 0.5).astype(np.uint8)
-        return np.repeat(g[:, :, None], 3, axis=2)
-    pos = (1 - t) * (len(_DEPTH_ANCHORS) - 1)
-    i = np.clip(np.floor(pos).astype(int), 0, len(_DEPTH_ANCHORS) - 2)
-    f = (pos - i)[..., None]
-    rgb = _DEPTH_ANCHORS[i] * (1 - f) + _DEPTH_ANCHORS[i + 1] * f
-    return (rgb + 0.5).astype(np.uint8)
-
-
-def resize(frame: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [H,W,3] -> [size,size,3] (bilinear; a no-op when already that size)."""
-    if frame.shape[0] == size and frame.shape[1] == size:
-        return frame
-    t = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
-    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def grid(frames: Sequence[np.ndarray], cols: int, pad: int = 0, background: int = 0) -> np.ndarray:
-    """Tile equally sized uint8 [H,W,3] frames row-major into `cols` columns (missing cells = background)."""
-    if not frames:
-        raise ValueError("no frames to tile")
-    h, w = frames[0].shape[:2]
-    if any(f.shape[:2] != (h, w) for f in frames):
-        raise ValueError("all frames of a grid must have the same size")
-    cols = max(1, min(cols, len(frames)))
-    rows = math.ceil(len(frames) / cols)
-    out = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, 3), background, np.uint8)
-    for i, f in enumerate(frames):
-        r, c = divmod(i, cols)
-        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = f
-    return out
-
-
-def contact_sheet(frames: Sequence[np.ndarray], cols: int, labels: Sequence[str] | None = None,
-                  pad: int = 4) -> np.ndarray:
-    """A grid on a white background with an optional small caption under each frame."""
-    if labels is None:
-        return grid(frames, cols, pad, 255)
-    from PIL import Image, ImageDraw, ImageFont
-    font = ImageFont.load_default()
-    caption = 14
-    captioned = []
-    for f, text in zip(frames, labels):
-        img = Image.new("RGB", (f.shape[1], f.shape[0] + caption), (255, 255, 255))
-        img.paste(Image.fromarray(f), (0, 0))
-        ImageDraw.Draw(img).text((2, f.shape[0] + 1), text, fill=(0, 0, 0), font=font)
-        captioned.append(np.asarray(img))
-    return grid(captioned, cols, pad, 255)
-
-
-def save_png(frame: np.ndarray, path: str | os.PathLike) -> Path:
-    """uint8 [H,W,3] -> PNG, written atomically."""
-    from PIL import Image
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(frame).save(tmp, format="PNG")
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,14 +115,14 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
             label = frontal_label(opts, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
             frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap)[0]
             for m, frame in frames.items():
-                written.append(save_png(frame, out_dir / f"seed{seed:04d}_{view.name}_{m}.png"))
+                written.append(save_png(out_dir / f"seed{seed:04d}_{view.name}_{m}.png", frame))
                 tiles[m].append(frame)
     if sheet:
         for m, frames in tiles.items():
             size = max(f.shape[0] for f in frames)
             labels = [f"seed {s} {v.name}" for s in seeds for v in views]
-            written.append(save_png(contact_sheet([resize(f, size) for f in frames], len(views), labels),
-                                    out_dir / f"grid_{m}.png"))
+            written.append(save_png(out_dir / f"grid_{m}.png",
+                                    contact_sheet([resize(f, size) for f in frames], len(views), labels)))
     if progress is not None:
         progress.update(total, total, "done")
     return written

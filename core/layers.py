@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -78,7 +77,3 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     """x * rsqrt(mean(x^2) + eps) along `dim`."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
-
-def as_float(v) -> float:
-    """Gains read from original pickles may be numpy scalars; keep plain floats."""
-    return float(np.asarray(v))

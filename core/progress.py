@@ -48,8 +48,10 @@ class TqdmProgress(Progress):
         if self._bar is None or self._bar.total != total:
             if self._bar is not None:
                 self._bar.close()
-            self._bar = tqdm(total=total, desc=self.desc, unit=self.unit, dynamic_ncols=True)
-        self._bar.n = done
+            # Work done before the bar appears is its `initial`, so the rate counts only what it saw.
+            self._bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit, unit_scale=True,
+                             dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
         if message:
             self._bar.set_postfix_str(message, refresh=False)
         self._bar.refresh()

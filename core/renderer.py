@@ -52,7 +52,9 @@ def stratified_depths(n: int, r: int, opts: RenderOptions, origins: torch.Tensor
                       jitter: bool) -> torch.Tensor:
     """Coarse depths [N,R,S,1]: linspace(start, end, S) plus U[0,1)*delta when `jitter` (ref §1.6.1).
 
-    With jitter the uniforms come from one torch.rand_like over [N,R,S,1], as in the original.
+    With jitter the uniforms are drawn as the original draws them: one torch.rand_like over [N,R,S,1] for
+    numeric bounds, and for 'auto' bounds in [S,N,R,1] storage order (the original permutes a [S,N,R,1]
+    linspace before rand_like, which keeps its strides; ref §1.6 draw-order quirk).
     """
     s = opts.depth_resolution
     dev = origins.device
@@ -62,7 +64,8 @@ def stratified_depths(n: int, r: int, opts: RenderOptions, origins: torch.Tensor
         depths = start.unsqueeze(-2) + (end - start).unsqueeze(-2) * t
         if jitter:
             delta = (end - start).unsqueeze(-2) / (s - 1)
-            depths = depths + torch.rand_like(depths) * delta
+            u = torch.rand(s, n, r, 1, device=dev, dtype=depths.dtype).permute(1, 2, 0, 3)
+            depths = depths + u * delta
         return depths
     if opts.disparity_space_sampling:
         steps = torch.linspace(0, 1, s, device=dev).reshape(1, 1, s, 1).repeat(n, r, 1, 1)

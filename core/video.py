@@ -22,7 +22,9 @@ from core.camera_path import CameraPath
 from core.engine import Latent, RenderEngine, RenderRequest
 from core.errors import StudioError
 from core.fileio import atomic_path
-from core.images import depth_to_uint8, grid, parse_modes, render_modes, seed_ws, to_uint8
+from core.images import parse_modes, render_modes, seed_ws
+from core.imaging import Mp4Writer, depth_to_uint8, grid, grid_shape, to_uint8
+from core.imaging import parse_grid as parse_grid  # re-exported: the video command parses --grid with it
 from core.progress import Progress
 
 PathKind = Literal["orbit", "360", "interp"]
@@ -81,22 +83,6 @@ def cyclic_cubic(keys: torch.Tensor, t: float) -> torch.Tensor:
     p0, p1, p2, p3 = (keys[(i + d) % k] for d in (-1, 0, 1, 2))
     return 0.5 * ((2 * p1) + (-p0 + p2) * s + (2 * p0 - 5 * p1 + 4 * p2 - p3) * s ** 2
                   + (-p0 + 3 * p1 - 3 * p2 + p3) * s ** 3)
-
-
-def grid_shape(cells: int, requested: tuple[int, int] | None) -> tuple[int, int]:
-    """(columns, rows) for `cells` cells: the requested one, or near-square."""
-    if requested is not None:
-        return requested
-    cols = math.ceil(math.sqrt(cells))
-    return cols, math.ceil(cells / cols)
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """'3x2' -> (3 columns, 2 rows)."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"bad grid {text!r} (expected COLUMNSxROWS like 2x2)")
-    return int(parts[0]), int(parts[1])
 
 
 def _cell_keys(seeds: Sequence[int], opts: VideoOptions) -> tuple[list[list[int]], tuple[int, int]]:
@@ -159,7 +145,6 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
     Both files are written through temporary files and appear only when complete (Ctrl-C or
     Cancelled leaves nothing). Returns (video path, cameras path).
     """
-    import imageio_ffmpeg
     opts = options
     if opts.fps <= 0:
         raise ValueError(f"fps must be positive, got {opts.fps}")
@@ -175,22 +160,15 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
     if progress is not None:
         progress.update(0, opts.frames, "first frame")
     with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:
-        writer = None
+        writer = Mp4Writer(tmp_video, fps=opts.fps, bitrate=opts.bitrate)
         try:
             for f, frame in enumerate(frames):
-                if writer is None:
-                    writer = imageio_ffmpeg.write_frames(
-                        str(tmp_video), (frame.shape[1], frame.shape[0]), fps=opts.fps, codec="libx264",
-                        bitrate=opts.bitrate, pix_fmt_out="yuv420p", macro_block_size=2,
-                        ffmpeg_log_level="error")
-                    writer.send(None)
-                writer.send(np.ascontiguousarray(frame))
+                writer.append(frame)
                 if progress is not None:
                     progress.update(f + 1, opts.frames, f"frame {f + 1}/{opts.frames}")
         except BaseException:
-            if writer is not None:  # on Ctrl-C ffmpeg may be gone already: keep the original exception
-                with contextlib.suppress(Exception):
-                    writer.close()
+            with contextlib.suppress(Exception):  # on Ctrl-C ffmpeg may be gone already: keep the original
+                writer.close()
             raise
         writer.close()
         with open(tmp_cams, "wb") as fh:

@@ -6,15 +6,13 @@ is running replace each other in a one-slot mailbox, so a stale camera is never 
 from __future__ import annotations
 
 import threading
-from typing import Callable
 
 from core.engine import Frame, RenderEngine, RenderRequest
 
 
 class RenderWorker:
-    def __init__(self, engine: RenderEngine, on_frame: Callable[[Frame], None] | None = None):
+    def __init__(self, engine: RenderEngine):
         self.engine = engine
-        self.on_frame = on_frame
         self._cv = threading.Condition()
         self._pending: RenderRequest | None = None
         self._latest: Frame | None = None
@@ -66,5 +64,3 @@ class RenderWorker:
                     return
                 self._latest = frame
                 self._cv.notify_all()
-            if self.on_frame is not None:
-                self.on_frame(frame)

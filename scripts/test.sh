@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the test suite on a fresh machine (no display, no GPU needed).
-# Installs Xvfb (for the studio's real-window tests) when missing, creates .venv, installs requirements.
+# Installs Xvfb (for the studio's real-window tests) when missing, creates .venv, installs requirements,
+# runs ruff, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +15,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 
-# pytest exits 5 when it collects no tests; that is a failure here like any other non-zero code.
+# Lint first (rules in pyproject.toml): a style or unused-name error fails the run like a test.
+.venv/bin/python -m ruff check .
+
+# The tests import the checkout's code directly (pytest's pythonpath = . in pyproject.toml): no install
+# needed. pytest exits 5 when it collects no tests; that is a failure here like any other non-zero code.
 exec .venv/bin/python -m pytest "$@"

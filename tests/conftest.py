@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as main.py: no spinning t
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("TRIPLANE_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "eg3d_small"
 

@@ -9,9 +9,22 @@ import torch
 
 from core import cameras
 from core.cameras import (
-    OrbitCamera, camera_label, focal_to_fov, fov_to_intrinsics, frontal_label, gaussian_pose,
-    intrinsics_from_focal, lookat_pose, opencv_to_opengl, opengl_projection, opengl_to_opencv,
-    opengl_view_matrix, orbit_360, split_label, uniform_pose, video_orbit,
+    OrbitCamera,
+    camera_label,
+    focal_to_fov,
+    fov_to_intrinsics,
+    frontal_label,
+    gaussian_pose,
+    intrinsics_from_focal,
+    lookat_pose,
+    opencv_to_opengl,
+    opengl_projection,
+    opengl_to_opencv,
+    opengl_view_matrix,
+    orbit_360,
+    split_label,
+    uniform_pose,
+    video_orbit,
 )
 from core.config import RenderOptions
 from core.ray_sampler import sample_rays

@@ -58,20 +58,89 @@ def test_vertices_are_world_points_on_the_level_set(small_G, latent):
     assert np.median(np.abs(sigma[away] - 10.0)) < 1.0
 
 
-@pytest.mark.parametrize("fmt", M.FORMATS)
-def test_mesh_file_loads_back_with_vertex_colours(small_G, latent, tmp_path, fmt):
-    import trimesh
+def _glb_attribute(path, name: str) -> np.ndarray:
+    """Read one float32 VEC3 vertex attribute of a GLB's first primitive straight from the file."""
+    import json
+    import struct
+    data = path.read_bytes()
+    json_len = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + json_len])
+    binary = data[20 + json_len + 8:]
+    acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"][name]]
+    view = doc["bufferViews"][acc["bufferView"]]
+    assert acc["componentType"] == 5126 and acc["type"] == "VEC3" and view["target"] == 34962
+    start = view["byteOffset"] + acc.get("byteOffset", 0)
+    return np.frombuffer(binary[start:start + acc["count"] * 12], np.float32).reshape(-1, 3)
+
+
+def _file_normals(path) -> np.ndarray:
+    """Vertex normals as stored in a PLY (parsed by trimesh, which may recompute them on load) or OBJ."""
+    if path.suffix == ".ply":
+        import trimesh
+        with open(path, "rb") as f:
+            return trimesh.exchange.ply.load_ply(f)["vertex_normals"]
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    assert all(("//" in w) for line in lines if line[0] == "f" for w in line[1:])  # faces reference them
+    return np.array([[float(x) for x in line[1:4]] for line in lines if line[0] == "vn"], np.float32)
+
+
+@pytest.fixture(scope="module")
+def coloured_mesh(small_G, latent):
     ws, planes = latent
-    mesh = M.extract_mesh(small_G, planes, ws, M.MeshOptions(resolution=64))
+    return M.extract_mesh(small_G, planes, ws, M.MeshOptions(resolution=64))
+
+
+def test_normals_follow_the_density_gradient(coloured_mesh):
+    import trimesh
+    mesh = coloured_mesh
+    assert mesh.normals.shape == mesh.vertices.shape and mesh.normals.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(mesh.normals, axis=1), 1, atol=1e-5)
+    faceted = np.asarray(trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).vertex_normals)
+    agree = (mesh.normals * faceted).sum(axis=1)
+    assert np.median(agree) > 0.8 and (agree > 0).mean() > 0.9  # outward, like the triangles' normals
+    # Smoother than the triangles: neighbouring vertices' normals differ less.
+    edges = np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]]])
+    def roughness(n):
+        return np.median(1 - (n[edges[:, 0]] * n[edges[:, 1]]).sum(axis=1))
+    assert roughness(mesh.normals) < roughness(faceted)
+
+
+@pytest.mark.parametrize("fmt", M.FORMATS)
+def test_mesh_file_loads_back_with_colours_and_normals(coloured_mesh, tmp_path, fmt):
+    import trimesh
+    mesh = coloured_mesh
     assert mesh.colors.shape == (len(mesh.vertices), 3) and mesh.colors.dtype == np.uint8
     assert mesh.colors.std(axis=0).max() > 2  # colours vary over the surface
     path = M.write_mesh(mesh, tmp_path / f"seed.{fmt}")
     back = trimesh.load(path, force="mesh", process=False)
     assert len(back.vertices) == len(mesh.vertices) and len(back.faces) == len(mesh.faces)
     np.testing.assert_allclose(back.vertices, mesh.vertices, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(back.visual.vertex_colors)[:, :3], mesh.colors)
     assert back.volume > 0  # faces wind outwards
+    if fmt == "glb":  # glTF's COLOR_0 is linear: sRGB 0.5 is stored as about 0.214
+        np.testing.assert_allclose(_glb_attribute(path, "NORMAL"), mesh.normals, atol=1e-6)
+        linear = _glb_attribute(path, "COLOR_0")
+        srgb = mesh.colors / 255
+        expected = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+        np.testing.assert_allclose(linear, expected, atol=1e-6)
+        assert (linear <= mesh.colors / 255 + 1e-6).all() and (linear < mesh.colors / 255 - 0.05).any()
+    else:
+        np.testing.assert_array_equal(np.asarray(back.visual.vertex_colors)[:, :3], mesh.colors)
+        np.testing.assert_allclose(_file_normals(path), mesh.normals, atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == [f"seed.{fmt}"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("fmt", ["ply", "obj"])
+def test_up_z_turns_the_head_upright_for_z_up_tools(coloured_mesh, tmp_path, fmt):
+    import trimesh
+    mesh = coloured_mesh
+    path = M.write_mesh(mesh, tmp_path / f"z.{fmt}", up="z")
+    back = trimesh.load(path, force="mesh", process=False)
+    v = mesh.vertices
+    np.testing.assert_allclose(back.vertices, np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1), atol=1e-5)
+    np.testing.assert_allclose(_file_normals(path)[:, 2], mesh.normals[:, 1], atol=1e-6)  # old +y is +z
+    assert back.volume > 0  # a rotation, not a mirror: still outward
+    with pytest.raises(ValueError, match="glTF"):
+        M.write_mesh(mesh, tmp_path / "z.glb", up="z")
 
 
 def test_view_colours_come_from_renderings(small_G, latent):
@@ -88,10 +157,15 @@ def test_volume_round_trip_and_mrc_message(tmp_path):
     vol = np.random.RandomState(1).randn(9, 9, 9).astype(np.float32)
     np.testing.assert_array_equal(np.load(M.write_volume(vol, tmp_path / "v.npy")), vol)
     try:
-        import mrcfile  # noqa: F401
-    except ImportError:
+        import mrcfile
+    except ImportError:  # without the package: one clear message, and no file
         with pytest.raises(ValueError, match="mrcfile"):
             M.write_volume(vol, tmp_path / "v.mrc")
+        assert not (tmp_path / "v.mrc").exists()
+    else:  # with it: the volume reads back z-slowest with the voxel size set
+        with mrcfile.open(M.write_volume(vol, tmp_path / "v.mrc", box_warp=0.8)) as mrc:
+            np.testing.assert_array_equal(mrc.data, vol.transpose(2, 1, 0))
+            assert np.isclose(float(mrc.voxel_size.x), 0.8 / 8)
     with pytest.raises(ValueError, match="format"):
         M.write_volume(vol, tmp_path / "v.raw")
 

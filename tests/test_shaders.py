@@ -2,8 +2,6 @@
 and the two fragment shaders compute what they claim (read back with glReadPixels)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

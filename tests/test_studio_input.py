@@ -77,7 +77,7 @@ def expected_view(studio, camera) -> np.ndarray:
     """The engine's SR image for the studio's state with `camera` (what the viewport must show)."""
 
     from app.state import final_request
-    from core.images import to_uint8
+    from core.imaging import to_uint8
     request = dataclasses.replace(final_request(studio.state), camera=tuple(camera.label()[0].tolist()))
     frame = studio.engine.render(request)
     assert frame.error is None, frame.error
@@ -180,7 +180,7 @@ def test_clicking_a_render_mode_changes_the_picture(studio):
     assert studio.state.view.mode == "raw"
     shown = settle(studio)
     raw = studio.latest_frame.image_raw
-    from core.images import to_uint8
+    from core.imaging import to_uint8
     assert shown.shape[0] == raw.shape[-1] == 32
     assert np.abs(shown - to_uint8(raw).astype(np.int16)).max() <= 1
     studio.state.view.mode = "image"

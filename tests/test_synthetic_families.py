@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from training.heads import head_sdf, random_heads
-from training.synthetic import SynthSettings, orbit_cameras, render, scene_sdf, write_synthetic_dataset, write_preview
+from training.synthetic import SynthSettings, orbit_cameras, render, scene_sdf, write_preview, write_synthetic_dataset
 from training.toys import random_toys
 
 

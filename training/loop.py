@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from core.cameras import focal_to_fov
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
+from core.imaging import grid, save_png, to_uint8
 from core.progress import Progress
 from core.triplane import TriPlaneGenerator
 from training import distributed as dist_utils
@@ -74,15 +74,8 @@ def _make_phases(G, D, opts: TrainOptions) -> list[_Phase]:
     return phases
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _save_grid(path: Path, images: np.ndarray, gw: int, gh: int) -> None:
-    n, h, w, c = images.shape
-    grid = images[:gw * gh].reshape(gh, gw, h, w, c).transpose(0, 2, 1, 3, 4).reshape(gh * h, gw * w, c)
-    with atomic_path(path) as tmp:
-        Image.fromarray(grid).save(tmp, format="PNG")
+    save_png(path, grid(images[:gw * gh], gw))
 
 
 @torch.no_grad()
@@ -244,9 +237,9 @@ class Trainer:
             _save_grid(self.run_dir / "reals.png", reals, gw, gh)
         out = generate(self.G_ema, self.grid_z, self.grid_c, self.batch_gpu)
         stem = f"fakes{self.cur_nimg:09d}"
-        _save_grid(self.run_dir / f"{stem}.png", _to_uint8(out["image"]), gw, gh)
-        _save_grid(self.run_dir / f"{stem}_raw.png", _to_uint8(out["image_raw"]), gw, gh)
-        _save_grid(self.run_dir / f"{stem}_depth.png", _to_uint8(_depth_to_rgb(out["image_depth"])), gw, gh)
+        _save_grid(self.run_dir / f"{stem}.png", to_uint8(out["image"]), gw, gh)
+        _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
+        _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(_depth_to_rgb(out["image_depth"])), gw, gh)
 
     def _swd(self) -> dict[str, float]:
         n = min(self.opts.swd_images, len(self.ds))

@@ -255,8 +255,8 @@ def write_preview(dataset: str | Path, out: str | Path, count: int = 32, cols: i
     """Contact sheet of the first `count` images of a dataset written by write_synthetic_dataset."""
     import numpy as np
 
-    from core.images import contact_sheet, save_png
+    from core.imaging import contact_sheet, save_png
     dataset = Path(dataset)
     names = [rel for rel, _ in json.loads((dataset / "dataset.json").read_text())["labels"][:count]]
     images = [np.asarray(Image.open(dataset / rel).convert("RGB")) for rel in names]
-    return save_png(contact_sheet(images, cols), out)
+    return save_png(out, contact_sheet(images, cols))
