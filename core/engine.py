@@ -181,7 +181,8 @@ class RenderEngine:
     def planes(self, latent: Latent, noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
         """[1, 3, 32, H, W] tri-planes for a latent and backbone noise (cached)."""
         key = _planes_key(latent, noise_mode, noise_seed, "fp32")
-        return self._cached_planes(key, self.ws(latent))[0][0]
+        with self.lock:  # ws and planes from the same generator, even while set_generator swaps it
+            return self._cached_planes(key, self.ws(latent))[0][0]
 
     def _cached_planes(self, key: tuple, ws: torch.Tensor):
         """key: `_planes_key(...)`, i.e. everything besides ws that changes the backbone's output."""
