@@ -78,6 +78,23 @@ def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
         offset += n
 
 
+def average_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Average floating-point buffers over processes (the mapping network's running mean of w is
+    updated from each process's own latents; equal constants stay bit-identical)."""
+    if info.world_size == 1:
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.flatten() for b in bufs])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for b in bufs:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
 def broadcast_object(obj, info: DistInfo):
     """Rank 0's object (e.g. a checkpoint read from its own disk) on every process: resuming or
     fine-tuning needs the file on rank 0's machine only."""

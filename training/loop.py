@@ -443,6 +443,7 @@ class Trainer:
         if self.opts.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.cur_nimg * self.opts.ema_rampup)
         beta = 0.5 ** (self.opts.batch / max(ema_nimg, 1e-8))
+        dist_utils.average_buffers(self.G, self.info)
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.copy_(p.lerp(p_ema, beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
