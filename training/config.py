@@ -209,7 +209,7 @@ PRESETS: dict[str, dict] = {
                  nrr_initial=32, blur_fade_kimg=4.0, blur_init_sigma=4.0, gen_pose_cond=False,
                  swd_images=64, grid_size=(8, 4)),
     "ffhq": dict(_FFHQ),
-    "afhq": dict(_FFHQ, gamma=5.0, avg_camera_pivot=[0.0, 0.0, -0.06], gpc_reg_prob=0.8),
+    "afhq": dict(_FFHQ, gamma=5.0, avg_camera_pivot=[0.0, 0.0, -0.06], gpc_reg_prob=0.8, aug="ada"),
     "shapenet": dict(_FFHQ, gamma=0.3, depth_resolution=64, depth_resolution_importance=64, ray_start=0.1,
                      ray_end=2.6, box_warp=1.6, white_back=True, avg_camera_radius=1.7,
                      avg_camera_pivot=[0.0, 0.0, 0.0], gen_pose_cond=False),

@@ -52,8 +52,8 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, gen: torch.Generator, r
     for _ in range(repeats):
         d = torch.randn(a.shape[1], dirs, generator=gen)
         d = d / d.norm(dim=0, keepdim=True)
-        pa, _ = torch.sort(a @ d, dim=0)
-        pb, _ = torch.sort(b @ d, dim=0)
+        pa, _ = torch.sort((a @ d).T.contiguous(), dim=1)  # sorting along contiguous rows is much faster
+        pb, _ = torch.sort((b @ d).T.contiguous(), dim=1)
         results.append((pa - pb).abs().mean())
     return float(torch.stack(results).mean())
 
