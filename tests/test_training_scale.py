@@ -282,3 +282,15 @@ def test_out_of_memory_names_the_setting_to_lower(data32, tmp_path, capsys, monk
                       "--batch-gpu", "4", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--batch-gpu" in err and "now 4" in err
+
+
+def test_ada_raises_p_while_d_is_above_the_target(data32, tmp_path):
+    # r_t = E[sign(D(real))] >= -1 always exceeds a target of -1.5: p rises by batch*interval/(ada_kimg*1000) per update.
+    opts = preset("tiny", batch=2, kimg=0.004, aug="ada", ada_target=-1.5, ada_interval=1, ada_kimg=0.1, **QUIET)
+    trainer = Trainer(data32, tmp_path / "run", opts, CPU)
+    trainer.run()
+    trainer.close()
+    assert trainer.augment.p == pytest.approx(0.04)
+    ticks = [e for e in RunReader(tmp_path / "run").metrics() if e["event"] == "tick"]
+    assert [round(e["augment_p"], 6) for e in ticks] == [0.02, 0.04]
+    assert load_checkpoint(list_snapshots(tmp_path / "run")[-1])["training"]["augment_p"] == pytest.approx(0.04)

@@ -3,7 +3,8 @@
 Each preset runs in its own process (so peak RSS is its own) on a small synthetic dataset at the
 preset's resolution (512² for ffhq/afhq, 128² for shapenet and tiny): the first step runs all four
 phases (Gmain, Greg, Dmain, Dreg), later steps only the lazy-regularisation-free ones, as in training.
-Prints one JSON line per preset: seconds per step, images/s, peak RSS (and peak GPU memory on CUDA).
+Prints one JSON line per preset: wall and CPU seconds per step (CPU time, summed over threads, is
+less sensitive to other jobs on a shared machine), images/s, peak RSS (and peak GPU memory on CUDA).
 """
 from __future__ import annotations
 
@@ -36,18 +37,20 @@ def bench_one(preset_name: str, batch: int, batch_gpu: int, steps: int, device: 
                                        settings=SynthSettings(kinds=("box",), max_prims=1))
         opts = preset(preset_name, batch=batch, batch_gpu=batch_gpu, kimg=1, swd_images=0, grid_size=(1, 1))
         trainer = Trainer(data, Path(tmp) / "run", opts, dev)
-        times = []
+        times, cpu = [], []
         autocast = precision == "bf16"
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                 stats = trainer._step()
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         trainer.close()
     out = {"preset": preset_name, "resolution": res, "batch": batch, "batch_gpu": batch_gpu, "device": device,
            "precision": precision, "step_s": [round(t, 2) for t in times],
+           "step_cpu_s": [round(t, 2) for t in cpu],
            "images_per_s_after_first": round(batch * (steps - 1) / sum(times[1:]), 3) if steps > 1 else None,
            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
            "losses_finite": all(v == v and abs(v) != float("inf") for v in stats.values()),

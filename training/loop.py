@@ -427,7 +427,7 @@ class Trainer:
         self.cur_nimg += self.opts.batch
         self.batch_idx += 1
         if self.opts.aug == "ada" and self.batch_idx % self.opts.ada_interval == 0:
-            signs = dist_utils.all_reduce_sum(self.loss.real_signs.to(self.device), self.info).cpu()
+            signs = dist_utils.all_reduce_sum(self.loss.real_signs.clone().to(self.device), self.info).cpu()
             self.loss.real_signs.zero_()
             if signs[1] > 0:
                 self.augment.p = adjust_p(self.augment.p, float(signs[0] / signs[1]), self.opts.ada_target,
