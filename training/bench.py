@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -53,7 +54,7 @@ def bench_one(preset_name: str, batch: int, batch_gpu: int, steps: int, device: 
            "step_cpu_s": [round(t, 2) for t in cpu],
            "images_per_s_after_first": round(batch * (steps - 1) / sum(times[1:]), 3) if steps > 1 else None,
            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
-           "losses_finite": all(v == v and abs(v) != float("inf") for v in stats.values()),
+           "losses_finite": all(math.isfinite(v) for v in stats.values()),
            "threads": torch.get_num_threads()}
     if dev.type == "cuda":
         out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2)

@@ -140,7 +140,7 @@ def fine_tune_options(opts: TrainOptions) -> TrainOptions:
     """The original's semantics when training starts from a network file: the image counter starts
     at 0, no EMA ramp-up, faster ADA adaptation, and (unless resume_blur) no blur and no
     pose-conditioning fade, so a trained model is not set back by schedules meant for a fresh one."""
-    changes = dict(ema_rampup=None, ada_kimg=100.0)
+    changes = {"ema_rampup": None, "ada_kimg": 100.0}
     if not opts.resume_blur:
         changes.update(blur_init_sigma=0.0, gpc_reg_fade_kimg=0.0)
     return dataclasses.replace(opts, **changes)
@@ -354,8 +354,11 @@ class Trainer:
             out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
             fake_acc.add(out["image"].float().clamp(-1, 1))
         descs = [acc.descriptors() for acc in (real_acc, fake_acc)]
-        if world > 1:
-            descs = [{res: dist_utils.gather_rows(d[res], share, self.info) for res in sorted(d)} for d in descs]
+        if world > 1:  # every level on every rank, even one that got no images (fewer images than ranks)
+            levels = [self.ds.resolution >> k for k in range(12) if self.ds.resolution >> k >= 16]
+            empty = torch.empty(0, 3 * 7 * 7, device=self.device)
+            descs = [{res: dist_utils.gather_rows(d.get(res, empty), share, self.info) for res in levels}
+                     for d in descs]
         return swd_from(*descs) if self.info.is_main else None
 
     def _snapshot(self, metrics: dict[str, float]) -> None:
