@@ -110,9 +110,27 @@ class SuperresolutionHybridDeepfp32(_Superresolution):
         super().__init__(channels, img_resolution, sr_num_fp16_res, False, (128, 64), **kw)
 
 
+class SuperresolutionNone(nn.Module):
+    """Our extension for image sizes without an original module: the neural rendering, resized
+    (bilinear, antialiased) to the image resolution when it differs; no weights."""
+
+    def __init__(self, channels: int, img_resolution: int, sr_num_fp16_res: int = 0, sr_antialias: bool = True,
+                 **_ignored):
+        super().__init__()
+        self.img_resolution, self.sr_antialias = img_resolution, sr_antialias
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: str = "none",
+                return_raw: bool = False, **_ignored):
+        img = rgb
+        if rgb.shape[-1] != self.img_resolution:
+            img = F.interpolate(rgb, size=(self.img_resolution, self.img_resolution), mode="bilinear",
+                                align_corners=False, antialias=self.sr_antialias)
+        return (img, None) if return_raw else img
+
+
 SR_CLASSES = {cls.__name__: cls for cls in (SuperresolutionHybrid8XDC, SuperresolutionHybrid8X,
                                             SuperresolutionHybrid4X, SuperresolutionHybrid2X,
-                                            SuperresolutionHybridDeepfp32)}
+                                            SuperresolutionHybridDeepfp32, SuperresolutionNone)}
 
 
 def sr_class(name: str) -> type[_Superresolution]:

@@ -11,6 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SR_BY_RESOLUTION = {512: "SuperresolutionHybrid8XDC", 256: "SuperresolutionHybrid4X", 128: "SuperresolutionHybrid2X"}
+SR_NONE = "SuperresolutionNone"
+"""Our extension for resolutions without an original module: the neural rendering resized to the image size."""
+MIN_RESOLUTION = 32
+AUG_MODES = ("noaug", "ada", "fixed")
+
+
+def default_sr_module(resolution: int) -> str:
+    """The original's choice by resolution (train.py); no superresolution for other sizes."""
+    return SR_BY_RESOLUTION.get(resolution, SR_NONE)
 
 
 @dataclass
@@ -19,6 +28,8 @@ class TrainOptions:
     config: str = "tiny"
     batch: int = 8
     """Total batch over all processes."""
+    batch_gpu: int | None = None
+    """Batch per process and forward pass (default batch/processes); gradients accumulate up to `batch`."""
     gamma: float = 0.3
     """R1 weight."""
     glr: float = 0.0025
@@ -76,15 +87,23 @@ class TrainOptions:
     ema_kimg: float | None = None
     """Default batch*10/32."""
     ema_rampup: float | None = 0.05
+    mirror: bool = False
+    """Image-only x-flip of real images with probability 1/2 (the original's --mirror; cameras unchanged)."""
+    # Augmentation (StyleGAN2-ADA): 'ada' adapts p towards the target sign(D(real)) mean; 'fixed' keeps aug_p.
+    aug: str = "noaug"
+    aug_p: float = 0.2
+    ada_target: float = 0.6
+    ada_kimg: float = 500.0
+    ada_interval: int = 4
+    # Fine-tuning (--init): the original's resume semantics for a network file unless resume_blur.
+    init: str | None = None
+    resume_blur: bool = False
     # Monitoring
     swd_images: int = 256
     grid_size: tuple[int, int] = (8, 4)
 
     def rendering_kwargs(self, resolution: int) -> dict:
-        sr = self.sr_module or SR_BY_RESOLUTION.get(resolution)
-        if sr is None:
-            raise ValueError(f"no default superresolution module for {resolution}x{resolution} images; "
-                             f"choose one of {', '.join(SR_BY_RESOLUTION.values())}")
+        sr = self.sr_module or default_sr_module(resolution)
         return {
             "image_resolution": resolution, "disparity_space_sampling": False, "clamp_mode": "softplus",
             "superresolution_module": f"training.superresolution.{sr.rsplit('.', 1)[-1]}",
@@ -99,6 +118,43 @@ class TrainOptions:
             "white_back": self.white_back, "avg_camera_radius": self.avg_camera_radius,
             "avg_camera_pivot": list(self.avg_camera_pivot),
         }
+
+    def per_process_batch(self, world_size: int) -> tuple[int, int]:
+        """(batch per forward pass, accumulation rounds) for `world_size` processes."""
+        if self.batch % world_size:
+            raise ValueError(f"--batch {self.batch} must be divisible by the number of processes ({world_size})")
+        batch_gpu = self.batch_gpu or self.batch // world_size
+        if (self.batch // world_size) % batch_gpu:
+            raise ValueError(f"--batch-gpu {batch_gpu} must divide the batch per process "
+                             f"({self.batch} / {world_size} processes = {self.batch // world_size})")
+        if batch_gpu % min(self.mbstd_group, batch_gpu):
+            raise ValueError(f"--batch-gpu {batch_gpu} must be a multiple of --mbstd-group {self.mbstd_group}")
+        return batch_gpu, self.batch // world_size // batch_gpu
+
+    def check(self, resolution: int, world_size: int = 1) -> None:
+        """Refuse combinations that cannot train, naming the flag to change (before any work starts)."""
+        if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
+            raise ValueError(f"the dataset's images are {resolution}x{resolution}; training needs a power of two "
+                             f"from {MIN_RESOLUTION} up (resize the dataset)")
+        self.per_process_batch(world_size)
+        sr = (self.sr_module or default_sr_module(resolution)).rsplit(".", 1)[-1]
+        from core.superresolution import SR_CLASSES
+        if sr not in SR_CLASSES:
+            raise ValueError(f"--sr-module {sr}: unknown; choose one of {', '.join(SR_CLASSES)}")
+        cls = SR_CLASSES[sr]
+        if sr != SR_NONE:
+            out = cls.input_resolution * (2 if cls.block0_upsamples else 1) * 2
+            if out != resolution:
+                raise ValueError(f"--sr-module {sr} makes {out}x{out} images but the dataset's are "
+                                 f"{resolution}x{resolution}; use --sr-module {default_sr_module(resolution)}")
+        for flag, nrr in (("--neural_rendering_resolution_initial", self.nrr_initial),
+                          ("--neural_rendering_resolution_final", self.nrr_final)):
+            if nrr is not None and nrr > resolution:
+                raise ValueError(f"{flag} {nrr} is larger than the {resolution}x{resolution} images")
+        if self.aug not in AUG_MODES:
+            raise ValueError(f"--aug {self.aug}: choose one of {', '.join(AUG_MODES)}")
+        if self.density_reg > 0 and self.reg_type != "l1":
+            raise ValueError(f"--reg_type {self.reg_type}: only 'l1' is supported")
 
     def G_kwargs(self, resolution: int, c_dim: int = 25) -> dict:
         """TriPlaneGenerator constructor kwargs (the original's layout; extensions only when used)."""
@@ -157,7 +213,7 @@ PRESETS: dict[str, dict] = {
                  nrr_initial=32, blur_fade_kimg=4.0, blur_init_sigma=4.0, gen_pose_cond=False,
                  swd_images=64, grid_size=(8, 4)),
     "ffhq": dict(_FFHQ),
-    "afhq": dict(_FFHQ, gamma=5.0, avg_camera_pivot=[0.0, 0.0, -0.06], gpc_reg_prob=0.8),
+    "afhq": dict(_FFHQ, gamma=5.0, avg_camera_pivot=[0.0, 0.0, -0.06], gpc_reg_prob=0.8, aug="ada"),
     "shapenet": dict(_FFHQ, gamma=0.3, depth_resolution=64, depth_resolution_importance=64, ray_start=0.1,
                      ray_end=2.6, box_warp=1.6, white_back=True, avg_camera_radius=1.7,
                      avg_camera_pivot=[0.0, 0.0, 0.0], gen_pose_cond=False),

@@ -54,7 +54,15 @@ def broadcast_module(module: nn.Module, info: DistInfo) -> None:
 
 
 def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
-    """Average gradients over processes and replace non-finite values (NaN -> 0, +-inf -> +-1e5)."""
+    """Average gradients over processes and replace non-finite values (NaN -> 0, +-inf -> +-1e5).
+
+    A parameter the phase did not use keeps grad None, so Adam leaves it and its moments alone; the set
+    of used parameters is the union over processes, so every process steps the same parameters.
+    """
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=info.device)
+    if info.world_size > 1:
+        dist.all_reduce(used)
+    params = [p for p, u in zip(params, used.tolist()) if u > 0]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     if not grads:
         return
@@ -68,6 +76,47 @@ def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
         n = g.numel()
         p.grad = flat[offset:offset + n].view_as(p)
         offset += n
+
+
+def average_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Average floating-point buffers over processes (the mapping network's running mean of w is
+    updated from each process's own latents; equal constants stay bit-identical)."""
+    if info.world_size == 1:
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.flatten() for b in bufs])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for b in bufs:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's object (e.g. a checkpoint read from its own disk) on every process: resuming or
+    fine-tuning needs the file on rank 0's machine only."""
+    if info.world_size == 1:
+        return obj
+    holder = [obj if info.is_main else None]
+    dist.broadcast_object_list(holder, src=0, device=info.device if info.device.type == "cuda" else None)
+    return holder[0]
+
+
+def gather_rows(rows: torch.Tensor, capacity: int, info: DistInfo) -> torch.Tensor:
+    """Concatenate every process's rows [n_i, D] (n_i <= capacity) on every process."""
+    if info.world_size == 1:
+        return rows
+    padded = torch.zeros(capacity, rows.shape[1], device=rows.device, dtype=rows.dtype)
+    padded[:len(rows)] = rows
+    count = torch.tensor([len(rows)], device=rows.device)
+    counts = [torch.zeros_like(count) for _ in range(info.world_size)]
+    parts = [torch.zeros_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(counts, count)
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:int(c)] for part, c in zip(parts, counts)])
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -7,7 +7,8 @@ Run directory layout (read by training/runner.py and the studio):
   fakes<nimg:09d>.png, ..._raw.png, ..._depth.png   G_ema at fixed latents and cameras
   network-snapshot-<nimg:09d>.ckpt                  core.checkpoint format with G, D, optimizer, RNG
 Every file is written atomically, so a run killed at any moment leaves no partial file, and
-`--resume` continues from the newest snapshot (at most one snapshot interval is lost).
+`--resume` continues from the newest snapshot that loads (at most one snapshot interval is lost).
+TensorBoard event files are written beside metrics.jsonl when tensorboard is installed.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import json
 import math
 import resource
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,18 +27,25 @@ import numpy as np
 import torch
 
 from core.cameras import focal_to_fov
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import (
+    build_generator,
+    load_checkpoint,
+    read_network_pickle,
+    save_checkpoint,
+    sniff_format,
+)
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
 from core.imaging import grid, save_png, to_uint8
 from core.progress import Progress
 from core.triplane import TriPlaneGenerator
 from training import distributed as dist_utils
+from training.augment import AugmentPipe, adjust_p
 from training.config import TrainOptions
 from training.dataset import PosedDataset, open_dataset
 from training.discriminator import DualDiscriminator
 from training.loss import EG3DLoss, schedule
-from training.metrics import swd
+from training.metrics import SWDAccumulator, swd_from
 
 OPTIONS_FILE = "training_options.json"
 METRICS_FILE = "metrics.jsonl"
@@ -96,6 +105,40 @@ def _depth_to_rgb(depth: torch.Tensor) -> torch.Tensor:
     return (d * 2 - 1).repeat(1, 3, 1, 1)
 
 
+def _without_label_std(state_dict: dict) -> dict:
+    return {k: v for k, v in state_dict.items() if k != "dataset_label_std"}
+
+
+def read_network(path: str | Path) -> dict:
+    """A network file for --init (original pickle or our checkpoint) -> G_kwargs, rendering_kwargs,
+    G, G_ema, and D_kwargs/D (None when the file has no discriminator)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudioError(f"--init {path}: no such file")
+    if sniff_format(path) == "pickle":
+        d = read_network_pickle(path)
+        ema = d["G_ema"]
+        if ema["class_name"] != "TriPlaneGenerator":
+            raise CheckpointError(f"--init {path}: G_ema is a {ema['class_name']}, not an EG3D TriPlaneGenerator")
+        D = d.get("D")
+        return {"G_kwargs": ema["init_kwargs"], "rendering_kwargs": ema["rendering_kwargs"],
+                "G_ema": ema["state_dict"], "G": d.get("G", ema)["state_dict"],
+                "D_kwargs": D["init_kwargs"] if D else None, "D": D["state_dict"] if D else None}
+    c = load_checkpoint(path)
+    return {"G_kwargs": c["G_kwargs"], "rendering_kwargs": c.get("rendering_kwargs"), "G_ema": c["G_ema"],
+            "G": c.get("G", c["G_ema"]), "D_kwargs": c.get("D_kwargs"), "D": c.get("D")}
+
+
+def fine_tune_options(opts: TrainOptions) -> TrainOptions:
+    """The original's semantics when training starts from a network file: the image counter starts
+    at 0, no EMA ramp-up, faster ADA adaptation, and (unless resume_blur) no blur and no
+    pose-conditioning fade, so a trained model is not set back by schedules meant for a fresh one."""
+    changes = {"ema_rampup": None, "ada_kimg": 100.0}
+    if not opts.resume_blur:
+        changes.update(blur_init_sigma=0.0, gpc_reg_fade_kimg=0.0)
+    return dataclasses.replace(opts, **changes)
+
+
 class Trainer:
     """One training run in one process (several processes under torchrun)."""
 
@@ -103,38 +146,65 @@ class Trainer:
                  resume: bool = False, progress: Progress | None = None):
         self.info = dist_utils.init_distributed(device)
         self.device = self.info.device
-        self.run_dir, self.opts, self.progress = Path(run_dir), opts, progress
+        self.run_dir, self.progress = Path(run_dir), progress
         self.data_path = str(data)
-        if opts.batch % self.info.world_size:
-            raise ValueError(f"--batch {opts.batch} must be divisible by the number of processes "
-                             f"({self.info.world_size})")
-        self.batch_gpu = opts.batch // self.info.world_size
-        group = min(opts.mbstd_group, self.batch_gpu)
-        if self.batch_gpu % group:
-            raise ValueError(f"batch per process {self.batch_gpu} must be a multiple of the mbstd group {group}")
+        opts = dist_utils.broadcast_object(opts, self.info)  # every process trains with rank 0's options
         seed = opts.seed * self.info.world_size + self.info.rank
         torch.manual_seed(seed)
         self.data_gen = torch.Generator().manual_seed(seed)
         self.ds: PosedDataset = open_dataset(data)
         res = self.ds.resolution
-        resume_from = self._resume_checkpoint() if resume else None
-        # A resumed run rebuilds its networks from the snapshot's own constructor kwargs.
-        G_kwargs = resume_from["G_kwargs"] if resume_from else opts.G_kwargs(res)
-        if not resume_from:  # the viewer's and tools' default camera FOV: the dataset's mean focal length
+        # Rank 0 reads the snapshot or network file and sends it to the others (no shared disk needed).
+        resume_from = dist_utils.broadcast_object(
+            self._resume_checkpoint() if resume and self.info.is_main else None, self.info) if resume else None
+        init_from = None
+        if resume_from is None and opts.init:
+            init_from = dist_utils.broadcast_object(read_network(opts.init) if self.info.is_main else None,
+                                                    self.info)
+            opts = fine_tune_options(opts)
+        self.opts = opts
+        opts.check(res, self.info.world_size)
+        self.batch_gpu, self.rounds = opts.per_process_batch(self.info.world_size)
+        source = resume_from or init_from
+        if source is not None:  # the networks' constructor kwargs come from the file
+            G_kwargs = copy.deepcopy(source["G_kwargs"])
+            D_kwargs = copy.deepcopy(source["D_kwargs"]) if source.get("D_kwargs") else opts.D_kwargs(res)
+        else:
+            G_kwargs, D_kwargs = opts.G_kwargs(res), opts.D_kwargs(res)
+            # the viewer's and tools' default camera FOV: the dataset's mean focal length
             G_kwargs["rendering_kwargs"]["avg_camera_fov"] = focal_to_fov(float(self.ds.labels[:, 16].mean()))
-        D_kwargs = resume_from["D_kwargs"] if resume_from else opts.D_kwargs(res)
-        self.G = TriPlaneGenerator(**G_kwargs).train().requires_grad_(False).to(self.device)
+        if G_kwargs["img_resolution"] != res:
+            flag = "--init" if init_from is not None else "--resume"
+            raise StudioError(f"the dataset's images are {res}x{res} but the generator of {flag} makes "
+                              f"{G_kwargs['img_resolution']}x{G_kwargs['img_resolution']} images")
+        if init_from is not None:
+            rk = G_kwargs.setdefault("rendering_kwargs", {})
+            rk.update(init_from.get("rendering_kwargs") or {})
+            rk["c_gen_conditioning_zero"] = not opts.gen_pose_cond  # training choices, not architecture
+            rk["gpc_reg_prob"] = opts.gpc_reg_prob if opts.gen_pose_cond else None
+            rk.setdefault("avg_camera_fov", focal_to_fov(float(self.ds.labels[:, 16].mean())))
+        self.G = self._build_G(G_kwargs, source["G"] if source else None).train().requires_grad_(False)
         self.G.neural_rendering_resolution = opts.nrr_initial
-        self.D = DualDiscriminator(**D_kwargs).train().requires_grad_(False).to(self.device)
-        if self.G.img_resolution != res:
-            raise StudioError(f"the dataset's images are {res}x{res} but the generator makes "
-                              f"{self.G.img_resolution}x{self.G.img_resolution} images")
+        self.D = DualDiscriminator(**D_kwargs).train().requires_grad_(False)
+        if source is not None and source.get("D") is not None:
+            try:
+                self.D.load_state_dict(source["D"])
+            except RuntimeError as e:
+                raise StudioError(f"the file's discriminator weights do not match its D kwargs "
+                                  f"({str(e).splitlines()[0][:200]})") from None
+        self.G, self.D = self.G.to(self.device), self.D.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
+        if source is not None:
+            self.G_ema.load_state_dict(_without_label_std(source["G_ema"]))
         self.phases = _make_phases(self.G, self.D, opts)
-        self.loss = EG3DLoss(self.G, self.D, opts)
+        self.augment = AugmentPipe(opts.aug_p if opts.aug == "fixed" else 0.0) if opts.aug != "noaug" else None
+        self.loss = EG3DLoss(self.G, self.D, opts, augment=self.augment)
         self.cur_nimg, self.batch_idx, self.train_time = 0, 0, 0.0
         if self.info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StudioError(f"cannot create run directory {self.run_dir}: {e.strerror}") from None
             for stale in self.run_dir.glob(".*.tmp*"):  # temp files of writes cut short by a kill
                 stale.unlink(missing_ok=True)
         if resume_from:
@@ -154,7 +224,16 @@ class Trainer:
         self.grid_z = torch.randn(gw * gh, self.G.z_dim, generator=g)
         self.grid_c = torch.from_numpy(self.ds.labels[self.grid_idx.numpy()])
         self._stats: dict[str, list[float]] = {}
+        self._last: dict[str, float] = {}
         self._stop_requested = False
+        self._tb = _tensorboard(self.run_dir) if self.info.is_main else None
+
+    @staticmethod
+    def _build_G(kwargs: dict, state_dict: dict | None) -> TriPlaneGenerator:
+        if state_dict is None:
+            return TriPlaneGenerator(**kwargs)
+        return build_generator(kwargs, _without_label_std(state_dict), kwargs.get("rendering_kwargs"),
+                               source="the network file")
 
     def request_stop(self, *_args) -> None:
         """Finish the current step, write a snapshot and return (SIGINT/SIGTERM do this; a second
@@ -171,14 +250,22 @@ class Trainer:
 
     # ---- resume -----------------------------------------------------------------------------------
     def _resume_checkpoint(self) -> dict | None:
-        """The newest complete snapshot with training state (None for a run without snapshots)."""
+        """The newest snapshot that loads with training state (None for a run without snapshots).
+
+        A damaged newest snapshot (a full disk, a copy cut short) is skipped with a warning.
+        """
         snaps = list_snapshots(self.run_dir)
+        skipped = []
         for path in reversed(snaps):
             try:
                 data = load_checkpoint(path)
-            except CheckpointError:
+            except CheckpointError as e:
+                skipped.append(f"{path.name} ({str(e).split(' (', 1)[-1].rstrip(')')[:120]})")
                 continue
             if {"training", "G", "D", "D_kwargs"} <= set(data):
+                if skipped:
+                    print(f"warning: skipped unreadable snapshot(s) {', '.join(skipped)}; resuming from "
+                          f"{path.name}", file=sys.stderr, flush=True)
                 return data
         if snaps:
             raise StudioError(f"{self.run_dir}: no snapshot with training state to resume from")
@@ -186,9 +273,6 @@ class Trainer:
 
     def _restore(self, data: dict) -> None:
         t = data["training"]
-        self.G.load_state_dict(data["G"])
-        self.D.load_state_dict(data["D"])
-        self.G_ema.load_state_dict(data["G_ema"])
         self.G.neural_rendering_resolution = self.G_ema.neural_rendering_resolution = int(
             data["neural_rendering_resolution"])
         phases_by_module = {}
@@ -198,6 +282,8 @@ class Trainer:
         phases_by_module["D"].load_state_dict(t["D_opt"])
         self.cur_nimg, self.batch_idx = int(t["cur_nimg"]), int(t["batch_idx"])
         self.train_time = float(t["training_time_s"])
+        if self.augment is not None and "augment_p" in t:
+            self.augment.p = float(t["augment_p"])
         if self.info.world_size == 1:
             torch.set_rng_state(t["rng"]["torch"])
             self.data_gen.set_state(t["rng"]["data"])
@@ -241,19 +327,35 @@ class Trainer:
         _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
         _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(_depth_to_rgb(out["image_depth"])), gw, gh)
 
-    def _swd(self) -> dict[str, float]:
+    @torch.no_grad()
+    def _swd(self, budget: int = 1 << 15) -> dict[str, float]:
+        """SWD between swd_images reals and G_ema images; every process takes its share of images in
+        batches on its device, rank 0 combines the fixed-size descriptor sets (None on other ranks)."""
         n = min(self.opts.swd_images, len(self.ds))
         g = torch.Generator().manual_seed(7)
         idx = torch.randperm(len(self.ds), generator=g)[:n]
-        real = self.ds.batch(idx)[0].float() / 127.5 - 1
         z = torch.randn(n, self.G.z_dim, generator=g)
         c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
-        fake = generate(self.G_ema, z, c, self.batch_gpu)["image"].clamp(-1, 1)
-        return swd(real, fake)
+        world, rank = self.info.world_size, self.info.rank
+        mine = torch.arange(rank, n, world)
+        share = max(budget // world, 1)
+        real_acc = SWDAccumulator(max(len(mine), 1), budget=share, seed=2 * rank)
+        fake_acc = SWDAccumulator(max(len(mine), 1), budget=share, seed=2 * rank + 1)
+        for i in range(0, len(mine), self.batch_gpu):
+            part = mine[i:i + self.batch_gpu]
+            real_acc.add(self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1)
+            out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
+            fake_acc.add(out["image"].float().clamp(-1, 1))
+        descs = [acc.descriptors() for acc in (real_acc, fake_acc)]
+        if world > 1:  # every level on every rank, even one that got no images (fewer images than ranks)
+            levels = [self.ds.resolution >> k for k in range(12) if self.ds.resolution >> k >= 16]
+            empty = torch.empty(0, 3 * 7 * 7, device=self.device)
+            descs = [{res: dist_utils.gather_rows(d.get(res, empty), share, self.info) for res in levels}
+                     for d in descs]
+        return swd_from(*descs) if self.info.is_main else None
 
-    def _snapshot(self) -> None:
+    def _snapshot(self, metrics: dict[str, float]) -> None:
         self._write_grids()
-        metrics = self._swd() if self.opts.swd_images > 0 else {}
         opt = {ph.name[0]: ph.opt for ph in self.phases}
         rng = {"torch": torch.get_rng_state(), "data": self.data_gen.get_state()}
         if self.device.type == "cuda":
@@ -262,36 +364,72 @@ class Trainer:
                     "batch_idx": self.batch_idx, "training_time_s": self.train_time,
                     "G_opt": opt["G"].state_dict(), "D_opt": opt["D"].state_dict(), "rng": rng,
                     "dataset": self.data_path, "dataset_label_std": self.ds.label_std(), "metrics": metrics}
+        if self.augment is not None:
+            training["augment_p"] = self.augment.p
         name = snapshot_name(self.cur_nimg)
         save_checkpoint(self.run_dir / name, self.G_ema, G=self.G, D=self.D, training=training)
         self._log({"event": "snapshot", "kimg": self.cur_nimg / 1000, "nimg": self.cur_nimg,
                    "snapshot": name, **metrics})
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(f"Metrics/{k}", v, self.cur_nimg)
+            self._tb.flush()
 
     # ---- the loop ---------------------------------------------------------------------------------
-    def _step(self) -> dict[str, float]:
-        n, dev = self.batch_gpu, self.device
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This process's share of one step: reals [n,3,R,R] in [-1,1], their cameras, and per phase
+        latents [k,n,z] and generator cameras [k,n,25] (n = batch_gpu * rounds)."""
+        n, dev = self.batch_gpu * self.rounds, self.device
         idx = torch.randint(len(self.ds), (n,), generator=self.data_gen)
         real, real_c = self.ds.batch(idx)
         real = real.to(dev).float() / 127.5 - 1
-        real_c = real_c.to(dev)
+        if self.opts.mirror:  # image-only flip, as the original's --mirror (the camera is not mirrored)
+            flip = (torch.rand(n, generator=self.data_gen) < 0.5).to(dev)
+            real = torch.where(flip[:, None, None, None], real.flip(-1), real)
         k = len(self.phases)
         gen_z = torch.randn(k, n, self.G.z_dim, device=dev)
         gen_c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (k * n,), generator=self.data_gen)
                                  .numpy()]).to(dev).view(k, n, -1)
+        return real, real_c.to(dev), gen_z, gen_c
+
+    def run_phase(self, i: int, real: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor) -> dict[str, list[float]]:
+        """Phase i's gradients over the step's batch in rounds of batch_gpu (the mean over the whole
+        batch), averaged over processes; Adam steps only the parameters the phase used."""
+        ph, bg = self.phases[i], self.batch_gpu
+        stats: dict[str, list[float]] = {}
+        ph.opt.zero_grad(set_to_none=True)
+        ph.module.requires_grad_(True)
+        for r in range(self.rounds):
+            part = slice(r * bg, (r + 1) * bg)
+            out = self.loss.accumulate(ph.name, real[part], real_c[part], gen_z[part], gen_c[part],
+                                       ph.interval / self.rounds, self.cur_nimg)
+            for k, v in out.items():
+                stats.setdefault(k, []).append(v)
+        ph.module.requires_grad_(False)
+        dist_utils.average_gradients(list(ph.module.parameters()), self.info)
+        return stats
+
+    def _step(self) -> dict[str, float]:
+        real, real_c, gen_z, gen_c = self._batch()
         stats: dict[str, float] = {}
         for i, ph in enumerate(self.phases):
             if self.batch_idx % ph.interval:
                 continue
-            ph.opt.zero_grad(set_to_none=True)
-            ph.module.requires_grad_(True)
-            stats.update(self.loss.accumulate(ph.name, real, real_c, gen_z[i], gen_c[i], ph.interval,
-                                              self.cur_nimg))
-            ph.module.requires_grad_(False)
-            dist_utils.average_gradients(list(ph.module.parameters()), self.info)
+            out = self.run_phase(i, real, real_c, gen_z[i], gen_c[i])
             ph.opt.step()
+            stats.update({k: float(np.mean(v)) for k, v in out.items()})
         self._update_ema()
         self.cur_nimg += self.opts.batch
         self.batch_idx += 1
+        if self.opts.aug == "ada" and self.batch_idx % self.opts.ada_interval == 0:
+            signs = dist_utils.all_reduce_sum(self.loss.real_signs.clone().to(self.device), self.info).cpu()
+            self.loss.real_signs.zero_()
+            if signs[1] > 0:
+                self.augment.p = adjust_p(self.augment.p, float(signs[0] / signs[1]), self.opts.ada_target,
+                                          self.opts.batch * self.opts.ada_interval, self.opts.ada_kimg)
+        if self.augment is not None:
+            stats["augment_p"] = self.augment.p
         return stats
 
     @torch.no_grad()
@@ -301,6 +439,7 @@ class Trainer:
         if self.opts.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.cur_nimg * self.opts.ema_rampup)
         beta = 0.5 ** (self.opts.batch / max(ema_nimg, 1e-8))
+        dist_utils.average_buffers(self.G, self.info)
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.copy_(p.lerp(p_ema, beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -320,6 +459,11 @@ class Trainer:
             entry["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 20
         entry.update({k: float(np.mean(v)) for k, v in self._stats.items()})
         self._stats = {}
+        if self._tb is not None:
+            for k, v in entry.items():
+                if isinstance(v, (int, float)) and k not in ("kimg", "nimg", "event"):
+                    self._tb.add_scalar(f"Progress/{k}", v, self.cur_nimg)
+            self._tb.flush()
         return entry
 
     def run(self) -> Path | None:
@@ -348,6 +492,8 @@ class Trainer:
             prev = self.cur_nimg
             for k, v in self._step().items():
                 self._stats.setdefault(k, []).append(v)
+                if math.isfinite(v):
+                    self._last[k] = v
             self.train_time += time.perf_counter() - t0
             done = self.cur_nimg >= total or self._should_stop()
             if self.info.is_main:
@@ -356,13 +502,14 @@ class Trainer:
                     entry = self._tick_entry(self.cur_nimg - tick_nimg, now - tick_start)
                     self._log(entry)
                     tick_start, tick_nimg = now, self.cur_nimg
-                if self.progress is not None:
-                    g, d = self._stats.get("loss_G", [math.nan])[-1], self._stats.get("loss_D_real", [math.nan])[-1]
+                if self.progress is not None:  # the last finite losses (a tick empties _stats)
+                    g, d = self._last.get("loss_G", math.nan), self._last.get("loss_D_real", math.nan)
                     self.progress.update(self.cur_nimg - start_nimg, total - start_nimg,
                                          f"kimg {self.cur_nimg / 1000:.2f} G {g:.3f} D {d:.3f}")
             if self.cur_nimg // snap > prev // snap or done:
+                metrics = self._swd() if self.opts.swd_images > 0 else {}  # every process contributes
                 if self.info.is_main:
-                    self._snapshot()
+                    self._snapshot(metrics)
                     last = self.run_dir / snapshot_name(self.cur_nimg)
                 dist_utils.barrier(self.info)
             if done:
@@ -370,7 +517,18 @@ class Trainer:
         return last
 
     def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
         dist_utils.shutdown(self.info)
+
+
+def _tensorboard(run_dir: Path):
+    """A TensorBoard SummaryWriter on the run directory, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir))
 
 
 def train(data: str | Path, run_dir: str | Path, opts: TrainOptions, device: torch.device,

@@ -1,6 +1,6 @@
 """EG3D's GAN objective (ref §6.2): non-saturating logistic loss with dual discrimination,
-lazy R1 on both real images, density regularisation, blur fade, pose-conditioning swap fade and
-neural-rendering-resolution fade.
+lazy R1 on both real images, density regularisation, blur fade, pose-conditioning swap fade,
+neural-rendering-resolution fade and optional ADA augmentation of everything D sees.
 """
 from __future__ import annotations
 
@@ -52,10 +52,12 @@ def blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 class EG3DLoss:
     """accumulate(phase, ...) runs one phase's forward/backward; gradients land in G or D."""
 
-    def __init__(self, G, D, opts: TrainOptions):
+    def __init__(self, G, D, opts: TrainOptions, augment=None):
         if opts.density_reg > 0 and opts.reg_type != "l1":
             raise ValueError(f"density regularisation type {opts.reg_type!r} is not supported (only 'l1')")
-        self.G, self.D, self.opts = G, D, opts
+        self.G, self.D, self.opts, self.augment = G, D, opts, augment
+        self.real_signs = torch.zeros(2)
+        """Sum of sign(D(real)) and the count since the last read (ADA's overfitting heuristic r_t)."""
 
     def _gen_conditioning(self, c: torch.Tensor, swapping_prob: float | None) -> torch.Tensor:
         if swapping_prob is None:
@@ -73,14 +75,19 @@ class EG3DLoss:
         out = self.G.synthesis(ws, c, neural_rendering_resolution=sched.nrr, noise_mode="random", stochastic=True)
         return {"image": out["image"], "image_raw": out["image_raw"]}
 
-    def run_D(self, img: dict[str, torch.Tensor], c: torch.Tensor, sched: Schedule) -> torch.Tensor:
-        img = {"image": blur(img["image"], sched.blur_sigma), "image_raw": img["image_raw"]}
+    def run_D(self, img: dict[str, torch.Tensor], c: torch.Tensor, sched: Schedule,
+              blurred: bool = False) -> torch.Tensor:
+        """D on generated (blurred here) or real (already blurred) images, augmented when ADA is on."""
+        if not blurred:
+            img = {"image": blur(img["image"], sched.blur_sigma), "image_raw": img["image_raw"]}
+        if self.augment is not None and self.augment.p > 0:
+            img = self.augment(img)
         return self.D(img, c)
 
     def real_images(self, real: torch.Tensor, sched: Schedule) -> dict[str, torch.Tensor]:
-        """Real image [-1,1] -> {'image', 'image_raw' (resized to nrr and blurred)}."""
+        """Real image [-1,1] -> what D sees: {'image' blurred, 'image_raw' resized to nrr and blurred}."""
         raw = blur(filtered_resize(real, sched.nrr), sched.blur_sigma)
-        return {"image": real, "image_raw": raw}
+        return {"image": blur(real, sched.blur_sigma), "image_raw": raw}
 
     def accumulate(self, phase: str, real: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
                    gen_c: torch.Tensor, gain: float, cur_nimg: int) -> dict[str, float]:
@@ -108,14 +115,15 @@ class EG3DLoss:
             do_main, do_r1 = phase != "Dreg", phase != "Dmain"
             reals = self.real_images(real, sched)
             reals = {k: v.detach().requires_grad_(do_r1) for k, v in reals.items()}
-            logits = self.run_D(reals, real_c, sched)
+            logits = self.run_D(reals, real_c, sched, blurred=True)
             total = torch.zeros_like(logits)
             if do_main:
+                self.real_signs += torch.tensor([logits.detach().sign().sum().item(), logits.shape[0]])
                 loss_real = F.softplus(-logits)
                 stats["loss_D_real"] = loss_real.mean().item()
                 stats["scores_real"] = logits.mean().item()
                 total = total + loss_real
-            if do_r1:
+            if do_r1:  # with respect to the images D saw: blurred while the blur fades out
                 g_img, g_raw = torch.autograd.grad([logits.sum()], [reals["image"], reals["image_raw"]],
                                                    create_graph=True, only_inputs=True)
                 penalty = g_img.square().sum([1, 2, 3]) + g_raw.square().sum([1, 2, 3])

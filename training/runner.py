@@ -94,6 +94,8 @@ class TrainSpec:
     snap: float | None = None
     tick: float | None = None
     batch: int | None = None
+    batch_gpu: int | None = None
+    init: str | None = None
     resume: bool = False
     device: str | None = None
 
@@ -105,8 +107,9 @@ class TrainSpec:
             args += ["--out", self.run_dir, "--config", self.config]
         if self.data:
             args += ["--data", self.data]
-        for flag, value in (("--kimg", self.kimg), ("--snap", self.snap), ("--tick", self.tick),
-                            ("--batch", self.batch),
+        recipe = () if self.resume else (("--batch", self.batch), ("--batch-gpu", self.batch_gpu),
+                                          ("--init", self.init))  # a resumed run keeps its recipe
+        for flag, value in (("--kimg", self.kimg), ("--snap", self.snap), ("--tick", self.tick), *recipe,
                             ("--device", self.device)):
             if value is not None:
                 args += [flag, str(value)]
