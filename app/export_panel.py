@@ -110,7 +110,8 @@ class ExportPanel(Panel):
                                  error=True)
                 return
         state.actions.append(ExportVideo(
-            Path(self.video_file), final_request(state), dataclasses.replace(state.camera), kind, int(self.video_frames),
+            Path(self.video_file), final_request(state), dataclasses.replace(state.camera), kind,
+            int(self.video_frames),
             float(self.video_fps), VIDEO_MODES[self.video_mode], keyframes, int(state.latent.interp_seed)))
 
     @staticmethod

@@ -160,7 +160,7 @@ class RenderTarget:
             raise StudioError(f"offscreen framebuffer {width}x{height} is incomplete (status {status:#x})")
         self.width, self.height = width, height
 
-    def __enter__(self) -> "RenderTarget":
+    def __enter__(self) -> RenderTarget:
         gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self.fbo)
         gl.glViewport(0, 0, self.width, self.height)
         return self

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from core.progress import Cancelled, Progress
 
 log = logging.getLogger(__name__)
-_live: set["Job"] = set()
+_live: set[Job] = set()
 _live_lock = threading.Lock()
 
 
-def live_jobs() -> list["Job"]:
+def live_jobs() -> list[Job]:
     """Jobs still running (the studio cancels and joins them on exit: torch must not be running in a
     daemon thread while the interpreter shuts down)."""
     with _live_lock:

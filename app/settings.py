@@ -35,7 +35,7 @@ class Settings:
         self.recent = [path] + [p for p in self.recent if p != path][:MAX_RECENT - 1]
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> "Settings":
+    def load(cls, directory: Path | None = None) -> Settings:
         path = (directory or config_dir()) / "settings.json"
         try:
             raw = json.loads(path.read_text())

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import glfw  # before imgui_bundle (platform-notes)
 from imgui_bundle import imgui, implot

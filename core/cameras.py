@@ -7,8 +7,9 @@ Everything here is float32, like the labels the original code feeds its networks
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -259,7 +260,7 @@ class OrbitCamera:
         self.pivot = tuple(float(x) for x in self.pivot)
 
     @classmethod
-    def from_options(cls, options, fov_deg: float | None = None) -> "OrbitCamera":
+    def from_options(cls, options, fov_deg: float | None = None) -> OrbitCamera:
         """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot (FOV: the model's)."""
         return cls(radius=options.avg_camera_radius, pivot=tuple(options.avg_camera_pivot),
                    fov_deg=fov_deg or options.avg_camera_fov)

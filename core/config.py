@@ -45,7 +45,7 @@ class RenderOptions:
     """Unrecognised keys, kept so that nothing in a checkpoint is dropped."""
 
     @classmethod
-    def from_kwargs(cls, kw: dict) -> "RenderOptions":
+    def from_kwargs(cls, kw: dict) -> RenderOptions:
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: v for k, v in kw.items() if k in names}
         if "avg_camera_pivot" in known:

@@ -285,7 +285,8 @@ def test_out_of_memory_names_the_setting_to_lower(data32, tmp_path, capsys, monk
 
 
 def test_ada_raises_p_while_d_is_above_the_target(data32, tmp_path):
-    # r_t = E[sign(D(real))] >= -1 always exceeds a target of -1.5: p rises by batch*interval/(ada_kimg*1000) per update.
+    # r_t = E[sign(D(real))] >= -1 always exceeds a target of -1.5:
+    # p rises by batch*interval/(ada_kimg*1000) per update.
     opts = preset("tiny", batch=2, kimg=0.004, aug="ada", ada_target=-1.5, ada_interval=1, ada_kimg=0.1, **QUIET)
     trainer = Trainer(data32, tmp_path / "run", opts, CPU)
     trainer.run()

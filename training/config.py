@@ -182,7 +182,7 @@ class TrainOptions:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainOptions":
+    def from_dict(cls, d: dict) -> TrainOptions:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -193,7 +193,7 @@ class TrainOptions:
         return cls(**d)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainOptions":
+    def load(cls, path: str | Path) -> TrainOptions:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 

@@ -10,7 +10,7 @@ training.synthetic.scene_sdf (one primitive per part, hard edges through a small
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
