@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("architecture (the original's names)")
     g.add_argument("--cbase", type=int_in(16, 1 << 20), help="channel base of G, D and SR (32768)")
     g.add_argument("--cmax", type=int_in(1, 8192), help="maximum channels (512)")
+    g.add_argument("--d-cbase", dest="d_cbase", type=int_in(16, 1 << 20),
+                   help="channel base of D only (default: --cbase; a wider D for small generators)")
+    g.add_argument("--d-cmax", dest="d_cmax", type=int_in(1, 8192), help="maximum channels of D only (--cmax)")
     g.add_argument("--map-depth", "--map_depth", dest="map_depth", type=int_in(1, 16), help="G mapping layers (2)")
     g.add_argument("--mbstd-group", "--mbstd_group", dest="mbstd_group", type=int_in(1, 256),
                    help="minibatch-std group size (4)")
@@ -100,7 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "batch", "batch_gpu", "gamma", "glr", "dlr",
-                "mirror", "aug", "aug_p", "ada_target", "style_mixing_prob", "cbase", "cmax", "map_depth",
+                "mirror", "aug", "aug_p", "ada_target", "style_mixing_prob", "cbase", "cmax", "d_cbase",
+                "d_cmax", "map_depth",
                 "mbstd_group", "sr_module", "sr_num_fp16_res", "d_num_fp16_res", "decoder_lr_mul", "nrr_initial",
                 "nrr_final", "nrr_fade_kimg", "gen_pose_cond", "gpc_reg_prob", "gpc_reg_fade_kimg", "c_scale",
                 "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "blur_init_sigma",
