@@ -33,7 +33,7 @@ def _keep_freed_memory() -> None:
     libc.mallopt(m_mmap_max, 0)
     libc.mallopt(m_trim_threshold, 1 << 30)
 
-COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench")
+COMMANDS = ("train", "dataset", "render", "video", "mesh", "info", "bench", "invert")
 
 
 def _studio_parser() -> argparse.ArgumentParser:
