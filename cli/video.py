@@ -16,7 +16,9 @@ the seeds in W (cyclic cubic; the seeds are split evenly over the grid cells) wh
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cli.common import add_device_argument
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, help="seeds, e.g. 0-3")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seeds", help="seeds, e.g. 0-3")
+    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
     p.add_argument("--out", required=True, metavar="MP4", help="output video file (.mp4)")
     p.add_argument("--path", choices=("orbit", "360", "interp"), default="orbit",
                    help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop)")
@@ -39,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     from cli.common import pick_device, writable_dir
     from core.checkpoint import load_generator
-    from core.latents import parse_seeds
+    from core.latents import apply_latent, load_latent, parse_seeds
     from core.progress import TqdmProgress
     from core.video import VideoOptions, parse_grid, render_video
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else [0]
+    latent = load_latent(args.latent) if args.latent else None
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"--out {out}: the video file must end in .mp4")
@@ -56,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
                            grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
                            cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res)
     G = load_generator(args.network, pick_device(args.device))
+    latent_ws = None
+    if latent is not None:
+        ws = apply_latent(G, latent)
+        latent_ws = lambda seed: ws  # noqa: E731
     progress = TqdmProgress("video", unit="frame")
     try:
-        video, cameras = render_video(G, seeds, out, options, progress)
+        video, cameras = render_video(G, seeds, out, options, progress, latent_ws)
     finally:
         progress.close()
     print(f"wrote {video} and {cameras}")
