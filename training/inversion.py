@@ -62,7 +62,7 @@ class OrbitLabel(nn.Module):
 
     @property
     def fov_deg(self) -> float:
-        return focal_to_fov(math.exp(float(self.log_focal)))
+        return focal_to_fov(math.exp(self.log_focal.item()))
 
     def forward(self, yaw_offset: float = 0.0, pitch_offset: float = 0.0) -> torch.Tensor:
         h = (math.pi / 2 + self.yaw + yaw_offset).view(1, 1)
@@ -389,7 +389,7 @@ class Inverter:
             seconds["tune"] = time.perf_counter() - t1
         seconds["total"] = time.perf_counter() - t0
         return InversionResult(
-            ws=state["ws"], camera=final_label.reshape(25).cpu(), yaw=float(cam.yaw), pitch=float(cam.pitch),
+            ws=state["ws"], camera=final_label.reshape(25).cpu(), yaw=cam.yaw.item(), pitch=cam.pitch.item(),
             fov_deg=cam.fov_deg if estimate else OrbitLabel.from_label(final_label, (0, 0, 0)).fov_deg,
             noise={k: v.cpu() for k, v in state["noise"].items()}, G=tuned, loss=state["loss"],
             history=self.history, interrupted=interrupted, seconds=seconds)
