@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--search-steps", type=int, default=30)
     p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
-    p.add_argument("--estimate", action="store_true", help="also run with the camera estimated")
+    p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")
     args = p.parse_args()
     torch.manual_seed(0)
     G = load_generator(args.network, "cpu")
@@ -77,7 +77,7 @@ def main() -> None:
     offsets = [math.radians(float(v)) for v in args.novel.split(",")]
     yaw, pitch = math.radians(args.yaw), math.radians(args.pitch)
     runs = [s for s in args.spaces.split(",") if s]
-    modes = [False] + ([True] if args.estimate else [])
+    estimated = [s for s in args.estimate.split(",") if s]
     rows: dict[tuple[str, bool], list[tuple[float, float, float, float]]] = {}
     for seed in parse_seeds(args.seeds):
         ws_true = seed_ws(G, seed)
@@ -85,8 +85,8 @@ def main() -> None:
         target = G.synthesis(ws_true, label)["image"].detach().clamp(-1, 1)
         truth_cam = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot)
         truths = [render(G, ws_true, truth_cam(o).detach()) for o in offsets]
-        for estimate in modes:
-            for run in runs:
+        for estimate, names in ((False, runs), (True, estimated)):
+            for run in names:
                 space = "w" if run == "w" else "w+"
                 opts = InversionOptions(steps=args.steps, space=space, tune_steps=args.tune if run == "w+pti" else 0,
                                         search_steps=args.search_steps)

@@ -116,7 +116,7 @@ def density_smoothness(G, planes: torch.Tensor, points: int = 1000) -> torch.Ten
 def _lr_ramp(t: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
     """StyleGAN2 projector learning-rate factor at progress t in [0,1]."""
     down = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / rampdown) * math.pi)
-    return down * min(1.0, t / rampup)
+    return down * min(1.0, t / rampup) if rampup > 0 else down
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -263,50 +263,63 @@ class Inverter:
             groups.append({"params": cam_params, "lr": opts.camera_lr})
         opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
         ws_plus = None
-        for step in range(opts.steps):
-            if step == w_steps and opts.space == "w+":  # switch to one w per layer, from the W solution
-                ws_plus = w.detach().repeat(1, G.num_ws, 1).requires_grad_(True)
-                groups = [{"params": [ws_plus] + noises, "lr": opts.lr / 10}]
-                if cam_params:
-                    groups.append({"params": cam_params, "lr": opts.camera_lr / 10})
-                opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
-            phase_t = step / w_steps if ws_plus is None else (step - w_steps) / max(1, opts.steps - w_steps)
-            ramp = _lr_ramp(phase_t)
-            for g, base in zip(opt.param_groups, [opts.lr, opts.camera_lr]):
-                g["lr"] = base * ramp * (0.1 if ws_plus is not None else 1.0)
-            sigma = w_std * opts.initial_w_noise * max(0.0, 1.0 - phase_t / 0.75) ** 2
-            if ws_plus is None:
-                ws = (w + torch.randn_like(w) * sigma).expand(-1, G.num_ws, -1)
-            else:
-                ws = ws_plus + torch.randn_like(ws_plus) * sigma
-            label = cam() if isinstance(cam, OrbitLabel) else cam
-            planes, out = self._render(G, ws, label)
-            fit = self._objective(out)
-            loss = fit + opts.noise_weight * noise_penalty(noises)
-            loss = loss + opts.density_weight * density_smoothness(G, planes)
-            if ws_plus is not None:
-                spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
-                loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for n in noises:
-                    n.sub_(n.mean()).div_(n.std())
-            if fit.item() < state.get("loss", math.inf):
-                current = ws_plus if ws_plus is not None else w.expand(-1, G.num_ws, -1)
-                state.update(loss=fit.item(), ws=current.detach().clone(),
-                             noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
-                             camera=cam.state_dict() if isinstance(cam, OrbitLabel) else None)
-            self._tick("w+" if ws_plus is not None else "w", step, fit.item())
-        for n in noises:
-            n.requires_grad_(False)
+        try:
+            for step in range(opts.steps):
+                if step == w_steps and opts.space == "w+":  # switch to one w per layer, from the W solution
+                    ws_plus = w.detach().repeat(1, G.num_ws, 1).requires_grad_(True)
+                    groups = [{"params": [ws_plus] + noises, "lr": 0.0}]
+                    if cam_params:
+                        groups.append({"params": cam_params, "lr": 0.0})
+                    opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+                if ws_plus is None:
+                    phase_t = step / w_steps
+                    ramp = _lr_ramp(phase_t)
+                    sigma = w_std * opts.initial_w_noise * max(0.0, 1.0 - phase_t / 0.75) ** 2
+                else:  # W+ refines the W solution: a tenth of the step, no ramp-up, no exploration noise
+                    ramp = 0.1 * _lr_ramp((step - w_steps) / max(1, opts.steps - w_steps), rampup=0)
+                    sigma = 0.0
+                for g, base in zip(opt.param_groups, [opts.lr, opts.camera_lr]):
+                    g["lr"] = base * ramp
+                if ws_plus is None:
+                    ws = (w + torch.randn_like(w) * sigma).expand(-1, G.num_ws, -1)
+                else:
+                    ws = ws_plus + torch.randn_like(ws_plus) * sigma
+                label = cam() if isinstance(cam, OrbitLabel) else cam
+                planes, out = self._render(G, ws, label)
+                fit = self._objective(out)
+                loss = fit + opts.noise_weight * noise_penalty(noises)
+                loss = loss + opts.density_weight * density_smoothness(G, planes)
+                if ws_plus is not None:
+                    spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
+                    loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    for n in noises:
+                        n.sub_(n.mean()).div_(n.std())
+                if fit.item() < state.get("loss", math.inf):
+                    current = ws_plus if ws_plus is not None else w.expand(-1, G.num_ws, -1)
+                    state.update(loss=fit.item(), ws=current.detach().clone(),
+                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
+                                 camera=cam.state_dict() if isinstance(cam, OrbitLabel) else None)
+                self._tick("w+" if ws_plus is not None else "w", step, fit.item())
+        finally:
+            for n in noises:
+                n.requires_grad_(False)
 
     # ---- pivotal tuning ----------------------------------------------------------------------------
+    @staticmethod
+    def tuned_parameters(G) -> list[nn.Parameter]:
+        """What PTI fine-tunes: the synthesis, decoder and super-resolution weights (not the mapping,
+        whose output is the pivot, nor the noise strengths)."""
+        return [p for name, p in G.named_parameters()
+                if not name.startswith("backbone.mapping") and not name.endswith("noise_strength")]
+
     def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
         """PTI: fine-tune `tuned` (a copy of G) in place around the pivot."""
         opts, G = self.opts, self.G
-        params = [p for name, p in tuned.named_parameters() if not name.startswith("backbone.mapping")]
+        params = self.tuned_parameters(tuned)
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=opts.tune_lr)
