@@ -90,7 +90,7 @@ def test_camera_estimate_lands_near_the_truth(G):
     label = _label(G, 40, -10)
     with torch.no_grad():
         target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
-    opts = InversionOptions(steps=25, search_steps=12, candidates=((0, 0), (60, 0), (-60, 0)))
+    opts = InversionOptions(steps=25, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
     res = Inverter(G, target, opts).run(None)
     assert abs(math.degrees(res.yaw) - 40) < 5 and abs(math.degrees(res.pitch) + 10) < 5, (
         math.degrees(res.yaw), math.degrees(res.pitch))

@@ -131,7 +131,7 @@ class InversionOptions:
     """Pivotal tuning steps after projection (0 = none)."""
     lr: float = 0.1
     tune_lr: float = 3e-4
-    camera_lr: float = 0.01
+    camera_lr: float = 0.02
     """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
     initial_w_noise: float = 0.05
     """Std of the noise added to w at the start, in units of w_std; it decays to 0 at 75% of the steps."""
