@@ -63,6 +63,7 @@ def inverted(tmp_path_factory, seed_target):
 
 def test_projection_beats_mean_w_on_unseen_views(G, seed_target):
     from training.inversion import InversionOptions, Inverter
+    torch.manual_seed(0)  # w noise and density points draw from the global generator
     ws_true, target = seed_target
     res = Inverter(G, target, InversionOptions(steps=40)).run(_label(G, 25)[0])
     with torch.no_grad():
@@ -90,8 +91,10 @@ def test_camera_estimate_lands_near_the_truth(G):
     label = _label(G, 40, -10)
     with torch.no_grad():
         target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
-    opts = InversionOptions(steps=25, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
+    torch.manual_seed(0)
+    opts = InversionOptions(steps=40, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
     res = Inverter(G, target, opts).run(None)
+    print(f"camera estimate: yaw {math.degrees(res.yaw):.1f} (40), pitch {math.degrees(res.pitch):.1f} (-10)")
     assert abs(math.degrees(res.yaw) - 40) < 5 and abs(math.degrees(res.pitch) + 10) < 5, (
         math.degrees(res.yaw), math.degrees(res.pitch))
 
