@@ -18,7 +18,9 @@ GLB colours are stored linear, as glTF defines them; GLB is always +y up (import
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cli.common import add_device_argument, float_in, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0,3-5")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seeds", type=seed_list, help="seeds, e.g. 0,3-5")
+    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
     p.add_argument("--res", type=int_in(8, 1024), default=256,
                    help="grid points per axis (default 256; 512 fits in ~3 GB)")
@@ -52,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from core.checkpoint import load_generator
     from core.errors import StudioError
     from core.images import seed_ws
-    from core.latents import parse_seeds
+    from core.latents import apply_latent, load_latent, parse_seeds
     from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh, write_volume
     from core.progress import TqdmProgress
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else [0]
+    latent = load_latent(args.latent) if args.latent else None
     if not 8 <= args.res <= 1024:
         raise ValueError(f"--res must be between 8 and 1024, got {args.res}")
     if args.format == "glb" and args.up != "y":
@@ -67,17 +70,19 @@ def run(args: argparse.Namespace) -> int:
                           color=args.color, num_views=args.views, fov_deg=args.fov)
     device = pick_device(args.device)
     G = load_generator(args.network, device)
+    latent_ws = apply_latent(G, latent) if latent is not None else None
     written = 0
     for seed in seeds:
-        progress = TqdmProgress(f"seed {seed}", unit="pt")
+        name = "latent" if latent is not None else f"seed{seed:04d}"
+        progress = TqdmProgress(name, unit="pt")
         try:
-            ws = seed_ws(G, seed, args.psi, args.cutoff, args.fov)
+            ws = latent_ws if latent_ws is not None else seed_ws(G, seed, args.psi, args.cutoff, args.fov)
             with torch.no_grad():
                 planes = G.planes(ws)
             volume = None
             if args.volume:
                 volume = density_volume(G, planes, options, dense=True, progress=progress)
-                path = write_volume(volume, out / f"seed{seed:04d}.{args.volume}", G.options.box_warp)
+                path = write_volume(volume, out / f"{name}.{args.volume}", G.options.box_warp)
                 print(f"wrote {path}")
             mesh = extract_mesh(G, planes, ws, options, progress, volume=volume)
         finally:
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: seed {seed}: no surface at level {args.level:g}; try a lower --level",
                   file=sys.stderr)
             continue
-        path = write_mesh(mesh, out / f"seed{seed:04d}.{args.format}", args.format, up=args.up)
+        path = write_mesh(mesh, out / f"{name}.{args.format}", args.format, up=args.up)
         written += 1
         print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
     if written == 0:

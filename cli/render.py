@@ -17,7 +17,9 @@ Files: DIR/seed0003_yaw+20_pitch-10_image.png and DIR/grid_image.png (rows = see
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cli.common import add_device_argument, float_in, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0-7")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seeds", type=seed_list, help="seeds, e.g. 0-7")
+    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
     p.add_argument("--yaw", type=float_in(-360, 360), default=0.0, help="camera yaw offset in degrees (default 0)")
     p.add_argument("--pitch", type=float_in(-90, 90), default=0.0, help="camera pitch offset in degrees, > 0 = lower")
@@ -44,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from cli.common import pick_device, writable_dir
     from core.checkpoint import load_generator
     from core.images import View, export_stills, parse_modes, yaw_sweep
-    from core.latents import parse_seeds
+    from core.latents import apply_latent, load_latent, parse_seeds
     from core.progress import TqdmProgress
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else [0]
+    latent = load_latent(args.latent) if args.latent else None
     modes = parse_modes(args.mode)
     if args.fov is not None and not 0 < args.fov < 180:
         raise ValueError(f"--fov must be between 0 and 180 degrees, got {args.fov}")
@@ -57,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
     views = [View(v.yaw + yaw, pitch) for v in yaw_sweep(args.views, math.radians(args.yaw_range))]
     out = writable_dir(args.out)
     G = load_generator(args.network, pick_device(args.device))
+    ws = apply_latent(G, latent) if latent is not None else None
     progress = TqdmProgress("render", unit="view")
     try:
         paths = export_stills(G, seeds, views, out, modes, args.psi, args.cutoff, args.fov, args.res,
-                              sheet=args.grid, depth_colormap=args.depth_colormap, progress=progress)
+                              sheet=args.grid, depth_colormap=args.depth_colormap, progress=progress, ws=ws)
     finally:
         progress.close()
     print(f"wrote {len(paths)} PNGs to {out}")

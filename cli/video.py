@@ -30,7 +30,9 @@ def path_argument(text: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cli.common import add_device_argument, float_in, grid_spec, int_in, seed_list
     p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    p.add_argument("--seeds", required=True, type=seed_list, help="seeds, e.g. 0-3")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seeds", type=seed_list, help="seeds, e.g. 0-3")
+    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
     p.add_argument("--out", required=True, metavar="MP4", help="output video file (.mp4)")
     p.add_argument("--path", type=path_argument, default="orbit", metavar="{orbit,360,interp,FILE.json}",
                    help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop) or a "
@@ -55,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
     from cli.common import pick_device, writable_dir
     from core.checkpoint import load_generator
-    from core.latents import parse_seeds
+    from core.latents import apply_latent, load_latent, parse_seeds
     from core.progress import TqdmProgress
     from core.video import VideoOptions, parse_grid, render_camera_path_video, render_video
 
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else [0]
+    latent = load_latent(args.latent) if args.latent else None
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"--out {out}: the video file must end in .mp4")
@@ -78,10 +81,17 @@ def run(args: argparse.Namespace) -> int:
         if args.fov is not None:
             raise ValueError(f"--fov does not apply to --path {args.path} (its keyframes set the FOV)")
     G = load_generator(args.network, pick_device(args.device))
+    latent_ws = None
+    if latent is not None:
+        ws = apply_latent(G, latent)
+        latent_ws = lambda seed: ws  # noqa: E731
     progress = TqdmProgress("video", unit="frame")
     try:
         if camera_file is None:
-            video, cameras = render_video(G, seeds, out, options, progress)
+            video, cameras = render_video(G, seeds, out, options, progress, latent_ws)
+        elif latent_ws is not None:  # explicit ws: the seed path's renderer with the file's cameras
+            labels = camera_file.labels(options.frames, next(G.parameters()).device)
+            video, cameras = render_video(G, seeds, out, options, progress, latent_ws, labels=labels)
         else:
             video, cameras = render_camera_path_video(G, seeds, camera_file, out, options, progress)
     finally:

@@ -93,9 +93,12 @@ def yaw_sweep(count: int, yaw_range: float, pitch: float = 0.0) -> list[View]:
 def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str | os.PathLike,
                   modes: Sequence[str] = ("image",), psi: float = 0.7, cutoff: int | None = None,
                   fov_deg: float | None = None, neural_resolution: int | None = None, sheet: bool = True,
-                  depth_colormap: bool = False, progress: Progress | None = None) -> list[Path]:
+                  depth_colormap: bool = False, progress: Progress | None = None,
+                  ws: torch.Tensor | None = None) -> list[Path]:
     """PNG per seed x view x mode (seed0003_yaw+20_pitch+0_image.png) and, with `sheet`, one contact
-    sheet per mode (rows = seeds, columns = views). Planes are computed once per seed. -> paths."""
+    sheet per mode (rows = seeds, columns = views). Planes are computed once per seed. -> paths.
+
+    `ws` [1,num_ws,w_dim] (e.g. an inverted latent) replaces the seeds: files latent_yaw+20_....png."""
     from core.cameras import frontal_label
     modes = parse_modes(list(modes))
     out_dir = Path(out_dir)
@@ -103,24 +106,27 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
     opts = G.options
     written: list[Path] = []
     tiles: dict[str, list[np.ndarray]] = {m: [] for m in modes}
-    total = len(seeds) * len(views)
+    total = (1 if ws is not None else len(seeds)) * len(views)
     dev = next(G.parameters()).device
-    for si, seed in enumerate(seeds):
-        ws = seed_ws(G, seed, psi, cutoff, fov_deg)
+    fixed_ws = ws
+    names = ["latent"] if fixed_ws is not None else [f"seed{seed:04d}" for seed in seeds]
+    captions = ["latent"] if fixed_ws is not None else [f"seed {seed}" for seed in seeds]
+    for si in range(len(names)):
+        ws = fixed_ws.to(dev) if fixed_ws is not None else seed_ws(G, seeds[si], psi, cutoff, fov_deg)
         with torch.no_grad():
             planes = G.planes(ws)
         for vi, view in enumerate(views):
             if progress is not None:
-                progress.update(si * len(views) + vi, total, f"seed {seed} {view.name}")
+                progress.update(si * len(views) + vi, total, f"{captions[si]} {view.name}")
             label = frontal_label(opts, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
             frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap)[0]
             for m, frame in frames.items():
-                written.append(save_png(out_dir / f"seed{seed:04d}_{view.name}_{m}.png", frame))
+                written.append(save_png(out_dir / f"{names[si]}_{view.name}_{m}.png", frame))
                 tiles[m].append(frame)
     if sheet:
         for m, frames in tiles.items():
             size = max(f.shape[0] for f in frames)
-            labels = [f"seed {s} {v.name}" for s in seeds for v in views]
+            labels = [f"{c} {v.name}" for c in captions for v in views]
             written.append(save_png(out_dir / f"grid_{m}.png",
                                     contact_sheet([resize(f, size) for f in frames], len(views), labels)))
     if progress is not None:

@@ -1,10 +1,17 @@
-"""Latent codes: seed -> z exactly as the original tools draw it, and seed-list parsing."""
+"""Latent codes: seed -> z as the original tools draw it, seed lists, and inversion's files: target
+images, camera labels and latent.npz (ws, camera, settings, noise maps)."""
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from core.errors import StudioError
+from core.fileio import atomic_path
 
 
 def z_from_seed(seed: int, z_dim: int = 512, device: torch.device | str | None = None) -> torch.Tensor:
@@ -24,3 +31,148 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise ValueError(f"no seeds in {text!r}")
     return seeds
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inversion inputs and results: target images, camera labels, latent files
+
+MIN_IMAGE_SIZE = 32
+"""Shorter side (pixels) below which an input image is refused: too little to invert."""
+
+
+def prepare_image(path: str | os.PathLike, resolution: int, white_back: bool
+                  ) -> tuple[torch.Tensor, str]:
+    """Any image PIL reads -> target [1,3,R,R] in [-1,1] and a sentence saying what was done.
+
+    Transparency is composited on the model's background (white with white_back, else black), then
+    the largest centred square is cropped and resized to R (Lanczos; antialiased when shrinking).
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img.load()
+            size, mode = img.size, img.mode
+            has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info)
+            rgba = img.convert("RGBA")
+    except FileNotFoundError:
+        raise StudioError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise StudioError(f"{path} is not a readable image ({type(e).__name__})") from None
+    w, h = size
+    if min(w, h) < MIN_IMAGE_SIZE:
+        raise StudioError(f"{path}: image is {w}x{h}, too small to invert (need at least "
+                          f"{MIN_IMAGE_SIZE} pixels on the shorter side)")
+    background = (255, 255, 255, 255) if white_back else (0, 0, 0, 255)
+    rgb = Image.alpha_composite(Image.new("RGBA", size, background), rgba).convert("RGB")
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = rgb.crop((left, top, left + side, top + side))
+    if side != resolution:
+        square = square.resize((resolution, resolution), Image.LANCZOS)
+    x = torch.from_numpy(np.asarray(square, dtype=np.float32).copy()).permute(2, 0, 1)[None]
+    steps = [f"read {w}x{h} {mode}"]
+    if has_alpha:
+        steps.append(f"composited on {'white' if white_back else 'black'}")
+    if w != h:
+        steps.append(f"centre-cropped to {side}x{side}")
+    if side != resolution:
+        steps.append(f"resized to {resolution}x{resolution} (Lanczos)")
+    return x / 127.5 - 1, ", ".join(steps)
+
+
+def read_camera(spec: str) -> torch.Tensor:
+    """A 25-number camera label [25] from a JSON list file, a .npy file, or `dataset.json:FILENAME`
+    (that image's label in an EG3D dataset.json: {"labels": [[filename, [25 numbers]], ...]})."""
+    import json
+    path, _, name = spec.partition(".json:") if ".json:" in spec else (spec, "", "")
+    if name:
+        path += ".json"
+    try:
+        if path.lower().endswith(".npy"):
+            value = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f)
+    except FileNotFoundError:
+        raise StudioError(f"--camera {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise StudioError(f"--camera {path}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+    if name:
+        labels = value.get("labels") if isinstance(value, dict) else None
+        found = [lab for item, lab in (labels or []) if item == name] if isinstance(labels, list) else []
+        if not found:
+            raise StudioError(f"--camera {spec}: no label for {name!r} in {path}")
+        value = found[0]
+    try:
+        label = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise StudioError(f"--camera {spec}: expected 25 numbers") from None
+    if label.size != 25 or not np.isfinite(label).all():
+        raise StudioError(f"--camera {spec}: expected 25 finite numbers, got {label.size} values")
+    return torch.from_numpy(label)
+
+
+@dataclass
+class Latent:
+    """An inverted latent: ws [1,num_ws,w_dim], the camera label [25] it was fitted from, the settings
+    used, and the optimised noise maps {buffer name: [H,W]} (empty when noise was not optimised)."""
+    ws: torch.Tensor
+    camera: torch.Tensor
+    settings: dict = field(default_factory=dict)
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+_NOISE_PREFIX = "noise:"
+
+
+def save_latent(path: str | os.PathLike, latent: Latent) -> Path:
+    """latent.npz: ws float32 [1,num_ws,w_dim], camera float32 [25], settings (a JSON string) and one
+    `noise:<buffer name>` array per optimised noise map. Loads with np.load(allow_pickle=False)."""
+    import json
+    arrays = {"ws": latent.ws.detach().cpu().numpy().astype(np.float32),
+              "camera": latent.camera.detach().cpu().reshape(25).numpy().astype(np.float32),
+              "settings": np.array(json.dumps(latent.settings))}
+    arrays.update({_NOISE_PREFIX + k: v.detach().cpu().numpy().astype(np.float32) for k, v in latent.noise.items()})
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def load_latent(path: str | os.PathLike) -> Latent:
+    """Read a latent.npz written by `save_latent` (one-line StudioError when it is not one)."""
+    import json
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise StudioError(f"--latent {path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise StudioError(f"--latent {path} is not a latent .npz file ({type(e).__name__})") from None
+    ws, camera = arrays.get("ws"), arrays.get("camera")
+    if ws is None or camera is None or ws.ndim != 3 or ws.shape[0] != 1 or camera.size != 25:
+        raise StudioError(f"--latent {path}: expected ws [1,num_ws,w_dim] and camera [25]")
+    if not (np.isfinite(ws).all() and np.isfinite(camera).all()):
+        raise StudioError(f"--latent {path}: ws or camera holds NaN or inf")
+    try:
+        settings = json.loads(str(arrays["settings"])) if "settings" in arrays else {}
+    except ValueError:
+        settings = {}
+    noise = {k[len(_NOISE_PREFIX):]: torch.from_numpy(v.astype(np.float32))
+             for k, v in arrays.items() if k.startswith(_NOISE_PREFIX)}
+    return Latent(torch.from_numpy(ws.astype(np.float32)), torch.from_numpy(camera.astype(np.float32)).reshape(25),
+                  settings if isinstance(settings, dict) else {}, noise)
+
+
+def apply_latent(G, latent: Latent) -> torch.Tensor:
+    """Check the latent fits G, copy its noise maps into G's noise buffers -> ws on G's device."""
+    if latent.ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise StudioError(f"the latent has ws of shape {list(latent.ws.shape)} but this network needs "
+                          f"[1, {G.num_ws}, {G.w_dim}]: was it inverted with another network?")
+    buffers = dict(G.named_buffers())
+    for name, value in latent.noise.items():
+        if name not in buffers or buffers[name].shape != value.shape:
+            raise StudioError(f"the latent's noise map {name} does not fit this network")
+        buffers[name].copy_(value)
+    return latent.ws.to(next(G.parameters()).device)

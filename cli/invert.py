@@ -1,0 +1,133 @@
+"""`main.py invert`: one image -> latent (W / W+ projection) and optionally a pivot-tuned generator."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "Invert one image into the generator: its latent (W or W+), camera, and optionally tuned weights (PTI)."
+EXAMPLES = """examples:
+  python main.py invert photo.png --network model.ckpt --yaw 25 --out inv
+  python main.py invert photo.png --network model.ckpt --out inv --space w+ --tune 100
+  python main.py invert img00000042.png --network ffhq512-128.pkl --camera data/dataset.json:img00000042.png --out inv
+  python main.py render model.ckpt --latent inv/latent.npz --views 5 --out views
+  python main.py mesh inv/tuned.ckpt --latent inv/latent.npz --out mesh
+
+The image is centre-cropped to a square and resized to the model's resolution; transparency is
+composited on the model's background. --yaw/--pitch mean what they mean for `render` (degrees from
+the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
+dataset.json:FILENAME); with neither, yaw and pitch are estimated with the latent.
+Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
+three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from cli.common import add_device_argument, float_in, int_in
+    p.add_argument("image", help="the image to invert (any format PIL reads)")
+    p.add_argument("--network", required=True, help="network pickle, .ckpt file or training run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    p.add_argument("--yaw", type=float_in(-180, 180), help="camera yaw in degrees, as for render")
+    p.add_argument("--pitch", type=float_in(-85, 85), help="camera pitch in degrees, > 0 = lower")
+    p.add_argument("--camera", metavar="FILE", help="25-number camera label: JSON list, .npy or dataset.json:NAME")
+    p.add_argument("--fov", type=float_in(0, 179, open_lo=True),
+                   help="field of view in degrees with --yaw/--pitch or as the estimate's start "
+                        "(default: the checkpoint's)")
+    p.add_argument("--fit-fov", action="store_true", help="estimate the FOV too (only without a camera)")
+    p.add_argument("--steps", type=int_in(1, 100000), default=300, help="projection steps (default 300)")
+    p.add_argument("--space", choices=("w", "w+"), default="w",
+                   help="w: one w for all layers (default); w+: W first, then one w per layer")
+    p.add_argument("--tune", type=int_in(0, 100000), default=0, metavar="STEPS",
+                   help="pivotal tuning steps after projection (default 0 = none); writes tuned.ckpt")
+    p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
+                   help="steps per candidate view when the camera is estimated (default 30)")
+    p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "
+                   "perceptual loss instead of the checkpoint's discriminator")
+    p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="random seed (default 0)")
+    add_device_argument(p)
+
+
+def _novel_views() -> list[tuple[str, float, float]]:
+    import math
+    return [("yaw -35", -math.radians(35), 0.0), ("yaw +35", math.radians(35), 0.0),
+            ("from above", 0.0, -math.radians(25))]
+
+
+def run(args: argparse.Namespace) -> int:
+    import math
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from cli.common import pick_device, writable_dir
+    from core.cameras import frontal_label
+    from core.checkpoint import load_generator, save_checkpoint
+    from core.errors import StudioError
+    from core.images import contact_sheet, save_png, to_uint8
+    from core.latents import Latent, prepare_image, read_camera, save_latent
+    from core.progress import TqdmProgress
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    from training.perceptual import DiscriminatorFeatures, load_discriminator, load_vgg16
+
+    camera_given = args.yaw is not None or args.pitch is not None
+    if camera_given and args.camera:
+        raise StudioError("give either --yaw/--pitch or --camera, not both")
+    if args.fit_fov and (camera_given or args.camera):
+        raise StudioError("--fit-fov estimates the FOV with the camera: leave out --yaw/--pitch/--camera")
+    if args.camera and args.fov is not None:
+        raise StudioError("--fov does not apply with --camera (the label holds the intrinsics)")
+    label = read_camera(args.camera) if args.camera else None
+    out = writable_dir(args.out)
+    device = pick_device(args.device)
+    G = load_generator(args.network, device)
+    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back)
+    print(f"image: {prep}")
+    if args.vgg:
+        perceptual, loss_name = load_vgg16(args.vgg).to(device), "multi-scale pixel MSE + VGG16 features (--vgg)"
+    else:
+        D = load_discriminator(args.network)
+        perceptual = DiscriminatorFeatures(D.to(device)) if D is not None else None
+        loss_name = ("multi-scale pixel MSE + the checkpoint's discriminator features" if D is not None else
+                     "multi-scale pixel MSE only (the checkpoint has no discriminator; --vgg FILE adds a "
+                     "perceptual term)")
+    print(f"loss: {loss_name}")
+    if camera_given:
+        label = frontal_label(G.options, args.fov, device, yaw=math.radians(args.yaw or 0.0),
+                              pitch=math.radians(args.pitch or 0.0))[0]
+    opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune, fit_fov=args.fit_fov,
+                            search_steps=args.search_steps, seed=args.seed)
+    torch.manual_seed(args.seed)
+    progress = TqdmProgress("invert", unit="step")
+    try:
+        result = Inverter(G, target, opts, perceptual, progress).run(label, args.fov)
+    finally:
+        progress.close()
+    how = "given" if label is not None else "estimated"
+    print(f"camera ({how}): yaw {math.degrees(result.yaw):+.1f} deg, pitch {math.degrees(result.pitch):+.1f} deg, "
+          f"fov {result.fov_deg:.2f} deg; final image loss {result.loss:.5f}")
+    settings = {"network": str(Path(args.network).resolve()), "image": str(Path(args.image).resolve()),
+                "image_preparation": prep, "loss": loss_name, "camera": how, "space": args.space,
+                "steps": args.steps, "tune": args.tune, "yaw_deg": math.degrees(result.yaw),
+                "pitch_deg": math.degrees(result.pitch), "fov_deg": result.fov_deg, "final_loss": result.loss,
+                "interrupted": result.interrupted, "seconds": result.seconds, "seed": args.seed}
+    latent_path = save_latent(out / "latent.npz", Latent(result.ws, result.camera, settings, result.noise))
+    written = [latent_path]
+    G_final = G
+    if result.G is not None:
+        G_final = result.G
+        save_checkpoint(out / "tuned.ckpt", result.G)
+        written.append(out / "tuned.ckpt")
+    else:
+        for name, value in result.noise.items():  # the optimised noise maps belong to the result
+            dict(G.named_buffers())[name].copy_(value)
+    cam = OrbitLabel.from_label(result.camera, G.options.avg_camera_pivot).to(device)
+    frames = [to_uint8(target)]
+    with torch.no_grad():
+        planes = G_final.planes(result.ws.to(device))
+        for dy, dp in [(0.0, 0.0)] + [(v[1], v[2]) for v in _novel_views()]:
+            frames.append(to_uint8(G_final.render_planes(planes, result.ws.to(device), cam(dy, dp))["image"]))
+    labels = ["input", "reconstruction"] + [v[0] for v in _novel_views()]
+    written.append(save_png(contact_sheet(frames, len(frames), labels), out / "compare.png"))
+    print("wrote " + ", ".join(str(p) for p in written))
+    if result.interrupted:
+        print(f"interrupted: kept the best result so far ({len(result.history)} steps run)", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,124 @@
+"""Inversion quality benchmark: invert one rendered view of a seed, score views the inversion never saw.
+
+For each seed: render the seed (psi 0.7, the tools' default) at --yaw/--pitch (the target), invert that
+one image, render the result at the novel views (yaw offsets from the target's camera: with the
+camera estimated, the offsets are taken from the estimate, since yaw is only defined up to how the
+object is turned) and compare with the seed rendered at the same offsets from the true camera. The
+baseline is the mean w (conditioned on the target camera). Prints a Markdown table of PSNR / SSIM
+(dB, on the final uint8 images) and wall times.
+
+    python scripts/bench_invert.py --network assets/default_model.ckpt --seeds 0-3 --steps 300 --tune 100
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """uint8 images -> PSNR in dB."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) over RGB."""
+    x = torch.from_numpy(a).permute(2, 0, 1)[:, None].double()
+    y = torch.from_numpy(b).permute(2, 0, 1)[:, None].double()
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
+    w = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
+    var_x = F.conv2d(x * x, w) - mu_x ** 2
+    var_y = F.conv2d(y * y, w) - mu_y ** 2
+    cov = F.conv2d(x * y, w) - mu_x * mu_y
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return float(s.mean())
+
+
+def render(G, ws: torch.Tensor, label: torch.Tensor) -> np.ndarray:
+    from core.images import to_uint8
+    with torch.no_grad():
+        return to_uint8(G.synthesis(ws, label.reshape(1, 25))["image"])
+
+
+def main() -> None:
+    from core.cameras import frontal_label
+    from core.checkpoint import load_generator
+    from core.images import seed_ws
+    from core.latents import parse_seeds
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    from training.perceptual import DiscriminatorFeatures, load_discriminator
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--network", default="assets/default_model.ckpt")
+    p.add_argument("--seeds", default="0-3")
+    p.add_argument("--yaw", type=float, default=25.0, help="target view yaw (degrees)")
+    p.add_argument("--pitch", type=float, default=0.0)
+    p.add_argument("--novel", default="-45,-25", help="novel-view yaw offsets from the target (degrees); "
+                   "-45,-25 from +25 are yaw -20 and 0")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--tune", type=int, default=100)
+    p.add_argument("--search-steps", type=int, default=30)
+    p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
+    p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    G = load_generator(args.network, "cpu")
+    D = load_discriminator(args.network)
+    perceptual = DiscriminatorFeatures(D) if D is not None else None
+    print(f"network {args.network}; loss: multi-scale pixel MSE"
+          + (" + discriminator features" if perceptual else " only (the file has no discriminator)"))
+    offsets = [math.radians(float(v)) for v in args.novel.split(",")]
+    yaw, pitch = math.radians(args.yaw), math.radians(args.pitch)
+    runs = [s for s in args.spaces.split(",") if s]
+    estimated = [s for s in args.estimate.split(",") if s]
+    rows: dict[tuple[str, bool], list[tuple[float, float, float, float]]] = {}
+    for seed in parse_seeds(args.seeds):
+        ws_true = seed_ws(G, seed)
+        label = frontal_label(G.options, None, yaw=yaw, pitch=pitch)
+        target = G.synthesis(ws_true, label)["image"].detach().clamp(-1, 1)
+        truth_cam = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot)
+        truths = [render(G, ws_true, truth_cam(o).detach()) for o in offsets]
+        for estimate, names in ((False, runs), (True, estimated)):
+            for run in names:
+                space = "w" if run == "w" else "w+"
+                opts = InversionOptions(steps=args.steps, space=space, tune_steps=args.tune if run == "w+pti" else 0,
+                                        search_steps=args.search_steps)
+                inv = Inverter(G, target, opts, perceptual)
+                t0 = time.perf_counter()
+                res = inv.run(None if estimate else label[0])
+                seconds = time.perf_counter() - t0
+                G_out = res.G if res.G is not None else inv.G
+                cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, truth_cam.radius, G.options.avg_camera_pivot)
+                views = [render(G_out, res.ws, cam(o).detach()) for o in offsets]
+                scores = [(psnr(v, t), ssim(v, t)) for v, t in zip(views, truths)]
+                rows.setdefault((run, estimate), []).append(
+                    (np.mean([s[0] for s in scores]), np.mean([s[1] for s in scores]), seconds,
+                     math.degrees(res.yaw - yaw), math.degrees(res.pitch - pitch)))
+                print(f"seed {seed} {run:6s} camera {'estimated' if estimate else 'given':9s} "
+                      f"novel PSNR {rows[(run, estimate)][-1][0]:.2f} dB SSIM {rows[(run, estimate)][-1][1]:.3f} "
+                      f"{seconds:.0f} s  yaw err {math.degrees(res.yaw - yaw):+.1f} pitch err "
+                      f"{math.degrees(res.pitch - pitch):+.1f}", flush=True)
+        with torch.no_grad():
+            w_avg = G.mapping(torch.randn(2000, G.z_dim), label.expand(2000, -1))[:, :1].mean(0, keepdim=True)
+        base = [render(G, w_avg.expand(-1, G.num_ws, -1), truth_cam(o).detach()) for o in offsets]
+        rows.setdefault(("mean w", False), []).append(
+            (np.mean([psnr(b, t) for b, t in zip(base, truths)]), np.mean([ssim(b, t) for b, t in zip(base, truths)]),
+             0.0, 0.0, 0.0))
+    print("\n| run | camera | novel-view PSNR (dB) | SSIM | wall time (s) | yaw / pitch error (deg) |")
+    print("|---|---|---|---|---|---|")
+    for (run, estimate), r in rows.items():
+        a = np.array(r)
+        err = f"{np.abs(a[:, 3]).mean():.1f} / {np.abs(a[:, 4]).mean():.1f}" if estimate else "–"
+        print(f"| {run} | {'estimated' if estimate else 'given'} | {a[:, 0].mean():.2f} | {a[:, 1].mean():.3f} "
+              f"| {a[:, 2].mean():.0f} | {err} |")
+
+
+if __name__ == "__main__":
+    main()

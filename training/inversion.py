@@ -1,0 +1,409 @@
+"""GAN inversion of a tri-plane generator from one image: W / W+ projection and pivotal tuning.
+
+Projection follows StyleGAN2's projector (Karras et al. 2020, §5 and appendix D): start from the mean
+w (here: the mean of mapping(z, c) for the target's camera c), optimise w with Adam under a learning
+rate that ramps up over the first 5% of the steps and down (cosine) over the last 25%, add Gaussian
+noise of 0.05 w_std (1 - t/0.75)² to w early on, and optimise the generator's noise maps under the
+multi-scale autocorrelation penalty, renormalising them after every step. `w+` continues from the W
+solution with one w per layer. Pivotal tuning (Roich et al. 2021, PTI) then fine-tunes the generator's
+synthesis weights around that pivot, with the locality regulariser: images at w_r = w_p + alpha
+(w_z - w_p)/|w_z - w_p| must not change, so other latents stay intact.
+
+3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
+free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
+of the untuned generator, so fitting the one view does not reshape what it does not show. Without a
+camera, yaw and pitch (optionally the FOV) are optimised jointly with w, starting from the best of
+several candidate views.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.cameras import _cam2world, _normalize, _sphere_point, focal_to_fov, fov_to_focal, split_label
+from core.progress import Cancelled, Progress
+from training.perceptual import feature_distance
+
+Space = Literal["w", "w+"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Camera
+
+class OrbitLabel(nn.Module):
+    """Differentiable camera label [1,25]: `render`'s yaw/pitch offsets (radians, pitch > 0 lower) on a
+    sphere of `radius` around the world origin, looking at the pivot, with FOV from log focal."""
+
+    def __init__(self, yaw: float, pitch: float, fov_deg: float, radius: float, pivot, fit_fov: bool = False):
+        super().__init__()
+        self.yaw = nn.Parameter(torch.tensor(float(yaw)))
+        self.pitch = nn.Parameter(torch.tensor(float(pitch)))
+        self.log_focal = nn.Parameter(torch.tensor(math.log(fov_to_focal(fov_deg))), requires_grad=fit_fov)
+        self.radius = float(radius)
+        self.register_buffer("pivot", torch.tensor([float(x) for x in pivot]).view(1, 3))
+
+    @classmethod
+    def from_label(cls, label: torch.Tensor, pivot) -> OrbitLabel:
+        """The yaw, pitch, radius and FOV of a label [25] (inverse of the sphere parametrisation)."""
+        c2w, K = split_label(label.detach().cpu().float())
+        x, y, z = (float(v) for v in c2w[0, :3, 3])
+        radius = math.sqrt(x * x + y * y + z * z)
+        yaw = math.pi - math.atan2(z, x) - math.pi / 2
+        yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
+        pitch = -math.pi / 2 * y / radius
+        return cls(yaw, pitch, focal_to_fov(float(K[0, 0, 0])), radius, pivot)
+
+    @property
+    def fov_deg(self) -> float:
+        return focal_to_fov(math.exp(self.log_focal.item()))
+
+    def forward(self, yaw_offset: float = 0.0, pitch_offset: float = 0.0) -> torch.Tensor:
+        h = (math.pi / 2 + self.yaw + yaw_offset).view(1, 1)
+        v = (math.pi / 2 + self.pitch + pitch_offset).view(1, 1)
+        origin = _sphere_point(h, v, self.radius)
+        c2w = _cam2world(_normalize(self.pivot - origin), origin)
+        f = self.log_focal.exp()
+        one, zero, half = torch.ones_like(f), torch.zeros_like(f), torch.full_like(f, 0.5)
+        K = torch.stack([f, zero, half, zero, f, half, zero, zero, one]).view(1, 9)
+        return torch.cat([c2w.reshape(1, 16), K.to(c2w)], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loss terms
+
+def pixel_loss(out: dict[str, torch.Tensor], target: torch.Tensor, target_raw: torch.Tensor) -> torch.Tensor:
+    """Multi-scale MSE: final image at full, 1/2 and 1/4 size, plus the raw neural rendering."""
+    loss = F.mse_loss(out["image_raw"], target_raw)
+    if "image" in out:
+        x, y = out["image"], target
+        for _ in range(3):
+            loss = loss + F.mse_loss(x, y) / 3
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return loss
+
+
+def noise_penalty(noises: list[torch.Tensor]) -> torch.Tensor:
+    """StyleGAN2 projector's noise regulariser: squared autocorrelation at lag 1 (x and y, wrapping)
+    of each noise map and of its 2x average-pooled pyramid down to 8x8."""
+    reg = torch.zeros(())
+    for n in noises:
+        x = n[None, None]
+        while True:
+            reg = reg + (x * torch.roll(x, 1, dims=3)).mean() ** 2 + (x * torch.roll(x, 1, dims=2)).mean() ** 2
+            if x.shape[-1] <= 8:
+                break
+            x = F.avg_pool2d(x, 2)
+    return reg
+
+
+def density_smoothness(G, planes: torch.Tensor, points: int = 1000) -> torch.Tensor:
+    """EG3D's density regulariser: L1 between raw densities at random points in the box and at points
+    moved by density_reg_p_dist (ref §6.2)."""
+    half = G.options.box_warp / 2
+    pts = (torch.rand(1, points, 3, device=planes.device) * 2 - 1) * half
+    moved = pts + torch.randn_like(pts) * G.rendering_kwargs.get("density_reg_p_dist", 0.004)
+    sigma = G.sample_planes(planes, torch.cat([pts, moved], dim=1))["sigma"]
+    return F.l1_loss(sigma[:, :points], sigma[:, points:])
+
+
+def _lr_ramp(t: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """StyleGAN2 projector learning-rate factor at progress t in [0,1]."""
+    down = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / rampdown) * math.pi)
+    return down * min(1.0, t / rampup) if rampup > 0 else down
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options and result
+
+@dataclass(frozen=True)
+class InversionOptions:
+    steps: int = 300
+    """W (and W+) projection steps; with w+ the first half optimises one w, the second half all ws."""
+    space: Space = "w"
+    tune_steps: int = 0
+    """Pivotal tuning steps after projection (0 = none)."""
+    lr: float = 0.1
+    tune_lr: float = 3e-4
+    camera_lr: float = 0.02
+    """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
+    initial_w_noise: float = 0.05
+    """Std of the noise added to w at the start, in units of w_std; it decays to 0 at 75% of the steps."""
+    noise_weight: float = 1e5
+    perceptual_weight: float = 1.0
+    density_weight: float = 0.25
+    wplus_weight: float = 1e-3
+    """Penalty on the spread of the W+ layers around their mean, per dimension, in units of w_std²."""
+    locality_weight: float = 0.1
+    locality_alpha: float = 30.0
+    anchor_weight: float = 1.0
+    """Weight of the depth/opacity anchor at unseen views during tuning."""
+    fit_fov: bool = False
+    candidates: tuple[tuple[float, float], ...] = tuple((y, 0.0) for y in (0, 45, 90, 135, 180, -135, -90, -45))
+    """Starting (yaw, pitch) in degrees when the camera is estimated."""
+    search_steps: int = 30
+    """Steps of the short W + camera fit from each candidate view (raw images only)."""
+    w_avg_samples: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class InversionResult:
+    ws: torch.Tensor
+    """[1,num_ws,w_dim], detached."""
+    camera: torch.Tensor
+    """label [25]."""
+    yaw: float
+    pitch: float
+    fov_deg: float
+    noise: dict[str, torch.Tensor]
+    G: nn.Module | None = None
+    """The tuned generator (tune_steps > 0)."""
+    loss: float = float("nan")
+    history: list[tuple[str, int, float]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The optimiser
+
+class Inverter:
+    """Inverts one target image [1,3,R,R] in [-1,1]. `perceptual(image, raw)` -> feature maps or None."""
+
+    def __init__(self, G, target: torch.Tensor, options: InversionOptions = InversionOptions(),
+                 perceptual: Callable | None = None, progress: Progress | None = None):
+        self.G = copy.deepcopy(G).eval().requires_grad_(False)
+        self.opts, self.progress, self.perceptual = options, progress, perceptual
+        self.device = next(self.G.parameters()).device
+        self.target = target.to(self.device)
+        nrr = self.G.neural_rendering_resolution
+        self.target_raw = F.interpolate(self.target, size=(nrr, nrr), mode="area")
+        self.target_feats = None
+        if perceptual is not None:
+            with torch.no_grad():
+                self.target_feats = perceptual(self.target, self.target_raw)
+        self.noise_bufs = {name: buf for name, buf in self.G.named_buffers() if name.endswith("noise_const")
+                           and name.startswith("backbone.")}
+        self.history: list[tuple[str, int, float]] = []
+        self.done, self.total = 0, 0
+        self.generator = torch.Generator(device="cpu").manual_seed(options.seed)
+
+    # ---- pieces ------------------------------------------------------------------------------------
+    def _tick(self, phase: str, step: int, loss: float) -> None:
+        self.history.append((phase, step, loss))
+        self.done += 1
+        if self.progress is not None:
+            self.progress.update(self.done, self.total, f"{phase} loss {loss:.4f}")
+
+    def _w_stats(self, c: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Mean w [1,1,w_dim] of mapping(z, c) over many z, and w_std = sqrt(E|w - w_avg|²)."""
+        z = torch.randn(self.opts.w_avg_samples, self.G.z_dim, generator=self.generator).to(self.device)
+        with torch.no_grad():
+            w = self.G.mapping(z, c.expand(z.shape[0], -1))[:, :1]
+        w_avg = w.mean(dim=0, keepdim=True)
+        return w_avg, float((w - w_avg).square().sum(dim=2).mean().sqrt())
+
+    def _objective(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = pixel_loss(out, self.target, self.target_raw)
+        if self.perceptual is not None and "image" in out:
+            feats = self.perceptual(out["image"], out["image_raw"])
+            loss = loss + self.opts.perceptual_weight * feature_distance(feats, self.target_feats).sum()
+        return loss
+
+    def _render(self, G, ws: torch.Tensor, c: torch.Tensor, sr: bool = True):
+        planes = G.planes(ws)
+        return planes, G.render_planes(planes, ws, c, superresolution=sr)
+
+    # ---- camera search -----------------------------------------------------------------------------
+    def search_camera(self, fov_deg: float) -> OrbitLabel:
+        """Short raw-image fits of w and camera from each candidate view; the best one's camera."""
+        o = self.G.options
+        best = (math.inf, None)
+        for yaw_deg, pitch_deg in self.opts.candidates:
+            cam = OrbitLabel(math.radians(yaw_deg), math.radians(pitch_deg), fov_deg, o.avg_camera_radius,
+                             o.avg_camera_pivot, self.opts.fit_fov).to(self.device)
+            w_avg, _ = self._w_stats(cam().detach())
+            w = w_avg.clone().requires_grad_(True)
+            opt = torch.optim.Adam([{"params": [w], "lr": self.opts.lr},
+                                    {"params": [p for p in cam.parameters() if p.requires_grad],
+                                     "lr": self.opts.camera_lr * 3}], betas=(0.9, 0.999))
+            for step in range(self.opts.search_steps):
+                _, out = self._render(self.G, w.expand(-1, self.G.num_ws, -1), cam(), sr=False)
+                loss = pixel_loss(out, self.target, self.target_raw)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self._tick(f"camera {yaw_deg:+.0f}", step, loss.item())
+            if loss.item() < best[0]:
+                best = (loss.item(), cam)
+        return best[1]
+
+    # ---- projection --------------------------------------------------------------------------------
+    def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict) -> None:
+        """W (then W+) projection; `state` always holds the best ws/noise/camera so far."""
+        opts, G = self.opts, self.G
+        label = cam().detach() if isinstance(cam, OrbitLabel) else cam
+        w_avg, w_std = self._w_stats(label)
+        noises = list(self.noise_bufs.values())
+        for n in noises:
+            n.copy_((n - n.mean()) / n.std())
+            n.requires_grad_(True)
+        w = w_avg.clone().requires_grad_(True)
+        cam_params = [p for p in cam.parameters() if p.requires_grad] if fit_camera else []
+        w_steps = opts.steps if opts.space == "w" else opts.steps // 2
+        groups = [{"params": [w] + noises, "lr": opts.lr}]
+        if cam_params:
+            groups.append({"params": cam_params, "lr": opts.camera_lr})
+        opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+        ws_plus = None
+        try:
+            for step in range(opts.steps):
+                if step == w_steps and opts.space == "w+":  # switch to one w per layer, from the W solution
+                    ws_plus = w.detach().repeat(1, G.num_ws, 1).requires_grad_(True)
+                    groups = [{"params": [ws_plus] + noises, "lr": 0.0}]
+                    if cam_params:
+                        groups.append({"params": cam_params, "lr": 0.0})
+                    opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+                if ws_plus is None:
+                    phase_t = step / w_steps
+                    ramp = _lr_ramp(phase_t)
+                    sigma = w_std * opts.initial_w_noise * max(0.0, 1.0 - phase_t / 0.75) ** 2
+                else:  # W+ refines the W solution: a tenth of the step, no ramp-up, no exploration noise
+                    ramp = 0.1 * _lr_ramp((step - w_steps) / max(1, opts.steps - w_steps), rampup=0)
+                    sigma = 0.0
+                for g, base in zip(opt.param_groups, [opts.lr, opts.camera_lr]):
+                    g["lr"] = base * ramp
+                if ws_plus is None:
+                    ws = (w + torch.randn_like(w) * sigma).expand(-1, G.num_ws, -1)
+                else:
+                    ws = ws_plus + torch.randn_like(ws_plus) * sigma
+                label = cam() if isinstance(cam, OrbitLabel) else cam
+                planes, out = self._render(G, ws, label)
+                fit = self._objective(out)
+                loss = fit + opts.noise_weight * noise_penalty(noises)
+                loss = loss + opts.density_weight * density_smoothness(G, planes)
+                if ws_plus is not None:
+                    spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
+                    loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    for n in noises:
+                        n.sub_(n.mean()).div_(n.std())
+                if fit.item() < state.get("loss", math.inf):
+                    current = ws_plus if ws_plus is not None else w.expand(-1, G.num_ws, -1)
+                    state.update(loss=fit.item(), ws=current.detach().clone(),
+                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
+                                 camera=cam.state_dict() if isinstance(cam, OrbitLabel) else None)
+                self._tick("w+" if ws_plus is not None else "w", step, fit.item())
+        finally:
+            for n in noises:
+                n.requires_grad_(False)
+
+    # ---- pivotal tuning ----------------------------------------------------------------------------
+    @staticmethod
+    def tuned_parameters(G) -> list[nn.Parameter]:
+        """What PTI fine-tunes: the synthesis, decoder and super-resolution weights (not the mapping,
+        whose output is the pivot, nor the noise strengths)."""
+        return [p for name, p in G.named_parameters()
+                if not name.startswith("backbone.mapping") and not name.endswith("noise_strength")]
+
+    def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
+        """PTI: fine-tune `tuned` (a copy of G) in place around the pivot."""
+        opts, G = self.opts, self.G
+        params = self.tuned_parameters(tuned)
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(params, lr=opts.tune_lr)
+        anchors = [(0.6, 0.0), (-0.6, 0.0), (0.0, -0.35)]  # yaw/pitch offsets (radians) of unseen views
+        with torch.no_grad():
+            planes = G.planes(ws_pivot)
+            anchor_labels = [cam(dy, dp).detach() for dy, dp in anchors]
+            anchor_out = [G.render_planes(planes, ws_pivot, c, superresolution=False) for c in anchor_labels]
+        o = G.options
+        depth_range = o.ray_end - o.ray_start if isinstance(o.ray_start, (int, float)) else o.avg_camera_radius
+        w_p = ws_pivot[:, :1]
+        for step in range(opts.tune_steps):
+            planes, out = self._render(tuned, ws_pivot, label)
+            fit = self._objective(out)
+            loss = fit + opts.density_weight * density_smoothness(tuned, planes)
+            for c, ref in zip(anchor_labels, anchor_out):
+                a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
+                loss = loss + opts.anchor_weight / len(anchors) * (
+                    (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
+                    + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
+            # locality regulariser (PTI §3.3): a latent towards a random w must render as before
+            z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
+            with torch.no_grad():
+                w_z = G.mapping(z, label)[:, :1]
+                d = w_z - w_p
+                w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
+                yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
+                c_r = cam(yaw, 0.0).detach()
+                ref = G.synthesis(w_r, c_r)
+            got = tuned.synthesis(w_r, c_r)
+            local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
+            if self.perceptual is not None:
+                local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
+                                                 self.perceptual(ref["image"], ref["image_raw"])).sum()
+            loss = loss + opts.locality_weight * local
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self._tick("tune", step, fit.item())
+        tuned.requires_grad_(False)
+
+    # ---- everything --------------------------------------------------------------------------------
+    def run(self, label: torch.Tensor | None = None, fov_deg: float | None = None) -> InversionResult:
+        """Invert with the camera label [25] given, or estimated when None."""
+        opts, G = self.opts, self.G
+        estimate = label is None
+        fov_deg = fov_deg or G.options.avg_camera_fov
+        self.total = (len(opts.candidates) * opts.search_steps if estimate else 0) + opts.steps + opts.tune_steps
+        state: dict = {}
+        seconds: dict[str, float] = {}
+        interrupted, tuned = False, None
+        t0 = time.perf_counter()
+        cam = (OrbitLabel.from_label(label, G.options.avg_camera_pivot).to(self.device) if not estimate
+               else None)
+        fixed_label = label.to(self.device).reshape(1, 25) if not estimate else None
+        try:
+            if estimate:
+                cam = self.search_camera(fov_deg)
+                seconds["camera search"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            self.project(cam if estimate else fixed_label, estimate, state)
+            seconds[opts.space] = time.perf_counter() - t1
+        except (KeyboardInterrupt, Cancelled):
+            interrupted = True
+        if "ws" not in state:
+            raise KeyboardInterrupt if interrupted else RuntimeError("projection ran no step")
+        if estimate and state["camera"] is not None:
+            cam.load_state_dict(state["camera"])
+        for name, value in state["noise"].items():
+            self.noise_bufs[name].copy_(value)
+        final_label = cam().detach() if estimate else fixed_label
+        if opts.tune_steps > 0 and not interrupted:
+            t1 = time.perf_counter()
+            tuned = copy.deepcopy(G)
+            try:
+                self.tune(state["ws"], cam, final_label, tuned)
+            except (KeyboardInterrupt, Cancelled):
+                interrupted = True
+                tuned.requires_grad_(False)
+            seconds["tune"] = time.perf_counter() - t1
+        seconds["total"] = time.perf_counter() - t0
+        return InversionResult(
+            ws=state["ws"], camera=final_label.reshape(25).cpu(), yaw=cam.yaw.item(), pitch=cam.pitch.item(),
+            fov_deg=cam.fov_deg if estimate else OrbitLabel.from_label(final_label, (0, 0, 0)).fov_deg,
+            noise={k: v.cpu() for k, v in state["noise"].items()}, G=tuned, loss=state["loss"],
+            history=self.history, interrupted=interrupted, seconds=seconds)
