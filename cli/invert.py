@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from core.cameras import frontal_label
     from core.checkpoint import load_generator, save_checkpoint
     from core.errors import StudioError
-    from core.images import contact_sheet, save_png, to_uint8
+    from core.imaging import contact_sheet, save_png, to_uint8
     from core.latents import Latent, prepare_image, read_camera, save_latent
     from core.progress import TqdmProgress
     from training.inversion import InversionOptions, Inverter, OrbitLabel
@@ -119,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
         for name, value in result.noise.items():  # the optimised noise maps belong to the result
             dict(G.named_buffers())[name].copy_(value)
     cam = OrbitLabel.from_label(result.camera, G.options.avg_camera_pivot).to(device)
-    frames = [to_uint8(target)]
+    frames = [to_uint8(target[0])]
     with torch.no_grad():
         planes = G_final.planes(result.ws.to(device))
         for dy, dp in [(0.0, 0.0)] + [(v[1], v[2]) for v in _novel_views()]:
-            frames.append(to_uint8(G_final.render_planes(planes, result.ws.to(device), cam(dy, dp))["image"]))
+            frames.append(to_uint8(G_final.render_planes(planes, result.ws.to(device), cam(dy, dp))["image"][0]))
     labels = ["input", "reconstruction"] + [v[0] for v in _novel_views()]
-    written.append(save_png(contact_sheet(frames, len(frames), labels), out / "compare.png"))
+    written.append(save_png(out / "compare.png", contact_sheet(frames, len(frames), labels)))
     print("wrote " + ", ".join(str(p) for p in written))
     if result.interrupted:
         print(f"interrupted: kept the best result so far ({len(result.history)} steps run)", file=sys.stderr)

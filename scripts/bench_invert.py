@@ -42,9 +42,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def render(G, ws: torch.Tensor, label: torch.Tensor) -> np.ndarray:
-    from core.images import to_uint8
+    from core.imaging import to_uint8
     with torch.no_grad():
-        return to_uint8(G.synthesis(ws, label.reshape(1, 25))["image"])
+        return to_uint8(G.synthesis(ws, label.reshape(1, 25))["image"][0])
 
 
 def main() -> None:

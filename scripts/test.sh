@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Set up and run the test suite on a fresh machine (no display, no GPU needed).
-# Installs Xvfb (for the studio's real-window tests) when missing, creates .venv, installs requirements,
-# runs ruff, then pytest.
+# Installs Xvfb and xdotool (the studio's real-window and real-input tests) when missing, creates .venv,
+# installs requirements, runs ruff, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v Xvfb >/dev/null 2>&1; then
-  echo "installing xvfb (needed by the studio tests)..."
+if ! command -v Xvfb >/dev/null 2>&1 || ! command -v xdotool >/dev/null 2>&1; then
+  echo "installing xvfb and xdotool (needed by the studio tests)..."
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y -qq xvfb >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq xvfb; }
+  $SUDO apt-get install -y -qq xvfb xdotool >/dev/null 2>&1 ||
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq xvfb xdotool; }
 fi
 
 PY=${PYTHON:-python3}

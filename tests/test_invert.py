@@ -50,9 +50,9 @@ def seed_target(G):
 @pytest.fixture(scope="module")
 def inverted(tmp_path_factory, seed_target):
     """`main.py invert` on the target PNG with the camera given (few steps: a round-trip fixture)."""
-    from core.images import save_png, to_uint8
+    from core.imaging import save_png, to_uint8
     d = tmp_path_factory.mktemp("inv")
-    save_png(to_uint8(seed_target[1]), d / "target.png")
+    save_png(d / "target.png", to_uint8(seed_target[1][0]))
     r = _main("invert", d / "target.png", "--network", MODEL, "--yaw", 25, "--steps", 12, "--tune", 2,
               "--out", d / "out", "--device", "cpu")
     assert r.returncode == 0, r.stderr
