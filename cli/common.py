@@ -84,6 +84,9 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
     except KeyboardInterrupt as e:
         print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush must not fail
+        return 141
     except (StudioError, ValueError, OSError) as e:
         print(f"error: {one_line(e, 400)}", file=sys.stderr)
         return 2

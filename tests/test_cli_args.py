@@ -137,3 +137,12 @@ raise SystemExit(run_guarded(fn, argparse.Namespace()) + (time.sleep(1) or 0))
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        check=False)
     assert r.returncode == 7 and r.stderr == ""
+
+
+def test_closed_output_pipe_stops_quietly():
+    """`main.py info X | head -1`: the reader goes away; no 'Broken pipe' error line, exit 141 like other tools."""
+    p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "info", str(ROOT / "assets" / "default_model.ckpt")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    p.stdout.close()  # before the child has written anything (importing torch takes a second)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and err == ""
