@@ -25,7 +25,7 @@ EXAMPLES = """examples:
       main.py train --data ffhq.zip --out runs/ffhq --config ffhq --batch 64 --batch-gpu 4"""
 
 
-RESUMABLE = ("kimg", "snap", "tick", "swd_images", "grid_size")
+RESUMABLE = ("kimg", "snap", "tick", "swd_images", "grid_size", "inception", "fid_images")
 """Options that --resume may change; the others are the run's recipe."""
 
 
@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tick", type=float_in(0, 1e7, open_lo=True), help="metrics-log interval in kimg")
     g.add_argument("--seed", type=int_in(0, 2**31 - 1), help="random seed")
     g.add_argument("--swd-images", type=int_in(0, 1 << 20), help="images per set for the SWD metric (0 = off)")
+    g.add_argument("--inception", metavar="FILE", help="local FID Inception-v3 weights (pytorch-fid's "
+                   "pt_inception-2015-12-05-6726825d.pth): FID and KID at each snapshot; nothing is downloaded")
+    g.add_argument("--fid-images", type=int_in(2, 1 << 20), help="images per set for FID/KID (default 1000)")
     g.add_argument("--grid", metavar="WxH", help="image-grid size in images (default per config, e.g. 8x4)")
     g = p.add_argument_group("batch and optimisation")
     g.add_argument("--batch", type=int_in(1, 16384), help="total batch size over all processes")
@@ -102,7 +105,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
 
 
-OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "batch", "batch_gpu", "gamma", "glr", "dlr",
+OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_images", "batch", "batch_gpu",
+                "gamma", "glr", "dlr",
                 "mirror", "aug", "aug_p", "ada_target", "style_mixing_prob", "cbase", "cmax", "d_cbase",
                 "d_cmax", "map_depth",
                 "mbstd_group", "sr_module", "sr_num_fp16_res", "d_num_fp16_res", "decoder_lr_mul", "nrr_initial",
@@ -124,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in OPTION_NAMES}
     overrides["grid_size"] = _grid(args.grid)
+    if args.inception:
+        overrides["inception"] = str(Path(args.inception).resolve())
     if overrides["sr_module"] == "none":
         overrides["sr_module"] = SR_NONE
     rank = int(os.environ.get("RANK", "0"))
@@ -133,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if fixed or args.init:
             name = "init" if args.init else fixed[0]
             raise StudioError(f"--{name.replace('_', '-')} cannot change when resuming (a run keeps its recipe); "
-                              f"only --kimg, --snap, --tick, --swd-images and --grid can")
+                              f"only --kimg, --snap, --tick, --swd-images, --grid, --inception and --fid-images can")
         if args.out and Path(args.out).resolve() != run_dir.resolve():
             raise StudioError("--resume continues in the run directory itself; leave out --out")
         if (run_dir / OPTIONS_FILE).exists():
@@ -156,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     if not Path(data).exists():
         raise DatasetError(f"{data}: no such dataset folder or zip")
     _check_writable(run_dir)
+    if opts.inception and rank == 0:  # a wrong file fails before the run directory exists
+        from training.fid import load_inception
+        load_inception(opts.inception)
     device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

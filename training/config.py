@@ -100,6 +100,10 @@ class TrainOptions:
     resume_blur: bool = False
     # Monitoring
     swd_images: int = 256
+    inception: str | None = None
+    """Local FID Inception-v3 weights file (pytorch-fid's); FID and KID at each snapshot when set."""
+    fid_images: int = 1000
+    """Images per set for FID/KID (with --inception)."""
     grid_size: tuple[int, int] = (8, 4)
 
     def rendering_kwargs(self, resolution: int) -> dict:

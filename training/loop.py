@@ -44,6 +44,7 @@ from training.augment import AugmentPipe, adjust_p
 from training.config import TrainOptions
 from training.dataset import PosedDataset, open_dataset
 from training.discriminator import DualDiscriminator
+from training.fid import FEATURES, FeatureStats, fid_kid, load_inception
 from training.loss import EG3DLoss, schedule
 from training.metrics import SWDAccumulator, swd_from
 
@@ -227,6 +228,10 @@ class Trainer:
         self._last: dict[str, float] = {}
         self._stop_requested = False
         self._tb = _tensorboard(self.run_dir) if self.info.is_main else None
+        self.inception = None
+        if opts.inception:  # rank 0 reads the file and sends the network to the others
+            net = load_inception(opts.inception) if self.info.is_main else None
+            self.inception = dist_utils.broadcast_object(net, self.info).to(self.device)
 
     @staticmethod
     def _build_G(kwargs: dict, state_dict: dict | None) -> TriPlaneGenerator:
@@ -353,6 +358,34 @@ class Trainer:
             descs = [{res: dist_utils.gather_rows(d.get(res, empty), share, self.info) for res in levels}
                      for d in descs]
         return swd_from(*descs) if self.info.is_main else None
+
+    @torch.no_grad()
+    def _fid(self, kid_budget: int = 4096) -> dict[str, float] | None:
+        """FID and KID between fid_images reals and G_ema images on Inception features: every process
+        takes its share of images; moments are summed and KID samples gathered on rank 0 (None elsewhere)."""
+        n = min(self.opts.fid_images, len(self.ds))
+        g = torch.Generator().manual_seed(11)
+        idx = torch.randperm(len(self.ds), generator=g)[:n]
+        z = torch.randn(n, self.G.z_dim, generator=g)
+        c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
+        world, rank = self.info.world_size, self.info.rank
+        mine = torch.arange(rank, n, world)
+        share = max(kid_budget // world, 1)
+        stats = [FeatureStats(kid_budget=share, seed=2 * rank), FeatureStats(kid_budget=share, seed=2 * rank + 1)]
+        for i in range(0, len(mine), self.batch_gpu):
+            part = mine[i:i + self.batch_gpu]
+            real = self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1
+            stats[0].add(self.inception(real))
+            out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
+            stats[1].add(self.inception(out["image"].float().clamp(-1, 1)))
+        if world > 1:
+            for st in stats:
+                moments = torch.cat([torch.tensor([float(st.n)], dtype=torch.float64), st.sum, st.outer.flatten()])
+                moments = dist_utils.all_reduce_sum(moments.to(self.device), self.info).cpu()
+                st.n, st.sum = int(moments[0]), moments[1:1 + FEATURES]
+                st.outer = moments[1 + FEATURES:].view(FEATURES, FEATURES)
+                st.sample = dist_utils.gather_rows(st.sample.to(self.device), share, self.info).cpu()
+        return fid_kid(*stats) if self.info.is_main else None
 
     def _snapshot(self, metrics: dict[str, float]) -> None:
         self._write_grids()
@@ -508,6 +541,8 @@ class Trainer:
                                          f"kimg {self.cur_nimg / 1000:.2f} G {g:.3f} D {d:.3f}")
             if self.cur_nimg // snap > prev // snap or done:
                 metrics = self._swd() if self.opts.swd_images > 0 else {}  # every process contributes
+                if self.inception is not None:
+                    metrics = {**(metrics or {}), **(self._fid() or {})}
                 if self.info.is_main:
                     self._snapshot(metrics)
                     last = self.run_dir / snapshot_name(self.cur_nimg)
