@@ -1,4 +1,4 @@
-"""The training loop (ref §6.4): phases, EMA, logging, grids, snapshots, SWD, resume.
+"""The training loop (ref §6.4): phases, EMA, logging, grids, snapshots, SWD (and FID/KID), resume.
 
 Run directory layout (read by training/runner.py and the studio):
   training_options.json       every option of the run
@@ -364,6 +364,8 @@ class Trainer:
         """FID and KID between fid_images reals and G_ema images on Inception features: every process
         takes its share of images; moments are summed and KID samples gathered on rank 0 (None elsewhere)."""
         n = min(self.opts.fid_images, len(self.ds))
+        if n < 2:  # no covariance from one image
+            return {}
         g = torch.Generator().manual_seed(11)
         idx = torch.randperm(len(self.ds), generator=g)[:n]
         z = torch.randn(n, self.G.z_dim, generator=g)
