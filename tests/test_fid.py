@@ -64,7 +64,7 @@ def test_inception_layout_loads_strictly_and_extracts_pool_features(weights):
     assert (feats >= 0).all() and (feats[0] - feats[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("damage", ["missing", "unexpected", "shape", "garbage", "code", "absent"])
+@pytest.mark.parametrize("damage", ["missing", "unexpected", "shape", "garbage", "code", "absent", "folder"])
 def test_wrong_inception_file_is_one_line(weights, tmp_path, damage):
     bad = tmp_path / "bad.pth"
     if damage in ("missing", "unexpected", "shape"):
@@ -85,13 +85,16 @@ def test_wrong_inception_file_is_one_line(weights, tmp_path, damage):
             def __reduce__(self):
                 return (os.system, ("touch " + str(tmp_path / "pwned"),))
         bad.write_bytes(pickle.dumps(Evil()))
+    elif damage == "folder":
+        bad.mkdir()
     with pytest.raises(StudioError) as e:
         load_inception(bad)
     msg = str(e.value)
     assert "\n" not in msg and str(bad) in msg
     assert not (tmp_path / "pwned").exists()
     expected = {"missing": "missing", "unexpected": "unexpected", "shape": "wrongly shaped",
-                "garbage": "not a readable", "code": "not a readable", "absent": "no such file"}[damage]
+                "garbage": "not a readable", "code": "not a readable", "absent": "no such file",
+                "folder": "not a file"}[damage]
     assert expected in msg
 
 

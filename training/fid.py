@@ -184,7 +184,7 @@ def load_inception(path: str | Path, device: torch.device | str = "cpu") -> Ince
     Raises StudioError (one line) when the file is missing, unreadable or holds other weights."""
     path = Path(path)
     if not path.is_file():
-        raise StudioError(f"--inception {path}: no such file")
+        raise StudioError(f"--inception {path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file becomes one line
