@@ -14,6 +14,7 @@ import scipy.linalg
 import torch
 
 import main
+import training.fid as fid
 from core.errors import StudioError
 from training.fid import (
     FeatureStats,
@@ -53,6 +54,9 @@ def test_inception_layout_loads_strictly_and_extracts_pool_features(weights):
     assert saved["Mixed_7c.branch3x3dbl_3b.conv.weight"].shape == (384, 384, 3, 1)
     assert saved["fc.weight"].shape == (1008, 2048)
     assert not any(k.startswith("AuxLogits") for k in saved)
+    # the FID variant's 3x3 average pools do not count the padding: a constant map stays constant at the border
+    pooled = fid._avg3(torch.full((1, 1, 5, 5), 2.0))
+    assert torch.equal(pooled, torch.full((1, 1, 5, 5), 2.0))
     g = torch.Generator().manual_seed(1)
     images = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
     with torch.no_grad():

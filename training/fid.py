@@ -263,24 +263,28 @@ def _poly_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a @ b.T / a.shape[1] + 1) ** 3
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2 of two equally large samples with the cubic polynomial kernel."""
-    m = len(x)
-    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD^2 of two equally large samples from their kernel matrices (diagonals of kxx, kyy left out)."""
+    m = len(kxx)
     off = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
     return float(off - 2 * kxy.sum() / (m * m))
 
 
 def kernel_inception_distance(x: np.ndarray, y: np.ndarray, subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> float:
-    """Mean unbiased MMD^2 over random subsets (without replacement within a subset) of two feature sets."""
+    """Mean unbiased MMD^2 over random subsets (without replacement within a subset) of two feature sets.
+    The kernel matrices are computed once over the (bounded) samples and indexed per subset."""
     m = min(len(x), len(y), subset_size)
     if m < 2:
         raise ValueError("KID needs at least two images per set")
-    rng = np.random.default_rng(seed)
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return float(np.mean([mmd2_unbiased(x[rng.choice(len(x), m, replace=False)],
-                                        y[rng.choice(len(y), m, replace=False)]) for _ in range(subsets)]))
+    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        ix, iy = rng.choice(len(x), m, replace=False), rng.choice(len(y), m, replace=False)
+        values.append(mmd2_unbiased(kxx[np.ix_(ix, ix)], kyy[np.ix_(iy, iy)], kxy[np.ix_(ix, iy)]))
+    return float(np.mean(values))
 
 
 def fid_kid(real: FeatureStats, fake: FeatureStats, seed: int = 0) -> dict[str, float]:
