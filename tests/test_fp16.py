@@ -5,13 +5,19 @@ at tiny sizes and compared against float32 and the original's outputs.
 """
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 
 from core import ops
 from core.layers import block_dtype, set_precision
 from tests.conftest import build_fixture_generator
+from training.config import preset
 from training.discriminator import DualDiscriminator
+from training.loop import Trainer
+from training.synthetic import SynthSettings, write_synthetic_dataset
 
 FP16_TOL = 5e-3  # relative to the output's magnitude: a few float16 roundings (eps 1e-3) per layer
 
@@ -122,3 +128,25 @@ def test_forced_fp16_discriminator(scale):
         # perturbation of the input already moves the input gradient by 2%.)
         assert out.dtype == torch.float32 and torch.isfinite(out).all()
         assert 0 < ((out - ref).norm() / ref.norm()).item() <= 0.1
+
+
+def test_trainer_uses_the_recipe_precision_and_a_forced_fp16_step_trains(tmp_path):
+    """The trainer selects 'auto' (float32 here, float16 on CUDA); forced to float16, one real step (G, D and
+    the R1 gradient through the float16 D blocks) gives finite losses and moves the float16 blocks' weights."""
+    data = write_synthetic_dataset(tmp_path / "shapes", 4, 128, seed=1,
+                                   settings=SynthSettings(kinds=("box",), max_prims=1))
+    opts = preset("tiny", kimg=0.002, batch=2, snap=0.002, tick=0.002, swd_images=0, grid_size=(1, 1))
+    trainer = Trainer(data, tmp_path / "run", opts, torch.device("cpu"))
+    blocks = [m for net in (trainer.G, trainer.D, trainer.G_ema) for m in net.modules() if getattr(m, "use_fp16", 0)]
+    assert blocks and {m.precision for m in blocks} == {"auto"}
+    for net in (trainer.G, trainer.D, trainer.G_ema):
+        set_precision(net, "fp16")
+    seen_d, seen_g = record_dtypes(trainer.D, ["b128", "b8"]), record_dtypes(trainer.G.superresolution, ["block1"])
+    before = {n: v.clone() for n, v in trainer.D.state_dict().items()}
+    trainer.run()
+    trainer.close()
+    assert seen_d == {"b128": torch.float16, "b8": torch.float32} and seen_g == {"block1": torch.float16}
+    assert not torch.equal(trainer.D.b128.conv0.weight, before["b128.conv0.weight"])
+    tick = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][0]
+    losses = [tick[k] for k in ("loss_G", "loss_D_fake", "loss_D_real", "reg_r1")]
+    assert all(math.isfinite(v) for v in losses) and tick["reg_r1"] > 0, tick
