@@ -12,6 +12,30 @@ from torch import nn
 
 from core import ops
 
+PRECISIONS = ("fp32", "auto", "fp16")
+
+
+def block_dtype(use_fp16: bool, precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a block computes in (StyleGAN2-ADA mixed precision, EG3D ref §1.3 and §6.3).
+
+    precision 'fp32' (the default of every network: renders and tools) keeps float32 everywhere;
+    'auto' (the training recipe) runs the blocks built with use_fp16 in float16 on CUDA only;
+    'fp16' runs them in float16 on any device (slow on CPU; for checks of the fp16 path).
+    """
+    if use_fp16 and (precision == "fp16" or (precision == "auto" and device.type == "cuda")):
+        return torch.float16
+    return torch.float32
+
+
+def set_precision(module: nn.Module, precision: str) -> nn.Module:
+    """Select the precision ('fp32', 'auto' or 'fp16') of every block of `module` that has a use_fp16 flag."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    for m in module.modules():
+        if hasattr(m, "use_fp16"):
+            m.precision = precision
+    return module
+
 
 class FullyConnectedLayer(nn.Module):
     """y = act(x @ (W * lr_mul / sqrt(in)).T + b * lr_mul)."""

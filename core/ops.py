@@ -93,10 +93,16 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     (zero-insert + flipped kernel) followed by the FIR with gain 4 and padding 1, giving 2H x 2W.
     `fused` computes per-sample weights (grouped conv); otherwise x*s -> conv -> *d, which is the
     same math and cheaper for large batches with autograd. `noise` [N|1,1,H',W'] is added after
-    demodulation, before bias.
+    demodulation, before bias. The convolution runs in x's dtype (float16 in mixed-precision blocks);
+    styles and demodulation coefficients are computed in the weights' dtype.
     """
     n = x.shape[0]
     o, i, kh, kw = weight.shape
+    if demodulate and x.dtype == torch.float16:
+        # Keep float16 products in range: scale each output filter to max |W| = 1/sqrt(fan_in) and each
+        # style vector to max |s| = 1; demodulation divides both factors out again.
+        weight = weight / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) * math.sqrt(i * kh * kw))
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
     dcoefs = None
     if demodulate:
         w = weight[None] * styles[:, None, :, None, None]  # [N,O,I,k,k]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from core import ops
-from core.layers import FullyConnectedLayer
+from core.layers import FullyConnectedLayer, block_dtype
 from core.mapping import MappingNetwork
 
 
@@ -101,6 +101,7 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.w_dim, self.resolution, self.img_channels = w_dim, resolution, img_channels
         self.is_last, self.use_fp16, self.upsample = is_last, use_fp16, upsample
+        self.precision = "fp32"  # see core.layers.set_precision
         self.fused_modconv_default = fused_modconv_default
         self.num_conv, self.num_torgb = 0, 1
         if in_channels == 0:
@@ -118,15 +119,18 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random", fused_modconv: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """ws [N, num_conv + num_torgb, w_dim]; returns (features, image)."""
-        # The original's fp16 blocks (SR on CUDA) only rescale weights and styles, which demodulation
-        # cancels; the conv_clamp still applies. We run float32 everywhere: same result to round-off.
+        """ws [N, num_conv + num_torgb, w_dim]; returns (features in the block's dtype, float32 image).
+
+        The features are computed in block_dtype (float16 for a use_fp16 block under precision 'auto'
+        on CUDA or 'fp16'); styles, the image path and the ToRGB sum stay float32.
+        """
+        dtype = block_dtype(self.use_fp16, self.precision, ws.device)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         if img is not None and self.upsample:
             img = ops.upsample2d(img, self.resample_filter)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import ops
-from core.layers import Conv2dLayer, FullyConnectedLayer
+from core.layers import Conv2dLayer, FullyConnectedLayer, block_dtype
 from core.mapping import MappingNetwork
 
 
@@ -30,9 +30,10 @@ class DiscriminatorBlock(nn.Module):
     """ResNet block: [fromrgb] -> conv0 -> conv1 (down 2), plus a 1x1 down-2 skip, both scaled by sqrt(.5)."""
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int,
-                 conv_clamp: float | None):
+                 conv_clamp: float | None, use_fp16: bool = False):
         super().__init__()
-        self.in_channels = in_channels
+        self.in_channels, self.use_fp16 = in_channels, use_fp16
+        self.precision = "fp32"  # see core.layers.set_precision
         self.register_buffer("resample_filter", ops.fir_filter())
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
@@ -41,8 +42,12 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+        """Returns features in the block's dtype (float16 for a use_fp16 block under 'auto' on CUDA or 'fp16')."""
+        dtype = block_dtype(self.use_fp16, self.precision, img.device)
         if self.in_channels == 0:
-            x = self.fromrgb(img)
+            x = self.fromrgb(img.to(dtype))
+        else:
+            x = x.to(dtype)
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
         return y + x
@@ -73,6 +78,7 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, cmap_dim)
 
     def forward(self, x: torch.Tensor, cmap: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
         if self.mbstd_num_channels > 0:
             x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
         x = self.fc(self.conv(x).flatten(1))
@@ -83,8 +89,9 @@ class DiscriminatorEpilogue(nn.Module):
 class DualDiscriminator(nn.Module):
     """D({'image' [N,3,R,R], 'image_raw' [N,3,r,r]}, c [N,25]) -> logits [N,1].
 
-    Constructor keywords match the original so that its `D.init_kwargs` rebuild this module.
-    fp16 settings are accepted; computation is float32 (the clamp at conv_clamp still applies).
+    Constructor keywords match the original so that its `D.init_kwargs` rebuild this module. The
+    num_fp16_res highest-resolution blocks compute in float16 when core.layers.set_precision selects
+    'auto' (on CUDA) or 'fp16'; the default 'fp32' and the epilogue compute in float32.
     """
 
     def __init__(self, c_dim: int, img_resolution: int, img_channels: int, architecture: str = "resnet",
@@ -108,10 +115,11 @@ class DualDiscriminator(nn.Module):
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
         cmap_dim = channels[4] if cmap_dim is None else cmap_dim
         self.register_buffer("resample_filter", ops.fir_filter())
+        fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         for res in self.block_resolutions:
             in_ch = channels[res] if res < img_resolution else 0
             setattr(self, f"b{res}", DiscriminatorBlock(in_ch, channels[res], channels[res // 2], img_channels,
-                                                        conv_clamp))
+                                                        conv_clamp, use_fp16=res >= fp16_resolution))
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **(mapping_kwargs or {}))

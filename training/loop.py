@@ -37,6 +37,7 @@ from core.checkpoint import (
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
 from core.imaging import grid, save_png, to_uint8
+from core.layers import set_precision
 from core.progress import Progress
 from core.triplane import TriPlaneGenerator
 from training import distributed as dist_utils
@@ -194,6 +195,8 @@ class Trainer:
                 raise StudioError(f"the file's discriminator weights do not match its D kwargs "
                                   f"({str(e).splitlines()[0][:200]})") from None
         self.G, self.D = self.G.to(self.device), self.D.to(self.device)
+        for net in (self.G, self.D):  # the recipe's mixed precision: fp16 SR and top D blocks on CUDA only
+            set_precision(net, "auto")
         self.G_ema = copy.deepcopy(self.G).eval()
         if source is not None:
             self.G_ema.load_state_dict(_without_label_std(source["G_ema"]))
