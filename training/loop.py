@@ -335,25 +335,33 @@ class Trainer:
         _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
         _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(_depth_to_rgb(out["image_depth"])), gw, gh)
 
+    def _metric_images(self, n: int, seed: int):
+        """This process's share of n (real, G_ema) image batches in [-1, 1] for a metric: the same n reals,
+        latents and dataset poses on every run and rank count (drawn from `seed`), split over ranks."""
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self.ds), generator=g)[:n]
+        z = torch.randn(n, self.G.z_dim, generator=g)
+        c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
+        mine = torch.arange(self.info.rank, n, self.info.world_size)
+        for i in range(0, len(mine), self.batch_gpu):
+            part = mine[i:i + self.batch_gpu]
+            real = self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1
+            out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
+            yield real, out["image"].float().clamp(-1, 1)
+
     @torch.no_grad()
     def _swd(self, budget: int = 1 << 15) -> dict[str, float]:
         """SWD between swd_images reals and G_ema images; every process takes its share of images in
         batches on its device, rank 0 combines the fixed-size descriptor sets (None on other ranks)."""
         n = min(self.opts.swd_images, len(self.ds))
-        g = torch.Generator().manual_seed(7)
-        idx = torch.randperm(len(self.ds), generator=g)[:n]
-        z = torch.randn(n, self.G.z_dim, generator=g)
-        c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
         world, rank = self.info.world_size, self.info.rank
-        mine = torch.arange(rank, n, world)
+        mine = len(range(rank, n, world))
         share = max(budget // world, 1)
-        real_acc = SWDAccumulator(max(len(mine), 1), budget=share, seed=2 * rank)
-        fake_acc = SWDAccumulator(max(len(mine), 1), budget=share, seed=2 * rank + 1)
-        for i in range(0, len(mine), self.batch_gpu):
-            part = mine[i:i + self.batch_gpu]
-            real_acc.add(self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1)
-            out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
-            fake_acc.add(out["image"].float().clamp(-1, 1))
+        real_acc = SWDAccumulator(max(mine, 1), budget=share, seed=2 * rank)
+        fake_acc = SWDAccumulator(max(mine, 1), budget=share, seed=2 * rank + 1)
+        for real, fake in self._metric_images(n, seed=7):
+            real_acc.add(real)
+            fake_acc.add(fake)
         descs = [acc.descriptors() for acc in (real_acc, fake_acc)]
         if world > 1:  # every level on every rank, even one that got no images (fewer images than ranks)
             levels = [self.ds.resolution >> k for k in range(12) if self.ds.resolution >> k >= 16]
@@ -369,20 +377,12 @@ class Trainer:
         n = min(self.opts.fid_images, len(self.ds))
         if n < 2:  # no covariance from one image
             return {}
-        g = torch.Generator().manual_seed(11)
-        idx = torch.randperm(len(self.ds), generator=g)[:n]
-        z = torch.randn(n, self.G.z_dim, generator=g)
-        c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
         world, rank = self.info.world_size, self.info.rank
-        mine = torch.arange(rank, n, world)
         share = max(kid_budget // world, 1)
         stats = [FeatureStats(kid_budget=share, seed=2 * rank), FeatureStats(kid_budget=share, seed=2 * rank + 1)]
-        for i in range(0, len(mine), self.batch_gpu):
-            part = mine[i:i + self.batch_gpu]
-            real = self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1
+        for real, fake in self._metric_images(n, seed=11):
             stats[0].add(self.inception(real))
-            out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
-            stats[1].add(self.inception(out["image"].float().clamp(-1, 1)))
+            stats[1].add(self.inception(fake))
         if world > 1:
             for st in stats:
                 moments = torch.cat([torch.tensor([float(st.n)], dtype=torch.float64), st.sum, st.outer.flatten()])
