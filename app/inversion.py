@@ -106,8 +106,13 @@ class InversionJobs:
     def take(self, action) -> bool:
         """Queue an inversion action; False if it is not one."""
         if isinstance(action, StopInversion):
+            self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
             if self.run_job is not None:
                 self.run_job.cancel()
+            return True
+        if isinstance(action, StartInversion) and (
+                self.run_job is not None or any(isinstance(a, StartInversion) for a in self.waiting)):
+            self._fail("an inversion is already running: stop it first")
             return True
         if isinstance(action, (OpenInvertImage, StartInversion, SaveInversion)):
             self.waiting.append(action)
@@ -284,11 +289,13 @@ class InversionJobs:
         from core.config import RenderOptions
         s, res = self.state, outcome.result
         self.outcome = outcome
-        tuned = sum(phase == "tune" for phase, _, _ in res.history)
+        phases = [phase for phase, _, _ in res.history]
+        steps, tuned = sum(p in ("w", "w+") for p in phases), phases.count("tune")
         s.invert.result = {
             "name": outcome.name, "yaw_deg": math.degrees(res.yaw), "pitch_deg": math.degrees(res.pitch),
-            "fov_deg": res.fov_deg, "loss": res.loss, "steps": len(res.history) - tuned, "tune_steps": tuned,
-            "interrupted": res.interrupted, "tuned": res.G is not None, "camera": action.camera}
+            "fov_deg": res.fov_deg, "loss": res.loss, "steps": steps, "tune_steps": tuned,
+            "search_steps": len(phases) - steps - tuned, "interrupted": res.interrupted,
+            "tuned": res.G is not None, "camera": action.camera}
         s.latent.source, s.latent.animate = outcome.name, False
         if action.camera == "viewport":
             s.camera = copy.deepcopy(action.view)
@@ -297,8 +304,8 @@ class InversionJobs:
             s.camera = render_camera(options, res.yaw, res.pitch,
                                      res.fov_deg if action.camera == "estimate" else None)
         stopped = " (stopped: best so far)" if res.interrupted else ""
-        steps = f"{len(res.history) - tuned} steps" + (f" + {tuned} tuning steps" if tuned else "")
-        s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps}; "
+        s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"
+                     + (f" + {tuned} tuning steps" if tuned else "") + "; "
                      "the viewport shows the result")
 
     # ---- saving -------------------------------------------------------------------------------------

@@ -167,7 +167,9 @@ class InvertPanel(Panel):
         imgui.separator()
         info_table([("camera", f"yaw {r['yaw_deg']:+.1f} deg, pitch {r['pitch_deg']:+.1f} deg, "
                                f"fov {r['fov_deg']:.2f} deg ({r['camera']})"),
-                    ("image loss", f"{r['loss']:.5f} (best of {r['steps']} steps)"
+                    ("image loss", f"{r['loss']:.5f} (best of {r['steps']} steps"
+                                   + (f" after {r['search_steps']} camera search steps" if r["search_steps"] else "")
+                                   + ")"
                                    + (f", then {r['tune_steps']} tuning steps" if r["tune_steps"] else "")
                                    + (" (stopped early)" if r["interrupted"] else "")),
                     ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps")],

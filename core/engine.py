@@ -153,12 +153,6 @@ class RenderEngine:
             self.G = self.base_G
             self._drop_caches()
 
-    @property
-    def source_name(self) -> str | None:
-        """Name of the registered ws source (None: none)."""
-        with self.lock:
-            return self._source[0] if self._source is not None else None
-
     def _use(self, latent: Latent) -> None:
         """Make self.G the generator that renders `latent` (caller holds the lock)."""
         if latent.source is None:
