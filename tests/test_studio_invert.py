@@ -162,7 +162,10 @@ def test_stop_midway_keeps_the_best_result(studio, G, target, tmp_path):
                   ws=apply_latent(G_latent, latent))
     (png,) = (tmp_path / "r").glob("*.png")
     assert_same_picture(shown, load(png), "stopped result in the viewport")
-    s.latent.source = None
+    s.model.open_request, s.model.keep_view = s.model.path, True   # Reload: the seeds are back, unchanged
+    run_until(studio, lambda: s.model.loading is None and s.model.open_request is None, "the reload")
+    assert np.array_equal(settle(studio), seeds_view) and s.latent.source is None and s.invert.result is None
+    assert not s.status_is_error, s.status
 
 
 def test_unreadable_image_is_one_log_line(studio, tmp_path):
