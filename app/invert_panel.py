@@ -166,7 +166,7 @@ class InvertPanel(Panel):
             return
         imgui.separator()
         info_table([("camera", f"yaw {r['yaw_deg']:+.1f} deg, pitch {r['pitch_deg']:+.1f} deg, "
-                               f"fov {r['fov_deg']:.2f} deg ({r['camera']})"),
+                               f"fov {r['fov_deg']:.2f} deg ({CAMERA_LABELS[INVERT_CAMERAS.index(r['camera'])]})"),
                     ("image loss", f"{r['loss']:.5f} (best of {r['steps']} steps"
                                    + (f" after {r['search_steps']} camera search steps" if r["search_steps"] else "")
                                    + ")"
