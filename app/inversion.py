@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.actions import OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
 from app.jobs import Job
 from app.state import AppState, render_camera
 from core.engine import RenderEngine
@@ -30,12 +30,13 @@ from core.progress import Cancelled
 
 log = logging.getLogger(__name__)
 PREVIEW_S = 2.0
-"""The live reconstruction is re-rendered at most this often (it costs a forward pass of the job)."""
+"""The live reconstruction is re-rendered at most this often, and at most a fifth of the job's time goes
+to it (each preview is a forward pass the optimisation waits for)."""
 PIXEL_LOSS = "multi-scale pixel MSE only (the checkpoint has no discriminator)"
 D_LOSS = "multi-scale pixel MSE + the checkpoint's discriminator features"
 
 
-def perceptual_for(model_path: str, device: torch.device):
+def perceptual_for(model_path: str, device: torch.device) -> tuple[torch.nn.Module | None, str]:
     """(feature extractor or None, the loss's name): the checkpoint's discriminator features when it
     stores a discriminator, as `main.py invert` picks them without --vgg."""
     from training.perceptual import DiscriminatorFeatures, load_discriminator
@@ -53,19 +54,22 @@ class _Live:
         self.inverter = None
         self.preview: np.ndarray | None = None
         self.version = 0
-        self._last = -math.inf
+        self._next = -math.inf
+        """time.monotonic() before which no preview is rendered."""
 
     def on_best(self, ws: torch.Tensor, label: torch.Tensor, G, force: bool = False) -> None:
-        """Inverter hook: render the best reconstruction so far, at most every PREVIEW_S seconds
-        (`force`: now, e.g. the final result)."""
+        """Inverter hook: render the best reconstruction so far when PREVIEW_S seconds and four times
+        the last preview's cost have passed (`force`: now, e.g. the final result)."""
         from core.imaging import to_uint8
-        if not force and time.monotonic() - self._last < PREVIEW_S:
+        start = time.monotonic()
+        if not force and start < self._next:
             return
         with torch.no_grad():
             image = to_uint8(G.synthesis(ws, label)["image"][0])
         with self.lock:
             self.preview, self.version = image, self.version + 1
-        self._last = time.monotonic()
+        end = time.monotonic()
+        self._next = end + max(PREVIEW_S, 4 * (end - start))
 
     def history(self) -> list[tuple[str, float]]:
         inverter = self.inverter
@@ -103,7 +107,7 @@ class InversionJobs:
     def busy(self) -> bool:
         return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job)) or bool(self.waiting)
 
-    def take(self, action) -> bool:
+    def take(self, action: Action) -> bool:
         """Queue an inversion action; False if it is not one."""
         if isinstance(action, StopInversion):
             self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
@@ -320,6 +324,7 @@ class InversionJobs:
 
         def save(_progress):
             res = outcome.result
+            action.path.parent.mkdir(parents=True, exist_ok=True)   # as `main.py invert --out`
             if action.what == "tuned":
                 from core.checkpoint import save_checkpoint
                 save_checkpoint(action.path, res.G)

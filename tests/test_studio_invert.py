@@ -168,7 +168,7 @@ def test_stop_midway_keeps_the_best_result(studio, G, target, tmp_path):
     assert not s.status_is_error, s.status
 
 
-def test_unreadable_image_is_one_log_line(studio, tmp_path):
+def test_unreadable_image_and_nothing_to_save_are_one_log_line(studio, tmp_path):
     s = studio.state
     run_until(studio, lambda: s.model.path is not None, "the model")
     model = s.model.path
@@ -186,4 +186,6 @@ def test_unreadable_image_is_one_log_line(studio, tmp_path):
         assert len(lines) == 1 and "\n" not in lines[0], lines
         assert s.model.path == model and s.model.open_request is None, "an image was opened as a model"
         assert s.invert.target is None and name in s.invert.target_info
-    studio.step()
+    studio.invert_panel.save(s, "latent")       # nothing inverted into the reloaded model
+    run_until(studio, lambda: s.status_is_error and "no inversion result" in s.status, "the save error")
+    assert sum("no inversion result" in text for _, text, _ in studio.log_handler.snapshot()) == 1
