@@ -170,3 +170,42 @@ class StartTraining(Action):
 class StopTraining(Action):
     pass
 
+
+# ---- inversion (session thread: app.inversion) ---------------------------------------------------
+
+INVERT_CAMERAS = ("viewport", "angles", "estimate")
+"""viewport: the on-screen orbit camera; angles: yaw/pitch in degrees with `render`'s meaning;
+estimate: optimised with the latent from the best of several candidate views."""
+
+
+@dataclass(frozen=True)
+class OpenInvertImage(Action):
+    """Prepare an image as the inversion's target (shown in the Invert panel)."""
+    path: str
+
+
+@dataclass(frozen=True)
+class StartInversion(Action):
+    """Invert `image` into the loaded model on a job thread (one run at a time)."""
+    image: str
+    options: object
+    """training.inversion.InversionOptions"""
+    camera: str = "viewport"
+    """One of INVERT_CAMERAS."""
+    view: OrbitCamera | None = None
+    """camera 'viewport': a copy of the on-screen camera (the label fitted, and the view shown after)."""
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+
+
+@dataclass(frozen=True)
+class StopInversion(Action):
+    """Stop the running inversion; the best result so far is kept and shown."""
+
+
+@dataclass(frozen=True)
+class SaveInversion(Action):
+    """Write the last inversion's latent (latent.npz, as `main.py invert`) or its tuned checkpoint."""
+    path: Path
+    what: str = "latent"
+    """'latent' or 'tuned'."""

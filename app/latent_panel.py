@@ -52,24 +52,33 @@ class LatentPanel(Panel):
 
     def draw(self, state: AppState) -> None:
         lat, num_ws = state.latent, state.model.num_ws
-        self._seed(state)
-        changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f")
-        self._touch_if_active(state)
-        changed, lat.cutoff = imgui.slider_int("cutoff", lat.cutoff, 0, max(num_ws, 1),
-                                               "none" if lat.cutoff == 0 else "%d")
-        help_marker("Truncation applies to ws[:cutoff] (none = all).")
-        if imgui.collapsing_header("Interpolation"):
-            _, lat.interp_enabled = imgui.checkbox("interpolate to seed", lat.interp_enabled)
-            with disabled(not lat.interp_enabled):
-                _, lat.interp_seed = imgui.input_int("second seed", lat.interp_seed)
-                _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f")
-                self._touch_if_active(state)
-        if imgui.collapsing_header("Style mixing"):
-            self._style_mixing(lat, num_ws)
+        if lat.source is not None:
+            imgui.text_colored(imgui.ImVec4(0.5, 0.85, 1.0, 1.0), "Source: the inverted latent (Invert panel)")
+            help_marker("Seeds, truncation, interpolation and mixing do not apply to it; W directions do.")
+            if imgui.button("Back to seeds"):
+                lat.source = None
+            self.note_item("seeds")
+            imgui.separator()
+        with disabled(lat.source is not None):
+            self._seed(state)
+            changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f")
+            self._touch_if_active(state)
+            changed, lat.cutoff = imgui.slider_int("cutoff", lat.cutoff, 0, max(num_ws, 1),
+                                                   "none" if lat.cutoff == 0 else "%d")
+            help_marker("Truncation applies to ws[:cutoff] (none = all).")
+            if imgui.collapsing_header("Interpolation"):
+                _, lat.interp_enabled = imgui.checkbox("interpolate to seed", lat.interp_enabled)
+                with disabled(not lat.interp_enabled):
+                    _, lat.interp_seed = imgui.input_int("second seed", lat.interp_seed)
+                    _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f")
+                    self._touch_if_active(state)
+            if imgui.collapsing_header("Style mixing"):
+                self._style_mixing(lat, num_ws)
         if imgui.collapsing_header("W directions (PCA)"):
             self._directions(state, lat, num_ws)
         if imgui.collapsing_header("Save / load"):
-            self._save_load(state)
+            with disabled(lat.source is not None):   # the Invert panel saves an inverted latent
+                self._save_load(state)
 
     def _touch_if_active(self, state: AppState) -> None:
         if imgui.is_item_active():

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
+from app.inversion import InversionJobs
 from app.jobs import Job
 from app.settings import Settings
 from app.state import AppState, StartView, next_request, render_ladder, request_key
@@ -60,6 +61,8 @@ class Session:
         self.submitted: RenderRequest | None = None
         self.training = None
         """training.runner.TrainingProcess started from the studio."""
+        self.inversion = InversionJobs(state)
+        """The Invert panel's jobs (target image, inversion, saving its results)."""
         self._anim_pos = 0.0
         self._next_training_poll = 0.0
         self._rungs: dict[int, str] = {}
@@ -71,6 +74,7 @@ class Session:
         self._animate(dt)
         self._poll_load()
         self._take_actions()
+        self.inversion.poll(self.engine)
         self._poll_action()
         self._poll_training()
         return self._poll_frame()
@@ -95,6 +99,7 @@ class Session:
                 or self.inspect_job is not None or self.inspect_next is not None
                 or bool(self.state.actions) or (self.worker is not None and self.worker.busy)
                 or self.state.latent.animate or self.state.model.open_request is not None
+                or self.inversion.busy
                 or (self.training is not None and self.training.running))
 
     # ---- model loading ------------------------------------------------------------------------------
@@ -134,6 +139,7 @@ class Session:
         m.image_resolution = int(G.img_resolution)
         s.fit_to_model(previous_num_ws)
         s.pca_ready = False
+        self.inversion.model_changed()   # the engine dropped the inverted latent with the old weights
         if not keep_view:
             s.camera = OrbitCamera.from_options(G.options)
             if self.start is not None:
@@ -212,6 +218,8 @@ class Session:
         for action in self.state.actions:
             if isinstance(action, InspectPlanes):
                 self.inspect_next = action
+            elif self.inversion.take(action):
+                pass
             elif hasattr(action, "run") or isinstance(action, (StartTraining, StopTraining)):
                 self.actions.append(action)
             else:
@@ -306,6 +314,7 @@ class Session:
             if job is not None:
                 job.cancel()
                 job.wait(60)
+        self.inversion.close()
         if self.training is not None and self.training.running:
             self.training.stop(timeout=15)
         if self.worker is not None:

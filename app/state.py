@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from core.cameras import OrbitCamera, frontal_label, split_label
 from core.engine import Latent, RenderRequest
 
@@ -72,6 +74,9 @@ class LatentState:
     """[start, stop) of the ws the directions edit; (0, 0) = all."""
     cond_yaw: float = 0.0
     cond_pitch: float = 0.0
+    source: str | None = None
+    """An inverted latent registered with the engine (Invert panel) is shown instead of the seeds; the
+    W directions still apply to it. None: the seeds."""
 
     def fit_to_model(self, num_ws: int, same_architecture: bool) -> None:
         """Make the model-dependent settings valid for a model with `num_ws` ws: mixing layers and the
@@ -91,6 +96,9 @@ class LatentState:
         mix = [i for i, on in enumerate(self.mix_layers) if on] if self.mix_enabled else []
         dirs = tuple((k, float(a)) for k, a in enumerate(self.directions) if a)
         lo, hi = self.direction_layers
+        if self.source is not None:
+            return Latent(source=self.source, directions=dirs,
+                          direction_layers=(lo, hi) if dirs and hi > lo else None)
         return Latent(seed=int(self.seed), psi=float(self.psi), cutoff=int(self.cutoff) or None,
                       mix_seed=int(self.mix_seed) if mix else None, mix_layers=tuple(mix),
                       interp_seed=int(self.interp_seed) if self.interp_enabled else None,
@@ -201,6 +209,30 @@ class JobState:
 
 
 @dataclass
+class InvertState:
+    """The Invert panel's data, filled in by the session (app.inversion) from its jobs."""
+    image: str = ""
+    """The image last opened or dropped for inversion."""
+    target: np.ndarray | None = None
+    """The prepared target as the inversion sees it, [R, R, 3] uint8 (None: no readable image)."""
+    target_info: str = ""
+    """What was done to the image (core.latents.prepare_image), or why it could not be read."""
+    loss_name: str = ""
+    """The loss the inversion uses on the loaded model ('' until an image was opened)."""
+    running: bool = False
+    fraction: float = 0.0
+    message: str = ""
+    losses: list[tuple[str, float]] = field(default_factory=list)
+    """(phase, image loss) per optimisation step of the run in progress or finished last."""
+    preview: np.ndarray | None = None
+    """The best reconstruction so far, [R, R, 3] uint8."""
+    preview_version: int = 0
+    result: dict | None = None
+    """Summary of the last finished (or stopped) run: source name, yaw/pitch/fov in degrees, loss,
+    steps, interrupted, tuned; None: no result for the loaded model."""
+
+
+@dataclass
 class PerfState:
     texture_path: str = "host copy"
     texture_reason: str = ""
@@ -229,6 +261,7 @@ class AppState:
     job: JobState = field(default_factory=JobState)
     recording: RecordingState = field(default_factory=RecordingState)
     camera_path: CameraPathState = field(default_factory=CameraPathState)
+    invert: InvertState = field(default_factory=InvertState)
     actions: list = field(default_factory=list)
     """app.actions values the panels ask for; the session and the studio take them every frame."""
     planes: tuple | None = None

@@ -23,6 +23,7 @@ from app.display import Colorizer, FrameDisplay
 from app.export_panel import ExportPanel
 from app.gl import read_pixels
 from app.interop import TextureUploader
+from app.invert_panel import InvertPanel, is_image_path
 from app.jobs import live_jobs
 from app.latent_panel import LatentPanel
 from app.log_panel import DequeHandler, LogPanel
@@ -92,8 +93,9 @@ class Studio:
         self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
         self.export_panel = ExportPanel()
+        self.invert_panel = InvertPanel()
         self.panels = [ModelPanel(self.settings), CameraPanel(), CameraPathPanel(), LatentPanel(), RenderPanel(),
-                       PlanesPanel(self.colorizer), TrainingPanel(), self.export_panel,
+                       PlanesPanel(self.colorizer), self.invert_panel, TrainingPanel(), self.export_panel,
                        PerformancePanel(), LogPanel(self.log_handler)]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
@@ -151,7 +153,7 @@ class Studio:
             _, right, center = internal.dock_builder_split_node_py(rest, imgui.Dir.right, 0.33)
             _, left_bottom, left_top = internal.dock_builder_split_node_py(left, imgui.Dir.down, 0.3)
             _, right_bottom, right_top = internal.dock_builder_split_node_py(right, imgui.Dir.down, 0.45)
-            for name in ("Model", "Latent", "Render", "Camera", "Camera path"):
+            for name in ("Model", "Latent", "Render", "Camera", "Camera path", "Invert"):
                 internal.dock_builder_dock_window(name, left_top)
             for name in ("Performance", "Log"):
                 internal.dock_builder_dock_window(name, left_bottom)
@@ -216,8 +218,7 @@ class Studio:
         """One UI frame (never blocks on torch)."""
         start = time.perf_counter()
         self.window.begin_frame()
-        for path in self.window.take_dropped()[-1:]:
-            self.state.model.open_request, self.state.model.keep_view = path, False
+        self._take_dropped()
         now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
         frame = self.session.tick(dt)
@@ -239,6 +240,17 @@ class Studio:
             time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
+
+    def _take_dropped(self) -> None:
+        """A dropped image goes to the Invert panel (brought to the front); anything else opens as a model."""
+        paths = self.window.take_dropped()
+        images = [p for p in paths if is_image_path(p)]
+        models = [p for p in paths if not is_image_path(p)]
+        if images:
+            self.invert_panel.open_image(self.state, images[-1])
+            self.invert_panel.open = self.invert_panel.focus = True
+        if models:
+            self.state.model.open_request, self.state.model.keep_view = models[-1], False
 
     def _ui_actions(self) -> None:
         """Actions that need GL (and so the UI thread); the session took the others."""

@@ -45,6 +45,10 @@ class Latent:
     cond_pitch: float = 0.0
     cond_fov: float | None = None
     """Conditioning camera FOV in degrees (None: the checkpoint's default)."""
+    source: str | None = None
+    """Name of ws registered with RenderEngine.set_source (an inverted latent): the ws come from there,
+    rendered by the generator registered with them, instead of from the seeds; only the W directions
+    still apply. None: the seeds, through the loaded generator."""
 
 
 @dataclass(frozen=True)
@@ -117,16 +121,47 @@ class RenderEngine:
         self.set_generator(G, device)
 
     def set_generator(self, G: TriPlaneGenerator, device: torch.device | str | None = None) -> None:
-        """Swap in a (re)loaded generator; caches are dropped since they belong to the old weights."""
+        """Swap in a (re)loaded generator; caches and the registered ws source are dropped since they
+        belong to the old weights."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         with self.lock:
             self.device = torch.device(device)
-            self.G = G.to(self.device).eval().requires_grad_(False)
-            self._ws = _LRU(self._ws_size)
-            self._planes = _LRU(self._planes_size)
+            self.base_G = G.to(self.device).eval().requires_grad_(False)
+            """The loaded generator: seeds render through it (never modified by the engine)."""
+            self.G = self.base_G
+            """The generator of the latent rendered last (base_G, or the registered source's)."""
+            self._source: tuple[str, torch.Tensor, TriPlaneGenerator] | None = None
+            self._drop_caches()
             self._directions: torch.Tensor | None = None
             self._w_std: torch.Tensor | None = None
+
+    def _drop_caches(self) -> None:
+        self._ws = _LRU(self._ws_size)
+        self._planes = _LRU(self._planes_size)
+
+    def set_source(self, name: str, ws: torch.Tensor, G: TriPlaneGenerator | None = None) -> None:
+        """Register ws [1,num_ws,w_dim] under `name` for latents with `source=name`, rendered by `G` (a
+        copy of base_G carrying the inverted noise maps or tuned weights; None: base_G). Replaces the
+        previous source; base_G and the seeds' rendering are untouched."""
+        with self.lock:
+            G = (G if G is not None else self.base_G).to(self.device).eval().requires_grad_(False)
+            if tuple(ws.shape) != (1, G.num_ws, G.w_dim):
+                raise ValueError(f"ws of shape {list(ws.shape)} do not fit this model "
+                                 f"([1, {G.num_ws}, {G.w_dim}])")
+            self._source = (name, ws.detach().to(self.device), G)
+            self.G = self.base_G
+            self._drop_caches()
+
+    def _use(self, latent: Latent) -> None:
+        """Make self.G the generator that renders `latent` (caller holds the lock)."""
+        if latent.source is None:
+            self.G = self.base_G
+        elif self._source is not None and self._source[0] == latent.source:
+            self.G = self._source[2]
+        else:
+            raise ValueError(f"no latent named {latent.source!r} is registered with the engine "
+                             "(a new model was loaded since)")
 
     # ---- latents -------------------------------------------------------------------------------------
     def conditioning_label(self, latent: Latent) -> torch.Tensor:
@@ -144,10 +179,14 @@ class RenderEngine:
         return self._cached_ws(latent)[0]
 
     def _cached_ws(self, latent: Latent) -> tuple[torch.Tensor, bool]:
+        """Also selects the latent's generator (self.G) for the planes and rendering that follow."""
         with self.lock, torch.no_grad():
+            self._use(latent)
             return self._ws.get_or(latent, lambda: self._compute_ws(latent))
 
     def _compute_ws(self, latent: Latent) -> torch.Tensor:
+        if latent.source is not None:
+            return self._edit(self._source[1], latent)
         ws = self._map_seed(latent.seed, latent)
         if latent.interp_seed is not None and latent.interp_t:
             ws = torch.lerp(ws, self._map_seed(latent.interp_seed, latent), latent.interp_t)
@@ -155,6 +194,10 @@ class RenderEngine:
             layers = list(latent.mix_layers)
             ws = ws.clone()
             ws[:, layers] = self._map_seed(latent.mix_seed, latent)[:, layers]
+        return self._edit(ws, latent)
+
+    def _edit(self, ws: torch.Tensor, latent: Latent) -> torch.Tensor:
+        """ws moved along the latent's W directions (the same ws when it has none)."""
         if latent.directions:
             dirs, std = self.w_directions()
             edit = sum(amount * std[k] * dirs[k] for k, amount in latent.directions)

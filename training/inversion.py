@@ -179,9 +179,14 @@ class Inverter:
     """Inverts one target image [1,3,R,R] in [-1,1]. `perceptual(image, raw)` -> feature maps or None."""
 
     def __init__(self, G, target: torch.Tensor, options: InversionOptions = InversionOptions(),
-                 perceptual: Callable | None = None, progress: Progress | None = None):
+                 perceptual: Callable | None = None, progress: Progress | None = None,
+                 on_best: Callable[[torch.Tensor, torch.Tensor, nn.Module], None] | None = None):
+        """`on_best(ws, label [1,25], G)`: called (no grad needed) whenever the best projection so far
+        improves, and after every tuning step with the pivot and the generator being tuned, for live
+        views; it must not modify its arguments."""
         self.G = copy.deepcopy(G).eval().requires_grad_(False)
         self.opts, self.progress, self.perceptual = options, progress, perceptual
+        self.on_best = on_best
         self.device = next(self.G.parameters()).device
         self.target = target.to(self.device)
         nrr = self.G.neural_rendering_resolution
@@ -304,6 +309,8 @@ class Inverter:
                     state.update(loss=fit.item(), ws=current.detach().clone(),
                                  noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
                                  camera=cam.state_dict() if isinstance(cam, OrbitLabel) else None)
+                    if self.on_best is not None:
+                        self.on_best(state["ws"], label.detach(), G)
                 self._tick("w+" if ws_plus is not None else "w", step, fit.item())
         finally:
             for n in noises:
@@ -359,6 +366,8 @@ class Inverter:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if self.on_best is not None:
+                self.on_best(ws_pivot, label, tuned)
             self._tick("tune", step, fit.item())
         tuned.requires_grad_(False)
 

@@ -1,0 +1,346 @@
+"""The Invert panel's work, owned by the Session: preparing the target image, the inversion job with its
+live loss curve and reconstruction, showing the result in the viewport, and saving it.
+
+The inversion runs on a job thread on a deep copy of the engine's generator taken under the engine
+lock (training.inversion.Inverter copies it again), so the viewport keeps rendering meanwhile. When it
+ends (or is stopped: the Inverter keeps the best result so far) the inverted ws are registered with
+the engine as a ws source, rendered by a copy of the generator carrying the inverted noise maps or the
+tuned weights (RenderEngine.set_source); the loaded generator itself is never modified, so returning
+to the seeds (LatentState.source = None) renders exactly as before. Only the UI thread writes AppState.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.jobs import Job
+from app.state import AppState, render_camera
+from core.engine import RenderEngine
+from core.errors import StudioError
+from core.progress import Cancelled
+
+log = logging.getLogger(__name__)
+PREVIEW_S = 2.0
+"""The live reconstruction is re-rendered at most this often, and at most a fifth of the job's time goes
+to it (each preview is a forward pass the optimisation waits for)."""
+PIXEL_LOSS = "multi-scale pixel MSE only (the checkpoint has no discriminator)"
+D_LOSS = "multi-scale pixel MSE + the checkpoint's discriminator features"
+
+
+def perceptual_for(model_path: str, device: torch.device) -> tuple[torch.nn.Module | None, str]:
+    """(feature extractor or None, the loss's name): the checkpoint's discriminator features when it
+    stores a discriminator, as `main.py invert` picks them without --vgg."""
+    from training.perceptual import DiscriminatorFeatures, load_discriminator
+    D = load_discriminator(model_path)
+    if D is None:
+        return None, PIXEL_LOSS
+    return DiscriminatorFeatures(D.to(device)), D_LOSS
+
+
+class _Live:
+    """What the job thread shows while it runs: the inverter (its loss history) and the newest preview."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inverter = None
+        self.preview: np.ndarray | None = None
+        self.version = 0
+        self._next = -math.inf
+        """time.monotonic() before which no preview is rendered."""
+
+    def on_best(self, ws: torch.Tensor, label: torch.Tensor, G, force: bool = False) -> None:
+        """Inverter hook: render the best reconstruction so far when PREVIEW_S seconds and four times
+        the last preview's cost have passed (`force`: now, e.g. the final result)."""
+        from core.imaging import to_uint8
+        start = time.monotonic()
+        if not force and start < self._next:
+            return
+        with torch.no_grad():
+            image = to_uint8(G.synthesis(ws, label)["image"][0])
+        with self.lock:
+            self.preview, self.version = image, self.version + 1
+        end = time.monotonic()
+        self._next = end + max(PREVIEW_S, 4 * (end - start))
+
+    def history(self) -> list[tuple[str, float]]:
+        inverter = self.inverter
+        return [(phase, loss) for phase, _, loss in list(inverter.history)] if inverter is not None else []
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """A finished (or stopped) inversion: what the panel saves."""
+    name: str
+    result: object
+    """training.inversion.InversionResult"""
+    settings: dict
+    generation: int
+    """state.model.generation of the model it was inverted into."""
+
+
+class InversionJobs:
+    """Runs the Invert panel's actions for the Session; `poll` once per UI frame."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+        self.prepare_job: Job | None = None
+        self.run_job: Job | None = None
+        self.save_job: Job | None = None
+        self.waiting: list = []
+        self.live: _Live | None = None
+        self.running: StartInversion | None = None
+        self.outcome: _Outcome | None = None
+        self.count = 0
+        self._perceptual: tuple[int, object, str] | None = None
+        """(model generation, feature extractor or None, loss name) of the loaded model."""
+
+    @property
+    def busy(self) -> bool:
+        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job)) or bool(self.waiting)
+
+    def take(self, action: Action) -> bool:
+        """Queue an inversion action; False if it is not one."""
+        if isinstance(action, StopInversion):
+            self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
+            if self.run_job is not None:
+                self.run_job.cancel()
+            return True
+        if isinstance(action, StartInversion) and (
+                self.run_job is not None or any(isinstance(a, StartInversion) for a in self.waiting)):
+            self._fail("an inversion is already running: stop it first")
+            return True
+        if isinstance(action, (OpenInvertImage, StartInversion, SaveInversion)):
+            self.waiting.append(action)
+            return True
+        return False
+
+    def model_changed(self) -> None:
+        """A model was (re)loaded: results and the loss choice belong to the previous one; a run in
+        progress is stopped (its result could not be shown), an opened image is prepared again."""
+        inv = self.state.invert
+        if self.run_job is not None:
+            self.run_job.cancel()
+        self.outcome, self._perceptual = None, None
+        inv.result, inv.loss_name = None, ""
+        self.state.latent.source = None
+        if inv.image:
+            self.waiting.append(OpenInvertImage(inv.image))
+
+    def close(self) -> None:
+        for job in (self.prepare_job, self.run_job, self.save_job):
+            if job is not None:
+                job.cancel()
+                job.wait(60)
+
+    # ---- per frame ----------------------------------------------------------------------------------
+    def poll(self, engine: RenderEngine | None) -> None:
+        self._poll_prepare()
+        self._poll_run()
+        self._poll_save()
+        if engine is None:
+            return
+        keep = []
+        for action in self.waiting:
+            if isinstance(action, OpenInvertImage) and self.prepare_job is None:
+                self._start_prepare(action, engine)
+            elif isinstance(action, StartInversion) and self.run_job is None:
+                self._start_run(action, engine)
+            elif isinstance(action, SaveInversion) and self.save_job is None:
+                self._start_save(action)
+            else:
+                keep.append(action)
+        self.waiting = keep
+
+    def _fail(self, message: str) -> None:
+        """A user error of the panel: one line in the log and the status line."""
+        log.error("%s", message)
+        self.state.set_status(message, error=True)
+
+    # ---- the target image ---------------------------------------------------------------------------
+    def _start_prepare(self, action: OpenInvertImage, engine: RenderEngine) -> None:
+        s, model_path, generation = self.state, self.state.model.path, self.state.model.generation
+        s.invert.image = action.path
+        cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
+
+        def prepare(_progress):
+            from core.imaging import to_uint8
+            from core.latents import prepare_image
+            with engine.lock:
+                resolution, white = engine.base_G.img_resolution, engine.base_G.options.white_back
+            target, info = prepare_image(action.path, resolution, white)
+            features, loss = cached[1:] if cached else perceptual_for(model_path, engine.device)
+            return to_uint8(target[0]), info, (generation, features, loss)
+        self.prepare_job = Job(f"open image {action.path}", prepare)
+
+    def _poll_prepare(self) -> None:
+        job, inv = self.prepare_job, self.state.invert
+        if job is None or not job.done:
+            return
+        self.prepare_job = None
+        if job.error:   # the job logged it (one line, traceback behind details)
+            inv.target, inv.target_info = None, f"cannot use {Path(inv.image).name}: {job.error}"
+            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
+            return
+        inv.target, inv.target_info, perceptual = job.result
+        if perceptual[0] == self.state.model.generation:
+            self._perceptual, inv.loss_name = perceptual, perceptual[2]
+        self.state.set_status(f"inversion target: {inv.target_info}")
+
+    # ---- the inversion ------------------------------------------------------------------------------
+    def _start_run(self, action: StartInversion, engine: RenderEngine) -> None:
+        from training.inversion import InversionOptions, Inverter
+        s, inv = self.state, self.state.invert
+        if s.model.path is None:
+            self._fail("invert: no model loaded")
+            return
+        if not isinstance(action.options, InversionOptions):
+            self._fail("invert: bad options")
+            return
+        if action.camera == "viewport" and action.view is None:
+            self._fail("invert: the viewport camera is missing")
+            return
+        self.count += 1
+        name, model_path, generation = f"inversion {self.count}", s.model.path, s.model.generation
+        cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
+        live = _Live()
+
+        def run(progress):
+            from core.cameras import frontal_label
+            from core.latents import prepare_image
+            with engine.lock:   # our own copy: the viewport renders on while we optimise
+                base = engine.base_G
+                G = copy.deepcopy(base)
+            target, info = prepare_image(action.image, G.img_resolution, G.options.white_back)
+            features, loss_name = cached[1:] if cached else perceptual_for(model_path, engine.device)
+            if action.camera == "viewport":
+                label = action.view.label(engine.device)[0]
+            elif action.camera == "angles":
+                label = frontal_label(G.options, None, engine.device, yaw=math.radians(action.yaw_deg),
+                                      pitch=math.radians(action.pitch_deg))[0]
+            else:
+                label = None
+            torch.manual_seed(action.options.seed)   # as `main.py invert`: the same settings, the same result
+            inverter = Inverter(G, target, action.options, features, progress, on_best=live.on_best)
+            live.inverter = inverter
+            try:
+                result = inverter.run(label)
+            except KeyboardInterrupt:   # stopped before the first projection step: nothing to keep
+                raise Cancelled("stopped before the first step") from None
+            shown = result.G
+            if shown is None:   # the untuned copy with the inverted noise maps
+                shown = G
+                buffers = dict(G.named_buffers())
+                for key, value in result.noise.items():
+                    buffers[key].copy_(value)
+            live.on_best(result.ws, result.camera.to(engine.device).view(1, 25), shown, force=True)
+            with engine.lock:
+                if engine.base_G is not base:
+                    raise StudioError("another model was loaded meanwhile: the result was dropped")
+                engine.set_source(name, result.ws, shown)
+            settings = {
+                "network": str(Path(model_path).resolve()), "image": str(Path(action.image).resolve()),
+                "image_preparation": info, "loss": loss_name,
+                "camera": "estimated" if label is None else "given", "space": action.options.space,
+                "steps": action.options.steps, "tune": action.options.tune_steps,
+                "yaw_deg": math.degrees(result.yaw), "pitch_deg": math.degrees(result.pitch),
+                "fov_deg": result.fov_deg, "final_loss": result.loss, "interrupted": result.interrupted,
+                "seconds": result.seconds, "seed": action.options.seed}
+            return _Outcome(name, result, settings, generation)
+
+        self.live, self.running = live, action
+        inv.running, inv.fraction, inv.message = True, 0.0, "starting"
+        inv.losses, inv.preview = [], None
+        self.run_job = Job("invert", run)
+
+    def _poll_run(self) -> None:
+        job, s, inv = self.run_job, self.state, self.state.invert
+        if job is None:
+            return
+        live = self.live
+        inv.fraction, inv.message = job.progress.fraction, job.progress.message
+        history = live.history()
+        if len(history) != len(inv.losses):
+            inv.losses = history
+        with live.lock:
+            if live.version != inv.preview_version and live.preview is not None:
+                inv.preview, inv.preview_version = live.preview, live.version
+        if not job.done:
+            return
+        self.run_job, action, self.running = None, self.running, None
+        inv.running = False
+        if job.cancelled:
+            s.set_status("inversion stopped before its first step: no result")
+            return
+        if job.error:
+            s.set_status(f"inversion failed: {job.error}", error=True)
+            return
+        if job.result.generation != s.model.generation:   # finished just before another model loaded
+            s.set_status("inversion result dropped: another model was loaded meanwhile", error=True)
+            return
+        self._show(job.result, action)
+
+    def _show(self, outcome: _Outcome, action: StartInversion) -> None:
+        """Switch the viewport to the result: the latent source, and the camera it was fitted from."""
+        from core.config import RenderOptions
+        s, res = self.state, outcome.result
+        self.outcome = outcome
+        phases = [phase for phase, _, _ in res.history]
+        steps, tuned = sum(p in ("w", "w+") for p in phases), phases.count("tune")
+        s.invert.result = {
+            "name": outcome.name, "yaw_deg": math.degrees(res.yaw), "pitch_deg": math.degrees(res.pitch),
+            "fov_deg": res.fov_deg, "loss": res.loss, "steps": steps, "tune_steps": tuned,
+            "search_steps": len(phases) - steps - tuned, "interrupted": res.interrupted,
+            "tuned": res.G is not None, "camera": action.camera}
+        s.latent.source, s.latent.animate = outcome.name, False
+        if action.camera == "viewport":
+            s.camera = copy.deepcopy(action.view)
+        else:
+            options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
+            s.camera = render_camera(options, res.yaw, res.pitch,
+                                     res.fov_deg if action.camera == "estimate" else None)
+        stopped = " (stopped: best so far)" if res.interrupted else ""
+        s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"
+                     + (f" + {tuned} tuning steps" if tuned else "") + "; "
+                     "the viewport shows the result")
+
+    # ---- saving -------------------------------------------------------------------------------------
+    def _start_save(self, action: SaveInversion) -> None:
+        outcome = self.outcome
+        if outcome is None:
+            self._fail("save: no inversion result for the loaded model")
+            return
+        if action.what == "tuned" and outcome.result.G is None:
+            self._fail("save tuned checkpoint: this result has no tuned weights (set tune steps > 0)")
+            return
+
+        def save(_progress):
+            res = outcome.result
+            action.path.parent.mkdir(parents=True, exist_ok=True)   # as `main.py invert --out`
+            if action.what == "tuned":
+                from core.checkpoint import save_checkpoint
+                save_checkpoint(action.path, res.G)
+                return f"saved tuned checkpoint to {action.path}"
+            from core.latents import Latent, save_latent
+            save_latent(action.path, Latent(res.ws, res.camera, outcome.settings, res.noise))
+            return f"saved latent to {action.path}"
+        self.save_job = Job(f"save {action.what} {action.path}", save)
+
+    def _poll_save(self) -> None:
+        job = self.save_job
+        if job is None or not job.done:
+            return
+        self.save_job = None
+        if job.error:   # logged by the job
+            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
+        else:
+            log.info("%s", job.result)
+            self.state.set_status(job.result)

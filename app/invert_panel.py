@@ -1,0 +1,230 @@
+"""Invert panel: one image -> latent (and tuned weights) of the loaded model, watched live, then orbited
+in the viewport. A view of AppState.invert; the work is app.inversion's (through actions).
+
+Open an image by path or drop it on the window; the panel shows the prepared target (what was done to
+it), the camera (the viewport's, yaw/pitch as for `render`, or estimated), the settings and the loss the
+run will use. Start runs the inversion off the UI thread with its loss curve and best reconstruction
+shown as they improve; Stop keeps the best result so far. The result then becomes the viewport's latent
+(the Latent panel offers going back to the seeds), and can be saved as latent.npz (the format of
+`main.py invert`, read by `render/video/mesh --latent`) and, after pivotal tuning, as a checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from app.actions import INVERT_CAMERAS, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.gl import Texture, texture_ref
+from app.imgui_utils import disabled, em, help_marker, info_table, item_width
+from app.panel import Panel
+from app.state import AppState
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+"""Dropped files with these suffixes go to the Invert panel; anything else is opened as a model."""
+CAMERA_LABELS = ["viewport camera", "yaw / pitch", "estimate"]
+SPACES = ["w", "w+"]
+
+
+def is_image_path(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+class InvertPanel(Panel):
+    name = "Invert"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path_text = ""
+        self._seen_image = ""
+        self.camera = 0
+        """Index into INVERT_CAMERAS."""
+        self.yaw_deg, self.pitch_deg = 0.0, 0.0
+        self.steps, self.space, self.tune_steps, self.search_steps = 300, 0, 0, 30
+        self.latent_path, self.tuned_path = "latent.npz", "tuned.ckpt"
+        self.target_tex, self.preview_tex = Texture(), Texture()
+        self._target_shown: np.ndarray | None = None
+        self._preview_version = -1
+        self._was_running = False
+
+    # ---- drawing ------------------------------------------------------------------------------------
+    def draw(self, state: AppState) -> None:
+        inv = state.invert
+        if inv.image != self._seen_image:   # opened by a drop: show its path here
+            self.path_text = self._seen_image = inv.image
+        self._image_row(state)
+        self._images(state)
+        if imgui.collapsing_header("Camera and settings", imgui.TreeNodeFlags_.default_open):
+            with disabled(inv.running):
+                self._settings(state)
+        self._run_controls(state)
+        self._loss_plot(state)
+        self._result(state)
+
+    def _image_row(self, state: AppState) -> None:
+        with item_width(-em(6)):
+            entered, self.path_text = imgui.input_text("##image", self.path_text,
+                                                       imgui.InputTextFlags_.enter_returns_true)
+        imgui.same_line()
+        with disabled(not self.path_text.strip() or state.model.path is None):
+            if imgui.button("Open##image") or entered:
+                self.open_image(state, self.path_text.strip())
+        help_marker("The image to invert; an image file (png, jpg, webp, bmp) dropped on the window opens "
+                    "here. It is centre-cropped to a square and resized to the model's output size, and "
+                    "transparency is composited on the model's background.")
+
+    def _images(self, state: AppState) -> None:
+        inv = state.invert
+        if inv.target is not self._target_shown:
+            self._target_shown = inv.target
+            if inv.target is not None:
+                self.target_tex.upload(inv.target)
+        if inv.preview is None:
+            self._preview_version = -1
+        elif inv.preview_version != self._preview_version:
+            self._preview_version = inv.preview_version
+            self.preview_tex.upload(inv.preview)
+        side = min(em(8), max((imgui.get_content_region_avail().x - em(1)) / 2, em(4)))
+        if inv.target is not None:
+            imgui.begin_group()
+            imgui.image(texture_ref(self.target_tex.id), imgui.ImVec2(side, side))
+            imgui.text_disabled("target")
+            imgui.end_group()
+        if inv.preview is not None:
+            if inv.target is not None:
+                imgui.same_line()
+            imgui.begin_group()
+            imgui.image(texture_ref(self.preview_tex.id), imgui.ImVec2(side, side))
+            imgui.text_disabled("best reconstruction" + (" so far" if inv.running else ""))
+            imgui.end_group()
+        if inv.target_info:
+            imgui.text_wrapped(inv.target_info)
+
+    def _settings(self, state: AppState) -> None:
+        _, self.camera = imgui.combo("camera", self.camera, CAMERA_LABELS)
+        help_marker("viewport camera: the view on screen now; yaw / pitch: degrees from the frontal camera, "
+                    "as for `main.py render` (pitch > 0 looks from below); estimate: fitted with the latent "
+                    "from the best of 8 candidate views (slow on a CPU).")
+        if INVERT_CAMERAS[self.camera] == "angles":
+            with item_width(em(6)):
+                _, self.yaw_deg = imgui.input_float("yaw##deg", self.yaw_deg, 5.0, 15.0, "%.1f deg")
+                imgui.same_line()
+                _, self.pitch_deg = imgui.input_float("pitch##deg", self.pitch_deg, 5.0, 15.0, "%.1f deg")
+        elif INVERT_CAMERAS[self.camera] == "estimate":
+            with item_width(em(6)):
+                _, self.search_steps = imgui.input_int("steps per candidate view", self.search_steps)
+        with item_width(em(6)):
+            _, self.steps = imgui.input_int("steps", self.steps, 10, 100)
+            _, self.space = imgui.combo("space", self.space, SPACES)
+            help_marker("w: one w for all layers; w+: W first (half the steps), then one w per layer.")
+            _, self.tune_steps = imgui.input_int("tune steps (PTI)", self.tune_steps, 10, 100)
+            help_marker("Pivotal tuning after the projection: fine-tunes the generator's weights around the "
+                        "inverted latent (0 = none). The tuned weights can be saved as a checkpoint.")
+        loss = state.invert.loss_name or "known once an image is opened (discriminator features if the " \
+                                         "checkpoint stores a discriminator, else pixels only)"
+        imgui.text_wrapped(f"loss: {loss}")
+
+    def _run_controls(self, state: AppState) -> None:
+        inv = state.invert
+        ready = state.model.path is not None and bool(self.path_text.strip())
+        with disabled(inv.running or not ready):
+            if imgui.button("Start"):
+                self.start(state)
+        self.note_item("start")
+        imgui.same_line()
+        with disabled(not inv.running):
+            if imgui.button("Stop"):
+                self.stop(state)
+        self.note_item("stop")
+        if inv.running:
+            imgui.same_line()
+            imgui.progress_bar(inv.fraction, imgui.ImVec2(-1, 0), inv.message or "starting")
+
+    def _loss_plot(self, state: AppState) -> None:
+        losses = state.invert.losses
+        if not losses:
+            return
+        auto = implot.AxisFlags_.auto_fit
+        if not implot.begin_plot("image loss", imgui.ImVec2(-1, em(8))):
+            return
+        try:
+            implot.setup_axes("step", "", auto, auto)
+            implot.setup_legend(implot.Location_.north_east)
+            ys = np.asarray([loss for _, loss in losses], np.float64)
+            xs = np.arange(len(ys), dtype=np.float64)
+            for phase in dict.fromkeys(p.split(" ")[0] for p, _ in losses):   # camera search, w, w+, tune
+                mask = np.asarray([p.split(" ")[0] == phase for p, _ in losses])
+                implot.plot_line(phase, np.ascontiguousarray(xs[mask]), np.ascontiguousarray(ys[mask]))
+        finally:
+            implot.end_plot()
+
+    def _result(self, state: AppState) -> None:
+        r = state.invert.result
+        if r is None:
+            return
+        imgui.separator()
+        info_table([("camera", f"yaw {r['yaw_deg']:+.1f} deg, pitch {r['pitch_deg']:+.1f} deg, "
+                               f"fov {r['fov_deg']:.2f} deg ({CAMERA_LABELS[INVERT_CAMERAS.index(r['camera'])]})"),
+                    ("image loss", f"{r['loss']:.5f} (best of {r['steps']} steps"
+                                   + (f" after {r['search_steps']} camera search steps" if r["search_steps"] else "")
+                                   + ")"
+                                   + (f", then {r['tune_steps']} tuning steps" if r["tune_steps"] else "")
+                                   + (" (stopped early)" if r["interrupted"] else "")),
+                    ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps")],
+                   "invert-result")
+        lat = state.latent
+        if lat.source == r["name"]:
+            imgui.text_disabled("The viewport shows the result: orbit it there.")
+            if imgui.button("Back to seeds"):
+                lat.source = None
+        elif imgui.button("Show the result"):
+            lat.source, lat.animate = r["name"], False
+        self.note_item("show")
+        with item_width(-em(11)):
+            _, self.latent_path = imgui.input_text("##latent", self.latent_path)
+        imgui.same_line()
+        if imgui.button("Save latent"):
+            self.save(state, "latent")
+        with disabled(not r["tuned"]):
+            with item_width(-em(11)):
+                _, self.tuned_path = imgui.input_text("##tuned", self.tuned_path)
+            imgui.same_line()
+            if imgui.button("Save tuned"):
+                self.save(state, "tuned")
+
+    # ---- what the buttons do (tests call these too) -----------------------------------------------------
+    def open_image(self, state: AppState, path: str) -> None:
+        state.actions.append(OpenInvertImage(path))
+
+    def update(self, state: AppState) -> None:
+        """Come to the front when an image arrives or a run starts (e.g. by a drop on the window)."""
+        if state.invert.running and not self._was_running or state.invert.image != self._seen_image:
+            self.open = self.focus = True
+        self._was_running = state.invert.running
+
+    def start(self, state: AppState) -> None:
+        """Ask the session to invert the image with the panel's settings."""
+        from training.inversion import InversionOptions
+        path = self.path_text.strip()
+        if path != state.invert.image:
+            self.open_image(state, path)   # show what is inverted
+        steps, tune = max(int(self.steps), 1), max(int(self.tune_steps), 0)
+        self.steps, self.tune_steps = steps, tune
+        options = InversionOptions(steps=steps, space=SPACES[self.space], tune_steps=tune,
+                                   search_steps=max(int(self.search_steps), 1))
+        kind = INVERT_CAMERAS[self.camera]
+        state.actions.append(StartInversion(path, options, kind,
+                                            copy.deepcopy(state.camera) if kind == "viewport" else None,
+                                            float(self.yaw_deg), float(self.pitch_deg)))
+
+    def stop(self, state: AppState) -> None:
+        state.actions.append(StopInversion())
+
+    def save(self, state: AppState, what: str) -> None:
+        state.actions.append(SaveInversion(Path(self.latent_path if what == "latent" else self.tuned_path), what))
+
+    def close(self) -> None:
+        self.target_tex.delete()
+        self.preview_tex.delete()

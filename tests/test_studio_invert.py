@@ -1,0 +1,191 @@
+"""The Invert panel in a running studio (default model, Xvfb, pixels read back from GL): invert a
+rendered target with the camera given, watch it improve, see the result in the viewport exactly as
+`render --latent` draws it, save latent and tuned checkpoint, go back to the seeds unchanged; stop a
+run midway and keep its best result; unreadable images are one log line. Few steps: the model is tiny
+and the machine shared, so quality is checked relative to the inversion's own start."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from studio_helpers import assert_same_picture, load
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "assets" / "default_model.ckpt"
+WAIT_S = 240
+
+
+@pytest.fixture(scope="module")
+def G():
+    from core.checkpoint import load_generator
+    return load_generator(MODEL, "cpu")
+
+
+@pytest.fixture(scope="module")
+def target(G, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """Seed 3 rendered at yaw +25 (render's meaning), as a PNG and as uint8 pixels."""
+    from core.cameras import frontal_label
+    from core.images import seed_ws
+    from core.imaging import save_png, to_uint8
+    with torch.no_grad():
+        image = G.synthesis(seed_ws(G, 3), frontal_label(G.options, None, yaw=math.radians(25)))["image"]
+    pixels = to_uint8(image[0].clamp(-1, 1))
+    return save_png(tmp_path_factory.mktemp("target") / "target.png", pixels), pixels.astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def studio(display, tmp_path_factory):
+    from app.studio import Studio
+    s = Studio(str(MODEL), settings_dir=tmp_path_factory.mktemp("settings"), window_size=(1200, 800))
+    s.state.view.pixel_exact, s.state.view.probe = True, False   # the 128 px frame 1:1, no tooltip
+    s.invert_panel.focus = True
+    yield s
+    s.close()
+    assert [p.last_error for p in s.panels if p.last_error] == []
+
+
+def run_until(studio, condition, what: str, limit: float = WAIT_S) -> None:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < limit, f"gave up waiting for {what}"
+        studio.step()
+
+
+def settle(studio) -> np.ndarray:
+    run_until(studio, lambda: studio.settled, "the final frame")
+    return studio.capture_viewport().astype(np.int16)
+
+
+def look_from(studio, yaw_deg: float) -> None:
+    from app.state import StartView
+    from core.config import RenderOptions
+    run_until(studio, lambda: studio.state.model.path is not None, "the model")
+    StartView(yaw_deg=yaw_deg, pitch_deg=0.0).apply(studio.state,
+                                                    RenderOptions.from_kwargs(studio.state.model.rendering_kwargs))
+
+
+def invert(studio, wait_for=None) -> dict:
+    """Start from the panel; wait_for(state) -> True stops the run early."""
+    s, panel = studio.state, studio.invert_panel
+    panel.start(s)
+    run_until(studio, lambda: s.invert.running, "the inversion to start")
+    if wait_for is not None:
+        run_until(studio, lambda: wait_for(s), "the inversion's first steps")
+        panel.stop(s)
+    run_until(studio, lambda: not s.invert.running, "the inversion to finish")
+    assert s.invert.result is not None, s.status
+    return s.invert.result
+
+
+def save(studio, what: str) -> None:
+    studio.invert_panel.save(studio.state, what)
+    run_until(studio, lambda: not studio.state.actions and not studio.session.inversion.busy, f"saving the {what}")
+    assert studio.state.status.startswith(f"saved {what}"), studio.state.status
+
+
+def test_invert_given_camera_then_orbit_save_and_back_to_seeds(studio, G, target, tmp_path):
+    from core.checkpoint import load_generator
+    from core.latents import load_latent
+    s, panel = studio.state, studio.invert_panel
+    look_from(studio, 25)
+    seeds_view = settle(studio)
+    png, goal = target
+    studio.window.dropped.append(str(png))      # a dropped image goes to the Invert panel, not the Model one
+    run_until(studio, lambda: s.invert.target is not None, "the prepared target")
+    assert panel.path_text == str(png) and s.model.path == str(MODEL) and s.model.open_request is None
+    np.testing.assert_array_equal(s.invert.target, goal)   # 128 px already: no crop or resize
+    panel.camera, panel.yaw_deg, panel.pitch_deg = 1, 25.0, 0.0   # yaw/pitch
+    panel.steps, panel.tune_steps = 20, 1
+    result = invert(studio)
+    assert not result["interrupted"] and result["tuned"] and abs(result["yaw_deg"] - 25) < 1e-3
+    assert s.invert.target is not None and s.invert.preview is not None, "no live reconstruction shown"
+    assert "read 128x128 RGB" in s.invert.target_info and "pixel MSE only" in s.invert.loss_name
+    w_losses = [loss for phase, loss in s.invert.losses if phase == "w"]
+    assert len(w_losses) == 20 and min(w_losses[-5:]) < 0.7 * w_losses[0], w_losses   # seeded: reproducible
+
+    shown = settle(studio)
+    assert s.latent.source == result["name"]
+    with torch.no_grad():   # the projection's start: the mean w for the target's camera
+        from core.cameras import frontal_label
+        c = frontal_label(G.options, None, yaw=math.radians(25))
+        z = torch.randn(2000, G.z_dim, generator=torch.Generator().manual_seed(0))
+        w_avg = G.mapping(z, c.expand(2000, -1)).mean(0, keepdim=True)
+        start = ((G.synthesis(w_avg, c)["image"][0].clamp(-1, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+                 .permute(1, 2, 0).numpy().astype(np.int16))
+    assert np.abs(shown - goal).mean() < np.abs(start - goal).mean(), "the result is no closer than the start"
+    studio.state.screenshot_request = str(tmp_path / "invert_panel.png")   # the panel after a run
+    studio.step()
+    assert load(tmp_path / "invert_panel.png").std() > 10
+
+    panel.latent_path, panel.tuned_path = str(tmp_path / "latent.npz"), str(tmp_path / "tuned.ckpt")
+    save(studio, "latent")
+    save(studio, "tuned")
+    latent = load_latent(tmp_path / "latent.npz")
+    assert latent.ws.shape == (1, G.num_ws, G.w_dim) and latent.noise
+    assert latent.settings["camera"] == "given" and latent.settings["tune"] == 1
+    assert torch.allclose(latent.camera, frontal_label(G.options, None, yaw=math.radians(25))[0])
+    assert load_generator(tmp_path / "tuned.ckpt", "cpu").num_ws == G.num_ws
+    r = subprocess.run([sys.executable, "main.py", "render", str(tmp_path / "tuned.ckpt"), "--latent",
+                        str(tmp_path / "latent.npz"), "--yaw", "25", "--out", str(tmp_path / "r"), "--device",
+                        "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert_same_picture(shown, load(tmp_path / "r" / "latent_yaw+25_pitch+0_image.png"), "inverted viewport")
+
+    s.latent.source = None                      # the Latent panel's "Back to seeds"
+    assert np.array_equal(settle(studio), seeds_view), "the seeds no longer render as before the inversion"
+
+
+def test_stop_midway_keeps_the_best_result(studio, G, target, tmp_path):
+    from core.images import View, export_stills
+    from core.latents import apply_latent, load_latent
+    s, panel = studio.state, studio.invert_panel
+    look_from(studio, -20)
+    seeds_view = settle(studio)
+    panel.path_text, panel.camera, panel.steps, panel.tune_steps = str(target[0]), 0, 500, 5   # viewport camera
+    result = invert(studio, wait_for=lambda state: len(state.invert.losses) >= 3)
+    assert result["interrupted"] and not result["tuned"] and 3 <= result["steps"] < 500
+    shown = settle(studio)
+    assert s.latent.source == result["name"] and np.abs(shown - seeds_view).mean() > 1, "result not shown"
+    panel.latent_path = str(tmp_path / "stopped.npz")
+    save(studio, "latent")
+    latent = load_latent(tmp_path / "stopped.npz")
+    assert latent.settings["interrupted"] and latent.settings["camera"] == "given"
+    import copy
+    G_latent = copy.deepcopy(G)
+    export_stills(G_latent, [0], [View(math.radians(-20), 0.0)], tmp_path / "r", ["image"], sheet=False,
+                  ws=apply_latent(G_latent, latent))
+    (png,) = (tmp_path / "r").glob("*.png")
+    assert_same_picture(shown, load(png), "stopped result in the viewport")
+    s.model.open_request, s.model.keep_view = s.model.path, True   # Reload: the seeds are back, unchanged
+    run_until(studio, lambda: s.model.loading is None and s.model.open_request is None, "the reload")
+    assert np.array_equal(settle(studio), seeds_view) and s.latent.source is None and s.invert.result is None
+    assert not s.status_is_error, s.status
+
+
+def test_unreadable_image_and_nothing_to_save_are_one_log_line(studio, tmp_path):
+    s = studio.state
+    run_until(studio, lambda: s.model.path is not None, "the model")
+    model = s.model.path
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image")
+    for how in ("drop", "open"):
+        s.set_status("")
+        if how == "drop":
+            studio.window.dropped.append(str(bad))
+        else:
+            studio.invert_panel.open_image(s, str(tmp_path / "missing.jpg"))
+        name = "broken.png" if how == "drop" else "missing.jpg"
+        run_until(studio, lambda name=name: s.status_is_error and name in s.status, f"the {how} error")
+        lines = [text for _, text, _ in studio.log_handler.snapshot() if name in text]
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        assert s.model.path == model and s.model.open_request is None, "an image was opened as a model"
+        assert s.invert.target is None and name in s.invert.target_info
+    studio.invert_panel.save(s, "latent")       # nothing inverted into the reloaded model
+    run_until(studio, lambda: s.status_is_error and "no inversion result" in s.status, "the save error")
+    assert sum("no inversion result" in text for _, text, _ in studio.log_handler.snapshot()) == 1
