@@ -153,7 +153,9 @@ def test_latent_round_trips_through_render_mesh_video(G, inverted, tmp_path):
     compare = np.asarray(Image.open(out / "compare.png"))
     res = G.img_resolution
     assert compare.shape[1] == 5 * res + 4 * 4
-    np.testing.assert_array_equal(rendered, compare[:res, res + 4:2 * res + 4])
+    # the same pixels up to one level: compare.png's camera is rebuilt from the fitted yaw/pitch, render's
+    # from --yaw; the poses differ by float32 round-off, which can move a pixel by one level on some CPUs
+    assert np.abs(rendered.astype(int) - compare[:res, res + 4:2 * res + 4]).max() <= 1
     # without the tuned weights it is a different (untuned) image of the same latent
     r = _main("render", MODEL, "--latent", out / "latent.npz", "--yaw", 25, "--out", tmp_path / "u", "--device", "cpu")
     assert r.returncode == 0, r.stderr
