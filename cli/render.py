@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                    help="also write one contact sheet per mode (default on)")
     p.add_argument("--depth-colormap", action="store_true", help="colour depth images (default grey)")
+    p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
+                   help="depth images: pixels of opacity < 0.5 are background, drawn far (black) and left out "
+                        "of the min-max range (default on; --no-depth-mask shows every pixel's depth)")
     add_device_argument(p)
 
 
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     progress = TqdmProgress("render", unit="view")
     try:
         paths = export_stills(G, seeds, views, out, modes, args.psi, args.cutoff, args.fov, args.res,
-                              sheet=args.grid, depth_colormap=args.depth_colormap, progress=progress, ws=ws)
+                              sheet=args.grid, depth_colormap=args.depth_colormap, progress=progress, ws=ws,
+                              depth_mask=args.depth_mask)
     finally:
         progress.close()
     print(f"wrote {len(paths)} PNGs to {out}")

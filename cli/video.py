@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "keyframed camera path file")
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
+    p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
+                   help="image_depth: pixels of opacity < 0.5 are background, drawn far (black) and left out "
+                        "of the min-max range (default on; --no-depth-mask shows every pixel's depth)")
     p.add_argument("--grid", type=grid_spec(64),
                    help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
     p.add_argument("--frames", type=int_in(1, 100_000), default=240, help="frames in the video (default 240)")
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     writable_dir(out.parent if str(out.parent) else ".")
     options = VideoOptions(path=args.path, frames=args.frames, fps=args.fps, mode=args.mode,
                            grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
-                           cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res)
+                           cutoff=args.cutoff, fov_deg=args.fov, neural_resolution=args.res,
+                           depth_mask=args.depth_mask)
     camera_file = None
     if args.path not in PATH_KINDS:  # a keyframed camera path: it replaces options.path
         from core.camera_path import CameraPath

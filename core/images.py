@@ -46,12 +46,13 @@ def seed_ws(G, seed: int, psi: float = 0.7, cutoff: int | None = None, fov_deg: 
 
 
 def render_modes(G, planes: torch.Tensor, ws: torch.Tensor, label: torch.Tensor, modes: Iterable[str],
-                 neural_resolution: int | None = None, depth_colormap: bool = False
+                 neural_resolution: int | None = None, depth_colormap: bool = False, depth_mask: bool = True
                  ) -> list[dict[str, np.ndarray]]:
     """Render planes [N,...] (ws [N,...]) from label [N,25] or [1,25] -> per item {mode: uint8 [H,W,3]}.
 
     Super-resolution runs only when 'image' is asked for. `neural_resolution` overrides the model's
-    neural rendering resolution for this call only.
+    neural rendering resolution for this call only. `depth_mask`: depth images draw pixels of opacity
+    below 0.5 as background (`depth_to_uint8`).
     """
     modes = parse_modes(list(modes))
     n = planes.shape[0]
@@ -63,7 +64,8 @@ def render_modes(G, planes: torch.Tensor, ws: torch.Tensor, label: torch.Tensor,
     for i in range(n):
         item = {}
         for m in modes:
-            item[m] = (depth_to_uint8(out["image_depth"][i], depth_colormap) if m == "image_depth"
+            opacity = out["image_opacity"][i] if depth_mask else None
+            item[m] = (depth_to_uint8(out["image_depth"][i], depth_colormap, opacity) if m == "image_depth"
                        else to_uint8(out[m][i]))
         frames.append(item)
     return frames
@@ -94,11 +96,12 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
                   modes: Sequence[str] = ("image",), psi: float = 0.7, cutoff: int | None = None,
                   fov_deg: float | None = None, neural_resolution: int | None = None, sheet: bool = True,
                   depth_colormap: bool = False, progress: Progress | None = None,
-                  ws: torch.Tensor | None = None) -> list[Path]:
+                  ws: torch.Tensor | None = None, depth_mask: bool = True) -> list[Path]:
     """PNG per seed x view x mode (seed0003_yaw+20_pitch+0_image.png) and, with `sheet`, one contact
     sheet per mode (rows = seeds, columns = views). Planes are computed once per seed. -> paths.
 
-    `ws` [1,num_ws,w_dim] (e.g. an inverted latent) replaces the seeds: files latent_yaw+20_....png."""
+    `ws` [1,num_ws,w_dim] (e.g. an inverted latent) replaces the seeds: files latent_yaw+20_....png.
+    `depth_mask`: depth PNGs draw the background (opacity < 0.5) as far (`depth_to_uint8`)."""
     from core.cameras import frontal_label
     modes = parse_modes(list(modes))
     out_dir = Path(out_dir)
@@ -119,7 +122,7 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
             if progress is not None:
                 progress.update(si * len(views) + vi, total, f"{captions[si]} {view.name}")
             label = frontal_label(opts, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
-            frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap)[0]
+            frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap, depth_mask)[0]
             for m, frame in frames.items():
                 written.append(save_png(out_dir / f"{names[si]}_{view.name}_{m}.png", frame))
                 tiles[m].append(frame)

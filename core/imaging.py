@@ -31,14 +31,38 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
-def depth_to_uint8(depth: torch.Tensor, colormap: bool = False) -> np.ndarray:
+MASK_OPACITY = 0.5
+"""Depth views treat a pixel as background when its accumulated opacity is below this."""
+
+
+def foreground_mask(opacity: torch.Tensor | np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """Opacity [..., H, W] -> bool [H, W], True where opacity >= MASK_OPACITY; None when there is no
+    opacity or no pixel is foreground (depth views then use every pixel, as for opaque backgrounds)."""
+    if opacity is None:
+        return None
+    o = opacity.detach().float().cpu().numpy() if isinstance(opacity, torch.Tensor) else np.asarray(opacity)
+    if o.size != shape[0] * shape[1]:
+        raise ValueError(f"opacity of {o.size} values does not match depth of {shape[0]}x{shape[1]}")
+    fg = o.reshape(shape) >= MASK_OPACITY
+    return fg if fg.any() else None
+
+
+def depth_to_uint8(depth: torch.Tensor, colormap: bool = False,
+                   opacity: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
     """Depth [1,H,W] or [1,1,H,W] -> uint8 [H,W,3], min-max normalised per image, near = bright.
 
     Grey as in the original video tool, or with `colormap` a warm-to-cool ramp (near = light yellow).
+    With `opacity` (same pixels as depth), pixels below MASK_OPACITY are background: the range is taken
+    over the foreground only and the background is drawn as the far end, since the depth of rays that
+    hit nothing is a ratio of tiny weights (arbitrary swirls). Without any foreground, as without opacity.
     """
     d = depth.detach().float().reshape(depth.shape[-2], depth.shape[-1]).cpu().numpy()
-    lo, hi = float(d.min()), float(d.max())
+    fg = foreground_mask(opacity, d.shape)
+    shown = d if fg is None else d[fg]
+    lo, hi = float(shown.min()), float(shown.max())
     t = (hi - d) / (hi - lo) if hi > lo else np.ones_like(d)  # 1 = nearest
+    if fg is not None:
+        t = np.where(fg, t, 0.0).astype(np.float32)  # background = far
     if not colormap:
         g = (t * 255 + 0.5).astype(np.uint8)
         return np.repeat(g[:, :, None], 3, axis=2)

@@ -40,6 +40,8 @@ class VideoOptions:
     fps: float = 30.0
     mode: str = "image"
     """image (super-resolved), image_raw (neural rendering) or image_depth (normalised, near = bright)."""
+    depth_mask: bool = True
+    """image_depth: pixels of opacity below 0.5 are background, drawn far and left out of the range."""
     grid: tuple[int, int] | None = None
     """(columns, rows) of cells; None: one cell per seed, laid out near-square (interp: 1x1)."""
     psi: float = 0.7
@@ -128,7 +130,8 @@ def video_frames(G, seeds: Sequence[int], labels: torch.Tensor, options: VideoOp
                 planes = G.planes(ws)
         else:
             ws, planes = fixed_ws, fixed_planes
-        tiles = [d[mode] for d in render_modes(G, planes, ws, labels[f:f + 1], [mode], opts.neural_resolution)]
+        tiles = [d[mode] for d in render_modes(G, planes, ws, labels[f:f + 1], [mode], opts.neural_resolution,
+                                               depth_mask=opts.depth_mask)]
         tiles += [np.zeros_like(tiles[0])] * (cols * rows - len(tiles))
         yield grid(tiles, cols)
 
@@ -181,11 +184,13 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
 # Videos of an engine state (the studio's export and `main.py video --path FILE.json`)
 
 def engine_frames(engine: RenderEngine, request: RenderRequest, labels: torch.Tensor, mode: str = "image",
-                  latents: Sequence[Latent] | None = None, cols: int | None = None) -> Iterator[np.ndarray]:
+                  latents: Sequence[Latent] | None = None, cols: int | None = None,
+                  depth_mask: bool = True) -> Iterator[np.ndarray]:
     """Yield uint8 [H,W,3] frames, one per camera label in labels [F,25]: `request` rendered by the
     engine from that camera, so a frame is exactly what the studio shows for the request (latent
     with its mixing/interpolation/directions/conditioning pose, resolution, depth samples, noise,
     precision). With `latents`, each frame is a grid (`cols` columns) with one cell per latent.
+    `depth_mask`: image_depth draws pixels of opacity below 0.5 as background (`depth_to_uint8`).
     """
     mode = parse_modes([mode])[0]
     cells = list(latents) if latents else [request.latent]
@@ -198,7 +203,8 @@ def engine_frames(engine: RenderEngine, request: RenderRequest, labels: torch.Te
             frame = engine.render(dataclasses.replace(base, latent=latent, camera=camera))
             if frame.error:
                 raise StudioError(f"video frame {f}: {frame.error}")
-            tiles.append(depth_to_uint8(frame.depth) if mode == "image_depth"
+            tiles.append(depth_to_uint8(frame.depth, opacity=frame.opacity if depth_mask else None)
+                         if mode == "image_depth"
                          else to_uint8(frame.image if mode == "image" else frame.image_raw))
         tiles += [np.zeros_like(tiles[0])] * (cols * math.ceil(len(cells) / cols) - len(tiles))
         yield grid(tiles, cols)
@@ -211,7 +217,7 @@ def render_engine_video(engine: RenderEngine, request: RenderRequest, labels: to
     """MP4 of `request` seen from each camera in labels [F,25] (e.g. `CameraPath.labels`), rendered
     through the engine (`engine_frames`), and <out stem>.cameras.npy = labels.
 
-    From `options` only fps, mode, bitrate and grid are used: the request and labels define the rest.
+    From `options` only fps, mode, depth_mask, bitrate and grid are used: the request and labels define the rest.
     `latents` (several seeds, `main.py video --path FILE.json`) renders one grid cell per latent.
     Files appear only when complete, as with `render_video`. -> (video path, cameras path)
     """
@@ -222,7 +228,7 @@ def render_engine_video(engine: RenderEngine, request: RenderRequest, labels: to
     if cells > cols * rows:
         raise ValueError(f"{cells} seeds do not fit a {cols}x{rows} grid")
     opts = dataclasses.replace(options, frames=labels.shape[0])
-    frames = engine_frames(engine, request, labels, options.mode, latents, cols)
+    frames = engine_frames(engine, request, labels, options.mode, latents, cols, options.depth_mask)
     return render_video(engine.G, [], out, opts, progress, labels=labels, frames=frames)
 
 
