@@ -79,6 +79,8 @@ class ExportVideo(Action):
     keyframes: object = None
     """core.camera_path.CameraPath for kind 'keyframes'."""
     interp_seed: int = 1
+    depth_mask: bool = True
+    """image_depth: background (opacity < 0.5) drawn far, as the Render panel's mask setting."""
 
     def labels(self) -> torch.Tensor:
         """Camera labels [frames, 25]."""
@@ -103,7 +105,7 @@ class ExportVideo(Action):
         if not 1 <= self.frames <= 100_000 or not 0 < self.fps <= 240:
             raise ValueError(f"video needs 1..100000 frames and 0..240 fps, got {self.frames}, {self.fps:g}")
         labels = self.labels()
-        options = VideoOptions(frames=self.frames, fps=float(self.fps), mode=self.mode)
+        options = VideoOptions(frames=self.frames, fps=float(self.fps), mode=self.mode, depth_mask=self.depth_mask)
         if self.kind != "interp":
             out, _ = render_engine_video(engine, self.request, labels, self.path, options, progress)
             return f"wrote {out}"
@@ -114,7 +116,8 @@ class ExportVideo(Action):
                 t = f / max(self.frames - 1, 1)
                 moving = dataclasses.replace(latent, interp_seed=self.interp_seed, interp_t=t)
                 request = dataclasses.replace(self.request, latent=moving)
-                yield next(engine_frames(engine, request, labels[f:f + 1], self.mode))
+                yield next(engine_frames(engine, request, labels[f:f + 1], self.mode,
+                                         depth_mask=self.depth_mask))
         out, _ = render_video(None, [], self.path, options, progress, labels=labels, frames=frames())
         return f"wrote {out}"
 

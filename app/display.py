@@ -11,6 +11,7 @@ from app.gl import Program, Quad, RenderTarget, Texture
 from app.interop import TextureUploader
 from app.state import ViewState
 from core.engine import Frame
+from core.imaging import MASK_OPACITY
 
 
 class Colorizer:
@@ -36,12 +37,17 @@ class Colorizer:
             self.quad.draw()
 
     def scalar(self, target: RenderTarget, texture: Texture, lo: float, hi: float, invert: bool = False,
-               colormap: int = 1) -> None:
+               colormap: int = 1, mask: Texture | None = None) -> None:
+        """`texture` through the colour map over lo..hi; with `mask` (an opacity texture of the same
+        texels), texels of opacity below 0.5 are drawn as the far end (hi), as render's depth PNGs."""
         p = self.colormap
         with target:
             p.use()
             texture.bind(0)
+            (mask or texture).bind(1)
             p.set("u_scalar", 0)
+            p.set("u_opacity", 1)
+            p.set("u_mask", int(mask is not None))
             p.set("u_range", (lo, hi))
             p.set("u_invert", int(invert))
             p.set("u_colormap", int(colormap))
@@ -59,6 +65,8 @@ class FrameDisplay:
         self._offscreen: RenderTarget | None = None
         self.frame: Frame | None = None
         self.depth_range = (0.0, 1.0)
+        self.foreground_range: tuple[float, float] | None = None
+        """Depth range of the texels with opacity >= 0.5; None when there are none (or no opacity)."""
         self.stale = False
         """The frame belongs to a previous model (a new one is loading): shown greyed, never as current."""
         self._bar_values = Texture()
@@ -73,6 +81,11 @@ class FrameDisplay:
         self.uploader.upload_scalar(frame.opacity, self.opacity)
         d = frame.depth.float()
         self.depth_range = (float(d.min()), float(d.max()))
+        self.foreground_range = None
+        if frame.opacity is not None and frame.opacity.shape == frame.depth.shape:
+            fg = d[frame.opacity >= MASK_OPACITY]
+            if fg.numel():
+                self.foreground_range = (float(fg.min()), float(fg.max()))
         self.frame, self.stale = frame, False
 
     @property
@@ -102,7 +115,8 @@ class FrameDisplay:
             return target
         if view.mode == "depth":
             lo, hi = self.shown_depth_range(view)
-            c.scalar(target, self.depth, lo, hi, invert=view.depth_near_bright, colormap=view.colormap)
+            c.scalar(target, self.depth, lo, hi, invert=view.depth_near_bright, colormap=view.colormap,
+                     mask=self.opacity if self.masks_depth(view) else None)
         elif view.mode == "opacity":
             c.scalar(target, self.opacity, 0.0, 1.0, colormap=view.colormap)
         elif view.mode == "image" and f.image is not None:
@@ -112,9 +126,17 @@ class FrameDisplay:
             c.rgb(target, self.raw, background=view.background)
         return target
 
+    def masks_depth(self, view: ViewState) -> bool:
+        """The depth view hides the background: asked for, and the frame has foreground texels (else
+        every texel is shown, as for models with an opaque background)."""
+        return view.depth_mask and self.foreground_range is not None
+
     def shown_depth_range(self, view: ViewState) -> tuple[float, float]:
-        """(near, far) in scene units that the depth colour map spans."""
-        return self.depth_range if view.depth_auto else tuple(view.depth_range)
+        """(near, far) in scene units that the depth colour map spans: automatic over the foreground
+        texels when masking (render's depth PNGs), else over all texels, or the view's fixed range."""
+        if not view.depth_auto:
+            return tuple(view.depth_range)
+        return self.foreground_range if self.masks_depth(view) else self.depth_range
 
     def colorbar(self, view: ViewState, width: int) -> RenderTarget:
         """The depth colour map from near to far, drawn `width` x 8 pixels."""

@@ -112,7 +112,7 @@ class ExportPanel(Panel):
         state.actions.append(ExportVideo(
             Path(self.video_file), final_request(state), dataclasses.replace(state.camera), kind,
             int(self.video_frames), float(self.video_fps), VIDEO_MODES[self.video_mode], keyframes,
-            int(state.latent.interp_seed)))
+            int(state.latent.interp_seed), state.view.depth_mask))
 
     @staticmethod
     def _job_status(state: AppState) -> None:

@@ -1,4 +1,5 @@
-"""Render panel: which image to show (SR, raw, depth, opacity), the raw|SR split compare, 1:1 pixels,
+"""Render panel: which image to show (SR, raw, depth, opacity), the depth view's settings (colour map,
+near = bright, auto range, background mask), the raw|SR split compare, 1:1 pixels,
 pixel probe, neural resolution, depth-sample multipliers (all, coarse, importance), backbone noise,
 stochastic sampling, progressive refinement with an optional target frame rate, UI fps limit,
 background and precision."""
@@ -37,6 +38,10 @@ class RenderPanel(Panel):
             _, v.depth_near_bright = imgui.checkbox("near = bright", v.depth_near_bright)
             imgui.same_line()
             _, v.depth_auto = imgui.checkbox("auto range", v.depth_auto)
+            _, v.depth_mask = imgui.checkbox("mask background (opacity < 0.5)", v.depth_mask)
+            self.note_item("depth_mask")
+            help_marker("Texels the rays barely hit are background: drawn as far and left out of the auto "
+                        "range. Off: every texel's depth, to look at floaters.")
             with disabled(v.depth_auto):
                 _, v.depth_range = imgui.drag_float2("near/far", list(v.depth_range), 0.01, 0.0, 10.0, "%.2f")
                 v.depth_range = tuple(v.depth_range)

@@ -126,6 +126,9 @@ class ViewState:
     depth_auto: bool = True
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
+    depth_mask: bool = True
+    """Depth view: texels of opacity below 0.5 are background (drawn far, left out of the auto range);
+    off shows every texel's depth, floaters and the arbitrary depth of empty rays included."""
     coarse_scale: float = 1.0
     """Extra multiplier on the coarse depth samples (the original visualizer's 'depth samples')."""
     importance_scale: float = 1.0
@@ -316,6 +319,7 @@ class StartView:
         elif self.mode == "image_depth":  # render's depth PNG: grey, min-max normalised, near = bright
             state.view.mode, state.view.colormap = "depth", 0
             state.view.depth_auto, state.view.depth_near_bright = True, True
+            state.view.depth_mask = True                # render's default (--depth-mask)
         elif self.mode == "image":
             state.view.mode = "image"
 

@@ -2,6 +2,8 @@
 // Scalar texture (red channel: depth, opacity or one plane channel) -> colour.
 // t = (value - lo) / (hi - lo), optionally inverted (near = bright), then a colormap:
 // 0 = grey, 1 = turbo (polynomial fit of Google's Turbo, Mikhailov 2019), 2 = diverging blue-white-red.
+// With u_mask, texels whose opacity (u_opacity) is below 0.5 are background and drawn as the far end
+// (t = 1 before inversion), as core.imaging.depth_to_uint8 does for render's depth PNGs.
 in vec2 v_uv;
 out vec4 o_color;
 
@@ -9,6 +11,8 @@ uniform sampler2D u_scalar;
 uniform vec2 u_range;        // lo, hi
 uniform int u_invert;
 uniform int u_colormap;
+uniform sampler2D u_opacity;
+uniform int u_mask;
 
 vec3 turbo(float t) {
     const vec4 kr4 = vec4(0.13572138, 4.61539260, -42.66032258, 132.13108234);
@@ -31,6 +35,9 @@ vec3 diverging(float t) {
 void main() {
     float value = texture(u_scalar, v_uv).r;
     float t = clamp((value - u_range.x) / max(u_range.y - u_range.x, 1e-8), 0.0, 1.0);
+    if (u_mask != 0 && texture(u_opacity, v_uv).r < 0.5) {
+        t = 1.0;
+    }
     if (u_invert != 0) {
         t = 1.0 - t;
     }

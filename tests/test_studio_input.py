@@ -125,6 +125,41 @@ def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
         s.camera, s.view, s.latent.seed, s.latent.psi = saved
 
 
+@pytest.mark.parametrize("mask", [True, False])
+def test_depth_view_masks_the_background_as_render_does(studio, tmp_path, mask):
+    """The depth view at yaw 35 (white background: empty rays have arbitrary depth) with the Render
+    panel's "mask background" on and off equals render's depth PNG with --depth-mask / --no-depth-mask;
+    masked, the auto range (and colour bar) spans the foreground only and the background is black."""
+    from studio_helpers import assert_same_picture, load
+
+    from app.state import StartView
+    from core.checkpoint import load_generator
+    from core.config import RenderOptions
+    from core.images import View, export_stills
+    settle(studio)
+    s = studio.state
+    saved = (dataclasses.replace(s.camera), dataclasses.replace(s.view), s.latent.seed, s.latent.psi)
+    G = load_generator(ROOT / "assets" / "default_model.ckpt", "cpu")
+    export_stills(G, [1], [View(math.radians(35), 0.0)], tmp_path, ["image_depth"], psi=0.7, sheet=False,
+                  depth_mask=mask)
+    StartView(seed=1, yaw_deg=35, pitch_deg=0, psi=0.7, mode="image_depth").apply(
+        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    s.view.depth_mask = mask
+    try:
+        shown = settle(studio)
+        assert_same_picture(shown, load(tmp_path / "seed0001_yaw+35_pitch+0_image_depth.png"),
+                            f"depth view (mask {mask})")
+        frame = studio.latest_frame
+        fg = (frame.opacity[0] >= 0.5).numpy()
+        depth = frame.depth[0].numpy()
+        lo, hi = studio.viewport.display.shown_depth_range(s.view)
+        expected = (depth[fg].min(), depth[fg].max()) if mask else (depth.min(), depth.max())
+        assert (lo, hi) == pytest.approx(expected)
+        assert (shown[~fg] == 0).all() == mask     # unmasked, the background shows its junk depth
+    finally:
+        s.camera, s.view, s.latent.seed, s.latent.psi = saved
+
+
 def test_left_drag_orbits_with_the_hand(studio):
     before = settle(studio)
     side = studio.viewport.image_rect[2]
