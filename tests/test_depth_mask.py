@@ -112,3 +112,18 @@ def test_depth_video_frames_follow_the_mask(default_G, renders, mask):
         assert np.abs(frame.astype(int) - expected).max() <= 1
     background = frame[r["opacity"] < 0.5, 0]
     assert (background == 0).all() if mask else background.std() > 5
+
+
+def test_training_depth_grid_masks_the_background():
+    """The trainer's fakes..._depth.png: one range for the batch, over foreground pixels when any."""
+    from training.loop import _depth_to_rgb
+    depth = torch.linspace(2.0, 3.0, 2 * 36).reshape(2, 1, 6, 6)
+    opacity = torch.ones(2, 1, 6, 6)
+    opacity[1, :, 3:] = 0.1
+    masked = _depth_to_rgb(depth, opacity)
+    assert masked.shape == (2, 3, 6, 6)
+    assert (masked[1, :, 3:] == -1).all()                        # background: far = black
+    fg = masked[:, 0][opacity[:, 0] >= 0.5]
+    assert fg.max() == 1 and fg.min() == -1                      # foreground spans the whole range
+    torch.testing.assert_close(_depth_to_rgb(depth, torch.ones_like(depth)), _depth_to_rgb(depth))
+    torch.testing.assert_close(_depth_to_rgb(depth, torch.zeros_like(depth)), _depth_to_rgb(depth))

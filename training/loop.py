@@ -36,7 +36,7 @@ from core.checkpoint import (
 )
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
-from core.imaging import grid, save_png, to_uint8
+from core.imaging import MASK_OPACITY, grid, save_png, to_uint8
 from core.layers import set_precision
 from core.progress import Progress
 from core.triplane import TriPlaneGenerator
@@ -91,8 +91,9 @@ def _save_grid(path: Path, images: np.ndarray, gw: int, gh: int) -> None:
 
 @torch.no_grad()
 def generate(G: TriPlaneGenerator, z: torch.Tensor, c: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
-    """G(z, c) with c as conditioning and camera, in batches -> image, image_raw, image_depth (CPU)."""
-    outs: dict[str, list[torch.Tensor]] = {"image": [], "image_raw": [], "image_depth": []}
+    """G(z, c) with c as conditioning and camera, in batches -> image, image_raw, image_depth,
+    image_opacity (CPU)."""
+    outs: dict[str, list[torch.Tensor]] = {"image": [], "image_raw": [], "image_depth": [], "image_opacity": []}
     dev = next(G.parameters()).device
     for i in range(0, z.shape[0], batch):
         out = G(z[i:i + batch].to(dev), c[i:i + batch].to(dev), noise_mode="const")
@@ -101,9 +102,17 @@ def generate(G: TriPlaneGenerator, z: torch.Tensor, c: torch.Tensor, batch: int)
     return {k: torch.cat(v) for k, v in outs.items()}
 
 
-def _depth_to_rgb(depth: torch.Tensor) -> torch.Tensor:
+def _depth_to_rgb(depth: torch.Tensor, opacity: torch.Tensor | None = None) -> torch.Tensor:
+    """Depth [N,1,H,W] -> grey [N,3,H,W] in [-1,1] for the grid: near = bright, one range for the batch.
+
+    With `opacity`, pixels below MASK_OPACITY are background (drawn far, left out of the range), as in
+    render's depth PNGs; without any foreground pixel, every pixel counts."""
     d = -depth
-    d = (d - d.min()) / (d.max() - d.min()).clamp(min=1e-8)
+    fg = opacity >= MASK_OPACITY if opacity is not None and bool((opacity >= MASK_OPACITY).any()) else None
+    shown = d if fg is None else d[fg]
+    d = (d - shown.min()) / (shown.max() - shown.min()).clamp(min=1e-8)
+    if fg is not None:
+        d = torch.where(fg, d, torch.zeros_like(d))
     return (d * 2 - 1).repeat(1, 3, 1, 1)
 
 
@@ -333,7 +342,8 @@ class Trainer:
         stem = f"fakes{self.cur_nimg:09d}"
         _save_grid(self.run_dir / f"{stem}.png", to_uint8(out["image"]), gw, gh)
         _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
-        _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(_depth_to_rgb(out["image_depth"])), gw, gh)
+        depth = _depth_to_rgb(out["image_depth"], out["image_opacity"])
+        _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(depth), gw, gh)
 
     def _metric_images(self, n: int, seed: int):
         """This process's share of n (real, G_ema) image batches in [-1, 1] for a metric: the same n reals,
