@@ -48,7 +48,8 @@ def _studio_parser() -> argparse.ArgumentParser:
                       "(default: the checkpoint's)")
     view.add_argument("--psi", type=float_in(-2, 2), help="truncation psi (default 0.7)")
     view.add_argument("--mode", choices=("image", "image_raw", "image_depth"),
-                      help="shown image: super-resolved, raw neural rendering, or depth (grey, near = bright)")
+                      help="shown image: super-resolved, raw neural rendering, or depth (grey, near = bright, "
+                           "background of opacity < 0.5 black)")
     return p
 
 

@@ -316,7 +316,7 @@ class StartView:
                                          math.radians(self.pitch_deg or 0.0), self.fov_deg)
         if self.mode == "image_raw":
             state.view.mode = "raw"
-        elif self.mode == "image_depth":  # render's depth PNG: grey, min-max normalised, near = bright
+        elif self.mode == "image_depth":  # render's depth PNG: grey, near = bright, background masked
             state.view.mode, state.view.colormap = "depth", 0
             state.view.depth_auto, state.view.depth_near_bright = True, True
             state.view.depth_mask = True                # render's default (--depth-mask)

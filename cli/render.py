@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write one contact sheet per mode (default on)")
     p.add_argument("--depth-colormap", action="store_true", help="colour depth images (default grey)")
     p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
-                   help="depth images: pixels of opacity < 0.5 are background, drawn far (black) and left out "
-                        "of the min-max range (default on; --no-depth-mask shows every pixel's depth)")
+                   help="depth images: pixels of opacity < 0.5 are background, drawn as the far end "
+                        "(black) and left out of the min-max range (default on; --no-depth-mask: every pixel)")
     add_device_argument(p)
 
 

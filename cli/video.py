@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
     p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
-                   help="image_depth: pixels of opacity < 0.5 are background, drawn far (black) and left out "
-                        "of the min-max range (default on; --no-depth-mask shows every pixel's depth)")
+                   help="image_depth: pixels of opacity < 0.5 are background, drawn as the far end "
+                        "(black) and left out of the min-max range (default on; --no-depth-mask: every pixel)")
     p.add_argument("--grid", type=grid_spec(64),
                    help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
     p.add_argument("--frames", type=int_in(1, 100_000), default=240, help="frames in the video (default 240)")
