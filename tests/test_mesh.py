@@ -190,3 +190,21 @@ def test_bad_options_raise_value_errors(small_G, latent):
         M.extract_mesh(small_G, planes, ws, M.MeshOptions(resolution=16, color="paint"))
     with pytest.raises(ValueError, match="format"):
         M.write_mesh(M.Mesh(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]])), "x.stl")
+
+
+
+def test_occupancy_iou_of_mesh_volumes(snapshot_pkl, tmp_path):
+    """scripts.occupancy_iou on what `mesh --volume npy` writes: a seed against itself is 1, two seeds less."""
+    import subprocess
+    import sys
+
+    from scripts.occupancy_iou import pairwise_iou
+    r = subprocess.run([sys.executable, "main.py", "mesh", str(snapshot_pkl), "--seeds", "0-1", "--volume", "npy",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    vols = [np.load(tmp_path / f"seed000{s}.npy") for s in (0, 1)]
+    level = float(np.percentile(vols[0], 95))  # inside the box (the cropped border holds -1000)
+    assert pairwise_iou([vols[0], vols[0]], level)[0] == 1.0
+    a, b = vols[0] > level, vols[1] > level
+    iou = pairwise_iou(vols, level)[0]
+    assert 0.0 < iou < 1.0 and iou == pytest.approx((a & b).sum() / (a | b).sum())
