@@ -35,7 +35,11 @@ def march(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, w
     mid = _mid(colors)
     rgb = (mid.mul_(weights) if not mid.requires_grad else weights * mid).sum(dim=-2)
     total = weights.sum(dim=-2)
-    depth = (weights * _mid(depths)).sum(dim=-2) / total
+    # A ray that hits nothing (total == 0) gets depth inf -> the far bound, as the original's nan_to_num of
+    # 0/0; dividing by the clamped total instead keeps that ray's gradient finite (0/0 would make it NaN).
+    num = (weights * _mid(depths)).sum(dim=-2)
+    depth = num / total.clamp_min(torch.finfo(total.dtype).tiny)
+    depth = torch.where(total > 0, depth, torch.full_like(depth, float("inf")))
     depth = torch.nan_to_num(depth, nan=float("inf"))
     lo, hi = depth_range if depth_range is not None else (depths.min(), depths.max())
     depth = torch.clamp(depth, lo, hi)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "assets" / "default_model.ckpt"
+MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
 
 
 def _main(*args) -> subprocess.CompletedProcess:

@@ -195,3 +195,16 @@ def test_auto_ray_bounds_draw_jitter_in_the_originals_storage_order(cases):
     other_order = torch.rand(n, r, s, 1) * delta
     assert err(jittered - plain, expected) <= 1e-6
     assert err(jittered - plain, other_order) > 1e-2
+
+
+def test_empty_ray_depth_is_the_far_bound_with_a_finite_gradient():
+    """A ray through empty space (all weights exactly 0) composites to the far depth as the original does,
+    and backpropagates zeros, not NaN (pivotal tuning on a model with clean empty space hit this)."""
+    from core.ray_marcher import march
+    depths = torch.linspace(1.0, 2.0, 8).reshape(1, 1, 8, 1).expand(1, 2, 8, 1).contiguous()
+    densities = torch.stack([torch.full((8, 1), -1e4), torch.full((8, 1), 5.0)])[None].requires_grad_(True)
+    colors = torch.rand(1, 2, 8, 3, requires_grad=True)
+    rgb, depth, weights = march(colors, densities, depths, white_back=True)
+    assert weights[0, 0].sum() == 0 and depth[0, 0].item() == 2.0 and 1.0 <= depth[0, 1].item() < 2.0
+    (depth.sum() + rgb.sum()).backward()
+    assert torch.isfinite(densities.grad).all() and torch.isfinite(colors.grad).all()

@@ -20,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90
+MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def studio(display, tmp_path_factory):
     if shutil.which("xdotool") is None:
         pytest.fail("xdotool is not installed (apt-get install xdotool)")
     from app.studio import Studio
-    s = Studio(str(ROOT / "assets" / "default_model.ckpt"), settings_dir=tmp_path_factory.mktemp("settings"),
+    s = Studio(str(MODEL), settings_dir=tmp_path_factory.mktemp("settings"),
                window_size=(1000, 640))
     s.state.view.pixel_exact, s.state.view.probe = True, False    # 1:1, no tooltip over the picture
     yield s
@@ -114,7 +115,7 @@ def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
     settle(studio)                                    # the model is loaded (it resets the camera)
     s = studio.state
     saved = (dataclasses.replace(s.camera), dataclasses.replace(s.view), s.latent.seed, s.latent.psi)
-    G = load_generator(ROOT / "assets" / "default_model.ckpt", "cpu")
+    G = load_generator(MODEL, "cpu")
     export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path, [mode], psi=0.7, sheet=False)
     StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode=mode).apply(
         s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
@@ -139,7 +140,7 @@ def test_depth_view_masks_the_background_as_render_does(studio, tmp_path, mask):
     settle(studio)
     s = studio.state
     saved = (dataclasses.replace(s.camera), dataclasses.replace(s.view), s.latent.seed, s.latent.psi)
-    G = load_generator(ROOT / "assets" / "default_model.ckpt", "cpu")
+    G = load_generator(MODEL, "cpu")
     export_stills(G, [1], [View(math.radians(35), 0.0)], tmp_path, ["image_depth"], psi=0.7, sheet=False,
                   depth_mask=mask)
     StartView(seed=1, yaw_deg=35, pitch_deg=0, psi=0.7, mode="image_depth").apply(

@@ -17,7 +17,7 @@ import torch
 from studio_helpers import assert_same_picture, load
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "assets" / "default_model.ckpt"
+MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
 WAIT_S = 240
 
 
