@@ -1,6 +1,7 @@
-"""Picture comparisons shared by the studio tests."""
+"""Waiting for frames and comparing pictures: shared by the studio tests."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,3 +23,17 @@ def assert_same_picture(shown: np.ndarray, reference: np.ndarray, what: str, tol
     for name, other in (("upside down", reference[::-1]), ("mirrored", reference[:, ::-1])):
         assert np.abs(shown - other).mean() > 4 * max(diff.mean(), 0.1), f"{what} looks {name}"
     assert diff.max() <= tolerance, f"{what}: max difference {diff.max()} (mean {diff.mean():.3f})"
+
+
+def run_until(studio, condition, what: str, limit: float) -> None:
+    """Step UI frames until condition() holds; fails after `limit` seconds."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < limit, f"gave up waiting for {what}"
+        studio.step()
+
+
+def settle(studio, limit: float) -> np.ndarray:
+    """The viewport's pixels once the progressive refinement has finished, int16."""
+    run_until(studio, lambda: studio.settled, "the final frame", limit)
+    return studio.capture_viewport().astype(np.int16)

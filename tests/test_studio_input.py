@@ -12,11 +12,11 @@ import math
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import studio_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90
@@ -42,11 +42,7 @@ def pump(studio, frames: int = 3) -> None:
 
 
 def settle(studio) -> np.ndarray:
-    start = time.monotonic()
-    while not studio.settled:
-        assert time.monotonic() - start < WAIT_S, "gave up waiting for the final frame"
-        studio.step()
-    return studio.capture_viewport().astype(np.int16)
+    return studio_helpers.settle(studio, WAIT_S)
 
 
 def xdo(studio, *args) -> None:

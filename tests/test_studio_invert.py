@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import studio_helpers
 import torch
 from studio_helpers import assert_same_picture, load
 
@@ -51,15 +51,11 @@ def studio(display, tmp_path_factory):
 
 
 def run_until(studio, condition, what: str, limit: float = WAIT_S) -> None:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < limit, f"gave up waiting for {what}"
-        studio.step()
+    studio_helpers.run_until(studio, condition, what, limit)
 
 
 def settle(studio) -> np.ndarray:
-    run_until(studio, lambda: studio.settled, "the final frame")
-    return studio.capture_viewport().astype(np.int16)
+    return studio_helpers.settle(studio, WAIT_S)
 
 
 def look_from(studio, yaw_deg: float) -> None:

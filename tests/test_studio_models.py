@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import studio_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "assets" / "default_model.ckpt"
@@ -24,15 +25,11 @@ def studio(display, snapshot_pkl, tmp_path_factory):
 
 
 def run_until(studio, condition, what: str) -> None:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < WAIT_S, f"gave up waiting for {what}"
-        studio.step()
+    studio_helpers.run_until(studio, condition, what, WAIT_S)
 
 
 def settle(studio) -> np.ndarray:
-    run_until(studio, lambda: studio.settled, "the final frame")
-    return studio.capture_viewport().astype(np.int16)
+    return studio_helpers.settle(studio, WAIT_S)
 
 
 def viewport_during_switch(studio, path: str, keep_view: bool, tmp_path: Path) -> np.ndarray:
