@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="w: one w for all layers (default); w+: W first, then one w per layer")
     p.add_argument("--tune", type=int_in(0, 100000), default=0, metavar="STEPS",
                    help="pivotal tuning steps after projection (default 0 = none); writes tuned.ckpt")
+    p.add_argument("--starts", type=int_in(0, 10000), default=16,
+                   help="random latents tried besides the mean w when the camera is given; projection starts "
+                        "from the one that best matches the image (default 16, 0 = the mean w)")
     p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
                    help="steps per candidate view when the camera is estimated (default 30)")
     p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         label = frontal_label(G.options, args.fov, device, yaw=math.radians(args.yaw or 0.0),
                               pitch=math.radians(args.pitch or 0.0))[0]
     opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune, fit_fov=args.fit_fov,
-                            search_steps=args.search_steps, seed=args.seed)
+                            search_steps=args.search_steps, starts=args.starts, seed=args.seed)
     torch.manual_seed(args.seed)
     progress = TqdmProgress("invert", unit="step")
     try:
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
           f"fov {result.fov_deg:.2f} deg; final image loss {result.loss:.5f}")
     settings = {"network": str(Path(args.network).resolve()), "image": str(Path(args.image).resolve()),
                 "image_preparation": prep, "loss": loss_name, "camera": how, "space": args.space,
-                "steps": args.steps, "tune": args.tune, "yaw_deg": math.degrees(result.yaw),
+                "steps": args.steps, "starts": args.starts, "tune": args.tune, "yaw_deg": math.degrees(result.yaw),
                 "pitch_deg": math.degrees(result.pitch), "fov_deg": result.fov_deg, "final_loss": result.loss,
                 "interrupted": result.interrupted, "seconds": result.seconds, "seed": args.seed}
     latent_path = save_latent(out / "latent.npz", Latent(result.ws, result.camera, settings, result.noise))

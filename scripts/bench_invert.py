@@ -65,15 +65,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--search-steps", type=int, default=30)
+    p.add_argument("--starts", type=int, default=16, help="random starting latents besides the mean w")
+    p.add_argument("--pixel-only", action="store_true", help="leave out the discriminator-feature loss")
     p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
     p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")
     args = p.parse_args()
     torch.manual_seed(0)
     G = load_generator(args.network, "cpu")
-    D = load_discriminator(args.network)
+    D = None if args.pixel_only else load_discriminator(args.network)
     perceptual = DiscriminatorFeatures(D) if D is not None else None
     print(f"network {args.network}; loss: multi-scale pixel MSE"
-          + (" + discriminator features" if perceptual else " only (the file has no discriminator)"))
+          + (" + discriminator features" if perceptual else " only"))
     offsets = [math.radians(float(v)) for v in args.novel.split(",")]
     yaw, pitch = math.radians(args.yaw), math.radians(args.pitch)
     runs = [s for s in args.spaces.split(",") if s]
@@ -89,7 +91,7 @@ def main() -> None:
             for run in names:
                 space = "w" if run == "w" else "w+"
                 opts = InversionOptions(steps=args.steps, space=space, tune_steps=args.tune if run == "w+pti" else 0,
-                                        search_steps=args.search_steps)
+                                        search_steps=args.search_steps, starts=args.starts)
                 inv = Inverter(G, target, opts, perceptual)
                 t0 = time.perf_counter()
                 res = inv.run(None if estimate else label[0])
@@ -98,12 +100,14 @@ def main() -> None:
                 cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, truth_cam.radius, G.options.avg_camera_pivot)
                 views = [render(G_out, res.ws, cam(o).detach()) for o in offsets]
                 scores = [(psnr(v, t), ssim(v, t)) for v, t in zip(views, truths)]
+                seen = psnr(render(G_out, res.ws, cam().detach()), render(G, ws_true, label))
                 rows.setdefault((run, estimate), []).append(
                     (np.mean([s[0] for s in scores]), np.mean([s[1] for s in scores]), seconds,
                      math.degrees(res.yaw - yaw), math.degrees(res.pitch - pitch)))
                 print(f"seed {seed} {run:6s} camera {'estimated' if estimate else 'given':9s} "
                       f"novel PSNR {rows[(run, estimate)][-1][0]:.2f} dB SSIM {rows[(run, estimate)][-1][1]:.3f} "
-                      f"{seconds:.0f} s  yaw err {math.degrees(res.yaw - yaw):+.1f} pitch err "
+                      f"(input view {seen:.2f} dB) {seconds:.0f} s  yaw err {math.degrees(res.yaw - yaw):+.1f} "
+                      f"pitch err "
                       f"{math.degrees(res.pitch - pitch):+.1f}", flush=True)
         with torch.no_grad():
             w_avg = G.mapping(torch.randn(2000, G.z_dim), label.expand(2000, -1))[:, :1].mean(0, keepdim=True)

@@ -85,6 +85,26 @@ def test_w_plus_gives_layers_their_own_w(G, seed_target):
     assert [h[0] for h in res.history] == ["w"] * 5 + ["w+"] * 5
 
 
+def test_objective_is_zero_exactly_at_the_displayed_target():
+    """The image loss (pixels + the checkpoint's D features) of a generated target is 0 at the true latent,
+    although that render overshoots [-1,1] and its neural rendering differs from the downsampled image."""
+    from core.checkpoint import load_generator
+    from core.images import seed_ws
+    from training.inversion import Inverter
+    from training.perceptual import DiscriminatorFeatures, load_discriminator
+    model = ROOT / "assets" / "default_model.ckpt"
+    G = load_generator(model, "cpu")
+    label = _label(G, 25)
+    with torch.no_grad():
+        out = G.synthesis(seed_ws(G, 0), label)
+        assert out["image"].abs().max() > 1.05  # the case that mattered: an overshooting SR image
+        inv = Inverter(G, out["image"].clamp(-1, 1), perceptual=DiscriminatorFeatures(load_discriminator(model)))
+        inv_G = inv.G
+        at_truth = inv._objective(inv_G.synthesis(seed_ws(G, 0), label)).item()
+        elsewhere = inv._objective(inv_G.synthesis(seed_ws(G, 5), label)).item()
+    assert at_truth < 1e-9 and elsewhere > 0.01, (at_truth, elsewhere)
+
+
 def test_camera_estimate_lands_near_the_truth(G):
     from core.images import seed_ws
     from training.inversion import InversionOptions, Inverter

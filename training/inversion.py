@@ -1,10 +1,12 @@
 """GAN inversion of a tri-plane generator from one image: W / W+ projection and pivotal tuning.
 
 Projection follows StyleGAN2's projector (Karras et al. 2020, §5 and appendix D): start from the mean
-w (here: the mean of mapping(z, c) for the target's camera c), optimise w with Adam under a learning
-rate that ramps up over the first 5% of the steps and down (cosine) over the last 25%, add Gaussian
-noise of 0.05 w_std (1 - t/0.75)² to w early on, and optimise the generator's noise maps under the
-multi-scale autocorrelation penalty, renormalising them after every step. `w+` continues from the W
+w (here: the mean of mapping(z, c) for the target's camera c) or, with the camera given and when it
+matches the image better, from one of 16 random latents (a model of several object kinds has one basin
+per kind and the mean lies in none of them), optimise w with Adam under a learning rate that ramps up
+over the first 5% of the steps and down (cosine) over the last 25%, add Gaussian noise of 0.05 w_std
+(1 - t/0.75)² to w early on, and optimise the generator's noise maps under the multi-scale
+autocorrelation penalty, renormalising them after every step. `w+` continues from the W
 solution with one w per layer. Pivotal tuning (Roich et al. 2021, PTI) then fine-tunes the generator's
 synthesis weights around that pivot, with the locality regulariser: images at w_r = w_p + alpha
 (w_z - w_p)/|w_z - w_p| must not change, so other latents stay intact.
@@ -80,13 +82,14 @@ class OrbitLabel(nn.Module):
 # Loss terms
 
 def pixel_loss(out: dict[str, torch.Tensor], target: torch.Tensor, target_raw: torch.Tensor) -> torch.Tensor:
-    """Multi-scale MSE: final image at full, 1/2 and 1/4 size, plus the raw neural rendering."""
-    loss = F.mse_loss(out["image_raw"], target_raw)
-    if "image" in out:
-        x, y = out["image"], target
-        for _ in range(3):
-            loss = loss + F.mse_loss(x, y) / 3
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    """Multi-scale MSE of the final image at full, 1/2 and 1/4 size; of the raw neural rendering
+    against the downsampled target when there is no final image."""
+    if "image" not in out:
+        return F.mse_loss(out["image_raw"], target_raw)
+    loss, x, y = 0.0, out["image"], target
+    for _ in range(3):
+        loss = loss + F.mse_loss(x, y) / 3
+        x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return loss
 
 
@@ -150,6 +153,10 @@ class InversionOptions:
     """Starting (yaw, pitch) in degrees when the camera is estimated."""
     search_steps: int = 30
     """Steps of the short W + camera fit from each candidate view (raw images only)."""
+    starts: int = 16
+    """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
+    with the camera given, projection starts from the best of them (with the camera estimated it starts
+    from the mean: a latent picked before the view is known commits the fit to a wrong view)."""
     w_avg_samples: int = 2000
     seed: int = 0
 
@@ -217,15 +224,35 @@ class Inverter:
         return w_avg, float((w - w_avg).square().sum(dim=2).mean().sqrt())
 
     def _objective(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        loss = pixel_loss(out, self.target, self.target_raw)
-        if self.perceptual is not None and "image" in out:
-            feats = self.perceptual(out["image"], out["image_raw"])
-            loss = loss + self.opts.perceptual_weight * feature_distance(feats, self.target_feats).sum()
+        """Image distance to the target, zero exactly when the displayed image equals it: the final image
+        clamped to [-1,1] (the super-resolution overshoots where a photo cannot), and the discriminator's
+        raw input taken from that image as it is for the target (the target has no neural rendering)."""
+        if "image" not in out:
+            return pixel_loss(out, self.target, self.target_raw)
+        image = out["image"].clamp(-1, 1)
+        loss = pixel_loss({"image": image}, self.target, self.target_raw)
+        if self.perceptual is not None:
+            raw = F.interpolate(image, size=self.target_raw.shape[-2:], mode="area")
+            loss = loss + self.opts.perceptual_weight * feature_distance(
+                self.perceptual(image, raw), self.target_feats).sum()
         return loss
 
     def _render(self, G, ws: torch.Tensor, c: torch.Tensor, sr: bool = True):
         planes = G.planes(ws)
         return planes, G.render_planes(planes, ws, c, superresolution=sr)
+
+    def _start_w(self, w_avg: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """[1,1,w_dim]: the best of the mean w and `starts` truncated random latents by the image objective."""
+        if self.opts.starts <= 0:
+            return w_avg
+        z = torch.randn(self.opts.starts, self.G.z_dim, generator=self.generator).to(self.device)
+        with torch.no_grad():
+            w = self.G.mapping(z, label.expand(z.shape[0], -1))[:, :1]
+            candidates = torch.cat([w_avg, w_avg + 0.7 * (w - w_avg)])
+            losses = [self._objective(self._render(self.G, cand[None].expand(-1, self.G.num_ws, -1), label)[1]).item()
+                      for cand in candidates]
+        best = min(range(len(losses)), key=losses.__getitem__)
+        return candidates[best:best + 1]
 
     # ---- camera search -----------------------------------------------------------------------------
     def search_camera(self, fov_deg: float) -> OrbitLabel:
@@ -261,7 +288,7 @@ class Inverter:
         for n in noises:
             n.copy_((n - n.mean()) / n.std())
             n.requires_grad_(True)
-        w = w_avg.clone().requires_grad_(True)
+        w = (w_avg if fit_camera else self._start_w(w_avg, label)).clone().requires_grad_(True)
         cam_params = [p for p in cam.parameters() if p.requires_grad] if fit_camera else []
         w_steps = opts.steps if opts.space == "w" else opts.steps // 2
         groups = [{"params": [w] + noises, "lr": opts.lr}]
