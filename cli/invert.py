@@ -36,9 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="w: one w for all layers (default); w+: W first, then one w per layer")
     p.add_argument("--tune", type=int_in(0, 100000), default=0, metavar="STEPS",
                    help="pivotal tuning steps after projection (default 0 = none); writes tuned.ckpt")
-    p.add_argument("--starts", type=int_in(0, 10000), default=16,
+    p.add_argument("--starts", type=int_in(0, 10000), default=0,
                    help="random latents tried besides the mean w when the camera is given; projection starts "
-                        "from the one that best matches the image (default 16, 0 = the mean w)")
+                        "from the one that best matches the image (default 0 = the mean w; try 16 when the "
+                        "result is the wrong kind of object)")
     p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
                    help="steps per candidate view when the camera is estimated (default 30)")
     p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "

@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--search-steps", type=int, default=30)
-    p.add_argument("--starts", type=int, default=16, help="random starting latents besides the mean w")
+    p.add_argument("--starts", type=int, default=0, help="random starting latents besides the mean w")
     p.add_argument("--pixel-only", action="store_true", help="leave out the discriminator-feature loss")
     p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
     p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")

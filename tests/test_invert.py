@@ -112,7 +112,7 @@ def test_camera_estimate_lands_near_the_truth(G):
     with torch.no_grad():
         target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
     torch.manual_seed(0)
-    opts = InversionOptions(steps=40, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
+    opts = InversionOptions(steps=60, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
     res = Inverter(G, target, opts).run(None)
     print(f"camera estimate: yaw {math.degrees(res.yaw):.1f} (40), pitch {math.degrees(res.pitch):.1f} (-10)")
     assert abs(math.degrees(res.yaw) - 40) < 5 and abs(math.degrees(res.pitch) + 10) < 5, (

@@ -1,9 +1,9 @@
 """GAN inversion of a tri-plane generator from one image: W / W+ projection and pivotal tuning.
 
 Projection follows StyleGAN2's projector (Karras et al. 2020, §5 and appendix D): start from the mean
-w (here: the mean of mapping(z, c) for the target's camera c) or, with the camera given and when it
-matches the image better, from one of 16 random latents (a model of several object kinds has one basin
-per kind and the mean lies in none of them), optimise w with Adam under a learning rate that ramps up
+w (here: the mean of mapping(z, c) for the target's camera c) or, on request and with the camera given,
+from the random latent that matches the image best (a model of several object kinds has one basin per
+kind), optimise w with Adam under a learning rate that ramps up
 over the first 5% of the steps and down (cosine) over the last 25%, add Gaussian noise of 0.05 w_std
 (1 - t/0.75)² to w early on, and optimise the generator's noise maps under the multi-scale
 autocorrelation penalty, renormalising them after every step. `w+` continues from the W
@@ -153,10 +153,11 @@ class InversionOptions:
     """Starting (yaw, pitch) in degrees when the camera is estimated."""
     search_steps: int = 30
     """Steps of the short W + camera fit from each candidate view (raw images only)."""
-    starts: int = 16
+    starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
     with the camera given, projection starts from the best of them (with the camera estimated it starts
-    from the mean: a latent picked before the view is known commits the fit to a wrong view)."""
+    from the mean: a latent picked before the view is known commits the fit to a wrong view). Off by
+    default: it helps some targets by several dB and costs others as much (BENCHMARKS.md)."""
     w_avg_samples: int = 2000
     seed: int = 0
 
@@ -225,11 +226,13 @@ class Inverter:
 
     def _objective(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Image distance to the target, zero exactly when the displayed image equals it: the final image
-        clamped to [-1,1] (the super-resolution overshoots where a photo cannot), and the discriminator's
-        raw input taken from that image as it is for the target (the target has no neural rendering)."""
+        clamped to [-1,1] (the super-resolution overshoots where a photo cannot; the clamp passes
+        gradients straight through, else an overshooting pixel could never be pulled back), and the
+        discriminator's raw input taken from that image as it is for the target (the target has no
+        neural rendering)."""
         if "image" not in out:
             return pixel_loss(out, self.target, self.target_raw)
-        image = out["image"].clamp(-1, 1)
+        image = out["image"] + (out["image"].clamp(-1, 1) - out["image"]).detach()
         loss = pixel_loss({"image": image}, self.target, self.target_raw)
         if self.perceptual is not None:
             raw = F.interpolate(image, size=self.target_raw.shape[-2:], mode="area")
