@@ -107,8 +107,7 @@ def main() -> None:
                 print(f"seed {seed} {run:6s} camera {'estimated' if estimate else 'given':9s} "
                       f"novel PSNR {rows[(run, estimate)][-1][0]:.2f} dB SSIM {rows[(run, estimate)][-1][1]:.3f} "
                       f"(input view {seen:.2f} dB) {seconds:.0f} s  yaw err {math.degrees(res.yaw - yaw):+.1f} "
-                      f"pitch err "
-                      f"{math.degrees(res.pitch - pitch):+.1f}", flush=True)
+                      f"pitch err {math.degrees(res.pitch - pitch):+.1f}", flush=True)
         with torch.no_grad():
             w_avg = G.mapping(torch.randn(2000, G.z_dim), label.expand(2000, -1))[:, :1].mean(0, keepdim=True)
         base = [render(G, w_avg.expand(-1, G.num_ws, -1), truth_cam(o).detach()) for o in offsets]

@@ -99,10 +99,21 @@ def test_objective_is_zero_exactly_at_the_displayed_target():
         out = G.synthesis(seed_ws(G, 0), label)
         assert out["image"].abs().max() > 1.05  # the case that mattered: an overshooting SR image
         inv = Inverter(G, out["image"].clamp(-1, 1), perceptual=DiscriminatorFeatures(load_discriminator(model)))
-        inv_G = inv.G
-        at_truth = inv._objective(inv_G.synthesis(seed_ws(G, 0), label)).item()
-        elsewhere = inv._objective(inv_G.synthesis(seed_ws(G, 5), label)).item()
+        at_truth = inv._objective(inv.G.synthesis(seed_ws(G, 0), label)).item()
+        elsewhere = inv._objective(inv.G.synthesis(seed_ws(G, 5), label)).item()
     assert at_truth < 1e-9 and elsewhere > 0.01, (at_truth, elsewhere)
+
+
+def test_starts_pick_a_latent_that_matches_better_than_the_mean(G, seed_target):
+    """invert --starts: the projection's starting latent scores better on the image than the mean w."""
+    from training.inversion import InversionOptions, Inverter
+    label = _label(G, 25)
+    inv = Inverter(G, seed_target[1], InversionOptions(starts=8))
+    with torch.no_grad():
+        w_avg, _ = inv._w_stats(label)
+        start = inv._start_w(w_avg, label)
+        score = [inv._objective(inv.G.synthesis(w.expand(-1, G.num_ws, -1), label)).item() for w in (start, w_avg)]
+    assert start.shape == w_avg.shape and score[0] < score[1], score
 
 
 def test_camera_estimate_lands_near_the_truth(G):

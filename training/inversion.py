@@ -3,13 +3,12 @@
 Projection follows StyleGAN2's projector (Karras et al. 2020, §5 and appendix D): start from the mean
 w (here: the mean of mapping(z, c) for the target's camera c) or, on request and with the camera given,
 from the random latent that matches the image best (a model of several object kinds has one basin per
-kind), optimise w with Adam under a learning rate that ramps up
-over the first 5% of the steps and down (cosine) over the last 25%, add Gaussian noise of 0.05 w_std
-(1 - t/0.75)² to w early on, and optimise the generator's noise maps under the multi-scale
-autocorrelation penalty, renormalising them after every step. `w+` continues from the W
-solution with one w per layer. Pivotal tuning (Roich et al. 2021, PTI) then fine-tunes the generator's
-synthesis weights around that pivot, with the locality regulariser: images at w_r = w_p + alpha
-(w_z - w_p)/|w_z - w_p| must not change, so other latents stay intact.
+kind), optimise w with Adam under a learning rate that ramps up over the first 5% of the steps and down
+(cosine) over the last 25%, add Gaussian noise of 0.05 w_std (1 - t/0.75)² to w early on, and optimise
+the generator's noise maps under the multi-scale autocorrelation penalty, renormalising them after every
+step. `w+` continues from the W solution with one w per layer. Pivotal tuning (Roich et al. 2021, PTI)
+then fine-tunes the generator's synthesis weights around that pivot, with the locality regulariser:
+images at w_r = w_p + alpha (w_z - w_p)/|w_z - w_p| must not change, so other latents stay intact.
 
 3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
 free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
