@@ -66,16 +66,15 @@ def main() -> None:
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--search-steps", type=int, default=30)
     p.add_argument("--starts", type=int, default=0, help="random starting latents besides the mean w")
-    p.add_argument("--pixel-only", action="store_true", help="leave out the discriminator-feature loss")
     p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
     p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")
     args = p.parse_args()
     torch.manual_seed(0)
     G = load_generator(args.network, "cpu")
-    D = None if args.pixel_only else load_discriminator(args.network)
+    D = load_discriminator(args.network)
     perceptual = DiscriminatorFeatures(D) if D is not None else None
     print(f"network {args.network}; loss: multi-scale pixel MSE"
-          + (" + discriminator features" if perceptual else " only"))
+          + (" + discriminator features" if perceptual else " only (the file has no discriminator)"))
     offsets = [math.radians(float(v)) for v in args.novel.split(",")]
     yaw, pitch = math.radians(args.yaw), math.radians(args.pitch)
     runs = [s for s in args.spaces.split(",") if s]

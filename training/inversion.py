@@ -80,12 +80,9 @@ class OrbitLabel(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # Loss terms
 
-def pixel_loss(out: dict[str, torch.Tensor], target: torch.Tensor, target_raw: torch.Tensor) -> torch.Tensor:
-    """Multi-scale MSE of the final image at full, 1/2 and 1/4 size; of the raw neural rendering
-    against the downsampled target when there is no final image."""
-    if "image" not in out:
-        return F.mse_loss(out["image_raw"], target_raw)
-    loss, x, y = 0.0, out["image"], target
+def multiscale_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE of two images at full, 1/2 and 1/4 size."""
+    loss = 0.0
     for _ in range(3):
         loss = loss + F.mse_loss(x, y) / 3
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
@@ -229,10 +226,10 @@ class Inverter:
         gradients straight through, else an overshooting pixel could never be pulled back), and the
         discriminator's raw input taken from that image as it is for the target (the target has no
         neural rendering)."""
-        if "image" not in out:
-            return pixel_loss(out, self.target, self.target_raw)
+        if "image" not in out:  # raw-only renders (the camera search): the downsampled target
+            return F.mse_loss(out["image_raw"], self.target_raw)
         image = out["image"] + (out["image"].clamp(-1, 1) - out["image"]).detach()
-        loss = pixel_loss({"image": image}, self.target, self.target_raw)
+        loss = multiscale_mse(image, self.target)
         if self.perceptual is not None:
             raw = F.interpolate(image, size=self.target_raw.shape[-2:], mode="area")
             loss = loss + self.opts.perceptual_weight * feature_distance(
@@ -271,7 +268,7 @@ class Inverter:
                                      "lr": self.opts.camera_lr * 3}], betas=(0.9, 0.999))
             for step in range(self.opts.search_steps):
                 _, out = self._render(self.G, w.expand(-1, self.G.num_ws, -1), cam(), sr=False)
-                loss = pixel_loss(out, self.target, self.target_raw)
+                loss = self._objective(out)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
