@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,25 +28,52 @@ _FILE_MODE = _file_mode()
 
 
 @contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers that were there.
+
+    For the few steps that must not be cut in two: a temp file created but not yet owned by a cleanup, a
+    child process started but not yet known to whoever would stop it (an ffmpeg orphaned that way writes
+    its file after the cleanup). Only the main thread receives signals, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; on success it replaces `final` (os.replace), else it is removed.
 
     Keeps the file extension so that writers choosing a format by suffix (trimesh, imageio) still work.
     """
     final = Path(final)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.{os.getpid()}-", suffix=f".tmp{final.suffix}")
+    tmp = None
     try:
-        os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the file normal permissions
-    finally:
-        os.close(fd)
-    tmp = Path(tmp)
-    try:
+        with deferred_signals():  # an interrupt between mkstemp and the assignment would leave the file behind
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.{os.getpid()}-",
+                                        suffix=f".tmp{final.suffix}")
+            tmp = Path(name)
+            try:
+                os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the file normal permissions
+            finally:
+                os.close(fd)
         yield tmp
         with open(tmp, "rb+") as f:  # the data must be on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, final)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 

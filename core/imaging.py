@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.fileio import atomic_path
+from core.fileio import atomic_path, deferred_signals
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,11 @@ class Mp4Writer:
                         "(last column/row repeated)", w, h, w + w % 2, h + h % 2)
         self._size = (w, h)
         kwargs = {"bitrate": self.bitrate} if self.quality is None else {"quality": self.quality}
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self.path), (w + w % 2, h + h % 2), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
-            macro_block_size=1, ffmpeg_log_level="error", output_params=list(_H264_PARAMS), **kwargs)
-        self._gen.send(None)
+        with deferred_signals():  # until the generator holds ffmpeg, an interrupt would orphan it
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self.path), (w + w % 2, h + h % 2), fps=self.fps, codec="libx264", pix_fmt_out="yuv420p",
+                macro_block_size=1, ffmpeg_log_level="error", output_params=list(_H264_PARAMS), **kwargs)
+            self._gen.send(None)  # starts ffmpeg
 
     def close(self) -> None:
         """Finish the file (ffmpeg writes the index now). Safe to call twice."""

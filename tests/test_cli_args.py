@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT
@@ -97,6 +98,52 @@ def test_sigterm_during_video_leaves_no_temp_files(tmp_path):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143 and err.strip().splitlines()[-1] == "terminated"
     assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def plain_ctrl_c():
+    """Python's own SIGINT handler (run_guarded, called in-process above, leaves its re-raising one)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_while_ffmpeg_starts_orphans_nothing(tmp_path, monkeypatch, plain_ctrl_c):
+    """Ctrl-C between fork and exec of ffmpeg (inside Popen) used to leave ffmpeg unknown to the writer, so
+    nothing stopped it and it could write its file after the cleanup (CI caught one in the test above)."""
+    from core.fileio import atomic_path
+    from core.imaging import Mp4Writer
+    started = []
+
+    def interrupted_fork_exec(*args):
+        started.append(fork_exec(*args))
+        signal.raise_signal(signal.SIGINT)
+        return started[-1]
+
+    fork_exec = subprocess._fork_exec
+    monkeypatch.setattr(subprocess, "_fork_exec", interrupted_fork_exec)
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "v.mp4") as tmp:
+        writer = Mp4Writer(tmp)
+        try:
+            writer.append(np.zeros((16, 16, 3), np.uint8))
+        finally:
+            writer.close()
+    with pytest.raises(ChildProcessError):  # the writer stopped ffmpeg and reaped it
+        os.waitpid(started[0], os.WNOHANG)
+    assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+def test_deferred_signals_hold_an_interrupt_until_the_block_ends(plain_ctrl_c):
+    from core.fileio import deferred_signals
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals():
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(0.01)
+            reached.append("end of block")
+        reached.append("after block")
+    assert reached == ["end of block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _dead_pid() -> int:
