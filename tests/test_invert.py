@@ -78,6 +78,19 @@ def test_projection_beats_mean_w_on_unseen_views(G, seed_target):
     assert torch.equal(res.ws[:, 0], res.ws[:, -1])  # W space: one w for every layer
 
 
+@pytest.mark.parametrize("estimate", [False, True], ids=["camera given", "camera estimated"])
+def test_the_result_renders_to_the_loss_reported_for_it(G, seed_target, estimate):
+    """The ws, noise and camera returned are the ones that scored best: they used to be saved after the
+    optimiser's step had already moved them (the camera even by reference, so always the last one)."""
+    from training.inversion import InversionOptions, Inverter
+    torch.manual_seed(0)
+    inv = Inverter(G, seed_target[1], InversionOptions(steps=12, search_steps=3, candidates=((0, 0), (45, 0))))
+    res = inv.run(None if estimate else _label(G, 25)[0])
+    with torch.no_grad():  # run() has put the result's noise into inv.G
+        again = inv._objective(inv.G.synthesis(res.ws, res.camera[None])).item()
+    assert again == pytest.approx(res.loss, rel=1e-4), (again, res.loss)
+
+
 def test_w_plus_gives_layers_their_own_w(G, seed_target):
     from training.inversion import InversionOptions, Inverter
     res = Inverter(G, seed_target[1], InversionOptions(steps=10, space="w+")).run(_label(G, 25)[0])

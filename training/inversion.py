@@ -129,7 +129,7 @@ class InversionOptions:
     space: Space = "w"
     tune_steps: int = 0
     """Pivotal tuning steps after projection (0 = none)."""
-    lr: float = 0.1
+    lr: float = 0.01
     tune_lr: float = 3e-4
     camera_lr: float = 0.02
     """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
@@ -324,19 +324,18 @@ class Inverter:
                 if ws_plus is not None:
                     spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
                     loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
+                if fit.item() < state.get("loss", math.inf):  # keep what was rendered, before the step moves it
+                    state.update(loss=fit.item(), ws=ws.detach().clone(),
+                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
+                                 camera=copy.deepcopy(cam.state_dict()) if isinstance(cam, OrbitLabel) else None)
+                    if self.on_best is not None:
+                        self.on_best(state["ws"], label.detach(), G)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
                     for n in noises:
                         n.sub_(n.mean()).div_(n.std())
-                if fit.item() < state.get("loss", math.inf):
-                    current = ws_plus if ws_plus is not None else w.expand(-1, G.num_ws, -1)
-                    state.update(loss=fit.item(), ws=current.detach().clone(),
-                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
-                                 camera=cam.state_dict() if isinstance(cam, OrbitLabel) else None)
-                    if self.on_best is not None:
-                        self.on_best(state["ws"], label.detach(), G)
                 self._tick("w+" if ws_plus is not None else "w", step, fit.item())
         finally:
             for n in noises:
