@@ -149,6 +149,9 @@ class InversionOptions:
     """Starting (yaw, pitch) in degrees when the camera is estimated."""
     search_steps: int = 30
     """Steps of the short W + camera fit from each candidate view (raw images only)."""
+    camera_tries: int = 2
+    """With the camera estimated: full projections from this many of the best searched views; the one
+    with the lowest image loss wins (a single try often drifted to a view 15-25 deg off)."""
     starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
     with the camera given, projection starts from the best of them (with the camera estimated it starts
@@ -254,10 +257,10 @@ class Inverter:
         return candidates[best:best + 1]
 
     # ---- camera search -----------------------------------------------------------------------------
-    def search_camera(self, fov_deg: float) -> OrbitLabel:
-        """Short raw-image fits of w and camera from each candidate view; the best one's camera."""
+    def search_camera(self, fov_deg: float) -> list[OrbitLabel]:
+        """Short raw-image fits of w and camera from each candidate view; their cameras, best first."""
         o = self.G.options
-        best = (math.inf, None)
+        found = []
         for yaw_deg, pitch_deg in self.opts.candidates:
             cam = OrbitLabel(math.radians(yaw_deg), math.radians(pitch_deg), fov_deg, o.avg_camera_radius,
                              o.avg_camera_pivot, self.opts.fit_fov).to(self.device)
@@ -273,9 +276,8 @@ class Inverter:
                 loss.backward()
                 opt.step()
                 self._tick(f"camera {yaw_deg:+.0f}", step, loss.item())
-            if loss.item() < best[0]:
-                best = (loss.item(), cam)
-        return best[1]
+            found.append((loss.item(), len(found), cam))
+        return [cam for _, _, cam in sorted(found, key=lambda f: f[:2])]
 
     # ---- projection --------------------------------------------------------------------------------
     def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict) -> None:
@@ -299,10 +301,9 @@ class Inverter:
             for step in range(opts.steps):
                 if step == w_steps and opts.space == "w+":  # switch to one w per layer, from the W solution
                     ws_plus = w.detach().repeat(1, G.num_ws, 1).requires_grad_(True)
-                    groups = [{"params": [ws_plus] + noises, "lr": 0.0}]
-                    if cam_params:
-                        groups.append({"params": cam_params, "lr": 0.0})
-                    opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+                    for p in cam_params:  # the camera stays where W put it: per-layer ws can explain a photo
+                        p.requires_grad_(False)  # from a wrong view
+                    opt = torch.optim.Adam([{"params": [ws_plus] + noises, "lr": 0.0}], betas=(0.9, 0.999))
                 if ws_plus is None:
                     phase_t = step / w_steps
                     ramp = _lr_ramp(phase_t)
@@ -402,7 +403,9 @@ class Inverter:
         opts, G = self.opts, self.G
         estimate = label is None
         fov_deg = fov_deg or G.options.avg_camera_fov
-        self.total = (len(opts.candidates) * opts.search_steps if estimate else 0) + opts.steps + opts.tune_steps
+        tries = min(opts.camera_tries, len(opts.candidates)) if estimate else 1
+        search = len(opts.candidates) * opts.search_steps if estimate else 0
+        self.total = search + tries * opts.steps + opts.tune_steps
         state: dict = {}
         seconds: dict[str, float] = {}
         interrupted, tuned = False, None
@@ -412,16 +415,23 @@ class Inverter:
         fixed_label = label.to(self.device).reshape(1, 25) if not estimate else None
         try:
             if estimate:
-                cam = self.search_camera(fov_deg)
+                cameras = self.search_camera(fov_deg)[:tries]
                 seconds["camera search"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            self.project(cam if estimate else fixed_label, estimate, state)
+            if estimate:
+                cam, noise = cameras[0], {k: v.clone() for k, v in self.noise_bufs.items()}
+                for candidate in cameras:  # each try starts from the same noise; `state` keeps the best
+                    for k, v in noise.items():
+                        self.noise_bufs[k].copy_(v)
+                    self.project(candidate, True, state)
+            else:
+                self.project(fixed_label, False, state)
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True
         if "ws" not in state:
             raise KeyboardInterrupt if interrupted else RuntimeError("projection ran no step")
-        if estimate and state["camera"] is not None:
+        if estimate and state["camera"] is not None:  # the best try's camera (all tries have one layout)
             cam.load_state_dict(state["camera"])
         for name, value in state["noise"].items():
             self.noise_bufs[name].copy_(value)
