@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--search-steps", type=int, default=30)
     p.add_argument("--starts", type=int, default=0, help="random starting latents besides the mean w")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per seed and setting, with random seeds 0..N-1 (the optimiser's draws)")
     p.add_argument("--spaces", default="w,w+,w+pti", help="which runs (w, w+, w+pti)")
     p.add_argument("--estimate", default="", help="runs to repeat with the camera estimated (e.g. w)")
     args = p.parse_args()
@@ -87,11 +89,12 @@ def main() -> None:
         truth_cam = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot)
         truths = [render(G, ws_true, truth_cam(o).detach()) for o in offsets]
         for estimate, names in ((False, runs), (True, estimated)):
-            for run in names:
+            for run, rep in ((run, rep) for run in names for rep in range(args.repeats)):
                 space = "w" if run == "w" else "w+"
                 opts = InversionOptions(steps=args.steps, space=space, tune_steps=args.tune if run == "w+pti" else 0,
-                                        search_steps=args.search_steps, starts=args.starts)
+                                        search_steps=args.search_steps, starts=args.starts, seed=rep)
                 inv = Inverter(G, target, opts, perceptual)
+                torch.manual_seed(rep)  # as `invert --seed`: a run's draws do not depend on the runs before it
                 t0 = time.perf_counter()
                 res = inv.run(None if estimate else label[0])
                 seconds = time.perf_counter() - t0
@@ -102,8 +105,8 @@ def main() -> None:
                 seen = psnr(render(G_out, res.ws, cam().detach()), render(G, ws_true, label))
                 rows.setdefault((run, estimate), []).append(
                     (np.mean([s[0] for s in scores]), np.mean([s[1] for s in scores]), seconds,
-                     math.degrees(res.yaw - yaw), math.degrees(res.pitch - pitch)))
-                print(f"seed {seed} {run:6s} camera {'estimated' if estimate else 'given':9s} "
+                     math.degrees(res.yaw - yaw), math.degrees(res.pitch - pitch), rep))
+                print(f"seed {seed} {run:6s} rep {rep} camera {'estimated' if estimate else 'given':9s} "
                       f"novel PSNR {rows[(run, estimate)][-1][0]:.2f} dB SSIM {rows[(run, estimate)][-1][1]:.3f} "
                       f"(input view {seen:.2f} dB) {seconds:.0f} s  yaw err {math.degrees(res.yaw - yaw):+.1f} "
                       f"pitch err {math.degrees(res.pitch - pitch):+.1f}", flush=True)
@@ -112,14 +115,17 @@ def main() -> None:
         base = [render(G, w_avg.expand(-1, G.num_ws, -1), truth_cam(o).detach()) for o in offsets]
         rows.setdefault(("mean w", False), []).append(
             (np.mean([psnr(b, t) for b, t in zip(base, truths)]), np.mean([ssim(b, t) for b, t in zip(base, truths)]),
-             0.0, 0.0, 0.0))
-    print("\n| run | camera | novel-view PSNR (dB) | SSIM | wall time (s) | yaw / pitch error (deg) |")
-    print("|---|---|---|---|---|---|")
+             0.0, 0.0, 0.0, 0))
+    print("\n| run | camera | novel-view PSNR (dB) | range over repeats | SSIM | wall time (s) "
+          "| yaw / pitch error (deg) |")
+    print("|---|---|---|---|---|---|---|")
     for (run, estimate), r in rows.items():
         a = np.array(r)
+        per_rep = [a[a[:, 5] == k, 0].mean() for k in np.unique(a[:, 5])]
+        spread = f"{min(per_rep):.2f}–{max(per_rep):.2f}" if len(per_rep) > 1 else "–"
         err = f"{np.abs(a[:, 3]).mean():.1f} / {np.abs(a[:, 4]).mean():.1f}" if estimate else "–"
-        print(f"| {run} | {'estimated' if estimate else 'given'} | {a[:, 0].mean():.2f} | {a[:, 1].mean():.3f} "
-              f"| {a[:, 2].mean():.0f} | {err} |")
+        print(f"| {run} | {'estimated' if estimate else 'given'} | {a[:, 0].mean():.2f} | {spread} | "
+              f"{a[:, 1].mean():.3f} | {a[:, 2].mean():.0f} | {err} |")
 
 
 if __name__ == "__main__":
