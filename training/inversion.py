@@ -403,7 +403,7 @@ class Inverter:
         opts, G = self.opts, self.G
         estimate = label is None
         fov_deg = fov_deg or G.options.avg_camera_fov
-        tries = min(opts.camera_tries, len(opts.candidates)) if estimate else 1
+        tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
         search = len(opts.candidates) * opts.search_steps if estimate else 0
         self.total = search + tries * opts.steps + opts.tune_steps
         state: dict = {}
