@@ -113,14 +113,13 @@ def test_an_interrupt_while_ffmpeg_starts_orphans_nothing(tmp_path, monkeypatch,
     nothing stopped it and it could write its file after the cleanup (CI caught one in the test above)."""
     from core.fileio import atomic_path
     from core.imaging import Mp4Writer
-    started = []
+    started, fork_exec = [], subprocess._fork_exec
 
     def interrupted_fork_exec(*args):
         started.append(fork_exec(*args))
         signal.raise_signal(signal.SIGINT)
         return started[-1]
 
-    fork_exec = subprocess._fork_exec
     monkeypatch.setattr(subprocess, "_fork_exec", interrupted_fork_exec)
     with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "v.mp4") as tmp:
         writer = Mp4Writer(tmp)

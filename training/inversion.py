@@ -276,8 +276,8 @@ class Inverter:
                 loss.backward()
                 opt.step()
                 self._tick(f"camera {yaw_deg:+.0f}", step, loss.item())
-            found.append((loss.item(), len(found), cam))
-        return [cam for _, _, cam in sorted(found, key=lambda f: f[:2])]
+            found.append((loss.item(), cam))
+        return [cam for _, cam in sorted(found, key=lambda f: f[0])]
 
     # ---- projection --------------------------------------------------------------------------------
     def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict) -> None:
@@ -416,16 +416,14 @@ class Inverter:
         try:
             if estimate:
                 cameras = self.search_camera(fov_deg)[:tries]
+                cam = cameras[0]
                 seconds["camera search"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            if estimate:
-                cam, noise = cameras[0], {k: v.clone() for k, v in self.noise_bufs.items()}
-                for candidate in cameras:  # each try starts from the same noise; `state` keeps the best
-                    for k, v in noise.items():
-                        self.noise_bufs[k].copy_(v)
-                    self.project(candidate, True, state)
-            else:
-                self.project(fixed_label, False, state)
+            noise = {k: v.clone() for k, v in self.noise_bufs.items()}
+            for candidate in cameras if estimate else [fixed_label]:  # `state` keeps the best try
+                for k, v in noise.items():  # each try starts from the same noise
+                    self.noise_bufs[k].copy_(v)
+                self.project(candidate, estimate, state)
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True
