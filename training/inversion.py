@@ -19,6 +19,7 @@ several candidate views.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -150,8 +151,13 @@ class InversionOptions:
     search_steps: int = 30
     """Steps of the short W + camera fit from each candidate view (raw images only)."""
     camera_tries: int = 2
-    """With the camera estimated: full projections from this many of the best searched views; the one
-    with the lowest image loss wins (a single try often drifted to a view 15-25 deg off)."""
+    """With the camera estimated: how many of the best searched views are refined."""
+    refine_steps: int = 50
+    """Steps of each fixed-camera W fit that scores a view during refinement (0: no refinement, the
+    projection then moves the camera itself)."""
+    refine_spacing: tuple[float, ...] = (12.0, 6.0, 3.0)
+    """Refinement pattern (degrees): at each spacing the views that far in yaw and in pitch from the
+    best so far are scored, and the best becomes the centre of the next, finer step."""
     starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
     with the camera given, projection starts from the best of them (with the camera estimated it starts
@@ -279,10 +285,45 @@ class Inverter:
             found.append((loss.item(), cam))
         return [cam for _, cam in sorted(found, key=lambda f: f[0])]
 
+    def refine_camera(self, cam: OrbitLabel) -> tuple[float, OrbitLabel]:
+        """Pattern search over views around `cam`, each scored by a short W fit with the camera held
+        fixed. A fit with the camera free lets w and the view trade off against each other and tends to
+        stall 10-25 deg from the truth; fixed-camera fits score the true view lowest (BENCHMARKS.md)."""
+        noise = {k: v.clone() for k, v in self.noise_bufs.items()}
+        scores: dict[tuple[float, float], float] = {}
+
+        def score(yaw: float, pitch: float) -> float:
+            key = (round(yaw, 4), round(pitch, 4))
+            if key not in scores:
+                for k, v in noise.items():
+                    self.noise_bufs[k].copy_(v)
+                state: dict = {}
+                view = OrbitLabel(yaw, pitch, cam.fov_deg, cam.radius, cam.pivot[0].tolist()).to(self.device)
+                with torch.random.fork_rng(devices=[]):  # every view is scored with the same draws
+                    torch.manual_seed(self.opts.seed)
+                    self.project(view().detach(), False, state, self.opts.refine_steps, "view")
+                scores[key] = state["loss"]
+            return scores[key]
+
+        best = (cam.yaw.item(), cam.pitch.item())
+        for spacing in map(math.radians, self.opts.refine_spacing):
+            y, p = best
+            best = min([best, (y - spacing, p), (y + spacing, p), (y, p - spacing), (y, p + spacing)],
+                       key=lambda v: score(*v))
+        for k, v in noise.items():
+            self.noise_bufs[k].copy_(v)
+        found = OrbitLabel(best[0], best[1], cam.fov_deg, cam.radius, cam.pivot[0].tolist(),
+                           self.opts.fit_fov).to(self.device)
+        found.log_focal.data.copy_(cam.log_focal.data)
+        return score(*best), found
+
     # ---- projection --------------------------------------------------------------------------------
-    def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict) -> None:
-        """W (then W+) projection; `state` always holds the best ws/noise/camera so far."""
-        opts, G = self.opts, self.G
+    def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict,
+                steps: int | None = None, phase: str | None = None) -> None:
+        """W (then W+) projection; `state` always holds the best ws/noise/camera so far. With `steps`,
+        a W projection of that length whose steps are logged as `phase` (the fits that score views)."""
+        G = self.G
+        opts = self.opts if steps is None else dataclasses.replace(self.opts, steps=steps, space="w")
         label = cam().detach() if isinstance(cam, OrbitLabel) else cam
         w_avg, w_std = self._w_stats(label)
         noises = list(self.noise_bufs.values())
@@ -337,7 +378,7 @@ class Inverter:
                 with torch.no_grad():
                     for n in noises:
                         n.sub_(n.mean()).div_(n.std())
-                self._tick("w+" if ws_plus is not None else "w", step, fit.item())
+                self._tick(phase or ("w+" if ws_plus is not None else "w"), step, fit.item())
         finally:
             for n in noises:
                 n.requires_grad_(False)
@@ -404,8 +445,12 @@ class Inverter:
         estimate = label is None
         fov_deg = fov_deg or G.options.avg_camera_fov
         tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
+        refine = estimate and opts.refine_steps > 0
         search = len(opts.candidates) * opts.search_steps if estimate else 0
-        self.total = search + tries * opts.steps + opts.tune_steps
+        if refine:  # at most 1 + 4 views per spacing are scored per try
+            search += tries * (1 + 4 * len(opts.refine_spacing)) * opts.refine_steps
+        projections = tries if estimate and not refine else 1
+        self.total = search + projections * opts.steps + opts.tune_steps
         state: dict = {}
         seconds: dict[str, float] = {}
         interrupted, tuned = False, None
@@ -416,6 +461,8 @@ class Inverter:
         try:
             if estimate:
                 cameras = self.search_camera(fov_deg)[:tries]
+                if refine:  # the best refined view, held fixed while projecting
+                    cameras = [min((self.refine_camera(c) for c in cameras), key=lambda r: r[0])[1]]
                 cam = cameras[0]
                 seconds["camera search"] = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -423,7 +470,7 @@ class Inverter:
             for candidate in cameras if estimate else [fixed_label]:  # `state` keeps the best try
                 for k, v in noise.items():  # each try starts from the same noise
                     self.noise_bufs[k].copy_(v)
-                self.project(candidate, estimate, state)
+                self.project(candidate, estimate and not refine, state)
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True
