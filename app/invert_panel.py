@@ -42,7 +42,7 @@ class InvertPanel(Panel):
         self.camera = 0
         """Index into INVERT_CAMERAS."""
         self.yaw_deg, self.pitch_deg = 0.0, 0.0
-        self.steps, self.space, self.tune_steps, self.search_steps = 300, 0, 0, 30
+        self.steps, self.space, self.tune_steps, self.search_steps, self.refine_steps = 300, 0, 0, 30, 50
         self.latent_path, self.tuned_path = "latent.npz", "tuned.ckpt"
         self.target_tex, self.preview_tex = Texture(), Texture()
         self._target_shown: np.ndarray | None = None
@@ -105,8 +105,8 @@ class InvertPanel(Panel):
     def _settings(self, state: AppState) -> None:
         _, self.camera = imgui.combo("camera", self.camera, CAMERA_LABELS)
         help_marker("viewport camera: the view on screen now; yaw / pitch: degrees from the frontal camera, "
-                    "as for `main.py render` (pitch > 0 looks from below); estimate: fitted with the latent "
-                    "from the best of 8 candidate views (slow on a CPU).")
+                    "as for `main.py render` (pitch > 0 looks from below); estimate: searched from 8 candidate "
+                    "views, then refined by short fits with the view held fixed (minutes on a CPU).")
         if INVERT_CAMERAS[self.camera] == "angles":
             with item_width(em(6)):
                 _, self.yaw_deg = imgui.input_float("yaw##deg", self.yaw_deg, 5.0, 15.0, "%.1f deg")
@@ -115,6 +115,9 @@ class InvertPanel(Panel):
         elif INVERT_CAMERAS[self.camera] == "estimate":
             with item_width(em(6)):
                 _, self.search_steps = imgui.input_int("steps per candidate view", self.search_steps)
+                _, self.refine_steps = imgui.input_int("steps per refined view", self.refine_steps)
+                help_marker("Each view the refinement scores gets a W fit of this many steps with the "
+                            "camera held fixed (0 = no refinement: faster, less exact).")
         with item_width(em(6)):
             _, self.steps = imgui.input_int("steps", self.steps, 10, 100)
             _, self.space = imgui.combo("space", self.space, SPACES)
@@ -213,7 +216,8 @@ class InvertPanel(Panel):
         steps, tune = max(int(self.steps), 1), max(int(self.tune_steps), 0)
         self.steps, self.tune_steps = steps, tune
         options = InversionOptions(steps=steps, space=SPACES[self.space], tune_steps=tune,
-                                   search_steps=max(int(self.search_steps), 1))
+                                   search_steps=max(int(self.search_steps), 1),
+                                   refine_steps=max(int(self.refine_steps), 0))
         kind = INVERT_CAMERAS[self.camera]
         state.actions.append(StartInversion(path, options, kind,
                                             copy.deepcopy(state.camera) if kind == "viewport" else None,

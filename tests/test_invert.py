@@ -84,7 +84,9 @@ def test_the_result_renders_to_the_loss_reported_for_it(G, seed_target, estimate
     optimiser's step had already moved them (the camera even by reference, so always the last one)."""
     from training.inversion import InversionOptions, Inverter
     torch.manual_seed(0)
-    inv = Inverter(G, seed_target[1], InversionOptions(steps=12, search_steps=3, candidates=((0, 0), (45, 0))))
+    opts = InversionOptions(steps=12, search_steps=3, candidates=((0, 0), (45, 0)), refine_steps=3,
+                            refine_spacing=(10.0,))
+    inv = Inverter(G, seed_target[1], opts)
     res = inv.run(None if estimate else _label(G, 25)[0])
     with torch.no_grad():  # run() has put the result's noise into inv.G
         again = inv._objective(inv.G.synthesis(res.ws, res.camera[None])).item()
@@ -136,11 +138,34 @@ def test_camera_estimate_lands_near_the_truth(G):
     with torch.no_grad():
         target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
     torch.manual_seed(0)
-    opts = InversionOptions(steps=60, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)))
+    opts = InversionOptions(steps=30, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)), camera_tries=1,
+                            refine_steps=40, refine_spacing=(8.0, 4.0))
     res = Inverter(G, target, opts).run(None)
     print(f"camera estimate: yaw {math.degrees(res.yaw):.1f} (40), pitch {math.degrees(res.pitch):.1f} (-10)")
     assert abs(math.degrees(res.yaw) - 40) < 5 and abs(math.degrees(res.pitch) + 10) < 5, (
         math.degrees(res.yaw), math.degrees(res.pitch))
+    phases = [h[0] for h in res.history]  # search, views scored with the camera fixed, one projection
+    views = phases.count("view")  # 40 steps per view; the centre and up to 4 + 3 more per spacing
+    assert views % 40 == 0 and 5 <= views // 40 <= 15 and phases.count("w") == 30, (views, sorted(set(phases)))
+
+
+def test_refinement_moves_an_off_view_to_the_truth(G):
+    """A view 12 deg off in yaw and 8 deg in pitch is pulled back within the pattern's finest spacing:
+    the fits that score views hold the camera fixed, so the true view scores lowest."""
+    from core.images import seed_ws
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    label = _label(G, 25)
+    with torch.no_grad():
+        target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
+    truth = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot)
+    start = OrbitLabel(truth.yaw.item() + math.radians(12), truth.pitch.item() + math.radians(8), truth.fov_deg,
+                       truth.radius, G.options.avg_camera_pivot)
+    inv = Inverter(G, target, InversionOptions(refine_steps=20, refine_spacing=(8.0, 4.0)))
+    loss, found = inv.refine_camera(start)
+    err = (math.degrees(found.yaw.item() - truth.yaw.item()), math.degrees(found.pitch.item() - truth.pitch.item()))
+    assert abs(err[0]) <= 4.5 and abs(err[1]) <= 4.5, err
+    assert all(h[0] == "view" for h in inv.history) and len(inv.history) <= 20 * 15
+    assert torch.allclose(found().detach(), truth(math.radians(err[0]), math.radians(err[1])).detach(), atol=1e-5)
 
 
 def test_pivotal_tuning_fits_the_pivot_and_leaves_other_seeds(G, seed_target):

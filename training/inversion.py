@@ -13,8 +13,9 @@ images at w_r = w_p + alpha (w_z - w_p)/|w_z - w_p| must not change, so other la
 3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
 free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
 of the untuned generator, so fitting the one view does not reshape what it does not show. Without a
-camera, yaw and pitch (optionally the FOV) are optimised jointly with w, starting from the best of
-several candidate views.
+camera, short fits of w and the view (optionally the FOV) from several candidate views find rough
+views; the best of those are refined by a pattern search whose views are scored by short W fits with
+the camera held fixed, and the projection runs at the winner.
 """
 from __future__ import annotations
 
@@ -157,12 +158,15 @@ class InversionOptions:
     projection then moves the camera itself)."""
     refine_spacing: tuple[float, ...] = (12.0, 6.0, 3.0)
     """Refinement pattern (degrees): at each spacing the views that far in yaw and in pitch from the
-    best so far are scored, and the best becomes the centre of the next, finer step."""
+    best so far are scored and the best becomes the centre, up to `refine_moves` times, then the
+    next, finer spacing follows."""
+    refine_moves: int = 2
+    """Moves of the centre at most per spacing."""
     starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
-    with the camera given, projection starts from the best of them (with the camera estimated it starts
-    from the mean: a latent picked before the view is known commits the fit to a wrong view). Off by
-    default: it helps some targets by several dB and costs others as much (BENCHMARKS.md)."""
+    projection starts from the best of them once the view is known (the camera search and the fits that
+    score views start from the mean: a latent picked before the view is known commits the fit to a wrong
+    view). Off by default: it helps some targets by several dB and costs others as much (BENCHMARKS.md)."""
     w_avg_samples: int = 2000
     seed: int = 0
 
@@ -307,9 +311,12 @@ class Inverter:
 
         best = (cam.yaw.item(), cam.pitch.item())
         for spacing in map(math.radians, self.opts.refine_spacing):
-            y, p = best
-            best = min([best, (y - spacing, p), (y + spacing, p), (y, p - spacing), (y, p + spacing)],
-                       key=lambda v: score(*v))
+            for _ in range(max(1, self.opts.refine_moves)):
+                y, p = centre = best
+                best = min([centre, (y - spacing, p), (y + spacing, p), (y, p - spacing), (y, p + spacing)],
+                           key=lambda v: score(*v))
+                if best == centre:
+                    break
         for k, v in noise.items():
             self.noise_bufs[k].copy_(v)
         found = OrbitLabel(best[0], best[1], cam.fov_deg, cam.radius, cam.pivot[0].tolist(),
@@ -330,7 +337,7 @@ class Inverter:
         for n in noises:
             n.copy_((n - n.mean()) / n.std())
             n.requires_grad_(True)
-        w = (w_avg if fit_camera else self._start_w(w_avg, label)).clone().requires_grad_(True)
+        w = (w_avg if fit_camera or steps is not None else self._start_w(w_avg, label)).clone().requires_grad_(True)
         cam_params = [p for p in cam.parameters() if p.requires_grad] if fit_camera else []
         w_steps = opts.steps if opts.space == "w" else opts.steps // 2
         groups = [{"params": [w] + noises, "lr": opts.lr}]
@@ -447,7 +454,7 @@ class Inverter:
         tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
         refine = estimate and opts.refine_steps > 0
         search = len(opts.candidates) * opts.search_steps if estimate else 0
-        if refine:  # at most 1 + 4 views per spacing are scored per try
+        if refine:  # views scored per try: the centre and 4 per move, mostly one or two moves a spacing
             search += tries * (1 + 4 * len(opts.refine_spacing)) * opts.refine_steps
         projections = tries if estimate and not refine else 1
         self.total = search + projections * opts.steps + opts.tune_steps
