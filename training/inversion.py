@@ -289,12 +289,15 @@ class Inverter:
             found.append((loss.item(), cam))
         return [cam for _, cam in sorted(found, key=lambda f: f[0])]
 
-    def refine_camera(self, cam: OrbitLabel) -> tuple[float, OrbitLabel]:
+    def refine_camera(self, cam: OrbitLabel, best_fit: dict | None = None) -> tuple[float, OrbitLabel]:
         """Pattern search over views around `cam`, each scored by a short W fit with the camera held
         fixed. A fit with the camera free lets w and the view trade off against each other and tends to
-        stall 10-25 deg from the truth; fixed-camera fits score the true view lowest (BENCHMARKS.md)."""
+        stall 10-25 deg from the truth; fixed-camera fits score the true view lowest (BENCHMARKS.md).
+        `best_fit` receives the best of those fits (a result for a run stopped before projecting)."""
         noise = {k: v.clone() for k, v in self.noise_bufs.items()}
         scores: dict[tuple[float, float], float] = {}
+        opts = self.opts
+        budget = 1 + len(opts.refine_spacing) * (4 + 3 * (max(1, opts.refine_moves) - 1))
 
         def score(yaw: float, pitch: float) -> float:
             key = (round(yaw, 4), round(pitch, 4))
@@ -304,23 +307,26 @@ class Inverter:
                 state: dict = {}
                 view = OrbitLabel(yaw, pitch, cam.fov_deg, cam.radius, cam.pivot[0].tolist()).to(self.device)
                 with torch.random.fork_rng(devices=[]):  # every view is scored with the same draws
-                    torch.manual_seed(self.opts.seed)
-                    self.project(view().detach(), False, state, self.opts.refine_steps, "view")
+                    torch.manual_seed(opts.seed)
+                    self.project(view, False, state, opts.refine_steps, "view")
                 scores[key] = state["loss"]
+                if best_fit is not None and state["loss"] < best_fit.get("loss", math.inf):
+                    best_fit.update(state)
             return scores[key]
 
         best = (cam.yaw.item(), cam.pitch.item())
-        for spacing in map(math.radians, self.opts.refine_spacing):
-            for _ in range(max(1, self.opts.refine_moves)):
+        for spacing in map(math.radians, opts.refine_spacing):
+            for _ in range(max(1, opts.refine_moves)):
                 y, p = centre = best
                 best = min([centre, (y - spacing, p), (y + spacing, p), (y, p - spacing), (y, p + spacing)],
                            key=lambda v: score(*v))
                 if best == centre:
                     break
+        self.total -= (budget - len(scores)) * opts.refine_steps  # run() counted the most views a try scores
         for k, v in noise.items():
             self.noise_bufs[k].copy_(v)
         found = OrbitLabel(best[0], best[1], cam.fov_deg, cam.radius, cam.pivot[0].tolist(),
-                           self.opts.fit_fov).to(self.device)
+                           opts.fit_fov).to(self.device)
         found.log_focal.data.copy_(cam.log_focal.data)
         return score(*best), found
 
@@ -454,11 +460,13 @@ class Inverter:
         tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
         refine = estimate and opts.refine_steps > 0
         search = len(opts.candidates) * opts.search_steps if estimate else 0
-        if refine:  # views scored per try: the centre and 4 per move, mostly one or two moves a spacing
-            search += tries * (1 + 4 * len(opts.refine_spacing)) * opts.refine_steps
+        if refine:  # the most views a try can score: the centre, 4 for a spacing's first move, 3 per further move
+            search += tries * (1 + len(opts.refine_spacing) * (4 + 3 * (max(1, opts.refine_moves) - 1))) \
+                * opts.refine_steps
         projections = tries if estimate and not refine else 1
         self.total = search + projections * opts.steps + opts.tune_steps
         state: dict = {}
+        view_fit: dict = {}  # the best fit that scored a view: the result if stopped before projecting
         seconds: dict[str, float] = {}
         interrupted, tuned = False, None
         t0 = time.perf_counter()
@@ -469,7 +477,7 @@ class Inverter:
             if estimate:
                 cameras = self.search_camera(fov_deg)[:tries]
                 if refine:  # the best refined view, held fixed while projecting
-                    cameras = [min((self.refine_camera(c) for c in cameras), key=lambda r: r[0])[1]]
+                    cameras = [min((self.refine_camera(c, view_fit) for c in cameras), key=lambda r: r[0])[1]]
                 cam = cameras[0]
                 seconds["camera search"] = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -481,9 +489,13 @@ class Inverter:
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True
+        if "ws" not in state and interrupted and view_fit:
+            state = view_fit
         if "ws" not in state:
             raise KeyboardInterrupt if interrupted else RuntimeError("projection ran no step")
         if estimate and state["camera"] is not None:  # the best try's camera (all tries have one layout)
+            cam = cam or OrbitLabel(0.0, 0.0, fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot,
+                                    opts.fit_fov).to(self.device)
             cam.load_state_dict(state["camera"])
         for name, value in state["noise"].items():
             self.noise_bufs[name].copy_(value)
