@@ -16,6 +16,9 @@ Sections:
   interop  an EGL (or $DISPLAY GLX) context; the studio's TextureUploader with the CUDA-GL copy and
            with the host copy: same pixels?, milliseconds per 512² upload
   train    images/s of Trainer steps for the tiny and ffhq presets, fp32 and the preset's mixed precision
+  invert   single-image inversion of the default model on the device (camera given: W+ then PTI; camera
+           estimated: W+ after search and refinement) against the same given-camera run on the CPU:
+           novel-view PSNR, camera error, seconds
 --quick shrinks everything (small bench model, few frames) to prove the script end to end on a CPU.
 """
 from __future__ import annotations
@@ -37,9 +40,9 @@ from pathlib import Path
 # As main.py: OpenMP threads that spin while waiting are many times slower on a shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("env", "parity", "bench", "interop", "train")
+SECTIONS = ("env", "parity", "bench", "interop", "train", "invert")
 # Upper limits in seconds per section (--budget, 420 s by default, caps the sum); --quick uses them too.
-BUDGETS = {"env": 20, "parity": 60, "bench": 200, "interop": 45, "train": 120}
+BUDGETS = {"env": 20, "parity": 60, "bench": 200, "interop": 45, "train": 120, "invert": 90}
 # Frame modes, in groups that share one process (a graph capture or compile that goes wrong
 # cannot take the eager figures with it), each with its own time limit in seconds.
 # A killed group keeps the scenarios it finished (main.py bench --json is rewritten after each one).
@@ -492,6 +495,46 @@ def section_train(args) -> dict:
 
 # ---- orchestration ----------------------------------------------------------------------------------
 
+def section_invert(args) -> dict:
+    """scripts/bench_invert.py's protocol on one seed of the default model: the device against the CPU."""
+    import math
+
+    import torch
+
+    from core.cameras import frontal_label
+    from core.checkpoint import load_generator
+    from core.images import seed_ws
+    from scripts.bench_invert import psnr, render
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    from training.perceptual import DiscriminatorFeatures, load_discriminator
+    model = ROOT / "assets" / "default_model.ckpt"
+    steps, tune, refine = (10, 2, 3) if args.quick else (100, 30, 50)
+    results: dict = {"seed": 2, "steps": steps, "tune": tune, "refine_steps": refine}
+    runs = [(args.device, False), (args.device, True)] + ([("cpu", False)] if args.device != "cpu" else [])
+    for device, estimate in runs:
+        G = load_generator(model, device)
+        perceptual = DiscriminatorFeatures(load_discriminator(model).to(device))
+        label = frontal_label(G.options, None, device, yaw=math.radians(25))
+        ws_true = seed_ws(G, 2).to(device)
+        with torch.no_grad():
+            target = G.synthesis(ws_true, label)["image"].clamp(-1, 1)
+        truth = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot).to(device)
+        opts = InversionOptions(steps=steps, space="w+", tune_steps=0 if estimate else tune, search_steps=15,
+                                refine_steps=refine)
+        torch.manual_seed(0)
+        t = time.monotonic()
+        res = Inverter(G, target, opts, perceptual).run(None if estimate else label[0])
+        seconds = time.monotonic() - t
+        G_out = res.G if res.G is not None else G
+        cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, truth.radius, G.options.avg_camera_pivot).to(device)
+        scores = [psnr(render(G_out, res.ws, cam(o).detach()), render(G, ws_true, truth(o).detach()))
+                  for o in (math.radians(-45), math.radians(-25))]
+        results[f"{device} {'estimated' if estimate else 'given'}"] = {
+            "novel_psnr_db": round(sum(scores) / 2, 2), "loss": res.loss, "seconds": round(seconds, 1),
+            "yaw_err_deg": round(math.degrees(res.yaw) - 25, 1), "pitch_err_deg": round(math.degrees(res.pitch), 1)}
+    return results
+
+
 def run_child(cmd: list[str], limit: float, log, env: dict | None = None) -> dict:
     """Run a child with a time limit; its output goes to the log. Returns rc/seconds/error."""
     log(f"$ {' '.join(cmd)}  (limit {limit:.0f} s)")
@@ -630,11 +673,14 @@ def summary_line(name: str, r: dict) -> str:
         return "; ".join(f"{k} " + (f"{v['images_per_s']:.1f} img/s" if "images_per_s" in v else
                                     str(v.get("skipped") or v.get("error"))) for k, v in r.items()
                          if isinstance(v, dict))
+    if name == "invert":
+        return "; ".join(f"{k} {v['novel_psnr_db']} dB in {v['seconds']} s" for k, v in r.items()
+                         if isinstance(v, dict))
     return ""
 
 
 SECTION_FUNCS = {"env": section_env, "parity": section_parity, "interop": section_interop,
-                 "train": section_train}
+                 "train": section_train, "invert": section_invert}
 
 
 def main(argv: list[str] | None = None) -> int:

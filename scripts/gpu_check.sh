@@ -7,7 +7,7 @@
 #   bash scripts/gpu_check.sh                      # at most 7-8 minutes; call with timeout_s 540
 # On any machine, to check the script itself:
 #   bash scripts/gpu_check.sh --device cpu --quick
-# Extra arguments go to gpu_check.py (--budget SECONDS, --sections env,parity,bench,interop,train).
+# Extra arguments go to gpu_check.py (--budget SECONDS, --sections env,parity,bench,interop,train,invert).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OUT=${OUT:-gpu_out}
