@@ -47,6 +47,15 @@ def render(G, ws: torch.Tensor, label: torch.Tensor) -> np.ndarray:
         return to_uint8(G.synthesis(ws, label.reshape(1, 25))["image"][0])
 
 
+def result_views(inv, res, radius: float, offsets: list[float]) -> list[np.ndarray]:
+    """The inversion result rendered at yaw offsets (radians) from its camera: with the tuned generator,
+    else with the inverter's copy of G, which holds the result's noise maps."""
+    from training.inversion import OrbitLabel
+    G_out = res.G if res.G is not None else inv.G
+    cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, radius, inv.G.options.avg_camera_pivot).to(inv.device)
+    return [render(G_out, res.ws, cam(o).detach()) for o in offsets]
+
+
 def main() -> None:
     from core.cameras import frontal_label
     from core.checkpoint import load_generator
@@ -98,11 +107,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 res = inv.run(None if estimate else label[0])
                 seconds = time.perf_counter() - t0
-                G_out = res.G if res.G is not None else inv.G
-                cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, truth_cam.radius, G.options.avg_camera_pivot)
-                views = [render(G_out, res.ws, cam(o).detach()) for o in offsets]
+                *views, seen = result_views(inv, res, truth_cam.radius, offsets + [0.0])
                 scores = [(psnr(v, t), ssim(v, t)) for v, t in zip(views, truths)]
-                seen = psnr(render(G_out, res.ws, cam().detach()), render(G, ws_true, label))
+                seen = psnr(seen, render(G, ws_true, label))
                 rows.setdefault((run, estimate), []).append(
                     (np.mean([s[0] for s in scores]), np.mean([s[1] for s in scores]), seconds,
                      math.degrees(res.yaw - yaw), math.degrees(res.pitch - pitch), rep))

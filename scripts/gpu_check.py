@@ -504,7 +504,7 @@ def section_invert(args) -> dict:
     from core.cameras import frontal_label
     from core.checkpoint import load_generator
     from core.images import seed_ws
-    from scripts.bench_invert import psnr, render
+    from scripts.bench_invert import psnr, render, result_views
     from training.inversion import InversionOptions, Inverter, OrbitLabel
     from training.perceptual import DiscriminatorFeatures, load_discriminator
     model = ROOT / "assets" / "default_model.ckpt"
@@ -523,12 +523,12 @@ def section_invert(args) -> dict:
                                 refine_steps=refine)
         torch.manual_seed(0)
         t = time.monotonic()
-        res = Inverter(G, target, opts, perceptual).run(None if estimate else label[0])
+        inv = Inverter(G, target, opts, perceptual)
+        res = inv.run(None if estimate else label[0])
         seconds = time.monotonic() - t
-        G_out = res.G if res.G is not None else G
-        cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, truth.radius, G.options.avg_camera_pivot).to(device)
-        scores = [psnr(render(G_out, res.ws, cam(o).detach()), render(G, ws_true, truth(o).detach()))
-                  for o in (math.radians(-45), math.radians(-25))]
+        offsets = [math.radians(-45), math.radians(-25)]
+        scores = [psnr(v, render(G, ws_true, truth(o).detach()))
+                  for v, o in zip(result_views(inv, res, truth.radius, offsets), offsets)]
         results[f"{device} {'estimated' if estimate else 'given'}"] = {
             "novel_psnr_db": round(sum(scores) / 2, 2), "loss": res.loss, "seconds": round(seconds, 1),
             "yaw_err_deg": round(math.degrees(res.yaw) - 25, 1), "pitch_err_deg": round(math.degrees(res.pitch), 1)}

@@ -289,6 +289,10 @@ class Inverter:
             found.append((loss.item(), cam))
         return [cam for _, cam in sorted(found, key=lambda f: f[0])]
 
+    def _refine_views(self) -> int:
+        """The most views one refinement scores: the centre, 4 for a spacing's first move, 3 per further one."""
+        return 1 + len(self.opts.refine_spacing) * (4 + 3 * (max(1, self.opts.refine_moves) - 1))
+
     def refine_camera(self, cam: OrbitLabel, best_fit: dict | None = None) -> tuple[float, OrbitLabel]:
         """Pattern search over views around `cam`, each scored by a short W fit with the camera held
         fixed. A fit with the camera free lets w and the view trade off against each other and tends to
@@ -297,7 +301,6 @@ class Inverter:
         noise = {k: v.clone() for k, v in self.noise_bufs.items()}
         scores: dict[tuple[float, float], float] = {}
         opts = self.opts
-        budget = 1 + len(opts.refine_spacing) * (4 + 3 * (max(1, opts.refine_moves) - 1))
 
         def score(yaw: float, pitch: float) -> float:
             key = (round(yaw, 4), round(pitch, 4))
@@ -322,7 +325,7 @@ class Inverter:
                            key=lambda v: score(*v))
                 if best == centre:
                     break
-        self.total -= (budget - len(scores)) * opts.refine_steps  # run() counted the most views a try scores
+        self.total -= (self._refine_views() - len(scores)) * opts.refine_steps  # run() counted the most
         for k, v in noise.items():
             self.noise_bufs[k].copy_(v)
         found = OrbitLabel(best[0], best[1], cam.fov_deg, cam.radius, cam.pivot[0].tolist(),
@@ -460,9 +463,8 @@ class Inverter:
         tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
         refine = estimate and opts.refine_steps > 0
         search = len(opts.candidates) * opts.search_steps if estimate else 0
-        if refine:  # the most views a try can score: the centre, 4 for a spacing's first move, 3 per further move
-            search += tries * (1 + len(opts.refine_spacing) * (4 + 3 * (max(1, opts.refine_moves) - 1))) \
-                * opts.refine_steps
+        if refine:  # refinement gives back what it did not use
+            search += tries * self._refine_views() * opts.refine_steps
         projections = tries if estimate and not refine else 1
         self.total = search + projections * opts.steps + opts.tune_steps
         state: dict = {}
@@ -494,8 +496,9 @@ class Inverter:
         if "ws" not in state:
             raise KeyboardInterrupt if interrupted else RuntimeError("projection ran no step")
         if estimate and state["camera"] is not None:  # the best try's camera (all tries have one layout)
-            cam = cam or OrbitLabel(0.0, 0.0, fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot,
-                                    opts.fit_fov).to(self.device)
+            if cam is None:  # stopped while refining: a camera of the same layout to load it into
+                cam = OrbitLabel(0.0, 0.0, fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot,
+                                 opts.fit_fov).to(self.device)
             cam.load_state_dict(state["camera"])
         for name, value in state["noise"].items():
             self.noise_bufs[name].copy_(value)
