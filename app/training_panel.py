@@ -24,7 +24,7 @@ from training.runner import RunReader
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
-PLOTS = {"losses": ("loss_G", "loss_D_real", "loss_D_fake"), "regularizers": ("reg_r1", "reg_density")}
+PLOTS = {"losses": ("loss_G", "loss_D_real", "loss_D_fake"), "regularizers": ("reg_r1", "reg_density", "reg_sr")}
 
 
 def series(entries: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:

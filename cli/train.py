@@ -99,6 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--density_reg_every", type=int_in(1, 1000), help="density regularisation interval (4)")
     g.add_argument("--density_reg_p_dist", type=float_in(0, 10), help="density regularisation distance (0.004)")
     g.add_argument("--reg_type", choices=["l1"], help="density regularisation type (l1)")
+    g.add_argument("--sr-consistency", dest="sr_consistency", type=float_in(0, 1e3),
+                   help="ours, not the original's: weight of |downsampled SR - raw| + SR overshoot of [-1,1] "
+                        "in G's loss (0 = off; 1 removes an SR rim or halo)")
     g.add_argument("--blur_init_sigma", type=float_in(0, 1e3), help="initial blur of D's images (10)")
     g.add_argument("--blur_fade_kimg", type=float_in(0, 1e7), help="blur fade at batch 32, scaled by batch/32 (200)")
     g.add_argument("--disc_c_noise", type=float_in(0, 1e3), help="D camera noise in batch std units (0)")
@@ -111,7 +114,7 @@ OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_
                 "d_cmax", "map_depth",
                 "mbstd_group", "sr_module", "sr_num_fp16_res", "d_num_fp16_res", "decoder_lr_mul", "nrr_initial",
                 "nrr_final", "nrr_fade_kimg", "gen_pose_cond", "gpc_reg_prob", "gpc_reg_fade_kimg", "c_scale",
-                "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "blur_init_sigma",
+                "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "sr_consistency", "blur_init_sigma",
                 "blur_fade_kimg", "disc_c_noise", "resume_blur")
 
 

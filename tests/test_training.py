@@ -18,7 +18,7 @@ from core.checkpoint import load_checkpoint, load_generator, read_network_pickle
 from training.config import preset
 from training.discriminator import DualDiscriminator
 from training.loop import Trainer, list_snapshots
-from training.loss import blur, schedule
+from training.loss import blur, schedule, sr_consistency
 from training.metrics import swd
 from training.runner import RunReader, TrainSpec
 from training.synthetic import SynthSettings, write_synthetic_dataset
@@ -76,6 +76,33 @@ def test_blur_keeps_flat_regions_and_smooths_edges():
     assert out[0, 0, 16, 2] == pytest.approx(0, abs=1e-6) and out[0, 0, 16, 22] == pytest.approx(1, abs=1e-4)
     assert 0.2 < out[0, 0, 16, 15] < 0.5 and 0.5 < out[0, 0, 16, 16] < 0.8
     assert torch.equal(blur(img, 0.0), img)
+
+
+def test_sr_consistency_measures_what_the_display_shows():
+    raw = torch.rand(1, 3, 8, 8) * 2 - 1
+    sharp = torch.nn.functional.interpolate(raw, scale_factor=4, mode="nearest")
+    assert float(sr_consistency(sharp, raw)) == pytest.approx(0, abs=1e-6)
+    rim = sharp.clone()
+    rim[..., 0, :] = -3.0  # a dark rim (one row of 32), which the display clamps
+    assert float(sr_consistency(rim, raw)) > 0.05
+    raw.requires_grad_(True)
+    sr_consistency(rim.requires_grad_(True), raw).backward()
+    assert raw.grad is None and rim.grad.abs().sum() > 0  # only the SR image is pulled
+
+
+def test_sr_consistency_keeps_fine_tuning_from_growing_an_sr_rim(tiny_data, tmp_path):
+    """Fine-tuning the default model on boxes: 10 steps with the term leave far fewer SR pixels outside
+    [-1.05, 1.05] than the same steps without it (the adversarial loss alone grows a rim)."""
+    from scripts.sr_agreement import sr_agreement
+    outside = {}
+    for weight in (0.0, 20.0):
+        opts = preset("tiny", init=str(ROOT / "assets" / "default_model.ckpt"), kimg=0.02, sr_consistency=weight,
+                      **dict(SMALL, snap=0, tick=1))
+        trainer = Trainer(tiny_data, tmp_path / f"run{weight}", opts, torch.device("cpu"))
+        trainer.run()
+        trainer.close()
+        outside[weight] = sr_agreement(trainer.G, range(2), (0.0,))[0]
+    assert outside[20.0] < 0.5 * outside[0.0], outside
 
 
 def test_swd_separates_distributions():

@@ -70,6 +70,8 @@ class TrainOptions:
     density_reg_every: int = 4
     density_reg_p_dist: float = 0.004
     reg_type: str = "l1"
+    sr_consistency: float = 0.0
+    """Weight of training.loss.sr_consistency (ours, not the original's; 0 = off as in EG3D)."""
     d_reg_interval: int = 16
     blur_init_sigma: float = 10.0
     blur_fade_kimg: float = 200.0

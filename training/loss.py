@@ -1,6 +1,7 @@
 """EG3D's GAN objective (ref §6.2): non-saturating logistic loss with dual discrimination,
 lazy R1 on both real images, density regularisation, blur fade, pose-conditioning swap fade,
-neural-rendering-resolution fade and optional ADA augmentation of everything D sees.
+neural-rendering-resolution fade and optional ADA augmentation of everything D sees; plus one term of
+our own, off by default: SR consistency.
 """
 from __future__ import annotations
 
@@ -49,6 +50,14 @@ def blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(img, f.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
+def sr_consistency(image: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """Not in EG3D: mean |area-downsampled SR image - raw rendering| (the raw one held fixed) plus the mean
+    overshoot of the SR image beyond [-1, 1], where real images lie. It keeps the superresolution a
+    sharpening of the raw rendering, so a weak discriminator cannot leave a dark rim or a halo."""
+    down = F.interpolate(image, size=raw.shape[-2:], mode="area")
+    return (down - raw.detach()).abs().mean() + (image.abs() - 1).clamp(min=0).mean()
+
+
 class EG3DLoss:
     """accumulate(phase, ...) runs one phase's forward/backward; gradients land in G or D."""
 
@@ -95,10 +104,14 @@ class EG3DLoss:
         sched = schedule(self.opts, cur_nimg)
         stats: dict[str, float] = {}
         if phase == "Gmain":
-            logits = self.run_D(self.run_G(gen_z, gen_c, sched), gen_c, sched)
-            loss = F.softplus(-logits)
-            stats["loss_G"] = loss.mean().item()
-            loss.mean().mul(gain).backward()
+            fake = self.run_G(gen_z, gen_c, sched)
+            loss = F.softplus(-self.run_D(fake, gen_c, sched)).mean()
+            stats["loss_G"] = loss.item()
+            if self.opts.sr_consistency > 0:
+                reg = sr_consistency(fake["image"], fake["image_raw"])
+                stats["reg_sr"] = reg.item()
+                loss = loss + reg * self.opts.sr_consistency
+            loss.mul(gain).backward()
         elif phase == "Greg":
             loss = self._density_reg(gen_z, gen_c, sched)
             stats["reg_density"] = loss.item()
