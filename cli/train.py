@@ -114,8 +114,8 @@ OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_
                 "d_cmax", "map_depth",
                 "mbstd_group", "sr_module", "sr_num_fp16_res", "d_num_fp16_res", "decoder_lr_mul", "nrr_initial",
                 "nrr_final", "nrr_fade_kimg", "gen_pose_cond", "gpc_reg_prob", "gpc_reg_fade_kimg", "c_scale",
-                "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "sr_consistency", "blur_init_sigma",
-                "blur_fade_kimg", "disc_c_noise", "resume_blur")
+                "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "sr_consistency",
+                "blur_init_sigma", "blur_fade_kimg", "disc_c_noise", "resume_blur")
 
 
 def run(args: argparse.Namespace) -> int:
