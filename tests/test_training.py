@@ -78,16 +78,18 @@ def test_blur_keeps_flat_regions_and_smooths_edges():
     assert torch.equal(blur(img, 0.0), img)
 
 
-def test_sr_consistency_measures_what_the_display_shows():
-    raw = torch.rand(1, 3, 8, 8) * 2 - 1
+def test_sr_consistency_allows_sharp_edges_but_not_rings():
+    raw = torch.zeros(1, 3, 8, 8)
+    raw[..., 4:] = 1.0  # a grey object left of a white background
     sharp = torch.nn.functional.interpolate(raw, scale_factor=4, mode="nearest")
     assert float(sr_consistency(sharp, raw)) == pytest.approx(0, abs=1e-6)
-    rim = sharp.clone()
-    rim[..., 0, :] = -3.0  # a dark rim (one row of 32), which the display clamps
-    assert float(sr_consistency(rim, raw)) > 0.05
+    ring = sharp.clone()  # a dark rim inside the edge, a bright band before it: same area average
+    ring[..., 12:14], ring[..., 14:16] = 0.6, -0.6
+    assert torch.equal(torch.nn.functional.avg_pool2d(ring, 4), raw)
+    assert float(sr_consistency(ring, raw)) == pytest.approx(0.6 * 2 / 32, abs=1e-6)  # only the rim is outside
     raw.requires_grad_(True)
-    sr_consistency(rim.requires_grad_(True), raw).backward()
-    assert raw.grad is None and rim.grad.abs().sum() > 0  # only the SR image is pulled
+    sr_consistency(ring.requires_grad_(True), raw).backward()
+    assert raw.grad is None and ring.grad.abs().sum() > 0  # only the SR image is pulled
 
 
 def test_sr_consistency_keeps_fine_tuning_from_growing_an_sr_rim(tiny_data, tmp_path):

@@ -51,11 +51,14 @@ def blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def sr_consistency(image: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """Not in EG3D: mean |area-downsampled SR image - raw rendering| (the raw one held fixed) plus the mean
-    overshoot of the SR image beyond [-1, 1], where real images lie. It keeps the superresolution a
-    sharpening of the raw rendering, so a weak discriminator cannot leave a dark rim or a halo."""
+    """Not in EG3D: mean |area-downsampled SR image - raw rendering| plus the mean distance of each SR pixel
+    outside the range of the raw pixels around it (3x3 at the raw resolution), the raw image held fixed.
+    The SR may sharpen an edge but not ring past it: the dark rim and pale halo a weak D lets through."""
+    raw = raw.detach()
     down = F.interpolate(image, size=raw.shape[-2:], mode="area")
-    return (down - raw.detach()).abs().mean() + (image.abs() - 1).clamp(min=0).mean()
+    hi = F.interpolate(F.max_pool2d(raw, 3, 1, 1), size=image.shape[-2:], mode="nearest")
+    lo = F.interpolate(-F.max_pool2d(-raw, 3, 1, 1), size=image.shape[-2:], mode="nearest")
+    return (down - raw).abs().mean() + ((lo - image).clamp(min=0) + (image - hi).clamp(min=0)).mean()
 
 
 class EG3DLoss:
