@@ -103,7 +103,7 @@ def test_sr_consistency_keeps_fine_tuning_from_growing_an_sr_rim(tiny_data, tmp_
         trainer = Trainer(tiny_data, tmp_path / f"run{weight}", opts, torch.device("cpu"))
         trainer.run()
         trainer.close()
-        outside[weight] = sr_agreement(trainer.G, range(2), (0.0,))[0]
+        outside[weight] = sr_agreement(trainer.G, range(4), (-35.0, 0.0, 35.0))[0]
     assert outside[20.0] < 0.5 * outside[0.0], outside
 
 
