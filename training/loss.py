@@ -50,14 +50,21 @@ def blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(img, f.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
+def raw_envelope(raw: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lowest, highest) value of the raw pixels around each pixel (3x3 at the raw resolution), resized
+    to `size`: the range a super-resolved pixel stays in when the SR sharpens without ringing."""
+    hi = F.interpolate(F.max_pool2d(raw, 3, 1, 1), size=size, mode="nearest")
+    lo = F.interpolate(-F.max_pool2d(-raw, 3, 1, 1), size=size, mode="nearest")
+    return lo, hi
+
+
 def sr_consistency(image: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
     """Not in EG3D: mean |area-downsampled SR image - raw rendering| plus the mean distance of each SR pixel
-    outside the range of the raw pixels around it (3x3 at the raw resolution), the raw image held fixed.
-    The SR may sharpen an edge but not ring past it: the dark rim and pale halo a weak D lets through."""
+    outside raw_envelope, the raw image held fixed. The SR may sharpen an edge but not ring past it:
+    the dark rim and pale halo a weak D lets through."""
     raw = raw.detach()
     down = F.interpolate(image, size=raw.shape[-2:], mode="area")
-    hi = F.interpolate(F.max_pool2d(raw, 3, 1, 1), size=image.shape[-2:], mode="nearest")
-    lo = F.interpolate(-F.max_pool2d(-raw, 3, 1, 1), size=image.shape[-2:], mode="nearest")
+    lo, hi = raw_envelope(raw, image.shape[-2:])
     return (down - raw).abs().mean() + ((lo - image).clamp(min=0) + (image - hi).clamp(min=0)).mean()
 
 
