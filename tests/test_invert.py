@@ -138,15 +138,16 @@ def test_camera_estimate_lands_near_the_truth(G):
     with torch.no_grad():
         target = G.synthesis(seed_ws(G, 1), label)["image"].clamp(-1, 1)
     torch.manual_seed(0)
+    # 50 steps per view, the default: with 40 the pitch ended 5.4 deg off on one CPU (too few to rank views)
     opts = InversionOptions(steps=30, search_steps=12, candidates=((0, 0), (45, 0), (90, 0)), camera_tries=1,
-                            refine_steps=40, refine_spacing=(8.0, 4.0))
+                            refine_steps=50, refine_spacing=(8.0, 4.0))
     res = Inverter(G, target, opts).run(None)
     print(f"camera estimate: yaw {math.degrees(res.yaw):.1f} (40), pitch {math.degrees(res.pitch):.1f} (-10)")
     assert abs(math.degrees(res.yaw) - 40) < 5 and abs(math.degrees(res.pitch) + 10) < 5, (
         math.degrees(res.yaw), math.degrees(res.pitch))
     phases = [h[0] for h in res.history]  # search, views scored with the camera fixed, one projection
-    views = phases.count("view")  # 40 steps per view; the centre and up to 4 + 3 more per spacing
-    assert views % 40 == 0 and 5 <= views // 40 <= 15 and phases.count("w") == 30, (views, sorted(set(phases)))
+    views = phases.count("view")  # 50 steps per view; the centre and up to 4 + 3 more per spacing
+    assert views % 50 == 0 and 5 <= views // 50 <= 15 and phases.count("w") == 30, (views, sorted(set(phases)))
 
 
 def test_refinement_moves_an_off_view_to_the_truth(G, seed_target):
