@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the checkpoint's; 18.837 for EG3D's)")
     p.add_argument("--crop-border", action=argparse.BooleanOptionalAction, default=True,
                    help="cut a border of 30/256 of the box on every side, like the original (default on)")
+    p.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
+                   help="fill closed cavities inside the object and drop dust specks (default on; "
+                        "--no-clean meshes the raw density as is)")
     p.add_argument("--volume", choices=("npy", "mrc"), help="also save the full density volume "
                    "(evaluates every grid point: slower; mrc needs the mrcfile package)")
     add_device_argument(p)
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                          "upright itself); use --format ply or obj for a z-up file")
     out = writable_dir(args.out)
     options = MeshOptions(resolution=args.res, level=args.level, crop_border=args.crop_border,
-                          color=args.color, num_views=args.views, fov_deg=args.fov)
+                          color=args.color, num_views=args.views, fov_deg=args.fov,
+                          clean=args.clean)
     device = pick_device(args.device)
     G = load_generator(args.network, device)
     latent_ws = apply_latent(G, latent) if latent is not None else None

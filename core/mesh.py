@@ -24,8 +24,9 @@ from core.progress import Progress
 from core.vertex_attributes import VIEW_OFFSETS, decoder_colors, density_normals, view_colors
 
 __all__ = ["CROP_FRACTION", "FORMATS", "VIEW_OFFSETS", "ColorMode", "GridDensity", "Mesh", "MeshFormat",
-           "MeshOptions", "coarse_to_fine_density", "decoder_colors", "dense_density", "density_normals",
-           "density_volume", "extract_mesh", "marching_cubes", "view_colors", "write_mesh", "write_volume"]
+           "MeshOptions", "clean_volume", "coarse_to_fine_density", "decoder_colors", "dense_density",
+           "density_normals", "drop_degenerate_faces", "density_volume",
+           "extract_mesh", "marching_cubes", "view_colors", "write_mesh", "write_volume"]
 
 ColorMode = Literal["decoder", "views", "none"]
 
@@ -50,6 +51,9 @@ class MeshOptions:
     """Cameras used by color='views'."""
     fov_deg: float | None = None
     """FOV of the colouring views and the conditioning camera (None: the checkpoint's default)."""
+    clean: bool = True
+    """Fill closed cavities (bubbles no view can see) and drop dust (see `clean_volume`) before meshing,
+    and zero-area faces after."""
 
 
 @dataclass
@@ -83,6 +87,42 @@ def marching_cubes(volume: np.ndarray, level: float, box_warp: float) -> Mesh:
     verts, faces = mcubes.marching_cubes(volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], level)
     verts = ((verts + np.array(lo)) * (box_warp / (n - 1)) - box_warp / 2).astype(np.float32)
     return Mesh(verts, faces.astype(np.int64))  # PyMCubes winds outward when density grows inwards
+
+
+def clean_volume(volume: np.ndarray, level: float, min_part: float = 1e-3) -> np.ndarray:
+    """A copy of volume [x,y,z] whose iso-surface at `level` is one clean object per part.
+
+    Closed cavities (regions below the level that no ray from outside reaches) are raised above it, so
+    no mesh surface is left inside the object; connected parts (26-neighbourhood) with fewer than
+    min_part times the voxels of the largest part are lowered below it (single-voxel floaters and specks).
+    Parts of a real size, e.g. a chair leg that does not touch the seat, stay.
+    """
+    from scipy import ndimage
+    inside = volume >= level
+    out = volume.copy()
+    cavities = ndimage.binary_fill_holes(inside) & ~inside
+    labels, count = ndimage.label(inside, structure=np.ones((3, 3, 3), bool))
+    if count > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        dust = sizes < min_part * sizes.max()
+        dust[0] = False
+        out[dust[labels]] = np.float32(level - 1)
+    out[cavities] = np.float32(level + 1)
+    return out
+
+
+def drop_degenerate_faces(mesh: Mesh) -> Mesh:
+    """Mesh without zero-area faces (marching cubes makes them where the density meets the level at a
+    grid point; alone they show up as one-face specks) and without the vertices no face uses any more."""
+    corners = mesh.vertices[mesh.faces]
+    keep = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1) > 0
+    if keep.all():
+        return mesh
+    used = np.unique(mesh.faces[keep])
+    remap = np.zeros(len(mesh.vertices), np.int64)
+    remap[used] = np.arange(len(used))
+    return Mesh(mesh.vertices[used], remap[mesh.faces[keep]])
 
 
 def _check(options: MeshOptions) -> None:
@@ -122,7 +162,11 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
     _check(options)
     if volume is None:
         volume = density_volume(G, planes, options, progress=progress)
+    if options.clean:
+        volume = clean_volume(volume, options.level)
     mesh = marching_cubes(volume, options.level, G.options.box_warp)
+    if options.clean:
+        mesh = drop_degenerate_faces(mesh)
     if len(mesh.faces) == 0:
         return mesh
     mesh.normals = density_normals(G, planes, mesh, G.options.box_warp / (options.resolution - 1))

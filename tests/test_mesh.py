@@ -192,6 +192,37 @@ def test_bad_options_raise_value_errors(small_G, latent):
         M.write_mesh(M.Mesh(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]])), "x.stl")
 
 
+def test_clean_volume_fills_bubbles_and_drops_dust_but_keeps_parts():
+    """A hollow ball, a separate block (a 'leg') and a one-voxel speck: cleaning leaves ball and block,
+    with the ball's outer surface exactly as before."""
+    import trimesh
+    g = np.linspace(-0.5, 0.5, 64, dtype=np.float32)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    shell = np.minimum(0.3 - r, r - 0.15)  # > 0 between radii 0.15 and 0.3
+    block = np.minimum.reduce([0.06 - np.abs(x - 0.38), 0.06 - np.abs(y), 0.06 - np.abs(z)])
+    vol = 10 + 100 * np.maximum(shell, block)
+    vol[5, 5, 5] = 20  # a speck far from everything
+
+    def parts(volume):
+        mesh = M.marching_cubes(volume, 10.0, 1.0)
+        pieces = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True).split(only_watertight=False)
+        return sorted(pieces, key=lambda p: -len(p.faces))
+
+    raw, clean = parts(vol), parts(M.clean_volume(vol, 10.0))
+    assert len(raw) == 4 and len(clean) == 2  # outer, cavity, block, speck -> outer, block
+    for kept, before in ((clean[0], raw[0]), (clean[1], raw[2])):  # raw[1] is the cavity's surface
+        np.testing.assert_array_equal(np.unique(kept.vertices, axis=0), np.unique(before.vertices, axis=0))
+    assert all(p.is_watertight for p in clean) and clean[0].volume > 0
+
+
+def test_drop_degenerate_faces_keeps_the_surface():
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [5, 5, 5], [5, 5, 5], [6, 5, 5], [0, 0, 1]], np.float32)
+    f = np.array([[0, 1, 2], [3, 4, 5], [0, 2, 6], [4, 3, 5]])
+    mesh = M.drop_degenerate_faces(M.Mesh(v, f))
+    np.testing.assert_array_equal(mesh.vertices[mesh.faces], v[f[[0, 2]]])
+    assert len(mesh.vertices) == 4
+
 
 def test_occupancy_iou_of_mesh_volumes(snapshot_pkl, tmp_path):
     """scripts.occupancy_iou on what `mesh --volume npy` writes: a seed against itself is 1, two seeds less."""
