@@ -101,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reg_type", choices=["l1"], help="density regularisation type (l1)")
     g.add_argument("--sr-consistency", dest="sr_consistency", type=float_in(0, 1e3),
                    help="ours, not the original's: weight in G's loss of |downsampled SR - raw| + SR values "
-                        "outside the local range of the raw image (0 = off; against an SR rim or halo)")
+                        "outside the local range of the raw image (0 = off; against an SR rim or halo). Tested for "
+                        "fine-tuning (--init); from scratch at 20 the toys run collapsed to one shape")
     g.add_argument("--blur_init_sigma", type=float_in(0, 1e3), help="initial blur of D's images (10)")
     g.add_argument("--blur_fade_kimg", type=float_in(0, 1e7), help="blur fade at batch 32, scaled by batch/32 (200)")
     g.add_argument("--disc_c_noise", type=float_in(0, 1e3), help="D camera noise in batch std units (0)")
