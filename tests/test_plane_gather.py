@@ -27,6 +27,8 @@ def test_gather_matches_grid_sample_values_and_gradients():
         planes.grad = None
         out = sampler(planes_table(planes), pts, 1.0)
         out.backward(grad_out)
+        if sampler is sample_triplane:  # on CPU the renderer's sampler is the gather
+            assert "WeightedGather" in out.grad_fn.next_functions[0][0].name()
         outs.append(out.detach())
         grads.append(planes.grad.clone())
     assert outs[0].abs().max() > 0.5 and grads[0].abs().max() > 1.0
@@ -38,7 +40,8 @@ def test_gather_matches_grid_sample_values_and_gradients():
 def test_gather_gradients_are_exact_in_double():
     """Finite differences for both inputs (planes and the sampled points), in float64."""
     planes = torch.randn(2, 3, 4, 5, 7, dtype=torch.double, requires_grad=True)
-    pts = (_points(2, 40, torch.double)[:, 24:] * 1.3).requires_grad_(True)  # not on texel borders
+    # random points, some off the planes (not the exact edge cases above, where the gradient has kinks)
+    pts = (_points(2, 40, torch.double)[:, 24:] * 1.3).requires_grad_(True)
     assert torch.autograd.gradcheck(
         lambda a, b: gather_triplane(planes_table(a), triplane_uv(b, 1.0)), (planes, pts))
     ref = grid_sample_triplane(planes_table(planes), pts, 1.0)
@@ -53,4 +56,5 @@ def test_gather_reads_any_layout_and_box_warp():
     planes = torch.randn(1, 3, 8, 6, 6)
     pts = _points(1, 500)
     ref = grid_sample_triplane(planes.reshape(3, 8, 6, 6), pts, 2.0)
-    assert (sample_triplane(planes.reshape(3, 8, 6, 6), pts, 2.0) - ref).abs().max() < 1e-6
+    ours = gather_triplane(planes.reshape(3, 8, 6, 6), triplane_uv(pts, 2.0))  # NCHW: the texel rows are copied
+    assert (ours - ref).abs().max() < 1e-6 and ours.abs().max() > 0.1
