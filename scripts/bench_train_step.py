@@ -3,11 +3,10 @@
     python -m scripts.bench_train_step [--rounds 6] [--steps 8]
 
 One trainer (`tiny`, `--d-cmax 64 --gamma 0.5`, batch 4 = one of the two processes of the recipe's
-`torchrun --nproc_per_node 2`, one thread) on a 16-image toys dataset, past the blur fade-in (as 95 % of a
-run). Rounds of `--steps` steps alternate between grid_sample (`renderer.grid_sample_triplane`) and the
-weighted gather (`core.plane_gather`, the default on CPU), so both see the same machine load. Prints one
-JSON line: images/s per round and their medians, by process CPU time (steadier on a shared machine) and
-by wall time.
+`torchrun --nproc_per_node 2`, one thread) on a 16-image toys dataset, past the blur fade-in. Rounds of
+`--steps` steps alternate between grid_sample (`renderer.grid_sample_triplane`) and the weighted gather
+(`core.plane_gather`, the default on CPU), so both see the same machine load. Prints one JSON line:
+images/s per round and their medians, by process CPU time (steadier on a shared machine) and by wall time.
 """
 from __future__ import annotations
 
