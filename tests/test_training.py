@@ -108,6 +108,26 @@ def test_sr_consistency_keeps_fine_tuning_from_growing_an_sr_rim(tiny_data, tmp_
     assert outside[20.0] < 0.5 * outside[0.0], outside
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fakes_trains_D_on_the_G_phase_images(tiny_data, tmp_path, reuse):
+    """--reuse-fakes: D's fake pass sees exactly the images (and cameras) G's phase generated, G runs once
+    per step instead of twice, and the mapping's w_avg still tracks. Without it D gets new images."""
+    opts = preset("tiny", kimg=0.002, reuse_fakes=reuse, **SMALL)
+    trainer = Trainer(tiny_data, tmp_path / "run", opts, torch.device("cpu"))
+    seen, synth = [], trainer.G.synthesis
+    trainer.loss.run_D = lambda img, c, sched, blurred=False, run_D=trainer.loss.run_D: (
+        seen.append((img["image"].detach().clone(), c.clone(), blurred)) or run_D(img, c, sched, blurred))
+    calls = []
+    trainer.G.synthesis = lambda *a, **k: calls.append(1) or synth(*a, **k)
+    w_avg = trainer.G.backbone.mapping.w_avg.clone()
+    trainer._step()
+    trainer.close()
+    (g_img, g_c, _), (d_img, d_c, d_blurred) = seen[:2]  # Gmain's D call, then Dmain's fake pass
+    assert not d_blurred and len(calls) == (1 if reuse else 2) and not trainer.loss.fakes
+    assert torch.equal(d_img, g_img) == reuse and torch.equal(d_c, g_c) == reuse
+    assert not torch.equal(trainer.G.backbone.mapping.w_avg, w_avg)
+
+
 def test_swd_separates_distributions():
     g = torch.Generator().manual_seed(0)
 

@@ -72,6 +72,8 @@ class TrainOptions:
     reg_type: str = "l1"
     sr_consistency: float = 0.0
     """Weight of training.loss.sr_consistency (ours, not the original's; 0 = off as in EG3D)."""
+    reuse_fakes: bool = False
+    """Ours: D's fake images are the step's G-phase images (detached) instead of a second G forward."""
     d_reg_interval: int = 16
     blur_init_sigma: float = 10.0
     blur_fade_kimg: float = 200.0

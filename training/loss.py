@@ -77,6 +77,8 @@ class EG3DLoss:
         self.G, self.D, self.opts, self.augment = G, D, opts, augment
         self.real_signs = torch.zeros(2)
         """Sum of sign(D(real)) and the count since the last read (ADA's overfitting heuristic r_t)."""
+        self.fakes: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+        """With opts.reuse_fakes: the G phase's detached images and cameras, per round, for D's phase."""
 
     def _gen_conditioning(self, c: torch.Tensor, swapping_prob: float | None) -> torch.Tensor:
         if swapping_prob is None:
@@ -114,7 +116,9 @@ class EG3DLoss:
         sched = schedule(self.opts, cur_nimg)
         stats: dict[str, float] = {}
         if phase == "Gmain":
-            fake = self.run_G(gen_z, gen_c, sched)
+            fake = self.run_G(gen_z, gen_c, sched, update_emas=self.opts.reuse_fakes)
+            if self.opts.reuse_fakes:
+                self.fakes.append(({k: v.detach() for k, v in fake.items()}, gen_c))
             loss = F.softplus(-self.run_D(fake, gen_c, sched)).mean()
             stats["loss_G"] = loss.item()
             if self.opts.sr_consistency > 0:
@@ -128,8 +132,11 @@ class EG3DLoss:
             loss.mul(gain).backward()
         elif phase in ("Dmain", "Dreg", "Dboth"):
             if phase != "Dreg":
-                with torch.no_grad():
-                    fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
+                if self.fakes:
+                    fake, gen_c = self.fakes.pop(0)
+                else:
+                    with torch.no_grad():
+                        fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
                 logits = self.run_D(fake, gen_c, sched)
                 loss_fake = F.softplus(logits)
                 stats["loss_D_fake"] = loss_fake.mean().item()
