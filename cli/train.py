@@ -104,9 +104,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "outside the local range of the raw image (0 = off; against an SR rim or halo). Tested for "
                         "fine-tuning (--init); from scratch at 20 the toys run collapsed to one shape")
     g.add_argument("--reuse-fakes", dest="reuse_fakes", action="store_true", default=None,
-                   help="ours, not the original's: D trains on the images G's phase generated in the same step "
-                        "(one step old, as in DCGAN-style loops) instead of generating new ones: one G forward "
-                        "less per step")
+                   help="ours, not the original's: one G forward per step instead of two: D's phase comes first "
+                        "and G's phase trains on the same images (as in DCGAN-style loops)")
     g.add_argument("--blur_init_sigma", type=float_in(0, 1e3), help="initial blur of D's images (10)")
     g.add_argument("--blur_fade_kimg", type=float_in(0, 1e7), help="blur fade at batch 32, scaled by batch/32 (200)")
     g.add_argument("--disc_c_noise", type=float_in(0, 1e3), help="D camera noise in batch std units (0)")

@@ -43,24 +43,28 @@ def main() -> None:
     def use_sampler(sampler):
         renderer.sample_triplane = triplane.sample_triplane = sampler
 
-    def use_reuse(on: bool):
-        trainer.loss.opts = dataclasses.replace(opts, reuse_fakes=on)
-
-    if args.compare == "sampler":
-        variants = {"grid_sample": lambda: use_sampler(renderer.grid_sample_triplane),
-                    "gather": lambda: use_sampler(gather)}
-    else:
-        variants = {"own_G_forward": lambda: use_reuse(False), "reuse_fakes": lambda: use_reuse(True)}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         data = write_synthetic_dataset(Path(tmp) / "data", 16, 128, settings=SynthSettings(family="toys"))
         opts = preset("tiny", batch=4, d_cmax=64, gamma=0.5, kimg=100, swd_images=0, grid_size=(1, 1))
-        trainer = Trainer(data, Path(tmp) / "run", opts, torch.device("cpu"))
-        trainer.cur_nimg = int(opts.blur_fade_kimg * 1000)  # past the blur fade-in
+
+        def trainer_for(name: str, reuse_fakes: bool = False) -> Trainer:
+            t = Trainer(data, Path(tmp) / name, dataclasses.replace(opts, reuse_fakes=reuse_fakes),
+                        torch.device("cpu"))
+            t.cur_nimg = int(opts.blur_fade_kimg * 1000)  # past the blur fade-in
+            return t
+
+        if args.compare == "sampler":  # one trainer, the sampler switched
+            trainer = trainer_for("run")
+            variants = {"grid_sample": (lambda: use_sampler(renderer.grid_sample_triplane), trainer),
+                        "gather": (lambda: use_sampler(gather), trainer)}
+        else:  # two trainers (the phase order differs)
+            variants = {"own_G_forward": (lambda: None, trainer_for("a")),
+                        "reuse_fakes": (lambda: None, trainer_for("b", reuse_fakes=True))}
         cpu = {k: [] for k in variants}
         wall = {k: [] for k in variants}
         for _ in range(args.rounds):
-            for name, use in variants.items():
+            for name, (use, trainer) in variants.items():
                 use()
                 trainer._step()  # settle the allocator after the switch
                 t, c = time.perf_counter(), time.process_time()
@@ -69,7 +73,8 @@ def main() -> None:
                 cpu[name].append(opts.batch * args.steps / (time.process_time() - c))
                 wall[name].append(opts.batch * args.steps / (time.perf_counter() - t))
         use_sampler(gather)
-        trainer.close()
+        for _, trainer in variants.values():
+            trainer.close()
     first, second = variants
     out = {"recipe": "tiny --d-cmax 64 --gamma 0.5, batch 4 per process, 1 thread",
            "images_per_cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()},

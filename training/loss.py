@@ -78,7 +78,7 @@ class EG3DLoss:
         self.real_signs = torch.zeros(2)
         """Sum of sign(D(real)) and the count since the last read (ADA's overfitting heuristic r_t)."""
         self.fakes: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
-        """With opts.reuse_fakes: the G phase's detached images and cameras, per round, for D's phase."""
+        """With opts.reuse_fakes: D's phase's images (with G's graph) and cameras, per round, for G's phase."""
 
     def _gen_conditioning(self, c: torch.Tensor, swapping_prob: float | None) -> torch.Tensor:
         if swapping_prob is None:
@@ -116,9 +116,10 @@ class EG3DLoss:
         sched = schedule(self.opts, cur_nimg)
         stats: dict[str, float] = {}
         if phase == "Gmain":
-            fake = self.run_G(gen_z, gen_c, sched, update_emas=self.opts.reuse_fakes)
-            if self.opts.reuse_fakes:
-                self.fakes.append(({k: v.detach() for k, v in fake.items()}, gen_c))
+            if self.fakes:
+                fake, gen_c = self.fakes.pop(0)
+            else:
+                fake = self.run_G(gen_z, gen_c, sched)
             loss = F.softplus(-self.run_D(fake, gen_c, sched)).mean()
             stats["loss_G"] = loss.item()
             if self.opts.sr_consistency > 0:
@@ -132,8 +133,12 @@ class EG3DLoss:
             loss.mul(gain).backward()
         elif phase in ("Dmain", "Dreg", "Dboth"):
             if phase != "Dreg":
-                if self.fakes:
-                    fake, gen_c = self.fakes.pop(0)
+                if self.opts.reuse_fakes:  # keep G's graph: G's phase comes next and trains on these images
+                    self.G.requires_grad_(True)
+                    fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
+                    self.G.requires_grad_(False)
+                    self.fakes.append((fake, gen_c))
+                    fake = {k: v.detach() for k, v in fake.items()}
                 else:
                     with torch.no_grad():
                         fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
