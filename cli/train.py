@@ -103,9 +103,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ours, not the original's: weight in G's loss of |downsampled SR - raw| + SR values "
                         "outside the local range of the raw image (0 = off; against an SR rim or halo). Tested for "
                         "fine-tuning (--init); from scratch at 20 the toys run collapsed to one shape")
-    g.add_argument("--reuse-fakes", dest="reuse_fakes", action="store_true", default=None,
-                   help="ours, not the original's: one G forward per step instead of two: D's phase comes first "
-                        "and G's phase trains on the same images (as in DCGAN-style loops)")
     g.add_argument("--blur_init_sigma", type=float_in(0, 1e3), help="initial blur of D's images (10)")
     g.add_argument("--blur_fade_kimg", type=float_in(0, 1e7), help="blur fade at batch 32, scaled by batch/32 (200)")
     g.add_argument("--disc_c_noise", type=float_in(0, 1e3), help="D camera noise in batch std units (0)")
@@ -119,7 +116,7 @@ OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_
                 "mbstd_group", "sr_module", "sr_num_fp16_res", "d_num_fp16_res", "decoder_lr_mul", "nrr_initial",
                 "nrr_final", "nrr_fade_kimg", "gen_pose_cond", "gpc_reg_prob", "gpc_reg_fade_kimg", "c_scale",
                 "density_reg", "density_reg_every", "density_reg_p_dist", "reg_type", "sr_consistency",
-                "reuse_fakes", "blur_init_sigma", "blur_fade_kimg", "disc_c_noise", "resume_blur")
+                "blur_init_sigma", "blur_fade_kimg", "disc_c_noise", "resume_blur")
 
 
 def run(args: argparse.Namespace) -> int:

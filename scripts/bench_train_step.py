@@ -1,19 +1,16 @@
-"""Training steps of the default model's recipe in two variants, side by side in one process.
+"""Training steps of the default model's recipe with each CPU tri-plane sampler, side by side in one process.
 
-    python -m scripts.bench_train_step [--compare sampler|reuse] [--rounds 6] [--steps 8]
+    python -m scripts.bench_train_step [--rounds 6] [--steps 8]
 
 One trainer (`tiny`, `--d-cmax 64 --gamma 0.5`, batch 4 = one of the two processes of the recipe's
 `torchrun --nproc_per_node 2`, one thread) on a 16-image toys dataset, past the blur fade-in. Rounds of
-`--steps` steps alternate between the two variants, so both see the same machine load:
-`sampler` compares the CPU tri-plane samplers, grid_sample (`renderer.grid_sample_triplane`) and the weighted
-gather (`core.plane_gather`, the default on CPU); `reuse` compares D's fake pass with its own G forward and
-with the G phase's images (`--reuse-fakes`). Prints one JSON line: images/s per round and their medians, by
-process CPU time (steadier on a shared machine) and by wall time, and the second variant's ratio to the first.
+`--steps` steps alternate between grid_sample (`renderer.grid_sample_triplane`) and the weighted gather
+(`core.plane_gather`, the default on CPU), so both see the same machine load. Prints one JSON line:
+images/s per round and their medians, by process CPU time (steadier on a shared machine) and by wall time.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -32,56 +29,37 @@ def main() -> None:
     from training.synthetic import SynthSettings, write_synthetic_dataset
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--compare", choices=["sampler", "reuse"], default="sampler")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=8)
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    gather = renderer.sample_triplane
-
-    def use_sampler(sampler):
-        renderer.sample_triplane = triplane.sample_triplane = sampler
-
+    samplers = {"grid_sample": renderer.grid_sample_triplane, "gather": renderer.sample_triplane}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         data = write_synthetic_dataset(Path(tmp) / "data", 16, 128, settings=SynthSettings(family="toys"))
         opts = preset("tiny", batch=4, d_cmax=64, gamma=0.5, kimg=100, swd_images=0, grid_size=(1, 1))
-
-        def trainer_for(name: str, reuse_fakes: bool = False) -> Trainer:
-            t = Trainer(data, Path(tmp) / name, dataclasses.replace(opts, reuse_fakes=reuse_fakes),
-                        torch.device("cpu"))
-            t.cur_nimg = int(opts.blur_fade_kimg * 1000)  # past the blur fade-in
-            return t
-
-        if args.compare == "sampler":  # one trainer, the sampler switched
-            trainer = trainer_for("run")
-            variants = {"grid_sample": (lambda: use_sampler(renderer.grid_sample_triplane), trainer),
-                        "gather": (lambda: use_sampler(gather), trainer)}
-        else:  # two trainers (the phase order differs)
-            variants = {"own_G_forward": (lambda: None, trainer_for("a")),
-                        "reuse_fakes": (lambda: None, trainer_for("b", reuse_fakes=True))}
-        cpu = {k: [] for k in variants}
-        wall = {k: [] for k in variants}
+        trainer = Trainer(data, Path(tmp) / "run", opts, torch.device("cpu"))
+        trainer.cur_nimg = int(opts.blur_fade_kimg * 1000)  # past the blur fade-in
+        cpu = {k: [] for k in samplers}
+        wall = {k: [] for k in samplers}
         for _ in range(args.rounds):
-            for name, (use, trainer) in variants.items():
-                use()
+            for name, sampler in samplers.items():
+                renderer.sample_triplane = triplane.sample_triplane = sampler
                 trainer._step()  # settle the allocator after the switch
                 t, c = time.perf_counter(), time.process_time()
                 for _ in range(args.steps):
                     trainer._step()
                 cpu[name].append(opts.batch * args.steps / (time.process_time() - c))
                 wall[name].append(opts.batch * args.steps / (time.perf_counter() - t))
-        use_sampler(gather)
-        for _, trainer in variants.values():
-            trainer.close()
-    first, second = variants
+        renderer.sample_triplane = triplane.sample_triplane = samplers["gather"]
+        trainer.close()
     out = {"recipe": "tiny --d-cmax 64 --gamma 0.5, batch 4 per process, 1 thread",
            "images_per_cpu_s": {k: [round(v, 2) for v in vs] for k, vs in cpu.items()},
            "images_per_wall_s": {k: [round(v, 2) for v in vs] for k, vs in wall.items()},
            "median_images_per_cpu_s": {k: round(statistics.median(vs), 2) for k, vs in cpu.items()},
            "median_images_per_wall_s": {k: round(statistics.median(vs), 2) for k, vs in wall.items()},
-           "ratio_cpu": round(statistics.median(cpu[second]) / statistics.median(cpu[first]), 3),
+           "ratio_cpu": round(statistics.median(cpu["gather"]) / statistics.median(cpu["grid_sample"]), 3),
            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     print(json.dumps(out))
 

@@ -108,33 +108,6 @@ def test_sr_consistency_keeps_fine_tuning_from_growing_an_sr_rim(tiny_data, tmp_
     assert outside[20.0] < 0.5 * outside[0.0], outside
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_reuse_fakes_trains_G_on_the_images_D_just_saw(tiny_data, tmp_path, reuse):
-    """--reuse-fakes: D's phase runs first and G's phase sees exactly its images and cameras (G runs once per
-    step instead of twice), G still gets gradients through them and the mapping's w_avg still tracks.
-    Without it G's phase comes first and D gets new images."""
-    opts = preset("tiny", kimg=0.002, reuse_fakes=reuse, **SMALL)
-    trainer = Trainer(tiny_data, tmp_path / "run", opts, torch.device("cpu"))
-    loss, seen, calls, phase = trainer.loss, [], [], [""]
-    accumulate, run_D, synth = loss.accumulate, loss.run_D, trainer.G.synthesis
-    loss.accumulate = lambda name, *a, **k: phase.__setitem__(0, name) or accumulate(name, *a, **k)
-    loss.run_D = lambda img, c, sched, blurred=False: (
-        seen.append((phase[0], img["image"].detach().clone(), c.clone(), blurred)) or run_D(img, c, sched, blurred))
-    trainer.G.synthesis = lambda *a, **k: calls.append(1) or synth(*a, **k)
-    w_avg = trainer.G.backbone.mapping.w_avg.clone()
-    weight = trainer.G.state_dict()["backbone.synthesis.b4.conv1.weight"].clone()
-    trainer._step()
-    trainer.close()
-    names = [name for name, *_ in seen]
-    assert (names.index("Dmain") < names.index("Gmain")) == reuse
-    (_, g_img, g_c, _), = [e for e in seen if e[0] == "Gmain"]
-    (_, d_img, d_c, _), = [e for e in seen if e[0] == "Dmain" and not e[3]]  # the fake pass (reals come blurred)
-    assert len(calls) == (1 if reuse else 2) and not loss.fakes
-    assert torch.equal(d_img, g_img) == reuse and torch.equal(d_c, g_c) == reuse
-    assert not torch.equal(trainer.G.backbone.mapping.w_avg, w_avg)
-    assert not torch.equal(trainer.G.state_dict()["backbone.synthesis.b4.conv1.weight"], weight)
-
-
 def test_swd_separates_distributions():
     g = torch.Generator().manual_seed(0)
 

@@ -72,8 +72,6 @@ class TrainOptions:
     reg_type: str = "l1"
     sr_consistency: float = 0.0
     """Weight of training.loss.sr_consistency (ours, not the original's; 0 = off as in EG3D)."""
-    reuse_fakes: bool = False
-    """Ours: D's phase runs first and G's phase trains on its images, one G forward per step instead of two."""
     d_reg_interval: int = 16
     blur_init_sigma: float = 10.0
     blur_fade_kimg: float = 200.0

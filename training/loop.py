@@ -72,8 +72,7 @@ class _Phase:
 
 
 def _make_phases(G, D, opts: TrainOptions) -> list[_Phase]:
-    """Main + lazy regularisation phases with the original lr/beta scaling for lazy regularisation; D's
-    phases come first with opts.reuse_fakes (G's phase then reuses the images D's phase generated)."""
+    """Main + lazy regularisation phases with the original lr/beta scaling for lazy regularisation."""
     phases = []
     g_reg = opts.density_reg_every if opts.density_reg > 0 else 0
     for name, module, lr, reg in (("G", G, opts.glr, g_reg), ("D", D, opts.dlr, opts.d_reg_interval)):
@@ -83,9 +82,6 @@ def _make_phases(G, D, opts: TrainOptions) -> list[_Phase]:
             phases += [_Phase(name + "main", module, opt, 1), _Phase(name + "reg", module, opt, reg)]
         else:
             phases.append(_Phase(name + ("main" if name == "G" else "both"), module, opt, 1))
-    if opts.reuse_fakes:
-        first_d = next(i for i, ph in enumerate(phases) if ph.name[0] == "D")
-        phases = phases[first_d:] + phases[:first_d]
     return phases
 
 

@@ -77,8 +77,6 @@ class EG3DLoss:
         self.G, self.D, self.opts, self.augment = G, D, opts, augment
         self.real_signs = torch.zeros(2)
         """Sum of sign(D(real)) and the count since the last read (ADA's overfitting heuristic r_t)."""
-        self.fakes: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
-        """With opts.reuse_fakes: D's phase's images (with G's graph) and cameras, per round, for G's phase."""
 
     def _gen_conditioning(self, c: torch.Tensor, swapping_prob: float | None) -> torch.Tensor:
         if swapping_prob is None:
@@ -116,10 +114,7 @@ class EG3DLoss:
         sched = schedule(self.opts, cur_nimg)
         stats: dict[str, float] = {}
         if phase == "Gmain":
-            if self.fakes:
-                fake, gen_c = self.fakes.pop(0)
-            else:
-                fake = self.run_G(gen_z, gen_c, sched)
+            fake = self.run_G(gen_z, gen_c, sched)
             loss = F.softplus(-self.run_D(fake, gen_c, sched)).mean()
             stats["loss_G"] = loss.item()
             if self.opts.sr_consistency > 0:
@@ -133,15 +128,8 @@ class EG3DLoss:
             loss.mul(gain).backward()
         elif phase in ("Dmain", "Dreg", "Dboth"):
             if phase != "Dreg":
-                if self.opts.reuse_fakes:  # keep G's graph: G's phase comes next and trains on these images
-                    self.G.requires_grad_(True)
+                with torch.no_grad():
                     fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
-                    self.G.requires_grad_(False)
-                    self.fakes.append((fake, gen_c))
-                    fake = {k: v.detach() for k, v in fake.items()}
-                else:
-                    with torch.no_grad():
-                        fake = self.run_G(gen_z, gen_c, sched, update_emas=True)
                 logits = self.run_D(fake, gen_c, sched)
                 loss_fake = F.softplus(logits)
                 stats["loss_D_fake"] = loss_fake.mean().item()
