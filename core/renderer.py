@@ -20,8 +20,10 @@ PLANE_AXES = ((0, 1), (0, 2), (2, 0))
 
 def triplane_uv(points: torch.Tensor, box_warp: float) -> torch.Tensor:
     """points [N,P,3] world -> normalised plane coords [N,3,P,2] in [-1,1] inside the box."""
-    p = points * (2 / box_warp)
-    return torch.stack([p[..., list(axes)] for axes in PLANE_AXES], dim=1)
+    coords = (points * (2 / box_warp)).unbind(-1)
+    # Stacked columns rather than p[..., [a, b]]: a Python-list index is a host-to-device copy on CUDA,
+    # which also makes the frame uncapturable as a CUDA graph.
+    return torch.stack([torch.stack([coords[a], coords[b]], dim=-1) for a, b in PLANE_AXES], dim=1)
 
 
 def sample_triplane_reference(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
