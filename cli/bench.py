@@ -45,16 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.bench import BASELINE, machine_description, run_benchmarks, run_frame_modes
+    from core.fileio import atomic_path
     device = pick_device(args.device)
-    if args.json:  # an unwritable path fails now, not after minutes of measuring
-        open(args.json, "a").close()
     header = f"{datetime.date.today()} on {machine_description(device)} ({device})"
-    print(header)
 
     def save(results: dict) -> None:
+        """Replace the JSON file whole, so that a run killed at any moment leaves valid JSON."""
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"machine": header, "results": results}, f, indent=1)
+            with atomic_path(args.json) as tmp:
+                tmp.write_text(json.dumps({"machine": header, "results": results}, indent=1))
+
+    save({})  # an unwritable path fails now, not after minutes of measuring
+    print(header)
 
     if args.modes:
         results = run_frame_modes(device, args.modes, model=args.model, frames=args.frames, seconds=args.seconds,

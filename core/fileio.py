@@ -60,8 +60,11 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp = None
     try:
         with deferred_signals():  # an interrupt between mkstemp and the assignment would leave the file behind
-            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.{os.getpid()}-",
-                                        suffix=f".tmp{final.suffix}")
+            try:
+                fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.{os.getpid()}-",
+                                            suffix=f".tmp{final.suffix}")
+            except OSError as e:  # name the file the user asked for, not the hidden temp
+                raise OSError(e.errno, e.strerror, str(final)) from None
             tmp = Path(name)
             try:
                 os.fchmod(fd, _FILE_MODE)  # mkstemp creates 0600; give the file normal permissions

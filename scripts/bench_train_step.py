@@ -15,7 +15,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -24,9 +23,7 @@ def main() -> None:
     import torch
     import core.renderer as renderer
     import core.triplane as triplane
-    from training.config import preset
-    from training.loop import Trainer
-    from training.synthetic import SynthSettings, write_synthetic_dataset
+    from training.bench import step_trainer, time_steps
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=6)
@@ -37,21 +34,17 @@ def main() -> None:
     samplers = {"grid_sample": renderer.grid_sample_triplane, "gather": renderer.sample_triplane}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        data = write_synthetic_dataset(Path(tmp) / "data", 16, 128, settings=SynthSettings(family="toys"))
-        opts = preset("tiny", batch=4, d_cmax=64, gamma=0.5, kimg=100, swd_images=0, grid_size=(1, 1))
-        trainer = Trainer(data, Path(tmp) / "run", opts, torch.device("cpu"))
-        trainer.cur_nimg = int(opts.blur_fade_kimg * 1000)  # past the blur fade-in
+        trainer = step_trainer("default-model", Path(tmp) / "data", Path(tmp) / "run", "cpu", batch=4, images=16,
+                               family="toys", kimg=100)
+        trainer.cur_nimg = int(trainer.opts.blur_fade_kimg * 1000)  # past the blur fade-in
         cpu = {k: [] for k in samplers}
         wall = {k: [] for k in samplers}
         for _ in range(args.rounds):
             for name, sampler in samplers.items():
                 renderer.sample_triplane = triplane.sample_triplane = sampler
-                trainer._step()  # settle the allocator after the switch
-                t, c = time.perf_counter(), time.process_time()
-                for _ in range(args.steps):
-                    trainer._step()
-                cpu[name].append(opts.batch * args.steps / (time.process_time() - c))
-                wall[name].append(opts.batch * args.steps / (time.perf_counter() - t))
+                timing = time_steps(trainer, args.steps, warmup=1)  # the warm-up settles the allocator
+                cpu[name].append(timing["batch"] * timing["steps"] / sum(timing["step_cpu_s"]))
+                wall[name].append(timing["images_per_s"])
         renderer.sample_triplane = triplane.sample_triplane = samplers["gather"]
         trainer.close()
     out = {"recipe": "tiny --d-cmax 64 --gamma 0.5, batch 4 per process, 1 thread",

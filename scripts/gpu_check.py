@@ -10,12 +10,13 @@ sections' output to DIR/gpu_check.log. DIR defaults to $OUT, else ./gpu_out.
 
 Sections:
   env      torch/CUDA/driver versions, nvidia-smi
-  parity   the fixture generator's stages (ws, planes, renderer, SR, synthesis, forward) on the device
-           against the original implementation's CPU results (shared/fixtures/eg3d_small), TF32 off
+  parity   tests/test_parity.py on the device: every stage of the fixture generator against the original
+           implementation's CPU results (shared/fixtures/eg3d_small), TF32 off
   bench    `main.py bench --modes ...` on the ffhq512-128-size model: fps per frame mode
   interop  an EGL (or $DISPLAY GLX) context; the studio's TextureUploader with the CUDA-GL copy and
            with the host copy: same pixels?, milliseconds per 512² upload
-  train    images/s of Trainer steps for the tiny and ffhq presets, fp32 and the preset's mixed precision
+  train    images/s of training steps (training.bench) for the tiny and ffhq presets, fp32 and the preset's
+           mixed precision, and of the default model's recipe at several batch sizes
   invert   single-image inversion of the default model on the device (camera given: W+ then PTI; camera
            estimated: W+ after search and refinement) against the same given-camera run on the CPU:
            novel-view PSNR, camera error, seconds
@@ -28,7 +29,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +52,7 @@ BENCH_GROUPS = [
     (["bf16+compile+graph"], 65),
 ]
 TRAIN_RUNS = [("tiny", "fp32"), ("tiny", "mixed"), ("ffhq", "fp32"), ("ffhq", "mixed")]
-PARITY_TOL = 1e-4  # tests/test_parity.py's bar against the original's CPU results
+SWEEP_BATCHES = "8,32,64,128"  # the default model's recipe: how images/s grow with the batch on one device
 
 
 def fixture_dir() -> Path | None:
@@ -125,98 +125,36 @@ def ceilings(torch) -> dict:
 
 
 def section_parity(args) -> dict:
-    """Max |error| per stage against the original's results, as tests/test_parity.py computes them."""
-    import torch
-
-    from core.renderer import planes_table, sample_triplane
-    from core.superresolution import sr_class
-    from core.triplane import TriPlaneGenerator
-
+    """tests/test_parity.py on the device (the suite's own comparisons with the original's CPU results, TF32
+    off): one entry per test, passed / failed (with its first line) / skipped (with the reason)."""
+    import xml.etree.ElementTree as ET
     d = fixture_dir()
     if d is None:
         return {"skipped": "fixtures not found (shared/fixtures/eg3d_small, ../shared, .gpucheck/ or "
                            "$TRIPLANE_SHARED); scripts/gpu_prepare.sh copies them into .gpucheck/"}
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    cfg = json.loads((d / "config.json").read_text())
-    G = TriPlaneGenerator(**{k: v for k, v in cfg["G_kwargs"].items() if k != "class_name"})
-    G.load_state_dict(torch.load(d / "state_dict.pt", weights_only=True))
-    G.neural_rendering_resolution = cfg["neural_rendering_resolution"]
-    G = G.eval().requires_grad_(False).to(device)
-    cases = torch.load(d / "cases.pt", weights_only=True)
-    errors: dict[str, float] = {}
-
-    def record(stage: str, a, b, scale: float = 1.0) -> None:
-        e = (a.detach().double().cpu() - b.double()).abs().max().item() / scale
-        errors[stage] = max(errors.get(stage, 0.0), e)
-
-    def record_depth(stage: str, depth, ref, opacity) -> None:
-        """Depth of nearly empty rays is round-off (tests/test_parity.py on main): weight by opacity,
-        and keep the raw error separately with its own looser bar."""
-        w = opacity.double().reshape(ref.shape)
-        record(stage + " (opacity-weighted)", depth.detach().double().cpu() * w, ref.double() * w)
-        record(stage + " (raw, bar 0.05)", depth, ref)
-
-    def dev(t):
-        return t.to(device)
-
-    from core.ray_sampler import sample_rays
-    with torch.no_grad():
-        seeds = sorted(cases["per_seed"])
-        for key in seeds[:1] if args.quick else seeds:
-            case = cases["per_seed"][key]
-            cut = None if int(case["truncation_cutoff"]) < 0 else int(case["truncation_cutoff"])
-            psi = float(case["truncation_psi"])
-            record("mapping ws", G.mapping(dev(case["z"]), dev(case["c_cond"]), truncation_psi=psi,
-                                           truncation_cutoff=cut), case["ws"])
-            planes = G.planes(dev(case["ws"]))
-            record("planes (every 8th texel)", planes[..., ::8, ::8], case["planes_stride8"])
-            c = dev(case["c"])
-            origins, dirs = sample_rays(c[:, :16].view(-1, 4, 4), c[:, 16:].view(-1, 3, 3),
-                                        G.neural_rendering_resolution)
-            record("rays", origins, case["ray_origins"])
-            feats, depth, wsum = G.renderer(planes, G.decoder, origins, dirs, G.options)
-            record("renderer features", feats, case["renderer_feature_samples"])
-            opacity = case["renderer_weights_sum"]
-            record_depth("renderer depth", depth, case["renderer_depth_samples"], opacity)
-            record("renderer weights sum", wsum, case["renderer_weights_sum"])
-            record("superresolution", G.superresolution(dev(case["sr_in_rgb"]), dev(case["sr_in_x"]),
-                                                        dev(case["sr_in_ws"]), noise_mode="none"), case["sr_out"])
-            out = G.synthesis(dev(case["ws"]), c, noise_mode="const")
-            for k in ("image", "image_raw"):
-                record(f"synthesis {k}", out[k], case[k])
-            record_depth("synthesis image_depth", out["image_depth"], case["image_depth"], opacity)
-            out = G(dev(case["z"]), c, truncation_psi=psi, truncation_cutoff=cut, noise_mode="const")
-            for k in ("image", "image_raw"):
-                record(f"forward {k}", out[k], case["forward_" + k])
-            record_depth("forward image_depth", out["image_depth"], case["forward_image_depth"], opacity)
-        dec = cases["decoder"]
-        ws = dev(cases["per_seed"][int(dec["planes_from_seed"])]["ws"])
-        sigma, rgb = G.decoder(dev(dec["random_features"]).mean(dim=1))
-        record("decoder sigma", sigma, dec["decoder_sigma"])
-        record("decoder rgb", rgb, dec["decoder_rgb"])
-        planes = G.planes(ws)
-        record("tri-plane sampling", sample_triplane(planes_table(planes), dev(dec["coordinates"]),
-                                                     G.options.box_warp), dec["sampled_features"].mean(dim=1))
-        k = cases["sr_clamp_case"]
-        out = G.superresolution(dev(k["rgb"]), dev(k["x"]), dev(k["ws"]), noise_mode="none")
-        record("superresolution, clamp case (relative to its size)", out, k["out"], k["out"].abs().max().item())
-        if (d / "sr_2x.pt").is_file():
-            data = torch.load(d / "sr_2x.pt", weights_only=True)["SuperresolutionHybrid2X"]
-            sr = sr_class("SuperresolutionHybrid2X")(**data["constructor_kwargs"]).eval()
-            sr.load_state_dict(data["state_dict"])
-            sr = sr.to(device)
-            for case in data["cases"]:
-                inputs = {n: v for n, v in case.items() if isinstance(v, torch.Tensor)}
-                ref = next(v for n, v in inputs.items() if n in ("out", "image", "output"))
-                record("superresolution 2X", sr(dev(inputs["rgb"]), dev(inputs["x"]), dev(inputs["ws"]),
-                                                noise_mode="none"), ref)
-    raw_depth = {k: v for k, v in errors.items() if "raw, bar 0.05" in k}
-    worst = max(v for k, v in errors.items() if k not in raw_depth)
-    return {"device": str(device), "tf32": False, "seeds": seeds[:1] if args.quick else seeds,
-            "tolerance": PARITY_TOL, "max_abs_error": errors,
-            "worst": worst, "pass": worst <= PARITY_TOL and max(raw_depth.values()) <= 0.05}
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "parity.xml"
+        tests = "tests/test_parity.py" + ("::test_mapping" if args.quick else "")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests,
+                               f"--junitxml={report}"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=args.section_budget,
+                              env={**os.environ, "TRIPLANE_TEST_DEVICE": args.device,
+                                   "TRIPLANE_SHARED": str(d.parents[1])})
+        print(proc.stdout[-4000:], proc.stderr[-2000:], flush=True)
+        if not report.is_file():
+            return {"error": f"pytest wrote no report (exit {proc.returncode})"}
+        results: dict[str, str] = {}
+        for case in ET.parse(report).iter("testcase"):
+            outcome = "passed"
+            for tag in ("failure", "error", "skipped"):
+                node = case.find(tag)
+                if node is not None:
+                    message = (node.get("message") or "").strip().splitlines()
+                    outcome = f"{'failed' if tag != 'skipped' else 'skipped'}: {message[0] if message else ''}"
+            results[case.get("name")] = outcome
+    failed = [k for k, v in results.items() if v.startswith("failed")]
+    return {"device": args.device, "tests": results, "passed": sum(v == "passed" for v in results.values()),
+            "failed": failed, "pass": proc.returncode == 0 and not failed}
 
 
 def section_bench(args, log) -> dict:
@@ -236,8 +174,10 @@ def section_bench(args, log) -> dict:
                    "--modes", ",".join(modes), "--frames", str(frames), "--seconds", str(seconds),
                    "--json", str(out_json)]
             entry = run_child(cmd, min(limit, remaining), log)
-            if out_json.is_file():
+            try:
                 entry.update(json.loads(out_json.read_text()))
+            except (OSError, ValueError) as e:  # killed before its first scenario: keep the others' figures
+                entry["results_file"] = first_line(e)
         entry["modes_asked"] = modes
         results["groups"].append(entry)
     results["summary"] = bench_summary(results["groups"])
@@ -393,104 +333,35 @@ def section_interop(args) -> dict:
 
 # ---- training ---------------------------------------------------------------------------------------
 
-def write_dataset(out: Path, count: int, resolution: int) -> Path:
-    """A posed dataset of smooth random images (training speed does not depend on their content)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from core.cameras import camera_label, intrinsics_from_focal
-    from training.synthetic import SynthSettings, sample_cameras
-    gen = torch.Generator().manual_seed(0)
-    labels = camera_label(sample_cameras(gen, count, SynthSettings()), intrinsics_from_focal(SynthSettings().focal))
-    rng = np.random.default_rng(0)
-    entries = []
-    (out / "00000").mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        img = Image.fromarray(small).resize((resolution, resolution), Image.BILINEAR)
-        rel = f"00000/img{i:08d}.png"
-        img.save(out / rel, compress_level=1)
-        entries.append([rel, [float(v) for v in labels[i]]])
-    (out / "dataset.json").write_text(json.dumps({"labels": entries}))
-    return out
-
-
 def section_train(args) -> dict:
-    """Images/s of Trainer steps for one preset and precision (one child process per run)."""
-    import dataclasses
-
+    """Images/s of training steps (training.bench) for one recipe and precision, or a batch sweep."""
     import torch
 
-    from training import loop
-    from training.config import TrainOptions, preset
+    from training.bench import step_trainer, time_steps
     device = torch.device(args.device)
-    name, precision = args.preset, args.precision
-    res = {"tiny": 128, "ffhq": 512}[name]
-    batch = {"tiny": 8, "ffhq": 4}[name]  # ffhq: the original's 32 over 8 GPUs = 4 per GPU
-    overrides: dict = {"batch": batch, "swd_images": 0}
-    fields = {f.name: f for f in dataclasses.fields(TrainOptions)}
-    note = ""
-    if precision == "fp32":
-        overrides.update(sr_num_fp16_res=0, d_num_fp16_res=0)
-        for f in fields:
-            if re.fullmatch(r"(amp|mixed_precision|precision)", f):
-                overrides[f] = False if isinstance(fields[f].default, bool) else "fp32"
-    else:
-        mp = [f for f in fields if re.fullmatch(r"(amp|mixed_precision|precision)", f)]
-        if mp:
-            overrides[mp[0]] = True if isinstance(fields[mp[0]].default, bool) else args.mixed_value
-            note = f"TrainOptions.{mp[0]} = {overrides[mp[0]]!r} plus the preset's num_fp16_res"
-        else:
-            note = ("the preset's own settings (sr/d num_fp16_res = 4, as the original recipe); "
-                    "TrainOptions has no separate mixed-precision option yet")
-    if not hasattr(loop.Trainer, "_step"):
-        return {"skipped": "training.loop.Trainer has no _step(): the driver needs updating for the new API"}
-    opts = preset(name, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        t_start = time.perf_counter()
-        data = write_dataset(Path(tmp) / "data", 2 * batch, res)
-        print(f"{name} {precision}: dataset {time.perf_counter() - t_start:.1f} s", flush=True)
-        trainer = loop.Trainer(data, Path(tmp) / "run", opts, device)
-        print(f"{name} {precision}: trainer built {time.perf_counter() - t_start:.1f} s", flush=True)
-        dtypes: set[str] = set()
-
-        def hook(_m, _i, output):
-            if isinstance(output, torch.Tensor):
-                dtypes.add(str(output.dtype).replace("torch.", ""))
-        handles = [m.register_forward_hook(hook) for net in (trainer.G, trainer.D) for m in net.modules()]
+        if args.batches:  # the default model's recipe at several batch sizes, fp32
+            out: dict = {"recipe": "default-model", "precision": "fp32"}
+            for batch in [int(b) for b in args.batches.split(",")]:
+                trainer = step_trainer("default-model", Path(tmp) / f"data{batch}", Path(tmp) / f"run{batch}",
+                                       device, batch, precision="fp32", images=128)
+                out[f"batch {batch}"] = time_steps(trainer, 10**6, warmup=3, max_seconds=args.section_budget
+                                                   / (3 * len(args.batches.split(","))))
+                trainer.close()
+            return out
+        batch = {"tiny": 8, "ffhq": 4}[args.preset]  # ffhq: the original's 32 over 8 GPUs = 4 per GPU
         t0 = time.perf_counter()
-        trainer._step()
-        first = time.perf_counter() - t0
-        print(f"{name} {precision}: first step {first:.1f} s", flush=True)
-        for h in handles:
-            h.remove()
-        steps, warm = (2, 1) if args.quick else (16, 3)
-        for _ in range(warm):
-            trainer._step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        t0, done = time.perf_counter(), 0
-        while done < steps and time.perf_counter() - t0 < args.section_budget * 0.6:
-            trainer._step()
-            done += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
-        print(f"{name} {precision}: {done} steps in {seconds:.1f} s", flush=True)
-        out = {"preset": name, "precision": precision, "precision_settings": note or "fp32 everywhere "
-               "(num_fp16_res = 0; TF32 as torch's default)", "batch": batch, "resolution": res,
-               "steps_timed": done, "seconds": seconds, "images_per_s": done * batch / seconds,
-               "first_step_s": first, "activation_dtypes_seen": sorted(dtypes),
-               "half_precision_in_effect": bool(dtypes & {"float16", "bfloat16"})}
-        if device.type == "cuda":
-            out["tf32"] = {"matmul": torch.backends.cuda.matmul.allow_tf32,
-                           "cudnn": torch.backends.cudnn.allow_tf32}
-        if device.type == "cuda":
-            out["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        trainer = step_trainer(args.preset, Path(tmp) / "data", Path(tmp) / "run", device, batch,
+                               precision=args.precision, images=2 * batch)
+        print(f"{args.preset} {args.precision}: trainer built {time.perf_counter() - t0:.1f} s", flush=True)
+        first = time_steps(trainer, 1)
+        print(f"{args.preset} {args.precision}: first step {first['step_s'][0]:.1f} s", flush=True)
+        timing = time_steps(trainer, 2 if args.quick else 16, warmup=1 if args.quick else 3,
+                            max_seconds=args.section_budget * 0.6)
         trainer.close()
-    return out
+    return {"preset": args.preset, "precision": args.precision, "first_step_s": first["step_s"][0], **timing,
+            "half_precision_in_effect": bool({"float16", "bfloat16"} & set(timing["activation_dtypes"])),
+            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}}
 
 
 # ---- orchestration ----------------------------------------------------------------------------------
@@ -606,19 +477,18 @@ def orchestrate(args) -> int:
                 result = {"error": first_line(e)}
         elif name == "train":
             result = {}
-            runs = [r for r in TRAIN_RUNS if not (args.quick and r[0] == "ffhq")]
-            for preset, precision in TRAIN_RUNS:
-                if (preset, precision) not in runs:
-                    result[f"{preset} {precision}"] = {"skipped": "--quick: the ffhq preset is too large for a CPU"}
-            for i, (preset, precision) in enumerate(runs):
+            runs = [(f"{p} {q}", ["--preset", p, "--precision", q]) for p, q in TRAIN_RUNS
+                    if not (args.quick and p == "ffhq")]
+            if args.quick:
+                result["ffhq"] = {"skipped": "--quick: the ffhq preset is too large for a CPU"}
+            runs.append(("default-model batch sweep", ["--batches", "4,8" if args.quick else SWEEP_BATCHES]))
+            for i, (key, extra) in enumerate(runs):
                 left = deadline - time.monotonic()
                 share = min(limit - (time.monotonic() - t), left) / (len(runs) - i)
-                key = f"{preset} {precision}"
                 if share < 10:
                     result[key] = {"skipped": "out of time"}
                     continue
-                result[key] = run_section_child(name, args, share, log,
-                                                ["--preset", preset, "--precision", precision])
+                result[key] = run_section_child(name, args, share, log, extra)
         else:
             env = {"PYOPENGL_PLATFORM": "egl"} if name == "interop" and not os.environ.get("DISPLAY") else None
             result = run_section_child(name, args, limit, log, [], env)
@@ -657,7 +527,8 @@ def summary_line(name: str, r: dict) -> str:
     if name == "env":
         return f"torch {r.get('torch')} CUDA {r.get('torch_cuda')} {r.get('gpu', 'no GPU')} {r.get('ceilings', '')}"
     if name == "parity":
-        return f"worst {r['worst']:.2e} ({'pass' if r['pass'] else 'FAIL'} at {r['tolerance']:g})"
+        return f"tests/test_parity.py on {r['device']}: {r['passed']} passed" + \
+            (f", FAILED {', '.join(r['failed'])}" if r["failed"] else "") + ("" if r["pass"] else " (FAIL)")
     if name == "bench":
         s = r.get("summary", {})
         return f"fastest orbit {s.get('fastest orbit mode')} {s.get('fastest orbit fps')} fps; " \
@@ -670,9 +541,12 @@ def summary_line(name: str, r: dict) -> str:
                          f"{v.get('ms_per_upload', float('nan')):.3f} ms" if "error" not in v else f"{k}: {v['error']}")
         return "; ".join(parts)
     if name == "train":
-        return "; ".join(f"{k} " + (f"{v['images_per_s']:.1f} img/s" if "images_per_s" in v else
-                                    str(v.get("skipped") or v.get("error"))) for k, v in r.items()
-                         if isinstance(v, dict))
+        def rate(v: dict) -> str:
+            if "images_per_s" in v:
+                return f"{v['images_per_s']:.1f} img/s"
+            sweep = {k: w["images_per_s"] for k, w in v.items() if isinstance(w, dict) and "images_per_s" in w}
+            return ", ".join(f"{k} {x:.1f} img/s" for k, x in sweep.items()) or str(v.get("skipped") or v.get("error"))
+        return "; ".join(f"{k} {rate(v)}" for k, v in r.items() if isinstance(v, dict))
     if name == "invert":
         return "; ".join(f"{k} {v['novel_psnr_db']} dB in {v['seconds']} s" for k, v in r.items()
                          if isinstance(v, dict))
@@ -690,12 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=420, help="seconds for all sections (default 420)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {','.join(SECTIONS)}")
     p.add_argument("--quick", action="store_true", help="small sizes: prove the script end to end on a CPU")
-    p.add_argument("--mixed-value", default="fp16", help="value for a string mixed-precision training option")
     p.add_argument("--section", choices=list(SECTION_FUNCS), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--section-budget", type=float, default=60, help=argparse.SUPPRESS)
     p.add_argument("--preset", default="tiny", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--batches", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:

@@ -18,6 +18,14 @@ SHARED = Path(os.environ.get("TRIPLANE_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "eg3d_small"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# The parity tests run on this device (scripts/gpu_check.py sets cuda); float32 without TF32, as the fixtures.
+DEVICE = torch.device(os.environ.get("TRIPLANE_TEST_DEVICE", "cpu"))
+torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    return DEVICE
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""scripts/gpu_check.py on a CPU: the texture-path section reads back what the studio uploads, the
-inversion section runs both camera modes, and the interop hook falls back to the host copy with a
-reason when no CUDA-GL binding works."""
+"""scripts/gpu_check.py on a CPU: the parity section runs tests/test_parity.py, the texture-path section reads
+back what the studio uploads, the inversion section runs both camera modes, and the interop hook falls back
+to the host copy with a reason when no CUDA-GL binding works."""
 from __future__ import annotations
 
 import json
@@ -27,6 +27,16 @@ def test_interop_section_reads_back_the_uploaded_pixels(display, tmp_path):
         assert r[path]["path"].startswith("host copy"), r[path]  # CPU frames: no interop
         assert r[path]["same_pixels_as_expected"] is True and r[path]["max_abs_pixel_diff"] == 0
         assert r[path]["ms_per_upload"] > 0
+
+
+def test_parity_section_runs_the_suites_parity_tests_on_the_device(tmp_path):
+    result = tmp_path / "parity.json"
+    proc = subprocess.run([sys.executable, "-m", "scripts.gpu_check", "--section", "parity", "--device", "cpu",
+                           "--quick", "--result", str(result)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(result.read_text())
+    assert r["pass"] and r["failed"] == [] and r["passed"] == 2, r  # test_mapping, state_dict and pickle
+    assert set(r["tests"]) == {"test_mapping[state_dict]", "test_mapping[pickle]"}
 
 
 def test_invert_section_inverts_with_the_camera_given_and_estimated(tmp_path):

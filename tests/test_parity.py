@@ -1,12 +1,16 @@
 """Numeric parity with the original implementation, stage by stage (fixtures in ../shared/fixtures/eg3d_small).
 
 Every comparison is against tensors the original code produced; 1e-4 is the bar (float32 round-off
-between fused and non-fused convolutions is 4e-5 on these images, per the fixture's notes).
+between fused and non-fused convolutions is 4e-5 on these images, per the fixture's notes). The generator
+and the cases run on the `device` fixture (CPU here; scripts/gpu_check.py runs this file on CUDA).
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch.utils._pytree import tree_map
 
 from core.checkpoint import load_generator
 from core.renderer import grid_sample_triplane, planes_table, sample_triplane, sample_triplane_reference
@@ -17,17 +21,27 @@ TOL = 1e-4
 
 def err(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.double() - b.double()).abs().max().item()
+    return (a.double().cpu() - b.double().cpu()).abs().max().item()
 
 
 @pytest.fixture(scope="module")
-def pickle_G(snapshot_pkl):
-    return load_generator(snapshot_pkl)
+def cases(cases, device):
+    """The session's fixture cases, copied to `device` when that is not the CPU."""
+    return cases if device.type == "cpu" else tree_map(lambda v: v.to(device) if torch.is_tensor(v) else v, cases)
+
+
+@pytest.fixture(scope="module")
+def pickle_G(snapshot_pkl, device):
+    if not snapshot_pkl.is_file() and device.type != "cpu":
+        pytest.skip("the snapshot pickle was not carried to this device (the state_dict case covers its weights)")
+    return load_generator(snapshot_pkl, device)
 
 
 @pytest.fixture(scope="module", params=["state_dict", "pickle"])
-def G(request, small_G, pickle_G):
-    return small_G if request.param == "state_dict" else pickle_G
+def G(request, small_G, device):
+    if request.param == "pickle":
+        return request.getfixturevalue("pickle_G")
+    return small_G if device.type == "cpu" else copy.deepcopy(small_G).to(device)
 
 
 def depth_err(depth: torch.Tensor, ref: torch.Tensor, opacity: torch.Tensor) -> float:
@@ -38,7 +52,7 @@ def depth_err(depth: torch.Tensor, ref: torch.Tensor, opacity: torch.Tensor) -> 
     the opacity, the error is that of the well-conditioned numerator.
     """
     assert depth.shape == ref.shape == opacity.shape, (depth.shape, ref.shape, opacity.shape)
-    return ((depth.double() - ref.double()).abs() * opacity.double()).max().item()
+    return ((depth.double() - ref.double()).abs() * opacity.double()).max().item()  # on the device
 
 
 def check_images(out: dict, ref: dict, prefix: str = "") -> None:
@@ -65,7 +79,7 @@ def test_state_dict_names_order_and_shapes(small_G, fixture_dir):
 
 
 def test_pickle_and_state_dict_weights_identical(small_G, pickle_G):
-    a, b = small_G.state_dict(), pickle_G.state_dict()
+    a, b = small_G.state_dict(), {k: v.cpu() for k, v in pickle_G.state_dict().items()}
     assert list(a) == list(b)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert pickle_G.neural_rendering_resolution == 64
@@ -147,8 +161,10 @@ def test_forward(G, cases):
         check_images(out, case, "forward_")
 
 
-def test_stochastic_sampling_reproduces_original(G, cases):
+def test_stochastic_sampling_reproduces_original(G, cases, device):
     """With the same torch seed, stochastic=True draws the same random numbers as the original."""
+    if device.type != "cpu":
+        pytest.skip("the original's random numbers come from the CPU generator")
     st = cases["stochastic_seed0"]
     case = seed_cases(cases)[0]
     torch.manual_seed(int(st["torch_manual_seed_before_synthesis"]))
@@ -158,13 +174,14 @@ def test_stochastic_sampling_reproduces_original(G, cases):
     assert err(det["image"], st["image"]) > 1e-3  # the jitter is real
 
 
-def test_sr_2x_standalone_with_inplace_quirk(fixture_dir):
+def test_sr_2x_standalone_with_inplace_quirk(fixture_dir, device):
     data = torch.load(fixture_dir / "sr_2x.pt", weights_only=True)["SuperresolutionHybrid2X"]
     sr = sr_class("SuperresolutionHybrid2X")(**data["constructor_kwargs"]).eval()
     sr.load_state_dict(data["state_dict"])
+    sr = sr.to(device)
     assert data["cases"], "no cases"
     for case in data["cases"]:
-        inputs = {k: v for k, v in case.items() if isinstance(v, torch.Tensor)}
+        inputs = {k: v.to(device) for k, v in case.items() if isinstance(v, torch.Tensor)}
         rgb, x, ws = (inputs[k].clone() for k in ("rgb", "x", "ws"))
         out = sr(rgb, x, ws, noise_mode="none")
         ref = next(v for k, v in inputs.items() if k in ("out", "image", "output"))
@@ -182,7 +199,8 @@ def test_auto_ray_bounds_draw_jitter_in_the_originals_storage_order(cases):
     from core.config import RenderOptions
     from core.ray_sampler import sample_rays
     from core.renderer import ray_box_limits, stratified_depths
-    c = seed_cases(cases)[0]["c"].repeat(2, 1)  # N = 2: a batch makes the two orders differ per item too
+    # on the CPU (its random stream); N = 2: a batch makes the two orders differ per item too
+    c = seed_cases(cases)[0]["c"].cpu().repeat(2, 1)
     origins, dirs = sample_rays(c[:, :16].view(-1, 4, 4), c[:, 16:].view(-1, 3, 3), 8)
     opts = dataclasses.replace(RenderOptions(), ray_start="auto", ray_end="auto", depth_resolution=12,
                                box_warp=1.0)

@@ -458,7 +458,8 @@ class Trainer:
         dist_utils.average_gradients(list(ph.module.parameters()), self.info)
         return stats
 
-    def _step(self) -> dict[str, float]:
+    def step(self) -> dict[str, float]:
+        """One training step over a whole batch: every phase due at this step, then the EMA; returns losses."""
         real, real_c, gen_z, gen_c = self._batch()
         stats: dict[str, float] = {}
         for i, ph in enumerate(self.phases):
@@ -538,7 +539,7 @@ class Trainer:
         while self.cur_nimg < total:
             t0 = time.perf_counter()
             prev = self.cur_nimg
-            for k, v in self._step().items():
+            for k, v in self.step().items():
                 self._stats.setdefault(k, []).append(v)
                 if math.isfinite(v):
                     self._last[k] = v
