@@ -45,17 +45,3 @@ def test_reading_a_network_pickle_imports_no_training_code(snapshot_pkl):
             f"load_generator({str(snapshot_pkl)!r}); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('training', 'app', 'cli')))")
     assert _fresh(code) == "[]"
-
-
-def test_importing_core_keeps_freed_memory_in_the_process():
-    """The allocator setting comes with `import core` (a notebook is as fast as main.py).
-
-    Outcome: a freed 64 MB array stays resident in the process (the next large tensor reuses its pages
-    instead of faulting in fresh zeroed ones); with TRIPLANE_KEEP_FREED_MEMORY=0 glibc returns it to the OS.
-    """
-    code = ("import core, os, numpy as np\n"
-            "def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
-            "r0 = rss(); a = np.ones(1 << 24, np.float32); del a\n"
-            "print((rss() - r0) >> 20)")
-    kept, default = int(_fresh(code)), int(_fresh(code, TRIPLANE_KEEP_FREED_MEMORY="0"))
-    assert kept >= 60 and default <= 8, (kept, default)
