@@ -133,6 +133,7 @@ class LatentPanel(Panel):
             lat.directions = [0.0] * NUM_DIRECTIONS
 
     def _save_load(self, state: AppState) -> None:
+        lat = state.latent
         _, self.file_text = imgui.input_text(".npz file", self.file_text)
         with disabled(state.model.path is None):
             if imgui.button("Save"):
@@ -142,7 +143,7 @@ class LatentPanel(Panel):
             self.load(state)
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
-            imgui.set_clipboard_text(f"--seeds {state.latent.seed} --trunc {state.latent.psi:.2f}")
+            imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
 
     def save(self, state: AppState) -> None:
         """Save the on-screen latent (ws, the view's camera and the settings) to the file named."""

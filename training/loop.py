@@ -116,8 +116,8 @@ def _without_label_std(state_dict: dict) -> dict:
 
 
 def read_network(path: str | Path) -> dict:
-    """A network file for --init (any checkpoint load_generator opens) -> G_kwargs, rendering_kwargs, G,
-    G_ema (G when the file has no G), and D_kwargs/D (None when the file has no discriminator)."""
+    """A network file for --init (any checkpoint load_generator opens) -> G_kwargs, rendering_kwargs, G_ema,
+    G (G_ema when the file has no G), and D_kwargs/D (None when the file has no discriminator)."""
     try:
         f = read_networks(path)
     except CheckpointError as e:
