@@ -11,8 +11,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import StudioError, one_line
+
+if TYPE_CHECKING:  # annotations only: the commands import torch when they run, not at --help
+    import torch
+
+    from core.latents import SavedLatent
+    from core.triplane import TriPlaneGenerator
 
 MAX_SEEDS = 10_000
 """Seeds in one --seeds list (each is at least one rendering)."""
@@ -148,14 +155,15 @@ def add_depth_mask_argument(p: argparse.ArgumentParser) -> None:
                         "(black) and left out of the min-max range (default on; --no-depth-mask: every pixel)")
 
 
-def read_source(args: argparse.Namespace):
+def read_source(args: argparse.Namespace) -> tuple[list[int], SavedLatent | None]:
     """-> (seeds, latent): the parsed --seeds ([0] with --latent) and the --latent file (or None), read
     before the network loads so that a bad file fails fast."""
     from core.latents import load_latent, parse_seeds
     return (parse_seeds(args.seeds) if args.seeds else [0]), (load_latent(args.latent) if args.latent else None)
 
 
-def open_generator(args: argparse.Namespace, latent=None):
+def open_generator(args: argparse.Namespace, latent: SavedLatent | None = None
+                   ) -> tuple[TriPlaneGenerator, torch.Tensor | None]:
     """-> (G on --device, the latent's ws on G's device or None): the latent's noise maps go into G."""
     from core.checkpoint import load_generator
     from core.latents import apply_latent

@@ -68,7 +68,6 @@ def plain(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
     return value
 
 
-
 # Ranges of the constructor and rendering settings, wherever they appear in the kwargs tree: generous
 # bounds around every released and CPU-sized model, tight enough that a hostile value cannot make the
 # network (or a later render) exhaust memory or time.
