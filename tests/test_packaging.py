@@ -24,9 +24,9 @@ def _eg3d_checkout(tmp_path: Path) -> Path:
     return root
 
 
-def _run(argv: list, cwd: Path, pythonpath: list[Path], **env: str) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)), **env}
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=environ, capture_output=True, text=True, timeout=240)
+def _run(argv: list, cwd: Path, pythonpath: list[Path]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath))}
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,12 @@ def installed(tmp_path_factory) -> Path:
     """`pip install` of a copy of the checkout into a --target directory (offline: no build isolation)."""
     tmp = tmp_path_factory.mktemp("install")
     src = tmp / "src"
+    src.mkdir()
     for name in SOURCES:
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
-        copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
-                                         if (ROOT / name).is_dir() else {}))
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                         "--no-build-isolation", "--disable-pip-version-check", "--target", str(tmp / "site"), str(src)],
                        capture_output=True, text=True, timeout=300)

@@ -262,7 +262,8 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
 def test_latent_saved_in_the_studio_renders_from_the_command_line(studio, snapshot_pkl, tmp_path):
     """The Latent panel's Save writes the file `render --latent` reads: seed 3 with its last ws mixed in
     from seed 11, seen from render's camera (yaw 30, pitch 10), renders from the command line to the
-    studio's view; Load restores the seed settings (the studio's old file format: test_studio_session)."""
+    studio's view, and so does the same latent in the studio's old format (ws and settings, no camera);
+    Load restores the seed settings (from the old format too: test_studio_session)."""
     from studio_helpers import assert_same_picture, load
 
     import main
@@ -286,13 +287,16 @@ def test_latent_saved_in_the_studio_renders_from_the_command_line(studio, snapsh
         panel.save(s)
         run_until(studio, lambda: actions_done(studio), "saving the latent")
         assert "saved latent" in s.status, s.status
-        assert main.main(["render", str(snapshot_pkl), "--latent", str(tmp_path / "studio.npz"), "--yaw", "30",
-                          "--pitch", "10", "--mode", "image_raw", "--no-grid", "--device", "cpu",
-                          "--out", str(tmp_path / "cli")]) == 0
+        with np.load(tmp_path / "studio.npz") as saved:     # the studio's old format: no camera
+            np.savez(tmp_path / "old.npz", ws=saved["ws"], settings=saved["settings"])
         view = load(tmp_path / "view.png")
         assert np.abs(view - load(tmp_path / "plain.png")).mean() > 2, "mixing did not change the view"
-        assert_same_picture(view, load(tmp_path / "cli" / "latent_yaw+30_pitch+10_image_raw.png"),
-                            "render --latent of the studio's file")
+        for name in ("studio", "old"):
+            assert main.main(["render", str(snapshot_pkl), "--latent", str(tmp_path / f"{name}.npz"), "--yaw", "30",
+                              "--pitch", "10", "--mode", "image_raw", "--no-grid", "--device", "cpu",
+                              "--out", str(tmp_path / name)]) == 0
+            assert_same_picture(view, load(tmp_path / name / "latent_yaw+30_pitch+10_image_raw.png"),
+                                f"render --latent of the studio's {name} file")
         want = s.latent.latent()
         s.latent.seed, s.latent.mix_enabled = 0, False
         panel.load(s)
