@@ -1,23 +1,37 @@
 """Triplane Studio: `python main.py [CHECKPOINT]` opens the studio; subcommands run headless.
 
 Each subcommand lives in cli/<name>.py with `HELP`, `add_arguments(parser)` and `run(args) -> int`;
-modules are imported only when their command runs, so `--help` and the studio start fast.
+modules are imported only when their command runs, so `--help` and the studio start fast. The process
+settings (allocator, OpenMP wait policy) come with the first `import core` (core/__init__.py).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
-
-# OpenMP threads that spin while waiting starve the UI thread and other processes on small CPUs;
-# sleeping waits cost little for our large tensor ops. Must be set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+from pathlib import Path
 
 PROG = "triplane-studio" if os.path.basename(sys.argv[0]) == "triplane-studio" else "main.py"
 """How the user started us (the console script or the checkout's main.py), for usage lines."""
 COMMANDS = ("train", "dataset", "render", "video", "mesh", "invert", "export", "info", "bench")
+PACKAGES = ("core", "app", "cli", "training")
+"""Our top-level packages; `training` is also the name of the original EG3D's package."""
+
+
+def foreign_package() -> str | None:
+    """One line naming the first of PACKAGES that Python would import from somewhere other than beside this
+    file (another project's package earlier on sys.path, e.g. an EG3D checkout on PYTHONPATH); None if none."""
+    home = Path(__file__).resolve().parent
+    for name in PACKAGES:
+        spec = importlib.util.find_spec(name)
+        found = Path(spec.origin).resolve().parent if spec is not None and spec.origin else None
+        if found != home / name:
+            return (f"Python imports the package '{name}' from {found or 'nowhere'}, not Triplane Studio's "
+                    f"{home / name}: another project's '{name}' (the original EG3D's `training`?) comes first on "
+                    "the Python path; take it off PYTHONPATH or use a separate environment")
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +77,10 @@ def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    problem = foreign_package()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from cli.common import run_guarded
     if argv and argv[0] in COMMANDS:
         parser, module = _command_parser(argv[0])

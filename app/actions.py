@@ -124,15 +124,17 @@ class ExportVideo(Action):
 
 @dataclass(frozen=True)
 class SaveLatent(Action):
+    """The on-screen latent as a latent.npz (core.latents: the file `render`/`video`/`mesh --latent` read)
+    with the camera it is seen from."""
     path: Path
     settings: dict
     """LatentState fields to store (app.latent_panel.SAVED_FIELDS)."""
     latent: Latent
+    camera: OrbitCamera
 
     def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from app.latent_panel import save_latent
-        ws = engine.ws(self.latent).cpu().numpy()
-        save_latent(self.path, self.settings, ws)
+        from core.latents import SavedLatent, save_latent
+        save_latent(self.path, SavedLatent(engine.ws(self.latent).cpu(), self.camera.label()[0], self.settings))
         return f"saved latent to {self.path}"
 
 

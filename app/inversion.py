@@ -329,8 +329,8 @@ class InversionJobs:
                 from core.checkpoint import save_checkpoint
                 save_checkpoint(action.path, res.G)
                 return f"saved tuned checkpoint to {action.path}"
-            from core.latents import Latent, save_latent
-            save_latent(action.path, Latent(res.ws, res.camera, outcome.settings, res.noise))
+            from core.latents import SavedLatent, save_latent
+            save_latent(action.path, SavedLatent(res.ws, res.camera, outcome.settings, res.noise))
             return f"saved latent to {action.path}"
         self.save_job = Job(f"save {action.what} {action.path}", save)
 

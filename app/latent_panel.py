@@ -1,18 +1,19 @@
 """Latent panel: seed browsing and animation, truncation, interpolation, style mixing, W-space
-principal directions, and save/load of the current latent (.npz)."""
+principal directions, and save/load of the current latent (latent.npz, core.latents' format)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 from imgui_bundle import imgui
 
 from app.actions import ComputePCA, SaveLatent
 from app.imgui_utils import disabled, em, help_marker, item_width
 from app.panel import Panel
 from app.state import AppState, LatentState, default_mix_layers
-from core.fileio import atomic_path
+from core.errors import StudioError
+from core.latents import load_latent
 
 NUM_DIRECTIONS = 8
 SAVED_FIELDS = ("seed", "psi", "cutoff", "interp_enabled", "interp_seed", "interp_t", "mix_enabled",
@@ -24,19 +25,12 @@ def latent_settings(latent: LatentState) -> dict:
     return json.loads(json.dumps({k: getattr(latent, k) for k in SAVED_FIELDS}))
 
 
-def save_latent(path: Path, settings: dict, ws: np.ndarray) -> None:
-    """Write the latent's settings (JSON string) and its ws [1, num_ws, w_dim] to an .npz, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, ws=ws, settings=np.array(json.dumps(settings)))
-
-
-def load_latent(path: Path, latent: LatentState) -> None:
-    """Restore the settings saved by save_latent (the ws are re-derived from them)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            settings = json.loads(str(data["settings"]))
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a latent saved by the studio ({e})") from None
+def restore_settings(path: Path, latent: LatentState) -> None:
+    """Restore the settings of a latent saved by the studio (core.latents format; the ws are re-derived)."""
+    settings = load_latent(path).settings
+    if not any(key in settings for key in SAVED_FIELDS):
+        raise StudioError(f"{path} holds no seed settings (an inverted latent?): render it with "
+                          "`main.py render --latent`")
     for key in SAVED_FIELDS:
         if key in settings:
             value = settings[key]
@@ -143,15 +137,25 @@ class LatentPanel(Panel):
         _, self.file_text = imgui.input_text(".npz file", self.file_text)
         with disabled(state.model.path is None):
             if imgui.button("Save"):
-                state.actions.append(SaveLatent(Path(self.file_text), latent_settings(lat), lat.latent()))
+                self.save(state)
         imgui.same_line()
         if imgui.button("Load"):
-            try:
-                load_latent(Path(self.file_text), lat)
-                lat.fit_to_model(state.model.num_ws, same_architecture=True)
-                state.set_status(f"loaded latent {self.file_text}")
-            except ValueError as e:
-                state.set_status(str(e), error=True)
+            self.load(state)
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
             imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
+
+    def save(self, state: AppState) -> None:
+        """Save the on-screen latent (ws, the view's camera and the settings) to the file named."""
+        lat = state.latent
+        state.actions.append(SaveLatent(Path(self.file_text), latent_settings(lat), lat.latent(),
+                                        dataclasses.replace(state.camera)))
+
+    def load(self, state: AppState) -> None:
+        """Restore the seed settings from the file named."""
+        try:
+            restore_settings(Path(self.file_text), state.latent)
+            state.latent.fit_to_model(state.model.num_ws, same_architecture=True)
+            state.set_status(f"loaded latent {self.file_text}")
+        except StudioError as e:
+            state.set_status(str(e), error=True)

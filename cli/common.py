@@ -11,8 +11,15 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import StudioError, one_line
+
+if TYPE_CHECKING:  # annotations only: the commands import torch when they run, not at --help
+    import torch
+
+    from core.latents import SavedLatent
+    from core.triplane import TriPlaneGenerator
 
 MAX_SEEDS = 10_000
 """Seeds in one --seeds list (each is at least one rendering)."""
@@ -120,6 +127,48 @@ def device_name(text: str) -> str:
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def add_source_arguments(p: argparse.ArgumentParser, seeds_example: str, out: str, neural_res: bool = True) -> None:
+    """What render, video and mesh draw: the network, --seeds or --latent, --out, truncation, the FOV,
+    (with `neural_res`) the neural rendering resolution, and --device. Ranges are checked at parse time."""
+    p.add_argument("network", help="network pickle, .ckpt file or training run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--seeds", type=seed_list, help=f"seeds, e.g. {seeds_example}")
+    src.add_argument("--latent", metavar="NPZ", help="a saved latent (invert's latent.npz, or one saved in the "
+                     "studio's Latent panel) instead of seeds")
+    p.add_argument("--out", required=True, metavar=out, help="output directory (created if needed)" if out == "DIR"
+                   else f"output file (.{out.lower()})")
+    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
+    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="camera field of view in degrees "
+                   "(default: the checkpoint's; 18.837 for EG3D's)")
+    if neural_res:
+        p.add_argument("--res", type=int_in(16, 1024), default=None,
+                       help="neural rendering resolution (default: the model's, e.g. 128)")
+    add_device_argument(p)
+
+
+def add_depth_mask_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
+                   help="depth images: pixels of opacity < 0.5 are background, drawn as the far end "
+                        "(black) and left out of the min-max range (default on; --no-depth-mask: every pixel)")
+
+
+def read_source(args: argparse.Namespace) -> tuple[list[int], SavedLatent | None]:
+    """-> (seeds, latent): the parsed --seeds ([0] with --latent) and the --latent file (or None), read
+    before the network loads so that a bad file fails fast."""
+    from core.latents import load_latent, parse_seeds
+    return (parse_seeds(args.seeds) if args.seeds else [0]), (load_latent(args.latent) if args.latent else None)
+
+
+def open_generator(args: argparse.Namespace, latent: SavedLatent | None = None
+                   ) -> tuple[TriPlaneGenerator, torch.Tensor | None]:
+    """-> (G on --device, the latent's ws on G's device or None): the latent's noise maps go into G."""
+    from core.checkpoint import load_generator
+    from core.latents import apply_latent
+    G = load_generator(args.network, pick_device(args.device))
+    return G, (apply_latent(G, latent) if latent is not None else None)
 
 
 def seed_list(text: str) -> str:

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from core.checkpoint import load_generator, save_checkpoint
     from core.errors import StudioError
     from core.imaging import contact_sheet, save_png, to_uint8
-    from core.latents import Latent, prepare_image, read_camera, save_latent
+    from core.latents import SavedLatent, prepare_image, read_camera, save_latent
     from core.progress import TqdmProgress
     from training.inversion import InversionOptions, Inverter, OrbitLabel
     from training.perceptual import DiscriminatorFeatures, load_discriminator, load_vgg16
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 "steps": args.steps, "starts": args.starts, "tune": args.tune, "yaw_deg": math.degrees(result.yaw),
                 "pitch_deg": math.degrees(result.pitch), "fov_deg": result.fov_deg, "final_loss": result.loss,
                 "interrupted": result.interrupted, "seconds": result.seconds, "seed": args.seed}
-    latent_path = save_latent(out / "latent.npz", Latent(result.ws, result.camera, settings, result.noise))
+    latent_path = save_latent(out / "latent.npz", SavedLatent(result.ws, result.camera, settings, result.noise))
     written = [latent_path]
     G_final = G
     if result.G is not None:

@@ -16,12 +16,8 @@ GLB colours are stored linear, as glTF defines them; GLB is always +y up (import
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument, float_in, int_in, seed_list
-    p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--seeds", type=seed_list, help="seeds, e.g. 0,3-5")
-    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    from cli.common import add_source_arguments, float_in, int_in
+    add_source_arguments(p, "0,3-5", "DIR", neural_res=False)
     p.add_argument("--res", type=int_in(8, 1024), default=256,
                    help="grid points per axis (default 256; 512 fits in ~3 GB)")
     p.add_argument("--level", type=float_in(-1e6, 1e6), default=10.0,
@@ -34,10 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="up axis of the written mesh: y (default, the model's world) or z (Blender, "
                         "3D printing); glb files are always y up")
     p.add_argument("--views", type=int_in(1, 9), default=7, help="cameras for --color views (1-9, default 7)")
-    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
-    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
-    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="conditioning/view camera FOV in degrees "
-                   "(default: the checkpoint's; 18.837 for EG3D's)")
     p.add_argument("--crop-border", action=argparse.BooleanOptionalAction, default=True,
                    help="cut a border of 30/256 of the box on every side, like the original (default on)")
     p.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
@@ -45,7 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--no-clean meshes the raw density as is)")
     p.add_argument("--volume", choices=("npy", "mrc"), help="also save the full density volume "
                    "(evaluates every grid point: slower; mrc needs the mrcfile package)")
-    add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,18 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cli.common import pick_device, writable_dir
-    from core.checkpoint import load_generator
+    from cli.common import open_generator, read_source, writable_dir
     from core.errors import StudioError
     from core.images import seed_ws
-    from core.latents import apply_latent, load_latent, parse_seeds
     from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh, write_volume
     from core.progress import TqdmProgress
 
-    seeds = parse_seeds(args.seeds) if args.seeds else [0]
-    latent = load_latent(args.latent) if args.latent else None
-    if not 8 <= args.res <= 1024:
-        raise ValueError(f"--res must be between 8 and 1024, got {args.res}")
+    seeds, latent = read_source(args)
     if args.format == "glb" and args.up != "y":
         raise ValueError("--up z: GLB files are +y up by the glTF spec (Blender's glTF import turns them "
                          "upright itself); use --format ply or obj for a z-up file")
@@ -72,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     options = MeshOptions(resolution=args.res, level=args.level, crop_border=args.crop_border,
                           color=args.color, num_views=args.views, fov_deg=args.fov,
                           clean=args.clean)
-    device = pick_device(args.device)
-    G = load_generator(args.network, device)
-    latent_ws = apply_latent(G, latent) if latent is not None else None
+    G, latent_ws = open_generator(args, latent)
     written = 0
     for seed in seeds:
         name = "latent" if latent is not None else f"seed{seed:04d}"

@@ -28,51 +28,31 @@ def path_argument(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument, float_in, grid_spec, int_in, seed_list
-    p.add_argument("network", help="network pickle, .ckpt file or training run directory")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--seeds", type=seed_list, help="seeds, e.g. 0-3")
-    src.add_argument("--latent", metavar="NPZ", help="an inverted latent (invert's latent.npz) instead of seeds")
-    p.add_argument("--out", required=True, metavar="MP4", help="output video file (.mp4)")
+    from cli.common import add_depth_mask_argument, add_source_arguments, float_in, grid_spec, int_in
+    add_source_arguments(p, "0-3", "MP4")
     p.add_argument("--path", type=path_argument, default="orbit", metavar="{orbit,360,interp,FILE.json}",
                    help="camera/latent path (default orbit: yaw +-0.35, pitch +-0.25, one loop) or a "
                         "keyframed camera path file")
     p.add_argument("--mode", choices=("image", "image_raw", "image_depth"), default="image",
                    help="what to show (default image = super-resolved)")
-    p.add_argument("--depth-mask", action=argparse.BooleanOptionalAction, default=True,
-                   help="image_depth: pixels of opacity < 0.5 are background, drawn as the far end "
-                        "(black) and left out of the min-max range (default on; --no-depth-mask: every pixel)")
+    add_depth_mask_argument(p)
     p.add_argument("--grid", type=grid_spec(64),
                    help="COLUMNSxROWS of cells (default: one cell per seed, near-square; interp 1x1)")
     p.add_argument("--frames", type=int_in(1, 100_000), default=240, help="frames in the video (default 240)")
     p.add_argument("--fps", type=float_in(0, 240, open_lo=True), default=30, help="frames per second (default 30)")
-    p.add_argument("--psi", type=float_in(-10, 10), default=0.7, help="truncation psi (default 0.7)")
-    p.add_argument("--cutoff", type=int_in(0, 64), default=None, help="truncate only the first N ws (default: all)")
-    p.add_argument("--res", type=int_in(16, 1024), default=None,
-                   help="neural rendering resolution (default: the model's, e.g. 128)")
-    p.add_argument("--fov", type=float_in(0, 179, open_lo=True), help="camera FOV in degrees "
-                   "(default: the checkpoint's; 18.837 for EG3D's)")
-    add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cli.common import pick_device, writable_dir
-    from core.checkpoint import load_generator
-    from core.latents import apply_latent, load_latent, parse_seeds
+    from cli.common import open_generator, read_source, writable_dir
     from core.progress import TqdmProgress
     from core.video import VideoOptions, parse_grid, render_camera_path_video, render_video
 
-    seeds = parse_seeds(args.seeds) if args.seeds else [0]
-    latent = load_latent(args.latent) if args.latent else None
+    seeds, latent = read_source(args)
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"--out {out}: the video file must end in .mp4")
-    if args.frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {args.frames}")
-    if args.res is not None and not 16 <= args.res <= 1024:
-        raise ValueError(f"--res must be between 16 and 1024, got {args.res}")
     writable_dir(out.parent if str(out.parent) else ".")
     options = VideoOptions(path=args.path, frames=args.frames, fps=args.fps, mode=args.mode,
                            grid=parse_grid(args.grid) if args.grid else None, psi=args.psi,
@@ -84,11 +64,8 @@ def run(args: argparse.Namespace) -> int:
         camera_file = CameraPath.load(args.path)
         if args.fov is not None:
             raise ValueError(f"--fov does not apply to --path {args.path} (its keyframes set the FOV)")
-    G = load_generator(args.network, pick_device(args.device))
-    latent_ws = None
-    if latent is not None:
-        ws = apply_latent(G, latent)
-        latent_ws = lambda seed: ws  # noqa: E731
+    G, ws = open_generator(args, latent)
+    latent_ws = (lambda seed: ws) if ws is not None else None
     progress = TqdmProgress("video", unit="frame")
     try:
         if camera_file is None:

@@ -1,13 +1,15 @@
 """Triplane Studio's shared library: model, renderer, cameras, checkpoints, exports (no GUI, no training).
 
-Importing it gives a script or notebook the same CPU speed as `python main.py`: the allocator setting of
-`core.memory`, and OpenMP threads that sleep instead of spinning while they wait (OMP_WAIT_POLICY, read
-when torch loads OpenMP: effective when `core` is imported before torch; an explicit setting wins).
+`import core` changes two process-wide settings, so that a script or notebook gets the CPU speed of
+`python main.py`: glibc's allocator keeps large freed blocks in the process (`core.memory`), and OpenMP
+threads sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE unless already set; OpenMP reads
+it when torch loads, so it takes effect when `core` is imported before torch). TRIPLANE_PROCESS_SETTINGS=0
+in the environment leaves both alone (TRIPLANE_KEEP_FREED_MEMORY=0 only the allocator).
 """
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from core.memory import keep_freed_memory
 
-from core.memory import keep_freed_memory  # noqa: E402  (after the environment it must not precede)
-
-keep_freed_memory()
+if os.environ.get("TRIPLANE_PROCESS_SETTINGS", "1") != "0":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    keep_freed_memory()

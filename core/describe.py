@@ -2,44 +2,15 @@
 
 The constructor kwargs are the original's (`TriPlaneGenerator(**init_kwargs)`, EG3D ref §1.1, §1.10);
 a model that uses one of our small-model extensions cannot be built by the original code, and
-`extensions` says which.
+`project_extensions` says which (core.generator_build.extensions).
 """
 from __future__ import annotations
 
-import copy
 import os
-from pathlib import Path
 
-EXTENSIONS = {
-    "plane_resolution": "tri-plane resolution other than 256 (the original always builds 256² planes)",
-    "sr_kwargs.sr_widths": "super-resolution block widths (the original's SR blocks have fixed widths)",
-}
-"""Constructor kwargs that only this project understands: the original cannot build such a model."""
-
-IGNORED_EXTENSIONS = {
-    "rendering_kwargs.avg_camera_fov": "default camera FOV written by our trainer (the original's tools "
-                                       "use 18.837 and ignore the key)",
-}
-"""rendering_kwargs keys of ours that the original carries along without reading."""
-
-
-def constructor_kwargs(G) -> dict:
-    """The kwargs that rebuild G: `TriPlaneGenerator(**constructor_kwargs(G))`, rendering_kwargs included."""
-    kwargs = copy.deepcopy(dict(G.init_kwargs))
-    kwargs["rendering_kwargs"] = copy.deepcopy(dict(G.rendering_kwargs))
-    return kwargs
-
-
-def extensions(kwargs: dict, include_ignored: bool = False) -> dict[str, str]:
-    """Project-only settings used by constructor kwargs -> {dotted name: what it is}."""
-    found = {}
-    table = {**EXTENSIONS, **(IGNORED_EXTENSIONS if include_ignored else {})}
-    for name, why in table.items():
-        section, _, key = name.rpartition(".")
-        holder = kwargs.get(section) if section else kwargs
-        if isinstance(holder, dict) and holder.get(key) is not None:
-            found[name] = why
-    return found
+from core.checkpoint import read_networks, sniff_format
+from core.exchange import is_exchange_dir
+from core.generator_build import constructor_kwargs, extensions
 
 
 def describe_generator(G) -> dict:
@@ -63,36 +34,25 @@ def describe_generator(G) -> dict:
     }
 
 
+FORMAT_NAMES = {"pickle": "EG3D network pickle", "studio": "triplane-studio checkpoint",
+                "exchange": "original G_ema.pt + init_kwargs.json directory"}
+
+
 def describe_checkpoint(path: str | os.PathLike) -> dict:
     """Summary of a checkpoint file or run directory (format, networks, training state, the generator)."""
-    from core.checkpoint import load_checkpoint, load_generator, read_network_pickle, resolve_checkpoint, sniff_format
-    from core.exchange import is_exchange_dir
-    p = Path(path)
+    f = read_networks(path)
     extra: dict = {}
-    if is_exchange_dir(p):
-        resolved, fmt = p, "original G_ema.pt + init_kwargs.json directory"
-    else:
-        resolved = resolve_checkpoint(p)
-        kind = sniff_format(resolved)
-        if kind == "pickle":
-            data = read_network_pickle(resolved)
-            fmt = "EG3D network pickle"
-            extra["training_set"] = data.get("training_set_kwargs")
-        else:
-            data = load_checkpoint(resolved)
-            fmt = "triplane-studio checkpoint"
-            if isinstance(data.get("training"), dict):
-                t = data["training"]
-                extra["training"] = {k: t[k] for k in ("kimg", "config", "cur_nimg") if k in t}
-        extra = {"networks": [k for k in ("G", "D", "G_ema") if k in data], **extra}
-    G = load_generator(resolved)
-    return {"path": str(resolved), "format": fmt, **describe_generator(G), **extra}
+    if f.format != "exchange":
+        extra["networks"] = [k for k in ("G", "D", "G_ema") if getattr(f, k) is not None]
+    if f.format == "pickle":
+        extra["training_set"] = f.training_set_kwargs
+    elif isinstance(f.training, dict):
+        extra["training"] = {k: f.training[k] for k in ("kimg", "config", "cur_nimg") if k in f.training}
+    return {"path": str(f.path), "format": FORMAT_NAMES[f.format], **describe_generator(f.generator()), **extra}
 
 
 def format_name(path: str | os.PathLike) -> str:
     """'pickle', 'studio' or 'original state_dict dir' for a resolved checkpoint path."""
-    from core.checkpoint import sniff_format
-    from core.exchange import is_exchange_dir
     return "original state_dict dir" if is_exchange_dir(path) else sniff_format(path)
 
 

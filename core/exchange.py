@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from core.describe import constructor_kwargs, extensions
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
+from core.generator_build import constructor_kwargs, extensions
 
 WEIGHTS, KWARGS = "G_ema.pt", "init_kwargs.json"
 
@@ -64,9 +64,9 @@ def export_original(G, out_dir: str | os.PathLike, allow_extensions: bool = Fals
     return out / WEIGHTS, out / KWARGS
 
 
-def load_exchange_dir(path: str | os.PathLike):
-    """DIR with G_ema.pt + init_kwargs.json -> TriPlaneGenerator in eval mode (weights_only loading)."""
-    from core.checkpoint import build_generator
+def read_exchange_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], int | None]:
+    """DIR with G_ema.pt + init_kwargs.json -> (constructor kwargs, state_dict, neural rendering resolution);
+    G_ema.pt is read with torch.load(weights_only=True), dataset_label_std put back from the JSON."""
     p = Path(path)
     try:
         meta = json.loads((p / KWARGS).read_text())
@@ -86,7 +86,5 @@ def load_exchange_dir(path: str | os.PathLike):
         raise CheckpointError(f"{p / WEIGHTS}: expected a dict of tensors (a state_dict)")
     if "dataset_label_std" in meta:
         state["dataset_label_std"] = torch.tensor(meta["dataset_label_std"], dtype=torch.float32)
-    kwargs = meta["init_kwargs"]
     nrr = meta.get("neural_rendering_resolution")
-    return build_generator(kwargs, state, kwargs.get("rendering_kwargs"), nrr if isinstance(nrr, int) else None,
-                           source=str(p))
+    return meta["init_kwargs"], state, nrr if isinstance(nrr, int) else None

@@ -1,5 +1,6 @@
-"""Latent codes: seed -> z as the original tools draw it, seed lists, and inversion's files: target
-images, camera labels and latent.npz (ws, camera, settings, noise maps)."""
+"""Latent codes: seed -> z as the original tools draw it, seed lists, inversion's inputs (target images,
+camera labels) and the one latent file format, latent.npz (ws, camera, settings, noise maps), that
+`invert`, the studio, and `render`/`video`/`mesh --latent` share."""
 from __future__ import annotations
 
 import os
@@ -113,11 +114,13 @@ def read_camera(spec: str) -> torch.Tensor:
 
 
 @dataclass
-class Latent:
-    """An inverted latent: ws [1,num_ws,w_dim], the camera label [25] it was fitted from, the settings
-    used, and the optimised noise maps {buffer name: [H,W]} (empty when noise was not optimised)."""
+class SavedLatent:
+    """A latent as saved to latent.npz, by `main.py invert` or the studio: ws [1,num_ws,w_dim], the camera
+    label [25] it was fitted from or seen from (None in studio files written before the camera was saved),
+    settings (the inversion's, or the studio's Latent panel fields) and optimised noise maps
+    {buffer name: [H,W]} (empty when noise was not optimised: the generator's own maps apply)."""
     ws: torch.Tensor
-    camera: torch.Tensor
+    camera: torch.Tensor | None
     settings: dict = field(default_factory=dict)
     noise: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -125,13 +128,14 @@ class Latent:
 _NOISE_PREFIX = "noise:"
 
 
-def save_latent(path: str | os.PathLike, latent: Latent) -> Path:
-    """latent.npz: ws float32 [1,num_ws,w_dim], camera float32 [25], settings (a JSON string) and one
+def save_latent(path: str | os.PathLike, latent: SavedLatent) -> Path:
+    """latent.npz: ws float32 [1,num_ws,w_dim], camera float32 [25] (when known), settings (a JSON string) and one
     `noise:<buffer name>` array per optimised noise map. Loads with np.load(allow_pickle=False)."""
     import json
     arrays = {"ws": latent.ws.detach().cpu().numpy().astype(np.float32),
-              "camera": latent.camera.detach().cpu().reshape(25).numpy().astype(np.float32),
               "settings": np.array(json.dumps(latent.settings))}
+    if latent.camera is not None:
+        arrays["camera"] = latent.camera.detach().cpu().reshape(25).numpy().astype(np.float32)
     arrays.update({_NOISE_PREFIX + k: v.detach().cpu().numpy().astype(np.float32) for k, v in latent.noise.items()})
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -139,33 +143,35 @@ def save_latent(path: str | os.PathLike, latent: Latent) -> Path:
     return path
 
 
-def load_latent(path: str | os.PathLike) -> Latent:
-    """Read a latent.npz written by `save_latent` (one-line StudioError when it is not one)."""
+def load_latent(path: str | os.PathLike) -> SavedLatent:
+    """Read a latent.npz written by `save_latent`, or by the studio before it saved the camera (ws and
+    settings only). One-line StudioError when it is not one."""
     import json
     import zipfile
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise StudioError(f"--latent {path}: no such file") from None
+        raise StudioError(f"latent file {path}: no such file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise StudioError(f"--latent {path} is not a latent .npz file ({type(e).__name__})") from None
+        raise StudioError(f"{path} is not a latent .npz file ({type(e).__name__})") from None
     ws, camera = arrays.get("ws"), arrays.get("camera")
-    if ws is None or camera is None or ws.ndim != 3 or ws.shape[0] != 1 or camera.size != 25:
-        raise StudioError(f"--latent {path}: expected ws [1,num_ws,w_dim] and camera [25]")
-    if not (np.isfinite(ws).all() and np.isfinite(camera).all()):
-        raise StudioError(f"--latent {path}: ws or camera holds NaN or inf")
+    if ws is None or ws.ndim != 3 or ws.shape[0] != 1 or (camera is not None and camera.size != 25):
+        raise StudioError(f"latent file {path}: expected ws [1,num_ws,w_dim] and a camera of 25 numbers")
+    if not (np.isfinite(ws).all() and (camera is None or np.isfinite(camera).all())):
+        raise StudioError(f"latent file {path}: ws or camera holds NaN or inf")
     try:
         settings = json.loads(str(arrays["settings"])) if "settings" in arrays else {}
     except ValueError:
         settings = {}
     noise = {k[len(_NOISE_PREFIX):]: torch.from_numpy(v.astype(np.float32))
              for k, v in arrays.items() if k.startswith(_NOISE_PREFIX)}
-    return Latent(torch.from_numpy(ws.astype(np.float32)), torch.from_numpy(camera.astype(np.float32)).reshape(25),
-                  settings if isinstance(settings, dict) else {}, noise)
+    return SavedLatent(torch.from_numpy(ws.astype(np.float32)),
+                       None if camera is None else torch.from_numpy(camera.astype(np.float32)).reshape(25),
+                       settings if isinstance(settings, dict) else {}, noise)
 
 
-def apply_latent(G, latent: Latent) -> torch.Tensor:
+def apply_latent(G, latent: SavedLatent) -> torch.Tensor:
     """Check the latent fits G, copy its noise maps into G's noise buffers -> ws on G's device."""
     if latent.ws.shape[1:] != (G.num_ws, G.w_dim):
         raise StudioError(f"the latent has ws of shape {list(latent.ws.shape)} but this network needs "

@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import (
-    FORMAT,
-    load_checkpoint,
-    load_generator,
-    read_network_pickle,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from core.checkpoint import FORMAT, load_checkpoint, load_generator, resolve_checkpoint, save_checkpoint
 from core.errors import CheckpointError
+from core.network_pickle import read_network_pickle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -330,7 +324,7 @@ def test_cyclic_kwargs_are_a_checkpoint_error(tmp_path, monkeypatch):
     ({"rendering_kwargs": {"superresolution_module": "os.system"}}, "superresolution"),
 ])
 def test_bad_constructor_kwargs_are_refused_before_building(fixture_dir, bad, match):
-    from core.checkpoint import build_generator
+    from core.generator_build import build_generator
     kwargs = {k: v for k, v in json.loads((fixture_dir / "config.json").read_text())["G_kwargs"].items()}
     kwargs.update(bad)
     with pytest.raises(CheckpointError, match=match):
@@ -350,7 +344,7 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_generator(fifo)
-    from core.checkpoint import read_network_pickle as read
+    from core.network_pickle import read_network_pickle as read
     with pytest.raises(CheckpointError, match="not a regular file"):
         read(fifo)
 
@@ -383,7 +377,7 @@ def test_nan_weights_are_reported(tmp_path, small_G):
     path = tmp_path / "nan.pkl"
     state = {k: v.clone() for k, v in small_G.state_dict().items()}
     state["decoder.net.0.weight"][1, 2] = float("nan")
-    from core.checkpoint import build_generator
+    from core.generator_build import build_generator
     with pytest.raises(CheckpointError, match="decoder.net.0.weight contains NaN"):
         build_generator(small_G.init_kwargs, state, source=str(path))
 

@@ -265,10 +265,10 @@ def test_latent_round_trips_through_render_mesh_video(G, inverted, tmp_path):
 
 
 def test_save_load_latent_is_exact(tmp_path):
-    from core.latents import Latent, load_latent, save_latent
+    from core.latents import SavedLatent, load_latent, save_latent
     ws = torch.randn(1, 10, 512)
     noise = {"backbone.synthesis.b4.conv1.noise_const": torch.randn(4, 4)}
-    save_latent(tmp_path / "l.npz", Latent(ws, torch.arange(25.0), {"space": "w+", "yaw_deg": 3.5}, noise))
+    save_latent(tmp_path / "l.npz", SavedLatent(ws, torch.arange(25.0), {"space": "w+", "yaw_deg": 3.5}, noise))
     back = load_latent(tmp_path / "l.npz")
     assert torch.equal(back.ws, ws) and torch.equal(back.camera, torch.arange(25.0))
     assert back.settings == {"space": "w+", "yaw_deg": 3.5}

@@ -259,6 +259,52 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         s.view.sample_scale = 0.5
 
 
+def test_latent_saved_in_the_studio_renders_from_the_command_line(studio, snapshot_pkl, tmp_path):
+    """The Latent panel's Save writes the file `render --latent` reads: seed 3 with its last ws mixed in
+    from seed 11, seen from render's camera (yaw 30, pitch 10), renders from the command line to the
+    studio's view, and so does the same latent in the studio's old format (ws and settings, no camera);
+    Load restores the seed settings (from the old format too: test_studio_session)."""
+    from studio_helpers import assert_same_picture, load
+
+    import main
+    from app.actions import SaveFramePNG
+    from app.state import StartView
+    from core.config import RenderOptions
+    settle(studio)
+    s = studio.state
+    StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(
+        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    s.view.sample_scale, s.view.resolution = 1.0, 0
+    panel = next(p for p in studio.panels if p.name == "Latent")
+    try:
+        settle(studio)
+        s.actions.append(SaveFramePNG(str(tmp_path / "plain.png"), 64))
+        n = s.model.num_ws
+        s.latent.mix_enabled, s.latent.mix_seed, s.latent.mix_layers = True, 11, [i >= n // 2 for i in range(n)]
+        settle(studio)
+        s.actions.append(SaveFramePNG(str(tmp_path / "view.png"), 64))
+        panel.file_text = str(tmp_path / "studio.npz")
+        panel.save(s)
+        run_until(studio, lambda: actions_done(studio), "saving the latent")
+        assert "saved latent" in s.status, s.status
+        with np.load(tmp_path / "studio.npz") as saved:     # the studio's old format: no camera
+            np.savez(tmp_path / "old.npz", ws=saved["ws"], settings=saved["settings"])
+        view = load(tmp_path / "view.png")
+        assert np.abs(view - load(tmp_path / "plain.png")).mean() > 2, "mixing did not change the view"
+        for name in ("studio", "old"):
+            assert main.main(["render", str(snapshot_pkl), "--latent", str(tmp_path / f"{name}.npz"), "--yaw", "30",
+                              "--pitch", "10", "--mode", "image_raw", "--no-grid", "--device", "cpu",
+                              "--out", str(tmp_path / name)]) == 0
+            assert_same_picture(view, load(tmp_path / name / "latent_yaw+30_pitch+10_image_raw.png"),
+                                f"render --latent of the studio's {name} file")
+        want = s.latent.latent()
+        s.latent.seed, s.latent.mix_enabled = 0, False
+        panel.load(s)
+        assert s.latent.latent() == want and "loaded" in s.status, s.status
+    finally:
+        s.view.sample_scale, s.latent.mix_enabled = 0.5, False
+
+
 def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
     """Keyframes from two views -> JSON (the file `main.py video --path` reads) -> back -> MP4 whose
     first and last frames are the two views as the viewport shows them."""

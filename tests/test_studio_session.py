@@ -108,20 +108,36 @@ def test_render_settings_reach_every_rung():
 
 
 def test_save_latent_action_round_trip(small_G, tmp_path):
-    """SaveLatent (through the engine) writes ws and settings; load_latent restores the settings."""
+    """SaveLatent (through the engine) writes core.latents' file: the ws on screen and the view's camera,
+    which load_latent reads back; the Latent panel restores the settings from it, and from a file in the
+    studio's old format (ws and settings only, written here with numpy)."""
+    import json
+
     import numpy as np
 
     from app.actions import ComputePCA, SaveLatent
-    from app.latent_panel import latent_settings, load_latent
+    from app.latent_panel import latent_settings, restore_settings
     from app.state import LatentState
+    from core.cameras import OrbitCamera
     from core.engine import RenderEngine
+    from core.latents import load_latent
     from core.progress import Progress
     engine = RenderEngine(small_G, "cpu")
     lat = LatentState(seed=9, psi=0.5, mix_enabled=True, mix_layers=[False] * 10 + [True] * 4)
-    assert "saved" in SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent()).run(engine, Progress())
-    with np.load(tmp_path / "l.npz") as data:
-        assert np.array_equal(data["ws"], engine.ws(lat.latent()).numpy())
+    camera = OrbitCamera(yaw=0.3, pitch=-0.1, radius=2.5, pivot=(0.1, 0.0, 0.2))
+    action = SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent(), camera)
+    assert "saved" in action.run(engine, Progress())
+    saved = load_latent(tmp_path / "l.npz")
+    assert torch.equal(saved.ws, engine.ws(lat.latent()))
+    assert torch.equal(saved.camera, camera.label()[0]) and not saved.noise
     restored = LatentState()
-    load_latent(tmp_path / "l.npz", restored)
+    restore_settings(tmp_path / "l.npz", restored)
+    assert restored.latent() == lat.latent()
+    with open(tmp_path / "old.npz", "wb") as f:
+        np.savez(f, ws=saved.ws.numpy(), settings=np.array(json.dumps(latent_settings(lat))))
+    old = load_latent(tmp_path / "old.npz")
+    assert torch.equal(old.ws, saved.ws) and old.camera is None
+    restored = LatentState()
+    restore_settings(tmp_path / "old.npz", restored)
     assert restored.latent() == lat.latent()
     assert "ready" in ComputePCA().run(engine, Progress())

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from training.heads import head_sdf, random_heads
-from training.synthetic import SynthSettings, orbit_cameras, render, scene_sdf, write_preview, write_synthetic_dataset
+from training.primitives import scene_sdf
+from training.synthetic import SynthSettings, orbit_cameras, render, write_preview, write_synthetic_dataset
 from training.toys import random_toys
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from core.cameras import fov_to_focal
-from core.checkpoint import load_checkpoint, load_generator, read_network_pickle
+from core.checkpoint import load_checkpoint, load_generator
+from core.network_pickle import read_network_pickle
 from training.config import preset
 from training.discriminator import DualDiscriminator
 from training.loop import Trainer, list_snapshots

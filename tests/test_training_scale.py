@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import main
-from core.checkpoint import load_checkpoint, load_generator, read_network_pickle
+from core.checkpoint import load_checkpoint, load_generator
+from core.network_pickle import read_network_pickle
 from training.augment import AugmentPipe, adjust_p
 from training.config import SR_NONE, preset
 from training.discriminator import filtered_resize

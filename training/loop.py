@@ -27,15 +27,10 @@ import numpy as np
 import torch
 
 from core.cameras import focal_to_fov
-from core.checkpoint import (
-    build_generator,
-    load_checkpoint,
-    read_network_pickle,
-    save_checkpoint,
-    sniff_format,
-)
+from core.checkpoint import load_checkpoint, read_networks, save_checkpoint
 from core.errors import CheckpointError, StudioError
 from core.fileio import atomic_path
+from core.generator_build import build_generator
 from core.imaging import MASK_OPACITY, grid, save_png, to_uint8
 from core.layers import set_precision
 from core.progress import Progress
@@ -121,23 +116,14 @@ def _without_label_std(state_dict: dict) -> dict:
 
 
 def read_network(path: str | Path) -> dict:
-    """A network file for --init (original pickle or our checkpoint) -> G_kwargs, rendering_kwargs,
-    G, G_ema, and D_kwargs/D (None when the file has no discriminator)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StudioError(f"--init {path}: no such file")
-    if sniff_format(path) == "pickle":
-        d = read_network_pickle(path)
-        ema = d["G_ema"]
-        if ema["class_name"] != "TriPlaneGenerator":
-            raise CheckpointError(f"--init {path}: G_ema is a {ema['class_name']}, not an EG3D TriPlaneGenerator")
-        D = d.get("D")
-        return {"G_kwargs": ema["init_kwargs"], "rendering_kwargs": ema["rendering_kwargs"],
-                "G_ema": ema["state_dict"], "G": d.get("G", ema)["state_dict"],
-                "D_kwargs": D["init_kwargs"] if D else None, "D": D["state_dict"] if D else None}
-    c = load_checkpoint(path)
-    return {"G_kwargs": c["G_kwargs"], "rendering_kwargs": c.get("rendering_kwargs"), "G_ema": c["G_ema"],
-            "G": c.get("G", c["G_ema"]), "D_kwargs": c.get("D_kwargs"), "D": c.get("D")}
+    """A network file for --init (any checkpoint load_generator opens) -> G_kwargs, rendering_kwargs, G_ema,
+    G (G_ema when the file has no G), and D_kwargs/D (None when the file has no discriminator)."""
+    try:
+        f = read_networks(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init {e}") from None
+    return {"G_kwargs": f.G_kwargs, "rendering_kwargs": f.rendering_kwargs, "G_ema": f.G_ema,
+            "G": f.G if f.G is not None else f.G_ema, "D_kwargs": f.D_kwargs, "D": f.D}
 
 
 def fine_tune_options(opts: TrainOptions) -> TrainOptions:

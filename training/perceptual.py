@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoint import read_networks
 from core.errors import CheckpointError, StudioError
 from training.discriminator import DualDiscriminator, filtered_resize
 
@@ -110,21 +111,12 @@ def load_vgg16(path: str | os.PathLike) -> VGG16Features:
 
 def load_discriminator(path: str | os.PathLike) -> DualDiscriminator | None:
     """The discriminator stored with a generator (original snapshot pickle or our .ckpt), or None."""
-    from core.checkpoint import load_checkpoint, read_network_pickle, resolve_checkpoint, sniff_format
-    path = resolve_checkpoint(path)
-    if sniff_format(path) == "pickle":
-        d = read_network_pickle(path).get("D")
-        if d is None:
-            return None
-        kwargs, state = d["init_kwargs"], d["state_dict"]
-    else:
-        data = load_checkpoint(path)
-        if "D" not in data:
-            return None
-        kwargs, state = data.get("D_kwargs", {}), data["D"]
+    f = read_networks(path)
+    if f.D is None:
+        return None
     try:
-        D = DualDiscriminator(**{k: v for k, v in kwargs.items() if k != "class_name"})
-        D.load_state_dict(state)
+        D = DualDiscriminator(**{k: v for k, v in (f.D_kwargs or {}).items() if k != "class_name"})
+        D.load_state_dict(f.D)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot rebuild its discriminator ({str(e).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"{f.path}: cannot rebuild its discriminator ({str(e).splitlines()[0][:160]})") from None
     return D.eval().requires_grad_(False)

@@ -1,11 +1,11 @@
-"""Procedural toys: recognisable objects built from the primitives of training.synthetic.
+"""Procedural toys: recognisable objects built from the primitives of training.primitives.
 
 Six categories (chair, table, car, lamp, tree, snowman), each in a canonical frame: standing on the
 floor with +y up and its front towards +z, so pose and shape are not entangled; built in a box of
 about [-0.45, 0.45]^3 and scaled by SCALE so that every view of the object fits the frame. Within a
 category the proportions, part counts and colours vary; across categories the shapes differ a lot,
 which is what a generator has to learn to cover. The result is a `scene` dict for
-training.synthetic.scene_sdf (one primitive per part, hard edges through a small blending radius).
+training.primitives.scene_sdf (one primitive per part, hard edges through a small blending radius).
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 import torch
 
+from training.primitives import KINDS, euler_rotation
+
 CATEGORIES = ("chair", "table", "car", "lamp", "tree", "snowman")
 MAX_PARTS = 8
 FLOOR = -0.4
 SCALE = 0.9
-_SPHERE, _BOX, _TORUS, _CYLINDER = range(4)
+_SPHERE, _BOX, _CYLINDER = (KINDS.index(k) for k in ("sphere", "box", "cylinder"))
 
 Part = tuple[int, tuple[float, float, float], tuple[float, float, float], tuple[float, float, float],
              tuple[float, float, float]]
@@ -152,7 +154,6 @@ _BUILDERS: dict[str, Callable[[_Draw], list[Part]]] = {
 def random_toys(gen: torch.Generator, count: int, categories: tuple[str, ...] = CATEGORIES
                 ) -> dict[str, torch.Tensor]:
     """`count` toys of random categories as a training.synthetic scene dict ([count, MAX_PARTS] parts)."""
-    from training.synthetic import _euler  # synthetic imports this module
     d = _Draw(gen)
     kinds = torch.zeros(count, MAX_PARTS, dtype=torch.long)
     active = torch.zeros(count, MAX_PARTS, dtype=torch.bool)
@@ -164,4 +165,4 @@ def random_toys(gen: torch.Generator, count: int, categories: tuple[str, ...] = 
             centre[i, k], size[i, k], angles[i, k], colour[i, k] = (torch.tensor(v) for v in (c, s, a, rgb))
     centre, size = centre * SCALE, size * SCALE
     return dict(kinds=kinds, active=active, present=torch.tensor([_SPHERE, _BOX, _CYLINDER]), centre=centre,
-                size=size, rot=_euler(angles), colour=colour)
+                size=size, rot=euler_rotation(angles), colour=colour)
