@@ -67,6 +67,7 @@ class InvertPanel(Panel):
         with item_width(-em(6)):
             entered, self.path_text = imgui.input_text("##image", self.path_text,
                                                        imgui.InputTextFlags_.enter_returns_true)
+        self.note_item("image")
         imgui.same_line()
         with disabled(not self.path_text.strip() or state.model.path is None):
             if imgui.button("Open##image") or entered:
@@ -90,6 +91,7 @@ class InvertPanel(Panel):
         if inv.target is not None:
             imgui.begin_group()
             imgui.image(texture_ref(self.target_tex.id), imgui.ImVec2(side, side))
+            self.note_item("target")
             imgui.text_disabled("target")
             imgui.end_group()
         if inv.preview is not None:

@@ -55,6 +55,8 @@ IDLE_REDRAW_S = 2.0
 """At rest without input the window is redrawn this often (a watched run directory is polled)."""
 SETTLE_FRAMES = 3
 """Frames drawn after input while at rest (hover highlights, tooltips)."""
+CATCH_UP_S = 0.05
+"""Per frame, at most this long goes to extra UI passes over queued input (Window.next_pass)."""
 
 
 class Studio:
@@ -230,13 +232,19 @@ class Studio:
         self._draw_ui()
         for panel in self.panels:
             panel.update(self.state)
+        while self.window.input_pending() and time.perf_counter() - start < CATCH_UP_S:
+            self.window.next_pass()     # typed text shows in this frame, not one character per frame
+            self._draw_ui()
+            for panel in self.panels:
+                panel.update(self.state)
         self._ui_actions()
         self.session.submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
         max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
         elapsed = time.perf_counter() - start
-        if elapsed < 1.0 / max_fps:  # Xvfb does not pace swaps: cap the frame rate ourselves
+        # Xvfb does not pace swaps: cap the frame rate ourselves (not while queued input waits)
+        if elapsed < 1.0 / max_fps and not self.window.input_pending():
             time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
@@ -273,7 +281,7 @@ class Studio:
     def idle(self) -> bool:
         """Nothing changes unless the user acts: the frame is final and no work is in flight."""
         return (self.session.settled and not self.session.busy and not self.recorder.recording
-                and self.display.frame is not None and not self.display.stale)
+                and self.display.frame is not None and not self.display.stale and not self.window.input_pending())
 
     def read_window(self) -> np.ndarray:
         """The back buffer as [H, W, 3] uint8 (call from before_swap, or after a step for the last frame)."""

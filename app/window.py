@@ -91,6 +91,19 @@ class Window:
         self.backend.process_inputs()
         imgui.new_frame()
 
+    def input_pending(self) -> bool:
+        """ImGui still holds queued input: it applies at most one change per key or button per frame
+        ("trickling", so a press and release in one frame both count), so a burst of typing received in
+        one poll needs one ImGui frame per character."""
+        return len(imgui.get_current_context().input_events_queue) > 0
+
+    def next_pass(self) -> None:
+        """End the current ImGui frame without drawing it and start another on the queued input (cheap:
+        no GL drawing, no swap; the studio runs these until the queue is empty)."""
+        imgui.end_frame()
+        self.backend.process_inputs()
+        imgui.new_frame()
+
     def wait_events(self, timeout: float) -> None:
         """Sleep until an event arrives or `timeout` seconds pass (the idle loop)."""
         glfw.wait_events_timeout(timeout)

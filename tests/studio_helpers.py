@@ -37,3 +37,29 @@ def settle(studio, limit: float) -> np.ndarray:
     """The viewport's pixels once the progressive refinement has finished, int16."""
     run_until(studio, lambda: studio.settled, "the final frame", limit)
     return studio.capture_viewport().astype(np.int16)
+
+
+def xdo(studio, *args) -> None:
+    """Run xdotool against the X server ('WINDOW' stands for the studio's X window id)."""
+    import os
+    import subprocess
+
+    import glfw
+    window = str(glfw.get_x11_window(studio.window.handle))
+    argv = [str(a).replace("WINDOW", window) for a in args]
+    subprocess.run(["xdotool", *argv], check=True, env=dict(os.environ), timeout=30)
+
+
+def click(studio, x: float, y: float, button: int = 1, frames: int = 3) -> None:
+    """Move the pointer to window coordinates (x, y) and click there, through the X server."""
+    xdo(studio, "mousemove", "--window", "WINDOW", int(x), int(y))
+    for _ in range(frames):
+        studio.step()
+    xdo(studio, "click", button)
+    for _ in range(frames):
+        studio.step()
+
+
+def centre_of(rect: tuple[float, float, float, float]) -> tuple[float, float]:
+    x0, y0, x1, y1 = rect
+    return (x0 + x1) / 2, (y0 + y1) / 2
