@@ -9,7 +9,8 @@ import numpy as np
 from imgui_bundle import imgui
 
 from app.actions import ComputePCA, SaveLatent
-from app.imgui_utils import disabled, em, help_marker, item_width
+from app.files import FileField, shown_folder
+from app.imgui_utils import disabled, em, help_marker, hint, item_width
 from app.panel import Panel
 from app.state import AppState, LatentState, default_mix_layers
 from core.fileio import atomic_path
@@ -48,7 +49,7 @@ class LatentPanel(Panel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.file_text = "latent.npz"
+        self.file = FileField("latent.npz", "any", ("Latent (.npz)", "*.npz"), "Latent file")
 
     def draw(self, state: AppState) -> None:
         lat, num_ws = state.latent, state.model.num_ws
@@ -120,13 +121,12 @@ class LatentPanel(Panel):
     def _directions(self, state: AppState, lat: LatentState, num_ws: int) -> None:
         if len(lat.directions) != NUM_DIRECTIONS:
             lat.directions = [0.0] * NUM_DIRECTIONS
-        imgui.text_disabled("Principal components of W (computed once per model).")
+        hint("Principal components of W (computed once per model).")
         if not state.pca_ready:
             with disabled(state.job.running or state.model.path is None):
                 if imgui.button("Compute directions"):
                     state.actions.append(ComputePCA())
-            imgui.same_line()
-            imgui.text_disabled("(or move a slider: computed on first use)")
+            hint("Or move a slider: they are computed on first use.")
         for k in range(NUM_DIRECTIONS):
             _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd")
             self._touch_if_active(state)
@@ -140,16 +140,19 @@ class LatentPanel(Panel):
 
     def _save_load(self, state: AppState) -> None:
         lat = state.latent
-        _, self.file_text = imgui.input_text(".npz file", self.file_text)
+        self.file.draw(".npz file", state.output_dir)
+        hint(f"Names without a folder are in {shown_folder(state.output_dir)}.")
         with disabled(state.model.path is None):
             if imgui.button("Save"):
-                state.actions.append(SaveLatent(Path(self.file_text), latent_settings(lat), lat.latent()))
+                path = self.file.target(state.output_dir)
+                state.actions.append(SaveLatent(path, latent_settings(lat), lat.latent()))
         imgui.same_line()
         if imgui.button("Load"):
+            path = self.file.path(state.output_dir)
             try:
-                load_latent(Path(self.file_text), lat)
+                load_latent(path, lat)
                 lat.fit_to_model(state.model.num_ws, same_architecture=True)
-                state.set_status(f"loaded latent {self.file_text}")
+                state.set_status(f"loaded latent {path}")
             except ValueError as e:
                 state.set_status(str(e), error=True)
         imgui.same_line()

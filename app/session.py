@@ -107,7 +107,7 @@ class Session:
         m = self.state.model
         if m.open_request and self.load_job is None:
             path, keep_view, m.open_request, m.keep_view = m.open_request, m.keep_view, None, False
-            m.loading = path
+            m.loading, m.error = path, ""
             device, engine, host_frames = self.device, self.engine, self.host_frames
 
             def load(_progress):
@@ -123,7 +123,8 @@ class Session:
             job, self.load_job = self.load_job, None
             m.loading = None
             if job.error:
-                self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
+                m.error = f"cannot {job.name}: {job.error}"
+                self.state.set_status(m.error, error=True)
                 return
             self._model_loaded(*job.result)
 

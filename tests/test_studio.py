@@ -189,7 +189,7 @@ def first_video_frame(path: Path) -> np.ndarray:
 
 def test_export_mesh(studio, tmp_path):
     export = studio.export_panel
-    export.mesh_path, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
+    export.mesh_file.text, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
     export.mesh_level = 0.0
     run_until(studio, lambda: studio.engine is not None, "the model to load")
     export.export_mesh(studio.state)
@@ -228,7 +228,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         assert_same_picture(load(tmp_path / "frame.png"), reference, "frame PNG")
 
         export = studio.export_panel
-        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
+        export.video_file.text, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
         export.video_kind = 1                                            # 360, starting at the view
         export.export_video(s)
         run_until(studio, lambda: actions_done(studio), "the video export", limit=120)
@@ -237,7 +237,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         with imageio.get_reader(tmp_path / "turn.mp4") as reader:
             assert reader.count_frames() == 3
         assert_same_picture(first_video_frame(tmp_path / "turn.mp4"), reference, "video", tolerance=40)
-        export.video_file, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
+        export.video_file.text, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
         s.latent.interp_seed = 4
         export.export_video(s)                                           # interp: seed 3 -> 4, same camera
         run_until(studio, lambda: actions_done(studio), "the interpolation video", limit=120)
@@ -277,14 +277,14 @@ def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
             settle(studio)
             views.append(studio.display.render_view(s.view, 32).astype(np.int16))
             s.camera_path.keyframes.append(Keyframe.from_orbit(s.camera))
-        panel.file_text = str(tmp_path / "path.json")
+        panel.file.text = str(tmp_path / "path.json")
         panel.save(s)
         s.camera_path.keyframes = []
         panel.load(s)
         assert len(s.camera_path.keyframes) == 2 and CameraPath.load(tmp_path / "path.json").keyframes[1] == \
             s.camera_path.keyframes[1]
         export = studio.export_panel
-        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
+        export.video_file.text, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
         export.video_kind = 2                                            # keyframes
         export.export_video(s)
         run_until(studio, lambda: actions_done(studio), "the path video", limit=120)
