@@ -127,6 +127,8 @@ class FileField:
             imgui.same_line()
             if imgui.button(f"{BROWSE}##{label}") and self._dialog is None:
                 self._start(folder)
+            if imgui.is_item_hovered():
+                imgui.set_tooltip("choose in a file dialog")
         visible = label.split("##")[0]
         if visible:
             imgui.same_line(0, imgui.get_style().item_inner_spacing.x)

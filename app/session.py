@@ -121,9 +121,9 @@ class Session:
             self.load_job = Job(f"open {path}", load)
         if self.load_job is not None and self.load_job.done:
             job, self.load_job = self.load_job, None
-            m.loading = None
-            if job.error:
-                m.error = f"cannot {job.name}: {job.error}"
+            path, m.loading = m.loading, None
+            if job.error:   # checkpoint errors name the file; others get it here
+                m.error = "cannot open " + (job.error if path in job.error else f"{path}: {job.error}")
                 self.state.set_status(m.error, error=True)
                 return
             self._model_loaded(*job.result)

@@ -155,7 +155,8 @@ def test_seed_raw_sr_and_depth_views_differ(studio):
 
 def test_planes_panel_shows_three_planes(studio):
     planes = next(p for p in studio.panels if p.name == "Planes")
-    planes.open, planes.use_pca, planes.channel = True, False, 3
+    planes.open = planes.focus = True            # its tab in front: a hidden panel computes nothing
+    planes.use_pca, planes.channel = False, 3
     run_until(studio, lambda: planes.result is not None and "scalar" in planes.result, "plane images")
     images = [t.read() for t in planes.targets]
     assert all(img.std() > 5 for img in images), "a plane image is blank"
