@@ -18,7 +18,7 @@ from app.actions import (
     SaveWindowPNG,
 )
 from app.files import FileField, shown_folder
-from app.imgui_utils import CLAMP, disabled, em, hint
+from app.imgui_utils import CLAMP, disabled, em, hint, outcome_line
 from app.panel import Panel
 from app.state import AppState, final_request
 
@@ -72,6 +72,8 @@ class ExportPanel(Panel):
         hint("The on-screen latent and render settings; orbit/360 around the on-screen view, keyframes from "
              "the Camera path panel, interp: to the Latent panel's second seed.")
         self._job_status(state)
+        if state.job.outcome_of in (ExportMesh.__name__, ExportVideo.__name__) and not state.job.running:
+            outcome_line(state.job.outcome, state.job.outcome_error)
         imgui.separator_text("Images")
         with disabled(not loaded):
             self.png_file.draw("file##png", state.output_dir)

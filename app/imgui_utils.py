@@ -51,13 +51,26 @@ def item_width(width: float) -> Iterator[None]:
         imgui.pop_item_width()
 
 
-def hint(text: str) -> None:
-    """Explanatory text in the disabled colour, wrapped at the window's edge."""
-    imgui.push_style_color(imgui.Col_.text, imgui.get_style_color_vec4(imgui.Col_.text_disabled))
+def wrapped(text: str, color: imgui.ImVec4) -> None:
+    """Text in `color`, wrapped at the window's edge."""
+    imgui.push_style_color(imgui.Col_.text, color)
     try:
         imgui.text_wrapped(text)
     finally:
         imgui.pop_style_color()
+
+
+def hint(text: str) -> None:
+    """Explanatory text in the disabled colour, wrapped at the window's edge."""
+    wrapped(text, imgui.get_style_color_vec4(imgui.Col_.text_disabled))
+
+
+def outcome_line(text: str, is_error: bool) -> None:
+    """How an action a panel started ended, shown in that panel (errors in the error colour)."""
+    if text and is_error:
+        wrapped(text, ERROR)
+    elif text:
+        hint(text)
 
 
 def buttons_width(*labels: str) -> float:

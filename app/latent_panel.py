@@ -10,7 +10,7 @@ from imgui_bundle import imgui
 
 from app.actions import ComputePCA, SaveLatent
 from app.files import FileField, shown_folder
-from app.imgui_utils import disabled, em, help_marker, hint, item_width
+from app.imgui_utils import disabled, em, help_marker, hint, item_width, outcome_line
 from app.panel import Panel
 from app.state import AppState, LatentState, default_mix_layers
 from core.fileio import atomic_path
@@ -50,6 +50,8 @@ class LatentPanel(Panel):
     def __init__(self) -> None:
         super().__init__()
         self.file = FileField("latent.npz", "any", ("Latent (.npz)", "*.npz"), "Latent file")
+        self.loaded: tuple[str, bool] = ("", False)
+        """How the last Load ended (message, is an error)."""
 
     def draw(self, state: AppState) -> None:
         lat, num_ws = state.latent, state.model.num_ws
@@ -148,13 +150,21 @@ class LatentPanel(Panel):
                 state.actions.append(SaveLatent(path, latent_settings(lat), lat.latent()))
         imgui.same_line()
         if imgui.button("Load"):
-            path = self.file.path(state.output_dir)
-            try:
-                load_latent(path, lat)
-                lat.fit_to_model(state.model.num_ws, same_architecture=True)
-                state.set_status(f"loaded latent {path}")
-            except ValueError as e:
-                state.set_status(str(e), error=True)
+            self.load(state)
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
             imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
+        if state.job.outcome_of == SaveLatent.__name__ and not state.job.running:
+            outcome_line(state.job.outcome, state.job.outcome_error)
+        outcome_line(*self.loaded)
+
+    def load(self, state: AppState) -> None:
+        """Restore the latent settings saved in the field's file."""
+        path = self.file.path(state.output_dir)
+        try:
+            load_latent(path, state.latent)
+            state.latent.fit_to_model(state.model.num_ws, same_architecture=True)
+            self.loaded = (f"loaded latent {path}", False)
+        except ValueError as e:
+            self.loaded = (str(e), True)
+        state.set_status(*self.loaded)

@@ -9,7 +9,7 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from app.files import FileField
-from app.imgui_utils import ERROR, buttons_width, disabled, hint, info_table
+from app.imgui_utils import buttons_width, disabled, hint, info_table, outcome_line
 from app.panel import Panel
 from app.settings import Settings
 from app.state import AppState
@@ -54,11 +54,8 @@ class ModelPanel(Panel):
         with disabled(bool(m.loading) or m.path is None):
             if imgui.button("Reload"):
                 m.open_request, m.keep_view = m.path, True
-        if m.error and not m.loading:
-            imgui.push_style_color(imgui.Col_.text, ERROR)
-            imgui.text_wrapped(m.error)
-            imgui.pop_style_color()
-            self.note_item("error")
+        if not m.loading:
+            outcome_line(m.error, True)
         if imgui.begin_combo("Recent", "", imgui.ComboFlags_.no_preview):
             try:
                 for path in self.settings.recent_entries():

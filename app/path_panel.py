@@ -11,7 +11,7 @@ import math
 from imgui_bundle import imgui
 
 from app.files import FileField, shown_folder
-from app.imgui_utils import disabled, ellipsize, help_marker, hint
+from app.imgui_utils import disabled, ellipsize, help_marker, hint, outcome_line
 from app.panel import Panel
 from app.state import AppState
 from core.camera_path import CameraPath, Keyframe
@@ -25,6 +25,8 @@ class CameraPathPanel(Panel):
     def __init__(self) -> None:
         super().__init__()
         self.file = FileField("camera_path.json", "any", ("Camera path (.json)", "*.json"), "Camera path file")
+        self.outcome: tuple[str, bool] = ("", False)
+        """How the last Save or Load ended (message, is an error), shown under the buttons."""
 
     def draw(self, state: AppState) -> None:
         p = state.camera_path
@@ -60,6 +62,7 @@ class CameraPathPanel(Panel):
         imgui.same_line()
         if imgui.button("Load"):
             self.load(state)
+        outcome_line(*self.outcome)
         hint("Render it: Export panel, camera path 'keyframes'.")
 
     def _row(self, state: AppState, i: int, key: Keyframe) -> None:
@@ -91,19 +94,21 @@ class CameraPathPanel(Panel):
         target = self.file.target(state.output_dir)
         try:
             state.camera_path.path().save(target)
-            state.set_status(f"saved camera path to {target}")
+            self.outcome = (f"saved camera path to {target}", False)
         except (StudioError, OSError) as e:
-            state.set_status(f"cannot save {target}: {e}", error=True)
+            self.outcome = (f"cannot save {target}: {e}", True)
+        state.set_status(*self.outcome)
 
     def load(self, state: AppState) -> None:
         source = self.file.path(state.output_dir)
         try:
             path = CameraPath.load(source)
         except (StudioError, OSError) as e:
-            state.set_status(str(e), error=True)
-            return
-        state.camera_path.keyframes, state.camera_path.loop = list(path.keyframes), path.loop
-        state.set_status(f"loaded {len(path.keyframes)} keyframes from {source}")
+            self.outcome = (str(e), True)
+        else:
+            state.camera_path.keyframes, state.camera_path.loop = list(path.keyframes), path.loop
+            self.outcome = (f"loaded {len(path.keyframes)} keyframes from {source}", False)
+        state.set_status(*self.outcome)
 
 
 def preview(state: AppState) -> None:

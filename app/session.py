@@ -258,6 +258,7 @@ class Session:
                 s.set_status(job.result)
                 if job.name == ComputePCA().name:
                     s.pca_ready = True
+            s.job.outcome_of, s.job.outcome, s.job.outcome_error = job.name, s.status, bool(job.error)
         if not self.actions:
             return
         action = self.actions.pop(0)

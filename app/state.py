@@ -216,6 +216,11 @@ class JobState:
     message: str = ""
     cancel: bool = False
     """Set by a panel's Cancel button; the session cancels the job."""
+    outcome_of: str = ""
+    """Action name of the last finished job, so the panel that asked for it can show how it ended."""
+    outcome: str = ""
+    """Its result line, or why it failed or that it was cancelled."""
+    outcome_error: bool = False
 
 
 @dataclass

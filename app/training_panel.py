@@ -20,7 +20,7 @@ from app.files import FileField
 from app.gl import Texture, texture_ref
 from app.imgui_utils import CLAMP, disabled, em, help_marker, info_table
 from app.panel import Panel
-from app.state import AppState
+from app.state import AppState, TrainingState
 from training.runner import RunReader
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,20 @@ def eta_text(ticks: list[dict], target_kimg: float | None, ended: str = "") -> s
         return "-"
     seconds = max(target_kimg - last.get("kimg", 0.0), 0.0) * 1000 / rate
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 3600:.0f} h"
+
+
+def run_over(t: TrainingState, run_dir: str, ticks: list[dict], metrics_mtime: float, now: float) -> str:
+    """Why the watched run is over ('' while it may still be running): a run started here has exited;
+    a run started elsewhere has not logged for STALE_TICKS tick intervals (at least STALE_MIN_S) since
+    its metrics file last changed (`metrics_mtime`, 0 when unknown)."""
+    if t.run_dir == run_dir and t.exit_code is not None and not t.running:
+        return "failed" if t.error else "stopped" if t.exit_code in (130, -2) else "finished"
+    times = [e["time_s"] for e in ticks[-2:] if isinstance(e.get("time_s"), (int, float))]
+    interval = times[1] - times[0] if len(times) == 2 else 0.0
+    quiet = now - metrics_mtime
+    if metrics_mtime and quiet > max(STALE_TICKS * interval, STALE_MIN_S):
+        return f"no progress for {quiet / 60:.0f} min"
+    return ""
 
 
 class TrainingPanel(Panel):
@@ -94,7 +108,8 @@ class TrainingPanel(Panel):
         target = self.options.get("kimg")
         info_table([("kimg", f"{last.get('kimg', 0):.2f}" + (f" / {target:g}" if target else "")),
                     ("images/s", f"{last.get('images_per_s', 0):.1f}"),
-                    ("ETA", eta_text(self.ticks, target, self.ended(state))),
+                    ("ETA", eta_text(self.ticks, target, run_over(state.training, str(self.reader.run_dir),
+                                                                  self.ticks, self._metrics_mtime, time.time()))),
                     ("snapshot", self.snapshot.name if self.snapshot else "-")], "train-info")
         _, self.log_y = imgui.checkbox("log scale", self.log_y)
         for title, keys in PLOTS.items():
@@ -119,20 +134,6 @@ class TrainingPanel(Panel):
                     implot.plot_line(key, xs, ys)
         finally:
             implot.end_plot()
-
-    def ended(self, state: AppState) -> str:
-        """Why the watched run is over ('' while it may still be running): a run started here has
-        exited; a run started elsewhere has not logged for STALE_TICKS tick intervals (at least
-        STALE_MIN_S)."""
-        t = state.training
-        if t.run_dir == str(self.reader.run_dir) and t.exit_code is not None and not t.running:
-            return "failed" if t.error else "stopped" if t.exit_code in (130, -2) else "finished"
-        times = [e["time_s"] for e in self.ticks[-2:] if isinstance(e.get("time_s"), (int, float))]
-        interval = times[1] - times[0] if len(times) == 2 else 0.0
-        quiet = time.time() - self._metrics_mtime
-        if self._metrics_mtime and quiet > max(STALE_TICKS * interval, STALE_MIN_S):
-            return f"no progress for {quiet / 60:.0f} min"
-        return ""
 
     def watch(self, state: AppState, run_dir: str) -> None:
         """Follow a run directory (training.runner.RunReader)."""

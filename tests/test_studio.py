@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from studio_helpers import DrawnItems
 
 from app.state import AppState, next_request, render_ladder
 from app.training_panel import series
@@ -320,6 +321,23 @@ def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path)
     assert studio.state.camera.yaw == 0.4 and studio.state.latent.seed == 11, "hot reload lost the view"
     assert len(panel.ticks) == 5 and panel.grid.size == (64, 32)
     assert series(panel.ticks, "loss_G")[1][-1] == pytest.approx(0.2)
+    model = next(p for p in studio.panels if p.name == "Model")
+    model.focus = panel.focus = True
+    studio.step()
+    studio.step()
+    assert model.path_text == studio.state.model.path, "the Model panel shows another model than the one loaded"
+
+    def eta_drawn() -> str:
+        """The ETA row of the info table as drawn (keys and values are wrapped text, in order)."""
+        with DrawnItems() as drawn:
+            studio.step()
+        rows = [it["label"] for it in drawn.items if it["window"] == "Training" and it["kind"] == "text_wrapped"]
+        return rows[rows.index("ETA") + 1]
+    assert eta_drawn() not in ("done", "-")
+    with open(run / "metrics.jsonl", "a") as f:      # the run reaches its kimg and ends
+        f.write(json.dumps({"event": "tick", "kimg": 1.0, "images_per_s": 50.0, "loss_G": 0.1}) + "\n")
+    run_until(studio, lambda: len(panel.ticks) == 6, "the last tick")
+    assert eta_drawn() == "done"
 
 
 def test_window_screenshot_and_settings_persist(studio, tmp_path):
