@@ -17,7 +17,7 @@ from app.actions import (
     SaveFramePNG,
     SaveWindowPNG,
 )
-from app.files import FileField, shown_folder
+from app.files import FileField
 from app.imgui_utils import CLAMP, disabled, em, hint, outcome_line
 from app.panel import Panel
 from app.state import AppState, final_request
@@ -124,7 +124,7 @@ class ExportPanel(Panel):
         if self.folder.text.strip():
             state.output_dir = self.folder.text.strip()
         self.note_item("output folder")
-        hint(f"Names without a folder are saved in {shown_folder(state.output_dir)}.")
+        hint("File names below without a folder are saved in this folder.")
 
     @staticmethod
     def _job_status(state: AppState) -> None:

@@ -15,7 +15,7 @@ from app.imgui_utils import ellipsize, em
 LAYOUT_VERSION = 2
 LEFT_TOP = ("Model", "Latent", "Camera", "Render")
 LEFT_BOTTOM = ("Performance", "Log")
-RIGHT_TOP = ("Invert", "Planes", "Camera path")
+RIGHT_TOP = ("Planes", "Invert", "Camera path")
 RIGHT_BOTTOM = ("Export", "Training")
 DOCK_GROUPS = (LEFT_TOP, LEFT_BOTTOM, RIGHT_TOP, RIGHT_BOTTOM)
 """Panel names per dock node; a panel shows when its tab is in front."""
@@ -28,7 +28,9 @@ MAX_COLUMN_SHARE = 0.34
 BOTTOM_SHARE = (0.3, 0.42)
 """Height share of the lower dock node in the left and right columns."""
 FIRST_START_SHARE = 0.9
-"""On first start (no saved size) the window takes this share of the screen's work area."""
+"""On first start (no saved size) the window takes this share of the screen's work area, but at least
+FIRST_START_LEAST (or the whole work area, when that is smaller)."""
+FIRST_START_LEAST = (1280, 720)
 ERROR_COLOR = (1.0, 0.45, 0.4, 1.0)
 STATUS_COLOR = (0.7, 0.75, 0.8, 1.0)
 
@@ -88,6 +90,7 @@ def fit_to_workarea(size: tuple[int, int] | None, workarea: tuple[int, int, int,
     left, top, right, bottom = frame
     room_w, room_h = max(ww - left - right, 320), max(wh - top - bottom, 240)
     if size is None:
-        size = (round(room_w * FIRST_START_SHARE), round(room_h * FIRST_START_SHARE))
+        size = (max(round(room_w * FIRST_START_SHARE), FIRST_START_LEAST[0]),
+                max(round(room_h * FIRST_START_SHARE), FIRST_START_LEAST[1]))
     w, h = min(int(size[0]), room_w), min(int(size[1]), room_h)
     return wx + left + (room_w - w) // 2, wy + top + (room_h - h) // 2, w, h

@@ -27,7 +27,7 @@ from app.interop import TextureUploader
 from app.invert_panel import InvertPanel, is_image_path
 from app.jobs import live_jobs
 from app.latent_panel import LatentPanel
-from app.layout import LAYOUT_VERSION, build_dock_layout, status_bar
+from app.layout import DOCK_GROUPS, LAYOUT_VERSION, build_dock_layout, status_bar
 from app.log_panel import DequeHandler, LogPanel
 from app.model_panel import ModelPanel
 from app.path_panel import CameraPathPanel
@@ -82,6 +82,8 @@ class Studio:
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave a core to the UI thread
         ini = self.settings_dir / "imgui.ini"
         self.needs_layout = not ini.exists() or self.settings.layout_version != LAYOUT_VERSION
+        self._to_front: list[str] = []
+        """Panels to bring to the front, one per frame, after the dock layout was (re)built."""
         self.window = Window(TITLE, window_size or self.settings.window_size, ini)
         self.state = AppState()
         self.state.perf.device = str(self.device)
@@ -107,7 +109,7 @@ class Studio:
         self.invert_panel = InvertPanel()
         # in the order of their dock tabs (app.layout)
         self.panels = [ModelPanel(self.settings), LatentPanel(), CameraPanel(), RenderPanel(), PerformancePanel(),
-                       LogPanel(self.log_handler), self.invert_panel, PlanesPanel(self.colorizer),
+                       LogPanel(self.log_handler), PlanesPanel(self.colorizer), self.invert_panel,
                        CameraPathPanel(), self.export_panel, TrainingPanel()]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
@@ -159,6 +161,11 @@ class Studio:
             self.needs_layout = False
             build_dock_layout(dock_id, viewport.work_size)
             self.settings.layout_version = LAYOUT_VERSION
+            self._to_front = [group[0] for group in DOCK_GROUPS] + ["", ""]   # from the 3rd frame: docked by then
+        if self._to_front:   # each column's first tab in front (ImGui brings one window forward per frame)
+            name = self._to_front.pop()
+            for panel in self.panels:
+                panel.focus = panel.focus or panel.name == name
         imgui.dock_space_over_viewport(dock_id, viewport)
 
     def _menu(self) -> None:

@@ -68,17 +68,18 @@ def centre_of(rect: tuple[float, float, float, float]) -> tuple[float, float]:
 # ---- what ImGui drew where ------------------------------------------------------------------------------
 
 NUMERIC = {
-    # name: (value argument, format argument or None, default format, components, (step argument, default))
-    "slider_float": (1, 4, "%.3f", 1, None),
-    "slider_int": (1, 4, "%d", 1, None),
-    "drag_float": (1, 5, "%.3f", 1, None),
-    "drag_int": (1, 5, "%d", 1, None),
-    "drag_float2": (1, 5, "%.3f", 2, None),
-    "drag_float3": (1, 5, "%.3f", 3, None),
-    "drag_int2": (1, 5, "%d", 2, None),
-    "input_int": (1, None, "%d", 1, (2, 1)),
-    "input_float": (1, 4, "%.3f", 1, (2, 0.0)),
-    "input_int2": (1, None, "%d", 2, None),
+    # name: (value argument, format argument or None, default format, components, (step argument, default),
+    #        range arguments or None)
+    "slider_float": (1, 4, "%.3f", 1, None, (2, 3)),
+    "slider_int": (1, 4, "%d", 1, None, (2, 3)),
+    "drag_float": (1, 5, "%.3f", 1, None, (3, 4)),
+    "drag_int": (1, 5, "%d", 1, None, (3, 4)),
+    "drag_float2": (1, 5, "%.3f", 2, None, (3, 4)),
+    "drag_float3": (1, 5, "%.3f", 3, None, (3, 4)),
+    "drag_int2": (1, 5, "%d", 2, None, (3, 4)),
+    "input_int": (1, None, "%d", 1, (2, 1), None),
+    "input_float": (1, 4, "%.3f", 1, (2, 0.0), None),
+    "input_int2": (1, None, "%d", 2, None, None),
 }
 """Widgets that show numbers in a frame, with what their argument lists hold."""
 ITEMS = ("button", "small_button", "checkbox", "radio_button", "input_text", "combo", "begin_combo", "color_edit3",
@@ -98,8 +99,9 @@ def _shown_number(fmt: str, value) -> str:
 class DrawnItems:
     """Records every widget the panels draw: its label, rectangle, the clip rectangle it was drawn under
     (the window's or table column's visible area) and, for numeric fields and combos, the width their
-    shown text needs against the width they have. Patches the imgui module while active; with
-    `expand`, collapsing headers and tree nodes draw opened."""
+    shown text needs (for the value and for both ends of the field's range) against the width they
+    have. Patches the imgui module while active; with `expand`, collapsing headers and tree nodes draw
+    opened."""
 
     def __init__(self, expand: bool = True):
         self.expand = expand
@@ -154,18 +156,22 @@ class DrawnItems:
             shown = items[current] if 0 <= current < len(items) else ""
             return shown, imgui.calc_text_size(shown).x + 2 * style.frame_padding.x + imgui.get_frame_height(), \
                 frame_w
-        value_at, fmt_at, fmt, parts, step = NUMERIC[name]
+        value_at, fmt_at, fmt, parts, step, limits = NUMERIC[name]
         value = args[value_at] if len(args) > value_at else kwargs.get("v")
         if fmt_at is not None:
             fmt = args[fmt_at] if len(args) > fmt_at else kwargs.get("format", fmt)
         values = list(value) if parts > 1 else [value]
+        ends = []
+        if limits is not None and len(args) > limits[1] and (args[limits[0]] or args[limits[1]]):
+            ends = [args[limits[0]], args[limits[1]]]     # the field must also fit its range's ends
         if step is not None:
             step_value = args[step[0]] if len(args) > step[0] else kwargs.get("step", step[1])
             if step_value:   # '-' and '+' buttons right of the text
                 frame_w -= 2 * (imgui.get_frame_height() + style.item_inner_spacing.x)
         each = (frame_w - (parts - 1) * style.item_inner_spacing.x) / parts
         shown = [_shown_number(fmt, v) for v in values]
-        needed = max(imgui.calc_text_size(s).x for s in shown) + 2 * style.frame_padding.x
+        texts = shown + [_shown_number(fmt, v) for v in ends]
+        needed = max(imgui.calc_text_size(t).x for t in texts) + 2 * style.frame_padding.x
         return " | ".join(shown), needed, each
 
     def problems(self, slack: float = 1.0) -> list[str]:

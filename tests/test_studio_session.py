@@ -177,3 +177,4 @@ def test_window_fits_the_work_area():
     assert fit_to_workarea((800, 600), (100, 0, 1920, 1080)) == (100 + 560, 240, 800, 600)
     x, y, w, h = fit_to_workarea(None, (0, 0, 1920, 1080))
     assert (w, h) == (round(1920 * FIRST_START_SHARE), round(1080 * FIRST_START_SHARE))
+    assert fit_to_workarea(None, (0, 0, 1280, 720)) == (0, 0, 1280, 720)     # small screens: all of it
