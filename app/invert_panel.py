@@ -122,7 +122,7 @@ class InvertPanel(Panel):
                     "views, then refined by short fits with the view held fixed (minutes on a CPU).")
         if INVERT_CAMERAS[self.camera] == "angles":
             _, self.yaw_deg = imgui.drag_float("yaw##deg", self.yaw_deg, 0.5, -180.0, 180.0, "%.1f deg", CLAMP)
-            _, self.pitch_deg = imgui.drag_float("pitch##deg", self.pitch_deg, 0.5, -89.0, 89.0, "%.1f deg", CLAMP)
+            _, self.pitch_deg = imgui.drag_float("pitch##deg", self.pitch_deg, 0.5, -85.0, 85.0, "%.1f deg", CLAMP)
         elif INVERT_CAMERAS[self.camera] == "estimate":
             _, self.search_steps = imgui.drag_int("steps/candidate", self.search_steps, 1.0, 1, 10_000, "%d", CLAMP)
             help_marker("W fit steps for each of the 8 candidate views of the camera search.")

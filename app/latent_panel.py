@@ -10,12 +10,13 @@ from imgui_bundle import imgui
 
 from app.actions import ComputePCA, SaveLatent
 from app.files import FileField, shown_folder
-from app.imgui_utils import disabled, em, help_marker, hint, item_width, outcome_line
+from app.imgui_utils import CLAMP, disabled, em, help_marker, hint, item_width, outcome_line
 from app.panel import Panel
 from app.state import AppState, LatentState, default_mix_layers
 from core.fileio import atomic_path
 
 NUM_DIRECTIONS = 8
+MAX_SEED = 2**31 - 1
 SAVED_FIELDS = ("seed", "psi", "cutoff", "interp_enabled", "interp_seed", "interp_t", "mix_enabled",
                 "mix_seed", "mix_layers", "directions", "direction_layers", "cond_yaw", "cond_pitch")
 
@@ -64,16 +65,16 @@ class LatentPanel(Panel):
             imgui.separator()
         with disabled(lat.source is not None):
             self._seed(state)
-            changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f")
+            changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f", CLAMP)
             self._touch_if_active(state)
             changed, lat.cutoff = imgui.slider_int("cutoff", lat.cutoff, 0, max(num_ws, 1),
-                                                   "none" if lat.cutoff == 0 else "%d")
+                                                   "none" if lat.cutoff == 0 else "%d", CLAMP)
             help_marker("Truncation applies to ws[:cutoff] (none = all).")
             if imgui.collapsing_header("Interpolation"):
                 _, lat.interp_enabled = imgui.checkbox("interpolate to seed", lat.interp_enabled)
                 with disabled(not lat.interp_enabled):
-                    _, lat.interp_seed = imgui.input_int("second seed", lat.interp_seed)
-                    _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f")
+                    _, lat.interp_seed = imgui.drag_int("second seed", lat.interp_seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
+                    _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f", CLAMP)
                     self._touch_if_active(state)
             if imgui.collapsing_header("Style mixing"):
                 self._style_mixing(lat, num_ws)
@@ -90,7 +91,7 @@ class LatentPanel(Panel):
     def _seed(self, state: AppState) -> None:
         lat = state.latent
         with item_width(em(8)):
-            changed, seed = imgui.drag_int("seed", lat.seed, 0.05, 0, 2**31 - 1)
+            changed, seed = imgui.drag_int("seed", lat.seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
         if changed:
             lat.seed = seed
             lat.animate = False
@@ -105,13 +106,13 @@ class LatentPanel(Panel):
         _, lat.animate = imgui.checkbox("animate", lat.animate)
         if lat.animate:
             with item_width(em(8)):
-                _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f")
+                _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f", CLAMP)
 
     def _style_mixing(self, lat: LatentState, num_ws: int) -> None:
         _, lat.mix_enabled = imgui.checkbox("enable##mix", lat.mix_enabled)
         imgui.same_line()
         with item_width(em(8)):
-            _, lat.mix_seed = imgui.input_int("mix seed", lat.mix_seed)
+            _, lat.mix_seed = imgui.drag_int("mix seed", lat.mix_seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
         if len(lat.mix_layers) != num_ws:
             lat.mix_layers = default_mix_layers(num_ws)
         imgui.text_disabled("ws taken from the mix seed:")
@@ -130,12 +131,12 @@ class LatentPanel(Panel):
                     state.actions.append(ComputePCA())
             hint("Or move a slider: they are computed on first use.")
         for k in range(NUM_DIRECTIONS):
-            _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd")
+            _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd", CLAMP)
             self._touch_if_active(state)
         lo, hi = lat.direction_layers
         if hi <= lo:
             lo, hi = 0, num_ws
-        _, (lo, hi) = imgui.drag_int2("ws range", [lo, hi], 0.1, 0, num_ws)
+        _, (lo, hi) = imgui.drag_int2("ws range", [lo, hi], 0.1, 0, num_ws, "%d", CLAMP)
         lat.direction_layers = (min(lo, hi), max(lo, hi))
         if imgui.button("Zero all"):
             lat.directions = [0.0] * NUM_DIRECTIONS

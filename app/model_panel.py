@@ -24,20 +24,11 @@ class ModelPanel(Panel):
         self.file = FileField("", "open", ("Checkpoints", "*.pkl *.ckpt *.pt"), "Open a checkpoint")
         self._was_loading = False
 
-    @property
-    def path_text(self) -> str:
-        """The path field's text (relative paths: to the folder the studio was started in)."""
-        return self.file.text
-
-    @path_text.setter
-    def path_text(self, text: str) -> None:
-        self.file.text = text
-
     def update(self, state: AppState) -> None:
         """When a load ends (opened, hot-reloaded or failed), the field shows the model on screen."""
         m = state.model
         if self._was_loading and not m.loading:
-            self.path_text = m.path or ""
+            self.file.text = m.path or ""
         self._was_loading = bool(m.loading) or m.open_request is not None
 
     def draw(self, state: AppState) -> None:
@@ -46,9 +37,9 @@ class ModelPanel(Panel):
         self.item_rects["path"] = self.file.rect
         imgui.same_line()
         chosen = self.file.take_chosen()
-        with disabled(bool(m.loading) or not self.path_text.strip()):
+        with disabled(bool(m.loading) or not self.file.text.strip()):
             if imgui.button("Open") or self.file.entered or chosen and not m.loading:
-                m.open_request, m.keep_view = self.path_text.strip(), False
+                m.open_request, m.keep_view = self.file.text.strip(), False
         self.note_item("open")
         imgui.same_line()
         with disabled(bool(m.loading) or m.path is None):
@@ -60,7 +51,7 @@ class ModelPanel(Panel):
             try:
                 for path in self.settings.recent_entries():
                     if imgui.selectable(path, path == m.path)[0]:
-                        self.path_text = path
+                        self.file.text = path
                         m.open_request, m.keep_view = path, False
             finally:
                 imgui.end_combo()

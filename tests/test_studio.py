@@ -325,7 +325,7 @@ def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path)
     model.focus = panel.focus = True
     studio.step()
     studio.step()
-    assert model.path_text == studio.state.model.path, "the Model panel shows another model than the one loaded"
+    assert model.file.text == studio.state.model.path, "the Model panel shows another model than the one loaded"
 
     def eta_drawn() -> str:
         """The ETA row of the info table as drawn (keys and values are wrapped text, in order)."""

@@ -242,7 +242,7 @@ def test_failed_open_shows_its_error_under_the_path_and_the_loaded_model_in_it(s
     fx0, fy0, fx1, fy1 = model.item_rects["path"]
     assert 0 <= y0 - fy1 <= 10 and abs(x0 - fx0) <= 1, "the error is not right under the path field"
     assert "no such file" in errors[-1]["label"]
-    assert model.path_text == loaded == studio.state.model.path
+    assert model.file.text == loaded == studio.state.model.path
 
 
 def test_relative_names_save_in_the_output_folder(studio, tmp_path, monkeypatch):
