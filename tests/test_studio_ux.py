@@ -30,6 +30,7 @@ def studio(display, tmp_path_factory):
     from app.studio import Studio
     s = Studio(str(MODEL), settings_dir=tmp_path_factory.mktemp("settings"), window_size=(1000, 640),
                output_dir=tmp_path_factory.mktemp("out") / "TriplaneStudio")
+    studio_helpers.settle(s, WAIT_S)              # loaded, and the new layout's first tabs in front
     yield s
     s.close()
     assert [p.last_error for p in s.panels if p.last_error] == []
@@ -295,3 +296,44 @@ def test_without_a_dialog_program_the_field_is_text_only(studio, tmp_path, monke
     field = [it for it in latent if it["kind"] == "input_text" and it["label"] == "##.npz file"][-1]
     label = [it for it in latent if it["kind"] == "text" and it["label"] == ".npz file"][-1]
     assert 0 < label["rect"][0] - field["rect"][2] <= 8, "the field does not reach its label"
+
+
+def test_a_typed_out_of_range_yaw_is_kept_in_range(studio):
+    """Ctrl+click the Camera panel's yaw and type 1570: the field shows 180 deg (its end; yaw wraps to
+    -180) and the view is the one from behind, not from 1570 deg."""
+    import dataclasses
+    import math
+
+    from studio_helpers import DrawnItems, settle
+
+    from app.state import final_request
+    from core.imaging import to_uint8
+    studio.state.view.mode = "image"
+    camera = show(studio, "Camera")
+    settle(studio, WAIT_S)
+    with DrawnItems() as drawn:
+        studio.step()
+    x, y = centre_of(drawn_rect(drawn, "Camera", "drag_float", "yaw"))
+    xdo(studio, "mousemove", "--window", "WINDOW", int(x) - 40, int(y))
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "keydown", "ctrl", "click", "1", "keyup", "ctrl")
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "key", "ctrl+a", "type", "1570")
+    xdo(studio, "key", "Return")
+    for _ in range(3):
+        studio.step()
+    with DrawnItems() as drawn:
+        studio.step()
+    shown = [it["shown"] for it in drawn.items if it["window"] == camera.name and it["label"] == "yaw"][-1]
+    assert shown in ("180.0 deg", "-180.0 deg"), shown
+    behind = dataclasses.replace(studio.state.camera, yaw=math.pi)
+    request = dataclasses.replace(final_request(studio.state), camera=tuple(behind.label()[0].tolist()))
+    expected = to_uint8(studio.engine.render(request).image).astype(np.int16)
+    studio.state.view.pixel_exact = True
+    try:
+        assert np.abs(settle(studio, WAIT_S) - expected).max() <= 1, "the view is not the one from behind"
+    finally:
+        studio.state.view.pixel_exact = False
+        studio.state.camera.yaw = 0.0
