@@ -9,6 +9,8 @@ machine, CI under Xvfb) the button is left out and the text field is all there i
 """
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,7 +33,13 @@ def default_output_dir() -> Path:
 
 def dialogs_available() -> bool:
     """True when portable-file-dialogs has a dialog to show on this machine."""
-    return sys.platform in ("win32", "darwin") or any(shutil.which(p) for p in DIALOG_PROGRAMS)
+    return sys.platform in ("win32", "darwin") or _dialog_program_on(os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _dialog_program_on(search_path: str) -> bool:
+    """A dialog program is on this PATH (looked up once per PATH value: file fields ask every frame)."""
+    return any(shutil.which(p, path=search_path) for p in DIALOG_PROGRAMS)
 
 
 def dialog_pending() -> bool:
@@ -138,7 +146,10 @@ class FileField:
         from imgui_bundle import portable_file_dialogs as pfd
         start = self.path(folder) if self.text.strip() else resolve(".", folder)
         if folder is not None and self.kind != "open":
-            Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+            try:   # the dialog starts in the output folder; one that cannot be made starts it elsewhere
+                Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass
         if self.kind == "open":
             self._dialog = pfd.open_file(self.title, str(start.parent if start.suffix else start), self.filters)
         elif self.kind == "folder":
