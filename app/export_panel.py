@@ -7,7 +7,6 @@ Exports are actions run by the session on a job thread, with a progress bar and 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from imgui_bundle import imgui
 
@@ -18,7 +17,8 @@ from app.actions import (
     SaveFramePNG,
     SaveWindowPNG,
 )
-from app.imgui_utils import disabled, em
+from app.files import FileField
+from app.imgui_utils import CLAMP, disabled, em, hint, outcome_line
 from app.panel import Panel
 from app.state import AppState, final_request
 
@@ -33,20 +33,23 @@ class ExportPanel(Panel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mesh_path = "mesh.ply"
+        self.folder = FileField("", "folder", title="Output folder")
+        self.mesh_file = FileField("mesh.ply", "save", ("Meshes", "*.ply *.obj *.glb"), "Save the mesh")
         self.mesh_res, self.mesh_level, self.mesh_crop, self.mesh_color = 2, 10.0, True, 0
-        self.video_file = "orbit.mp4"
+        self.video_file = FileField("orbit.mp4", "save", ("MP4 video", "*.mp4"), "Save the video")
         self.video_kind, self.video_mode, self.video_frames, self.video_fps = 0, 0, 120, 30
-        self.png_path = "frame.png"
+        self.png_file = FileField("frame.png", "save", ("PNG image", "*.png"), "Save the frame")
         self.png_size = 512
-        self.window_png_path = "window.png"
+        self.window_png_file = FileField("window.png", "save", ("PNG image", "*.png"), "Save the window")
+        self.recording_file = FileField("recording.mp4", "save", ("MP4 video", "*.mp4"), "Record the view")
 
     def draw(self, state: AppState) -> None:
         loaded = state.model.path is not None
         busy = state.job.running
+        self._output_folder(state)
         imgui.separator_text("Mesh")
         with disabled(busy):
-            _, self.mesh_path = imgui.input_text("file##mesh", self.mesh_path)
+            self.mesh_file.draw("file##mesh", state.output_dir)
             _, self.mesh_res = imgui.combo("grid", self.mesh_res, [f"{r}^3" for r in MESH_RESOLUTIONS])
             _, self.mesh_level = imgui.drag_float("iso level", self.mesh_level, 0.1, -50.0, 100.0, "%.1f")
             _, self.mesh_crop = imgui.checkbox("crop box border", self.mesh_crop)
@@ -58,7 +61,7 @@ class ExportPanel(Panel):
                 self.export_mesh(state)
         imgui.separator_text("Video")
         with disabled(busy):
-            _, self.video_file = imgui.input_text("file##video", self.video_file)
+            self.video_file.draw("file##video", state.output_dir)
             _, self.video_kind = imgui.combo("camera path", self.video_kind, VIDEO_PATHS)
             _, self.video_mode = imgui.combo("image", self.video_mode, VIDEO_MODES)
             _, (self.video_frames, self.video_fps) = imgui.input_int2("frames, fps",
@@ -66,28 +69,28 @@ class ExportPanel(Panel):
         with disabled(busy or not loaded):
             if imgui.button("Export video"):
                 self.export_video(state)
-        imgui.text_disabled("The on-screen latent and render settings; orbit/360 around the on-screen view,\n"
-                            "keyframes from the Camera path panel, interp: to the Latent panel's second seed.")
+        hint("The on-screen latent and render settings; orbit/360 around the on-screen view, keyframes from "
+             "the Camera path panel, interp: to the Latent panel's second seed.")
         self._job_status(state)
+        if state.job.outcome_of in (ExportMesh.__name__, ExportVideo.__name__) and not state.job.running:
+            outcome_line(state.job.outcome, state.job.outcome_error)
         imgui.separator_text("Images")
         with disabled(not loaded):
-            _, self.png_path = imgui.input_text("file##png", self.png_path)
-            imgui.set_next_item_width(em(6))
-            _, self.png_size = imgui.input_int("px", self.png_size, 64)
-            self.png_size = min(max(self.png_size, 16), 4096)
+            self.png_file.draw("file##png", state.output_dir)
+            _, self.png_size = imgui.drag_int("size", self.png_size, 4.0, 16, 4096, "%d px", CLAMP)
             if imgui.button("Save frame PNG"):
-                state.actions.append(SaveFramePNG(self.png_path, self.png_size))
-        _, self.window_png_path = imgui.input_text("file##window", self.window_png_path)
+                state.actions.append(SaveFramePNG(str(self.png_file.target(state.output_dir)), self.png_size))
+        self.window_png_file.draw("file##window", state.output_dir)
         if imgui.button("Save window PNG"):
-            state.actions.append(SaveWindowPNG(self.window_png_path))
+            state.actions.append(SaveWindowPNG(str(self.window_png_file.target(state.output_dir))))
         imgui.separator_text("Screen recording")
         r = state.recording
         with disabled(r.want):
-            _, r.path = imgui.input_text("file##mp4", r.path)
+            self.recording_file.draw("file##mp4", state.output_dir)
         if not r.want:
             with disabled(not loaded):
                 if imgui.button("Record"):
-                    r.want = True
+                    r.path, r.want = str(self.recording_file.target(state.output_dir)), True
         else:
             if imgui.button("Stop recording"):
                 r.want = False
@@ -98,7 +101,7 @@ class ExportPanel(Panel):
         from core.mesh import MeshOptions
         options = MeshOptions(resolution=MESH_RESOLUTIONS[self.mesh_res], level=self.mesh_level,
                               crop_border=self.mesh_crop, color=MESH_COLORS[self.mesh_color])
-        state.actions.append(ExportMesh(Path(self.mesh_path), state.latent.latent(), options))
+        state.actions.append(ExportMesh(self.mesh_file.target(state.output_dir), state.latent.latent(), options))
 
     def export_video(self, state: AppState) -> None:
         kind = VIDEO_PATHS[self.video_kind]
@@ -110,9 +113,18 @@ class ExportPanel(Panel):
                                  error=True)
                 return
         state.actions.append(ExportVideo(
-            Path(self.video_file), final_request(state), dataclasses.replace(state.camera), kind,
+            self.video_file.target(state.output_dir), final_request(state), dataclasses.replace(state.camera), kind,
             int(self.video_frames), float(self.video_fps), VIDEO_MODES[self.video_mode], keyframes,
             int(state.latent.interp_seed), state.view.depth_mask))
+
+    def _output_folder(self, state: AppState) -> None:
+        """Where relative file names go (per user; remembered in the settings)."""
+        self.folder.text = self.folder.text or state.output_dir
+        self.folder.draw("output folder", None)
+        if self.folder.text.strip():
+            state.output_dir = self.folder.text.strip()
+        self.note_item("output folder")
+        hint("File names below without a folder are saved in this folder.")
 
     @staticmethod
     def _job_status(state: AppState) -> None:

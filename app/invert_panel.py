@@ -17,8 +17,9 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from app.actions import INVERT_CAMERAS, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.files import FileField, shown_folder
 from app.gl import Texture, texture_ref
-from app.imgui_utils import disabled, em, help_marker, info_table, item_width
+from app.imgui_utils import CLAMP, buttons_width, disabled, em, help_marker, hint, info_table
 from app.panel import Panel
 from app.state import AppState
 
@@ -34,16 +35,18 @@ def is_image_path(path: str) -> bool:
 
 class InvertPanel(Panel):
     name = "Invert"
+    label_em = 11.0
 
     def __init__(self) -> None:
         super().__init__()
-        self.path_text = ""
+        self.image = FileField("", "open", ("Images", " ".join(f"*{x}" for x in IMAGE_SUFFIXES)), "Image to invert")
         self._seen_image = ""
         self.camera = 0
         """Index into INVERT_CAMERAS."""
         self.yaw_deg, self.pitch_deg = 0.0, 0.0
         self.steps, self.space, self.tune_steps, self.search_steps, self.refine_steps = 300, 0, 0, 30, 50
-        self.latent_path, self.tuned_path = "latent.npz", "tuned.ckpt"
+        self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
+        self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
         self.target_tex, self.preview_tex = Texture(), Texture()
         self._target_shown: np.ndarray | None = None
         self._preview_version = -1
@@ -53,7 +56,7 @@ class InvertPanel(Panel):
     def draw(self, state: AppState) -> None:
         inv = state.invert
         if inv.image != self._seen_image:   # opened by a drop: show its path here
-            self.path_text = self._seen_image = inv.image
+            self.image.text = self._seen_image = inv.image
         self._image_row(state)
         self._images(state)
         if imgui.collapsing_header("Camera and settings", imgui.TreeNodeFlags_.default_open):
@@ -63,13 +66,22 @@ class InvertPanel(Panel):
         self._loss_plot(state)
         self._result(state)
 
+    @property
+    def path_text(self) -> str:
+        """The image path as typed (relative: to the folder the studio was started in)."""
+        return self.image.text
+
+    @path_text.setter
+    def path_text(self, text: str) -> None:
+        self.image.text = text
+
     def _image_row(self, state: AppState) -> None:
-        with item_width(-em(6)):
-            entered, self.path_text = imgui.input_text("##image", self.path_text,
-                                                       imgui.InputTextFlags_.enter_returns_true)
+        self.image.draw("##image", None, imgui.get_content_region_avail().x - buttons_width("Open", "(?)"))
+        self.item_rects["image"] = self.image.rect
         imgui.same_line()
+        chosen = self.image.take_chosen()
         with disabled(not self.path_text.strip() or state.model.path is None):
-            if imgui.button("Open##image") or entered:
+            if imgui.button("Open##image") or self.image.entered or chosen and state.model.path is not None:
                 self.open_image(state, self.path_text.strip())
         help_marker("The image to invert; an image file (png, jpg, webp, bmp) dropped on the window opens "
                     "here. It is centre-cropped to a square and resized to the model's output size, and "
@@ -90,6 +102,7 @@ class InvertPanel(Panel):
         if inv.target is not None:
             imgui.begin_group()
             imgui.image(texture_ref(self.target_tex.id), imgui.ImVec2(side, side))
+            self.note_item("target")
             imgui.text_disabled("target")
             imgui.end_group()
         if inv.preview is not None:
@@ -108,23 +121,20 @@ class InvertPanel(Panel):
                     "as for `main.py render` (pitch > 0 looks from below); estimate: searched from 8 candidate "
                     "views, then refined by short fits with the view held fixed (minutes on a CPU).")
         if INVERT_CAMERAS[self.camera] == "angles":
-            with item_width(em(6)):
-                _, self.yaw_deg = imgui.input_float("yaw##deg", self.yaw_deg, 5.0, 15.0, "%.1f deg")
-                imgui.same_line()
-                _, self.pitch_deg = imgui.input_float("pitch##deg", self.pitch_deg, 5.0, 15.0, "%.1f deg")
+            _, self.yaw_deg = imgui.drag_float("yaw##deg", self.yaw_deg, 0.5, -180.0, 180.0, "%.1f deg", CLAMP)
+            _, self.pitch_deg = imgui.drag_float("pitch##deg", self.pitch_deg, 0.5, -85.0, 85.0, "%.1f deg", CLAMP)
         elif INVERT_CAMERAS[self.camera] == "estimate":
-            with item_width(em(6)):
-                _, self.search_steps = imgui.input_int("steps per candidate view", self.search_steps)
-                _, self.refine_steps = imgui.input_int("steps per refined view", self.refine_steps)
-                help_marker("Each view the refinement scores gets a W fit of this many steps with the "
-                            "camera held fixed (0 = no refinement: faster, less exact).")
-        with item_width(em(6)):
-            _, self.steps = imgui.input_int("steps", self.steps, 10, 100)
-            _, self.space = imgui.combo("space", self.space, SPACES)
-            help_marker("w: one w for all layers; w+: W first (half the steps), then one w per layer.")
-            _, self.tune_steps = imgui.input_int("tune steps (PTI)", self.tune_steps, 10, 100)
-            help_marker("Pivotal tuning after the projection: fine-tunes the generator's weights around the "
-                        "inverted latent (0 = none). The tuned weights can be saved as a checkpoint.")
+            _, self.search_steps = imgui.drag_int("steps/candidate", self.search_steps, 1.0, 1, 10_000, "%d", CLAMP)
+            help_marker("W fit steps for each of the 8 candidate views of the camera search.")
+            _, self.refine_steps = imgui.drag_int("steps/refined", self.refine_steps, 1.0, 0, 10_000, "%d", CLAMP)
+            help_marker("Each view the refinement scores gets a W fit of this many steps with the "
+                        "camera held fixed (0 = no refinement: faster, less exact).")
+        _, self.steps = imgui.drag_int("steps", self.steps, 1.0, 1, 100_000, "%d", CLAMP)
+        _, self.space = imgui.combo("space", self.space, SPACES)
+        help_marker("w: one w for all layers; w+: W first (half the steps), then one w per layer.")
+        _, self.tune_steps = imgui.drag_int("tune steps", self.tune_steps, 1.0, 0, 100_000, "%d", CLAMP)
+        help_marker("Pivotal tuning (PTI) after the projection: fine-tunes the generator's weights around the "
+                    "inverted latent (0 = none). The tuned weights can be saved as a checkpoint.")
         loss = state.invert.loss_name or "known once an image is opened (discriminator features if the " \
                                          "checkpoint stores a discriminator, else pixels only)"
         imgui.text_wrapped(f"loss: {loss}")
@@ -150,11 +160,12 @@ class InvertPanel(Panel):
         if not losses:
             return
         auto = implot.AxisFlags_.auto_fit
-        if not implot.begin_plot("image loss", imgui.ImVec2(-1, em(8))):
+        imgui.separator_text("Image loss per step")
+        if not implot.begin_plot("##loss", imgui.ImVec2(-1, em(14)), implot.Flags_.no_title):
             return
         try:
-            implot.setup_axes("step", "", auto, auto)
-            implot.setup_legend(implot.Location_.north_east)
+            implot.setup_axes("", "", auto, auto)
+            implot.setup_legend(implot.Location_.north, implot.LegendFlags_.horizontal | implot.LegendFlags_.outside)
             ys = np.asarray([loss for _, loss in losses], np.float64)
             xs = np.arange(len(ys), dtype=np.float64)
             for phase in dict.fromkeys(p.split(" ")[0] for p, _ in losses):   # camera search, w, w+, tune
@@ -185,17 +196,17 @@ class InvertPanel(Panel):
         elif imgui.button("Show the result"):
             lat.source, lat.animate = r["name"], False
         self.note_item("show")
-        with item_width(-em(11)):
-            _, self.latent_path = imgui.input_text("##latent", self.latent_path)
+        width = imgui.get_content_region_avail().x - buttons_width("Save latent")
+        self.latent_file.draw("##latent", state.output_dir, width)
         imgui.same_line()
         if imgui.button("Save latent"):
             self.save(state, "latent")
         with disabled(not r["tuned"]):
-            with item_width(-em(11)):
-                _, self.tuned_path = imgui.input_text("##tuned", self.tuned_path)
+            self.tuned_file.draw("##tuned", state.output_dir, width)
             imgui.same_line()
             if imgui.button("Save tuned"):
                 self.save(state, "tuned")
+        hint(f"Names without a folder are in {shown_folder(state.output_dir)}.")
 
     # ---- what the buttons do (tests call these too) -----------------------------------------------------
     def open_image(self, state: AppState, path: str) -> None:
@@ -227,7 +238,8 @@ class InvertPanel(Panel):
         state.actions.append(StopInversion())
 
     def save(self, state: AppState, what: str) -> None:
-        state.actions.append(SaveInversion(Path(self.latent_path if what == "latent" else self.tuned_path), what))
+        field = self.latent_file if what == "latent" else self.tuned_file
+        state.actions.append(SaveInversion(field.target(state.output_dir), what))
 
     def close(self) -> None:
         self.target_tex.delete()

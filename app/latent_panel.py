@@ -9,13 +9,15 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from app.actions import ComputePCA, SaveLatent
-from app.imgui_utils import disabled, em, help_marker, item_width
+from app.files import FileField, shown_folder
+from app.imgui_utils import CLAMP, disabled, em, help_marker, hint, item_width, outcome_line
 from app.panel import Panel
 from app.state import AppState, LatentState, default_mix_layers
 from core.errors import StudioError
 from core.latents import load_latent
 
 NUM_DIRECTIONS = 8
+MAX_SEED = 2**31 - 1
 SAVED_FIELDS = ("seed", "psi", "cutoff", "interp_enabled", "interp_seed", "interp_t", "mix_enabled",
                 "mix_seed", "mix_layers", "directions", "direction_layers", "cond_yaw", "cond_pitch")
 
@@ -42,7 +44,9 @@ class LatentPanel(Panel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.file_text = "latent.npz"
+        self.file = FileField("latent.npz", "any", ("Latent (.npz)", "*.npz"), "Latent file")
+        self.loaded: tuple[str, bool] = ("", False)
+        """How the last Load ended (message, is an error)."""
 
     def draw(self, state: AppState) -> None:
         lat, num_ws = state.latent, state.model.num_ws
@@ -55,16 +59,16 @@ class LatentPanel(Panel):
             imgui.separator()
         with disabled(lat.source is not None):
             self._seed(state)
-            changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f")
+            changed, lat.psi = imgui.slider_float("psi", lat.psi, -1.0, 2.0, "%.2f", CLAMP)
             self._touch_if_active(state)
             changed, lat.cutoff = imgui.slider_int("cutoff", lat.cutoff, 0, max(num_ws, 1),
-                                                   "none" if lat.cutoff == 0 else "%d")
+                                                   "none" if lat.cutoff == 0 else "%d", CLAMP)
             help_marker("Truncation applies to ws[:cutoff] (none = all).")
             if imgui.collapsing_header("Interpolation"):
                 _, lat.interp_enabled = imgui.checkbox("interpolate to seed", lat.interp_enabled)
                 with disabled(not lat.interp_enabled):
-                    _, lat.interp_seed = imgui.input_int("second seed", lat.interp_seed)
-                    _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f")
+                    _, lat.interp_seed = imgui.drag_int("second seed", lat.interp_seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
+                    _, lat.interp_t = imgui.slider_float("t", lat.interp_t, 0.0, 1.0, "%.3f", CLAMP)
                     self._touch_if_active(state)
             if imgui.collapsing_header("Style mixing"):
                 self._style_mixing(lat, num_ws)
@@ -81,7 +85,7 @@ class LatentPanel(Panel):
     def _seed(self, state: AppState) -> None:
         lat = state.latent
         with item_width(em(8)):
-            changed, seed = imgui.drag_int("seed", lat.seed, 0.05, 0, 2**31 - 1)
+            changed, seed = imgui.drag_int("seed", lat.seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
         if changed:
             lat.seed = seed
             lat.animate = False
@@ -96,13 +100,13 @@ class LatentPanel(Panel):
         _, lat.animate = imgui.checkbox("animate", lat.animate)
         if lat.animate:
             with item_width(em(8)):
-                _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f")
+                _, lat.speed = imgui.slider_float("seeds/s", lat.speed, 0.05, 5.0, "%.2f", CLAMP)
 
     def _style_mixing(self, lat: LatentState, num_ws: int) -> None:
         _, lat.mix_enabled = imgui.checkbox("enable##mix", lat.mix_enabled)
         imgui.same_line()
         with item_width(em(8)):
-            _, lat.mix_seed = imgui.input_int("mix seed", lat.mix_seed)
+            _, lat.mix_seed = imgui.drag_int("mix seed", lat.mix_seed, 0.05, 0, MAX_SEED, "%d", CLAMP)
         if len(lat.mix_layers) != num_ws:
             lat.mix_layers = default_mix_layers(num_ws)
         imgui.text_disabled("ws taken from the mix seed:")
@@ -114,27 +118,27 @@ class LatentPanel(Panel):
     def _directions(self, state: AppState, lat: LatentState, num_ws: int) -> None:
         if len(lat.directions) != NUM_DIRECTIONS:
             lat.directions = [0.0] * NUM_DIRECTIONS
-        imgui.text_disabled("Principal components of W (computed once per model).")
+        hint("Principal components of W (computed once per model).")
         if not state.pca_ready:
             with disabled(state.job.running or state.model.path is None):
                 if imgui.button("Compute directions"):
                     state.actions.append(ComputePCA())
-            imgui.same_line()
-            imgui.text_disabled("(or move a slider: computed on first use)")
+            hint("Or move a slider: they are computed on first use.")
         for k in range(NUM_DIRECTIONS):
-            _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd")
+            _, lat.directions[k] = imgui.slider_float(f"PC {k}", lat.directions[k], -5.0, 5.0, "%.2f sd", CLAMP)
             self._touch_if_active(state)
         lo, hi = lat.direction_layers
         if hi <= lo:
             lo, hi = 0, num_ws
-        _, (lo, hi) = imgui.drag_int2("ws range", [lo, hi], 0.1, 0, num_ws)
+        _, (lo, hi) = imgui.drag_int2("ws range", [lo, hi], 0.1, 0, num_ws, "%d", CLAMP)
         lat.direction_layers = (min(lo, hi), max(lo, hi))
         if imgui.button("Zero all"):
             lat.directions = [0.0] * NUM_DIRECTIONS
 
     def _save_load(self, state: AppState) -> None:
         lat = state.latent
-        _, self.file_text = imgui.input_text(".npz file", self.file_text)
+        self.file.draw(".npz file", state.output_dir)
+        hint(f"Names without a folder are in {shown_folder(state.output_dir)}.")
         with disabled(state.model.path is None):
             if imgui.button("Save"):
                 self.save(state)
@@ -144,18 +148,23 @@ class LatentPanel(Panel):
         imgui.same_line()
         if imgui.button("Copy seed/psi"):
             imgui.set_clipboard_text(f"--seeds {lat.seed} --trunc {lat.psi:.2f}")
+        if state.job.outcome_of == SaveLatent.__name__ and not state.job.running:
+            outcome_line(state.job.outcome, state.job.outcome_error)
+        outcome_line(*self.loaded)
 
     def save(self, state: AppState) -> None:
-        """Save the on-screen latent (ws, the view's camera and the settings) to the file named."""
+        """Save the on-screen latent (ws, the view's camera and the settings) to the field's file."""
         lat = state.latent
-        state.actions.append(SaveLatent(Path(self.file_text), latent_settings(lat), lat.latent(),
+        state.actions.append(SaveLatent(self.file.target(state.output_dir), latent_settings(lat), lat.latent(),
                                         dataclasses.replace(state.camera)))
 
     def load(self, state: AppState) -> None:
-        """Restore the seed settings from the file named."""
+        """Restore the seed settings saved in the field's file."""
+        path = self.file.path(state.output_dir)
         try:
-            restore_settings(Path(self.file_text), state.latent)
+            restore_settings(path, state.latent)
             state.latent.fit_to_model(state.model.num_ws, same_architecture=True)
-            state.set_status(f"loaded latent {self.file_text}")
+            self.loaded = (f"loaded latent {path}", False)
         except StudioError as e:
-            state.set_status(str(e), error=True)
+            self.loaded = (str(e), True)
+        state.set_status(*self.loaded)

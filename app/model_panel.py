@@ -1,11 +1,15 @@
-"""Model panel: open a checkpoint (path, recent list, reload) and show what it contains."""
+"""Model panel: open a checkpoint (path, recent list, reload) and show what it contains.
+
+The path field shows the model on screen: after every load (a hot-reloaded training snapshot too), and
+after a failed open, whose reason is shown under the field."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from imgui_bundle import imgui
 
-from app.imgui_utils import disabled, em, info_table, item_width
+from app.files import FileField
+from app.imgui_utils import buttons_width, disabled, hint, info_table, outcome_line
 from app.panel import Panel
 from app.settings import Settings
 from app.state import AppState
@@ -17,34 +21,43 @@ class ModelPanel(Panel):
     def __init__(self, settings: Settings):
         super().__init__()
         self.settings = settings
-        self.path_text = ""
+        self.file = FileField("", "open", ("Checkpoints", "*.pkl *.ckpt *.pt"), "Open a checkpoint")
+        self._was_loading = False
+
+    def update(self, state: AppState) -> None:
+        """When a load ends (opened, hot-reloaded or failed), the field shows the model on screen."""
+        m = state.model
+        if self._was_loading and not m.loading:
+            self.file.text = m.path or ""
+        self._was_loading = bool(m.loading) or m.open_request is not None
 
     def draw(self, state: AppState) -> None:
         m = state.model
-        if m.path and not self.path_text:
-            self.path_text = m.path
-        with item_width(-em(7)):
-            entered, self.path_text = imgui.input_text("##path", self.path_text,
-                                                       imgui.InputTextFlags_.enter_returns_true)
+        self.file.draw("##path", None, imgui.get_content_region_avail().x - buttons_width("Open", "Reload"))
+        self.item_rects["path"] = self.file.rect
         imgui.same_line()
-        with disabled(bool(m.loading) or not self.path_text.strip()):
-            if imgui.button("Open") or entered:
-                m.open_request, m.keep_view = self.path_text.strip(), False
+        chosen = self.file.take_chosen()
+        with disabled(bool(m.loading) or not self.file.text.strip()):
+            if imgui.button("Open") or self.file.entered or chosen and not m.loading:
+                m.open_request, m.keep_view = self.file.text.strip(), False
+        self.note_item("open")
         imgui.same_line()
         with disabled(bool(m.loading) or m.path is None):
             if imgui.button("Reload"):
                 m.open_request, m.keep_view = m.path, True
+        if not m.loading:
+            outcome_line(m.error, True)
         if imgui.begin_combo("Recent", "", imgui.ComboFlags_.no_preview):
             try:
-                for path in self.settings.recent:
+                for path in self.settings.recent_entries():
                     if imgui.selectable(path, path == m.path)[0]:
-                        self.path_text = path
+                        self.file.text = path
                         m.open_request, m.keep_view = path, False
             finally:
                 imgui.end_combo()
-        imgui.text_disabled("A run directory opens its newest snapshot; files can be dropped on the window.")
+        hint("A run directory opens its newest snapshot; files can be dropped on the window.")
         if m.loading:
-            imgui.text(f"loading {Path(m.loading).name} ...")
+            imgui.text_wrapped(f"loading {Path(m.loading).name} ...")
         imgui.separator()
         if m.info:
             info_table(m.info.items(), "model-info")

@@ -9,6 +9,7 @@ import logging
 
 from imgui_bundle import imgui
 
+from app.imgui_utils import em
 from app.state import AppState
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 class Panel:
     name = "Panel"
     default_open = True
+    label_em = 8.0
+    """Room for widget labels right of the fields, in font sizes (fields take the rest of the width)."""
 
     def __init__(self) -> None:
         self.open = self.default_open
@@ -28,16 +31,18 @@ class Panel:
         """(x0, y0, x1, y1) on screen of widgets noted with `note_item`, for input scripted from outside."""
 
     def window(self, state: AppState) -> None:
-        """Draw the panel's window if it is open (the close button hides it)."""
+        """Draw the panel's window if it is open (the Panels menu opens and hides it: docked tabs have no
+        close box, which narrow tabs put under the pointer of a click meant for the next tab)."""
         if not self.open:
             return
         if self.focus:
             imgui.set_next_window_focus()
             self.focus = False
-        expanded, still_open = imgui.begin(self.name, True)
+        expanded, _ = imgui.begin(self.name)
         try:
             if expanded:
                 imgui.push_id(self.name)
+                imgui.push_item_width(-em(self.label_em))
                 try:
                     self.draw(state)
                 except Exception as e:  # a panel bug must not take the studio (and unsaved work) down
@@ -45,10 +50,10 @@ class Panel:
                     log.exception("panel %s failed", self.name)
                     state.set_status(f"{self.name} panel: {self.last_error}", error=True)
                 finally:
+                    imgui.pop_item_width()
                     imgui.pop_id()
         finally:
             imgui.end()
-        self.open = bool(still_open)
 
     def draw(self, state: AppState) -> None:
         raise NotImplementedError

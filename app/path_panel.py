@@ -10,7 +10,8 @@ import math
 
 from imgui_bundle import imgui
 
-from app.imgui_utils import disabled, help_marker
+from app.files import FileField, shown_folder
+from app.imgui_utils import disabled, ellipsize, help_marker, hint, outcome_line
 from app.panel import Panel
 from app.state import AppState
 from core.camera_path import CameraPath, Keyframe
@@ -23,7 +24,9 @@ class CameraPathPanel(Panel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.file_text = "camera_path.json"
+        self.file = FileField("camera_path.json", "any", ("Camera path (.json)", "*.json"), "Camera path file")
+        self.outcome: tuple[str, bool] = ("", False)
+        """How the last Save or Load ended (message, is an error), shown under the buttons."""
 
     def draw(self, state: AppState) -> None:
         p = state.camera_path
@@ -51,20 +54,20 @@ class CameraPathPanel(Panel):
                 p.preview = True
                 preview(state)
         help_marker("Scrub the path; the viewport shows the interpolated camera while 'preview' is on.")
-        _, self.file_text = imgui.input_text("JSON file", self.file_text)
+        self.file.draw("JSON file", state.output_dir)
+        hint(f"Names without a folder are in {shown_folder(state.output_dir)}.")
         with disabled(not p.keyframes):
             if imgui.button("Save"):
                 self.save(state)
         imgui.same_line()
         if imgui.button("Load"):
             self.load(state)
-        imgui.text_disabled("Render it: Export panel, camera path 'keyframes'.")
+        outcome_line(*self.outcome)
+        hint("Render it: Export panel, camera path 'keyframes'.")
 
     def _row(self, state: AppState, i: int, key: Keyframe) -> None:
+        """Buttons first, then the keyframe (shortened to the room left; whole on hover)."""
         p = state.camera_path
-        x, y, z = key.position
-        imgui.text(f"{i}: ({x:+.2f}, {y:+.2f}, {z:+.2f})  fov {key.fov_deg:.1f}")
-        imgui.same_line()
         if imgui.small_button("view"):
             state.camera = key.to_orbit()
             p.preview = False
@@ -79,22 +82,33 @@ class CameraPathPanel(Panel):
         imgui.same_line()
         if imgui.small_button("delete"):
             del p.keyframes[i]
+        imgui.same_line()
+        x, y, z = key.position
+        text = f"{i}: ({x:+.2f}, {y:+.2f}, {z:+.2f}) fov {key.fov_deg:.1f} deg"
+        shown = ellipsize(text, imgui.get_content_region_avail().x)
+        imgui.text(shown)
+        if shown != text and imgui.is_item_hovered():
+            imgui.set_tooltip(text)
 
     def save(self, state: AppState) -> None:
+        target = self.file.target(state.output_dir)
         try:
-            state.camera_path.path().save(self.file_text)
-            state.set_status(f"saved camera path to {self.file_text}")
+            state.camera_path.path().save(target)
+            self.outcome = (f"saved camera path to {target}", False)
         except (StudioError, OSError) as e:
-            state.set_status(f"cannot save {self.file_text}: {e}", error=True)
+            self.outcome = (f"cannot save {target}: {e}", True)
+        state.set_status(*self.outcome)
 
     def load(self, state: AppState) -> None:
+        source = self.file.path(state.output_dir)
         try:
-            path = CameraPath.load(self.file_text)
+            path = CameraPath.load(source)
         except (StudioError, OSError) as e:
-            state.set_status(str(e), error=True)
-            return
-        state.camera_path.keyframes, state.camera_path.loop = list(path.keyframes), path.loop
-        state.set_status(f"loaded {len(path.keyframes)} keyframes from {self.file_text}")
+            self.outcome = (str(e), True)
+        else:
+            state.camera_path.keyframes, state.camera_path.loop = list(path.keyframes), path.loop
+            self.outcome = (f"loaded {len(path.keyframes)} keyframes from {source}", False)
+        state.set_status(*self.outcome)
 
 
 def preview(state: AppState) -> None:

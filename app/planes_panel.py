@@ -15,7 +15,7 @@ from imgui_bundle import imgui
 from app.actions import InspectPlanes
 from app.display import Colorizer
 from app.gl import RenderTarget, Texture, texture_ref
-from app.imgui_utils import em, info_table
+from app.imgui_utils import CLAMP, em, hint, info_table
 from app.panel import Panel
 from app.state import AppState
 
@@ -61,6 +61,7 @@ def plane_images(planes: torch.Tensor, channel: int | None) -> dict:
 
 class PlanesPanel(Panel):
     name = "Planes"
+    label_em = 9.0
 
     def __init__(self, colorizer: Colorizer):
         super().__init__()
@@ -75,12 +76,8 @@ class PlanesPanel(Panel):
         num_channels = 32
         _, self.use_pca = imgui.checkbox("PCA to RGB", self.use_pca)
         if not self.use_pca:
-            imgui.same_line()
-            imgui.set_next_item_width(em(8))
-            _, self.channel = imgui.slider_int("channel", self.channel, 0, num_channels - 1)
-        imgui.same_line()
-        imgui.set_next_item_width(em(6))
-        _, self.zoom = imgui.slider_int("zoom", self.zoom, 2, 16, "%dx")
+            _, self.channel = imgui.slider_int("channel", self.channel, 0, num_channels - 1, "%d", CLAMP)
+        _, self.zoom = imgui.slider_int("close-up zoom", self.zoom, 2, 16, "%dx", CLAMP)
         self._update(state)
         if self.result is None:
             imgui.text_disabled("computing planes ..." if state.model.path else "no model")
@@ -108,7 +105,7 @@ class PlanesPanel(Panel):
         what = "all channels" if self.use_pca else f"channel {self.channel}"
         info_table([(f"{axes} ({what})", "mean {:+.3f}  std {:.3f}  min {:+.2f}  max {:+.2f}".format(*stats))
                     for axes, stats in zip(PLANE_AXES, self.result["stats"])], "plane-stats")
-        imgui.text_disabled("circle: the look-at point projected on each plane")
+        hint("Circle: the look-at point projected on each plane. Hover a plane for a close-up.")
         imgui.plot_histogram("std per channel", self.result["channel_std"], graph_size=imgui.ImVec2(0, em(3)))
 
     def _close_up(self, tex_id: int, top_left: imgui.ImVec2, side: float, flipped: bool) -> None:

@@ -107,7 +107,7 @@ class Session:
         m = self.state.model
         if m.open_request and self.load_job is None:
             path, keep_view, m.open_request, m.keep_view = m.open_request, m.keep_view, None, False
-            m.loading = path
+            m.loading, m.error = path, ""
             device, engine, host_frames = self.device, self.engine, self.host_frames
 
             def load(_progress):
@@ -121,9 +121,10 @@ class Session:
             self.load_job = Job(f"open {path}", load)
         if self.load_job is not None and self.load_job.done:
             job, self.load_job = self.load_job, None
-            m.loading = None
-            if job.error:
-                self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
+            path, m.loading = m.loading, None
+            if job.error:   # checkpoint errors name the file; others get it here
+                m.error = "cannot open " + (job.error if path in job.error else f"{path}: {job.error}")
+                self.state.set_status(m.error, error=True)
                 return
             self._model_loaded(*job.result)
 
@@ -257,6 +258,7 @@ class Session:
                 s.set_status(job.result)
                 if job.name == ComputePCA().name:
                     s.pca_ready = True
+            s.job.outcome_of, s.job.outcome, s.job.outcome_error = job.name, s.status, bool(job.error)
         if not self.actions:
             return
         action = self.actions.pop(0)

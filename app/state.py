@@ -24,6 +24,8 @@ INTERACTIVE_MIN_RESOLUTION = 48
 """Floor for the neural resolution while dragging (a fixed floor, not a feedback loop on frame time)."""
 INTERACTIVE_MIN_SAMPLES = 0.5
 """Floor for the depth-sample multiplier while dragging."""
+DEPTH_FORMAT = "%.3f"
+"""How depths in scene units are written: the Render panel's near/far and the colour bar's labels."""
 SETTLE_SECONDS = 0.25
 """Input must be still this long before the progressive refinement starts."""
 
@@ -38,6 +40,8 @@ class ModelState:
     """Keep camera and latent on the next load (Reload, hot reload of a newer snapshot); such loads are
     not added to File > Recent."""
     loading: str | None = None
+    error: str = ""
+    """Why the last open failed ('' after a successful one); the Model panel shows it by its path field."""
     info: dict[str, str] = field(default_factory=dict)
     rendering_kwargs: dict = field(default_factory=dict)
     num_ws: int = 0
@@ -126,6 +130,8 @@ class ViewState:
     depth_auto: bool = True
     depth_range: tuple[float, float] = (2.25, 3.3)
     depth_near_bright: bool = True
+    depth_shown: tuple[float, float] | None = None
+    """(near, far) the depth colour map spans in the frame on screen (set by the studio each frame)."""
     depth_mask: bool = True
     """Depth view: texels of opacity below 0.5 are background (drawn far, left out of the auto range);
     off shows every texel's depth, floaters and the arbitrary depth of empty rays included."""
@@ -143,8 +149,9 @@ class ViewState:
     """UI frame-rate limit."""
     pixel_exact: bool = False
     """Show the frame 1:1 (one texel per screen pixel) when it fits, instead of fitting the viewport."""
-    probe: bool = True
-    """Hovering the image shows depth, opacity and colour under the cursor."""
+    probe: bool = False
+    """Hovering the image shows depth, opacity and colour under the cursor (off at start: the tooltip
+    would cover the object wherever the pointer rests)."""
 
 
 @dataclass
@@ -209,6 +216,11 @@ class JobState:
     message: str = ""
     cancel: bool = False
     """Set by a panel's Cancel button; the session cancels the job."""
+    outcome_of: str = ""
+    """Action name of the last finished job, so the panel that asked for it can show how it ended."""
+    outcome: str = ""
+    """Its result line, or why it failed or that it was cancelled."""
+    outcome_error: bool = False
 
 
 @dataclass
@@ -273,6 +285,8 @@ class AppState:
     """Key of the InspectPlanes action asked for last."""
     pca_ready: bool = False
     """The loaded model's principal directions of W are computed."""
+    output_dir: str = ""
+    """Folder for relative file names (per user, app.files; chosen in the Export panel)."""
     status: str = ""
     """One-line status or error shown at the bottom of the window."""
     status_is_error: bool = False

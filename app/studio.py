@@ -21,11 +21,13 @@ from app.actions import SaveFramePNG, SaveWindowPNG
 from app.camera_panel import CameraPanel
 from app.display import Colorizer, FrameDisplay
 from app.export_panel import ExportPanel
+from app.files import close_dialogs, default_output_dir, dialog_pending, output_path, poll_dialogs
 from app.gl import read_pixels
 from app.interop import TextureUploader
 from app.invert_panel import InvertPanel, is_image_path
 from app.jobs import live_jobs
 from app.latent_panel import LatentPanel
+from app.layout import DOCK_GROUPS, LAYOUT_VERSION, build_dock_layout, status_bar
 from app.log_panel import DequeHandler, LogPanel
 from app.model_panel import ModelPanel
 from app.path_panel import CameraPathPanel
@@ -51,10 +53,14 @@ MAX_FPS = 60.0
 HISTORY = 240
 IDLE_WAIT_S = 0.5
 """At rest the loop sleeps in glfw.wait_events_timeout for at most this long."""
+DIALOG_POLL_S = 0.1
+"""While a file dialog is open, the loop looks for its answer this often."""
 IDLE_REDRAW_S = 2.0
 """At rest without input the window is redrawn this often (a watched run directory is polled)."""
 SETTLE_FRAMES = 3
 """Frames drawn after input while at rest (hover highlights, tooltips)."""
+CATCH_UP_S = 0.05
+"""Per frame, at most this long goes to extra UI passes over queued input (Window.next_pass)."""
 
 
 class Studio:
@@ -62,20 +68,27 @@ class Studio:
 
     def __init__(self, checkpoint: str | None = None, device: torch.device | None = None, *,
                  settings_dir: Path | None = None, window_size: tuple[int, int] | None = None,
-                 start: StartView | None = None):
-        """`start`: latent, camera and view to apply once the first model has loaded."""
+                 start: StartView | None = None, output_dir: Path | None = None):
+        """`start`: latent, camera and view to apply once the first model has loaded; `output_dir`: the
+        folder for relative file names this time (default: the saved one, else ~/TriplaneStudio)."""
         self.settings_dir = settings_dir or config_dir()
         self.settings = Settings.load(self.settings_dir)
+        if DEFAULT_MODEL.exists():
+            self.settings.pinned = str(DEFAULT_MODEL)
         self.log_handler = DequeHandler()
         logging.getLogger().addHandler(self.log_handler)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu" and (os.cpu_count() or 1) > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # leave a core to the UI thread
         ini = self.settings_dir / "imgui.ini"
-        self.needs_layout = not ini.exists()
+        self.needs_layout = not ini.exists() or self.settings.layout_version != LAYOUT_VERSION
+        self._to_front: list[str] = []
+        """Panels to bring to the front, one per frame, after the dock layout was (re)built."""
         self.window = Window(TITLE, window_size or self.settings.window_size, ini)
         self.state = AppState()
         self.state.perf.device = str(self.device)
+        self.state.output_dir = str(output_dir or self.settings.output_dir or default_output_dir())
+        self._start_output_dir = self.state.output_dir
         self.colorizer = Colorizer()
         self.uploader = TextureUploader(self.device)
         self.display = FrameDisplay(self.colorizer, self.uploader)
@@ -94,9 +107,10 @@ class Studio:
         self.viewport = Viewport(self.display)
         self.export_panel = ExportPanel()
         self.invert_panel = InvertPanel()
-        self.panels = [ModelPanel(self.settings), CameraPanel(), CameraPathPanel(), LatentPanel(), RenderPanel(),
-                       PlanesPanel(self.colorizer), self.invert_panel, TrainingPanel(), self.export_panel,
-                       PerformancePanel(), LogPanel(self.log_handler)]
+        # in the order of their dock tabs (app.layout)
+        self.panels = [ModelPanel(self.settings), LatentPanel(), CameraPanel(), RenderPanel(), PerformancePanel(),
+                       LogPanel(self.log_handler), PlanesPanel(self.colorizer), self.invert_panel,
+                       CameraPathPanel(), self.export_panel, TrainingPanel()]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
         self._open_initial(checkpoint)
@@ -145,24 +159,13 @@ class Studio:
         dock_id = imgui.get_id("studio-dockspace")
         if self.needs_layout:
             self.needs_layout = False
-            internal = imgui.internal
-            internal.dock_builder_remove_node(dock_id)
-            internal.dock_builder_add_node(dock_id, internal.DockNodeFlagsPrivate_.dock_space)
-            internal.dock_builder_set_node_size(dock_id, viewport.work_size)
-            _, left, rest = internal.dock_builder_split_node_py(dock_id, imgui.Dir.left, 0.27)
-            _, right, center = internal.dock_builder_split_node_py(rest, imgui.Dir.right, 0.33)
-            _, left_bottom, left_top = internal.dock_builder_split_node_py(left, imgui.Dir.down, 0.3)
-            _, right_bottom, right_top = internal.dock_builder_split_node_py(right, imgui.Dir.down, 0.45)
-            for name in ("Model", "Latent", "Render", "Camera", "Camera path", "Invert"):
-                internal.dock_builder_dock_window(name, left_top)
-            for name in ("Performance", "Log"):
-                internal.dock_builder_dock_window(name, left_bottom)
-            for name in ("Planes",):
-                internal.dock_builder_dock_window(name, right_top)
-            for name in ("Training", "Export"):
-                internal.dock_builder_dock_window(name, right_bottom)
-            internal.dock_builder_dock_window("Viewport", center)
-            internal.dock_builder_finish(dock_id)
+            build_dock_layout(dock_id, viewport.work_size)
+            self.settings.layout_version = LAYOUT_VERSION
+            self._to_front = [group[0] for group in DOCK_GROUPS] + ["", ""]   # from the 3rd frame: docked by then
+        if self._to_front:   # each column's first tab in front (ImGui brings one window forward per frame)
+            name = self._to_front.pop()
+            for panel in self.panels:
+                panel.focus = panel.focus or panel.name == name
         imgui.dock_space_over_viewport(dock_id, viewport)
 
     def _menu(self) -> None:
@@ -170,12 +173,13 @@ class Studio:
             return
         try:
             if imgui.begin_menu("File"):
-                for path in self.settings.recent:
+                for path in self.settings.recent_entries():
                     if imgui.menu_item(path, "", False)[0]:
                         self.state.model.open_request = path
                 imgui.separator()
                 if imgui.menu_item("Save window as PNG", "", False)[0]:
-                    self.state.screenshot_request = f"studio-{time.strftime('%Y%m%d-%H%M%S')}.png"
+                    name = f"studio-{time.strftime('%Y%m%d-%H%M%S')}.png"
+                    self.state.screenshot_request = str(output_path(name, self.state.output_dir))
                 if imgui.menu_item("Quit", "", False)[0]:
                     import glfw
                     glfw.set_window_should_close(self.window.handle, True)
@@ -188,22 +192,10 @@ class Studio:
             imgui.end_main_menu_bar()
 
     def _status_bar(self) -> None:
-        flags = imgui.WindowFlags_.no_scrollbar | imgui.WindowFlags_.no_saved_settings
-        height = imgui.get_frame_height()
-        if imgui.internal.begin_viewport_side_bar("##status", imgui.get_main_viewport(), imgui.Dir.down,
-                                                   height, flags):
-            s = self.state
-            color = imgui.ImVec4(1.0, 0.45, 0.4, 1.0) if s.status_is_error else imgui.ImVec4(0.7, 0.75, 0.8, 1.0)
-            busy = " | rendering ..." if self.worker is not None and self.worker.busy else ""
-            job = f" | {s.job.message or s.job.name} {s.job.fraction:.0%}" if s.job.running else ""
-            imgui.text_colored(color, (s.status or "ready") + busy + job)
-            if s.status and imgui.is_item_hovered():   # one line here; the whole text on hover
-                imgui.begin_tooltip()
-                imgui.push_text_wrap_pos(imgui.get_font_size() * 40)
-                imgui.text_unformatted(s.status)
-                imgui.pop_text_wrap_pos()
-                imgui.end_tooltip()
-        imgui.end()
+        s = self.state
+        busy = " | rendering ..." if self.worker is not None and self.worker.busy else ""
+        job = f" | {s.job.message or s.job.name} {s.job.fraction:.0%}" if s.job.running else ""
+        status_bar((s.status or "ready") + busy + job, s.status_is_error, s.status)
 
     def _draw_ui(self) -> None:
         self._menu()
@@ -218,6 +210,7 @@ class Studio:
         """One UI frame (never blocks on torch)."""
         start = time.perf_counter()
         self.window.begin_frame()
+        poll_dialogs()
         self._take_dropped()
         now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
@@ -227,16 +220,24 @@ class Studio:
             self._shown_model = self.state.model.generation
         self.display.stale = self.display.frame is not None and (
             self.state.model.loading is not None or self._shown_model != self.state.model.generation)
+        view = self.state.view
+        view.depth_shown = self.display.shown_depth_range(view) if self.display.frame is not None else None
         self._draw_ui()
         for panel in self.panels:
             panel.update(self.state)
+        while self.window.input_pending() and time.perf_counter() - start < CATCH_UP_S:
+            self.window.next_pass()     # typed text shows in this frame, not one character per frame
+            self._draw_ui()
+            for panel in self.panels:
+                panel.update(self.state)
         self._ui_actions()
         self.session.submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
         max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
         elapsed = time.perf_counter() - start
-        if elapsed < 1.0 / max_fps:  # Xvfb does not pace swaps: cap the frame rate ourselves
+        # Xvfb does not pace swaps: cap the frame rate ourselves (not while queued input waits)
+        if elapsed < 1.0 / max_fps and not self.window.input_pending():
             time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
@@ -273,7 +274,7 @@ class Studio:
     def idle(self) -> bool:
         """Nothing changes unless the user acts: the frame is final and no work is in flight."""
         return (self.session.settled and not self.session.busy and not self.recorder.recording
-                and self.display.frame is not None and not self.display.stale)
+                and self.display.frame is not None and not self.display.stale and not self.window.input_pending())
 
     def read_window(self) -> np.ndarray:
         """The back buffer as [H, W, 3] uint8 (call from before_swap, or after a step for the last frame)."""
@@ -342,8 +343,8 @@ class Studio:
                 quiet_frames += 1
                 if quiet_frames > SETTLE_FRAMES:
                     events = self.window.events
-                    self.window.wait_events(IDLE_WAIT_S)
-                    if self.window.events == events:
+                    self.window.wait_events(DIALOG_POLL_S if dialog_pending() else IDLE_WAIT_S)
+                    if self.window.events == events and not dialog_pending():
                         if time.monotonic() - last_step < IDLE_REDRAW_S:
                             continue
                     else:
@@ -357,7 +358,10 @@ class Studio:
         """Remember window size and open panels, stop threads, release GL and the window."""
         self.settings.window_size = self.window.size
         self.settings.open_panels = {p.name: p.open for p in self.panels}
+        if self.state.output_dir != self._start_output_dir:   # chosen in the Export panel
+            self.settings.output_dir = self.state.output_dir
         self.settings.save(self.settings_dir)
+        close_dialogs()
         for panel in self.panels:
             panel.close()
         self.recorder.close()

@@ -16,14 +16,18 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from app.actions import StartTraining, StopTraining
+from app.files import FileField
 from app.gl import Texture, texture_ref
-from app.imgui_utils import disabled, em, help_marker, info_table
+from app.imgui_utils import CLAMP, disabled, em, help_marker, info_table
 from app.panel import Panel
-from app.state import AppState
+from app.state import AppState, TrainingState
 from training.runner import RunReader
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
+STALE_TICKS = 5
+"""A watched run that has not logged for this many tick intervals is shown as not progressing."""
+STALE_MIN_S = 300.0
 PLOTS = {"losses": ("loss_G", "loss_D_real", "loss_D_fake"), "regularizers": ("reg_r1", "reg_density", "reg_sr")}
 
 
@@ -37,11 +41,16 @@ def series(entries: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
-def eta_text(ticks: list[dict], target_kimg: float | None) -> str:
-    """'h:mm:ss' left at the recent images/s, or '-'."""
+def eta_text(ticks: list[dict], target_kimg: float | None, ended: str = "") -> str:
+    """'h:mm:ss' left at the recent images/s; `ended` (why the run is over) once it is, 'done' when the
+    last tick reached the target, '-' when unknown."""
+    if ended:
+        return ended
     if not ticks or not target_kimg:
         return "-"
     last = ticks[-1]
+    if last.get("kimg", 0.0) >= target_kimg:
+        return "done"
     rate = last.get("images_per_s") or 0.0
     if rate <= 0:
         return "-"
@@ -49,13 +58,28 @@ def eta_text(ticks: list[dict], target_kimg: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 3600:.0f} h"
 
 
+def run_over(t: TrainingState, run_dir: str, ticks: list[dict], metrics_mtime: float, now: float) -> str:
+    """Why the watched run is over ('' while it may still be running): a run started here has exited;
+    a run started elsewhere has not logged for STALE_TICKS tick intervals (at least STALE_MIN_S) since
+    its metrics file last changed (`metrics_mtime`, 0 when unknown)."""
+    if t.run_dir == run_dir and t.exit_code is not None and not t.running:
+        return "failed" if t.error else "stopped" if t.exit_code in (130, -2) else "finished"
+    times = [e["time_s"] for e in ticks[-2:] if isinstance(e.get("time_s"), (int, float))]
+    interval = times[1] - times[0] if len(times) == 2 else 0.0
+    quiet = now - metrics_mtime
+    if metrics_mtime and quiet > max(STALE_TICKS * interval, STALE_MIN_S):
+        return f"no progress for {quiet / 60:.0f} min"
+    return ""
+
+
 class TrainingPanel(Panel):
     name = "Training"
+    label_em = 10.5
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir_text = ""
-        self.data_text = ""
+        self.run_dir = FileField("", "folder", title="Training run directory")
+        self.data = FileField("", "open", ("Datasets (.zip)", "*.zip"), "Dataset")
         self.config = "tiny"
         self.kimg, self.snap, self.tick = 20.0, 0.0, 0.0
         self.log_y = False
@@ -66,13 +90,15 @@ class TrainingPanel(Panel):
         self.grid_path: Path | None = None
         self.snapshot: Path | None = None
         self._next_poll = 0.0
+        self._metrics_mtime = 0.0
 
     def draw(self, state: AppState) -> None:
         t = state.training
-        _, self.dir_text = imgui.input_text("run dir", self.dir_text or t.run_dir)
+        self.run_dir.text = self.run_dir.text or t.run_dir
+        self.run_dir.draw("run dir", None)
         imgui.same_line()
-        if imgui.button("Watch"):
-            self.watch(state, self.dir_text.strip())
+        if imgui.button("Watch") or self.run_dir.take_chosen():
+            self.watch(state, self.run_dir.text.strip())
         _, t.auto_reload = imgui.checkbox("load new snapshots automatically", t.auto_reload)
         self._process_controls(state)
         if self.reader is None:
@@ -81,7 +107,9 @@ class TrainingPanel(Panel):
         last = self.ticks[-1] if self.ticks else {}
         target = self.options.get("kimg")
         info_table([("kimg", f"{last.get('kimg', 0):.2f}" + (f" / {target:g}" if target else "")),
-                    ("images/s", f"{last.get('images_per_s', 0):.1f}"), ("ETA", eta_text(self.ticks, target)),
+                    ("images/s", f"{last.get('images_per_s', 0):.1f}"),
+                    ("ETA", eta_text(self.ticks, target, run_over(state.training, str(self.reader.run_dir),
+                                                                  self.ticks, self._metrics_mtime, time.time()))),
                     ("snapshot", self.snapshot.name if self.snapshot else "-")], "train-info")
         _, self.log_y = imgui.checkbox("log scale", self.log_y)
         for title, keys in PLOTS.items():
@@ -121,6 +149,10 @@ class TrainingPanel(Panel):
             return
         self._next_poll = time.monotonic() + POLL_SECONDS
         self.ticks = [e for e in self.reader.metrics() if e.get("event") == "tick"]
+        try:
+            self._metrics_mtime = (self.reader.run_dir / "metrics.jsonl").stat().st_mtime
+        except OSError:
+            self._metrics_mtime = 0.0
         if not self.options:
             self.options = self.reader.options() or {}
         grid = self.reader.newest_grids().get("image")
@@ -147,16 +179,16 @@ class TrainingPanel(Panel):
         if imgui.tree_node("Start a training run"):
             try:
                 with disabled(t.running):
-                    _, self.data_text = imgui.input_text("dataset", self.data_text)
+                    self.data.draw("dataset", None)
                     from training.config import PRESETS
                     names = sorted(PRESETS)
                     index = names.index(self.config) if self.config in names else 0
                     _, index = imgui.combo("config", index, names)
                     self.config = names[index]
-                    _, self.kimg = imgui.input_float("kimg", self.kimg, 1.0, 10.0, "%.1f")
-                    _, self.snap = imgui.input_float("snapshot every", self.snap, 0.5, 5.0, "%.2f kimg")
+                    _, self.kimg = imgui.drag_float("kimg", self.kimg, 0.5, 0.1, 1e6, "%.1f", CLAMP)
+                    _, self.snap = imgui.drag_float("snapshot every", self.snap, 0.05, 0.0, 1e4, "%.2f kimg", CLAMP)
                     help_marker("0 = the config's default interval. Each snapshot is hot-reloaded here.")
-                    _, self.tick = imgui.input_float("log every", self.tick, 0.1, 1.0, "%.2f kimg")
+                    _, self.tick = imgui.drag_float("log every", self.tick, 0.01, 0.0, 1e4, "%.2f kimg", CLAMP)
                     help_marker("Metrics-log (tick) interval; 0 = the config's default.")
                     if imgui.button("Start"):
                         self.start(state)
@@ -177,7 +209,7 @@ class TrainingPanel(Panel):
     def start(self, state: AppState) -> None:
         """Ask the session to start `main.py train` (training.runner) in the run directory."""
         from training.runner import TrainSpec
-        run_dir, data = self.dir_text.strip(), self.data_text.strip()
+        run_dir, data = self.run_dir.text.strip(), self.data.text.strip()
         if not run_dir or not data:
             state.set_status("training needs a run dir and a dataset", error=True)
             return

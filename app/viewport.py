@@ -15,16 +15,14 @@ from imgui_bundle import imgui
 
 from app.display import FrameDisplay
 from app.gl import show_target
-from app.imgui_utils import em
+from app.imgui_utils import ERROR, WARN, ellipsize, em
 from app.panel import Panel
-from app.state import AppState
+from app.state import DEPTH_FORMAT, AppState
 from core.cameras import fov_to_focal
 
 DOLLY_PER_WHEEL_STEP = 0.1
 STALE_TINT = (0.45, 0.45, 0.45, 1.0)
 """Multiplier on a frame of the previous model while the next one loads."""
-WARN = imgui.ImVec4(1.0, 0.8, 0.3, 1.0)
-ERROR = imgui.ImVec4(1.0, 0.45, 0.4, 1.0)
 
 
 class Viewport(Panel):
@@ -52,6 +50,7 @@ class Viewport(Panel):
         imgui.set_cursor_screen_pos(top_left)
         self.image_rect = (top_left.x, top_left.y, float(side))
         show_target(target, side, side, tint=STALE_TINT if self.display.stale else None)
+        self._split_handle(state, top_left, side)   # before the view's own button: it wins the hover
         imgui.set_cursor_screen_pos(top_left)
         buttons = (imgui.ButtonFlags_.mouse_button_left | imgui.ButtonFlags_.mouse_button_right
                    | imgui.ButtonFlags_.mouse_button_middle)
@@ -61,6 +60,19 @@ class Viewport(Panel):
             self._probe(state, side)
         if bar_height:
             self._colorbar(state, top_left.x, side)
+
+    def _split_handle(self, state: AppState, top_left: imgui.ImVec2, side: int) -> None:
+        """In the raw | SR split view, dragging near the dividing line moves the line (not the camera)."""
+        v, f = state.view, self.display.frame
+        if not (v.mode == "image" and v.split and f is not None and f.image is not None):
+            return
+        imgui.set_cursor_screen_pos(imgui.ImVec2(top_left.x + v.split_pos * side - em(0.5), top_left.y))
+        imgui.invisible_button("##split-line", imgui.ImVec2(em(1.0), side))
+        self.note_item("split")
+        if imgui.is_item_hovered() or imgui.is_item_active():
+            imgui.set_mouse_cursor(imgui.MouseCursor_.resize_ew)
+        if imgui.is_item_active():
+            v.split_pos = min(max((imgui.get_io().mouse_pos.x - top_left.x) / side, 0.0), 1.0)
 
     def _handle_input(self, state: AppState, side: int) -> None:
         io = imgui.get_io()
@@ -94,10 +106,11 @@ class Viewport(Panel):
             r = f.request
             quality = "SR" if f.image is not None else f"raw {r.resolution}px x{r.sample_scale:g} samples"
             text, color = f"{state.view.mode}  {quality}", None
+        shown = ellipsize(text, imgui.get_content_region_avail().x)
         if color is None:
-            imgui.text_disabled(text)
+            imgui.text_disabled(shown)
         else:
-            imgui.text_colored(color, text)
+            imgui.text_colored(color, shown)
         if imgui.is_item_hovered():
             imgui.set_tooltip(text)
 
@@ -123,7 +136,8 @@ class Viewport(Panel):
         imgui.set_cursor_screen_pos(imgui.ImVec2(x, imgui.get_cursor_screen_pos().y + em(0.2)))
         show_target(bar, width, em(0.8))
         imgui.set_cursor_screen_pos(imgui.ImVec2(x, imgui.get_cursor_screen_pos().y))
-        imgui.text(f"{lo:.3f} .. {hi:.3f}: depth in scene units (left = near)")
+        label = f"{DEPTH_FORMAT % lo} .. {DEPTH_FORMAT % hi}: depth in scene units (left = near)"
+        imgui.text(ellipsize(label, width))
 
 
 def final_size(state: AppState) -> int:

@@ -14,6 +14,7 @@ import glfw  # before imgui_bundle (platform-notes)
 from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 
+from app.layout import fit_to_workarea
 from core.errors import StudioError
 
 HEADLESS_HINT = "use the headless commands: python main.py render|video|mesh"
@@ -28,7 +29,9 @@ def check_display() -> None:
 class Window:
     """Owns the GLFW window, the GL context and the ImGui backend; one per process."""
 
-    def __init__(self, title: str, size: tuple[int, int], ini_path: Path | None, visible: bool = True):
+    def __init__(self, title: str, size: tuple[int, int] | None, ini_path: Path | None, visible: bool = True):
+        """`size`: the client area wanted (None: most of the screen); the window is fitted to the work
+        area of the screen it opens on, decorations included."""
         check_display()
         glfw.ERROR_REPORTING = "raise"
         try:
@@ -38,8 +41,10 @@ class Window:
             glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
             glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
             glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
-            glfw.window_hint(glfw.VISIBLE, visible)
-            self.handle = glfw.create_window(int(size[0]), int(size[1]), title, None, None)
+            glfw.window_hint(glfw.VISIBLE, False)
+            workarea = self._workarea()
+            _, _, w, h = fit_to_workarea(size, workarea)
+            self.handle = glfw.create_window(w, h, title, None, None)
         except glfw.GLFWError as e:
             glfw.terminate()
             raise StudioError(f"no display: {e} ({HEADLESS_HINT})") from None
@@ -47,6 +52,11 @@ class Window:
             glfw.terminate()
             raise StudioError(f"no display: could not open an OpenGL 3.3 window, {HEADLESS_HINT}")
         glfw.ERROR_REPORTING = "warn"
+        x, y, w, h = fit_to_workarea(size, workarea, glfw.get_window_frame_size(self.handle))
+        glfw.set_window_size(self.handle, w, h)
+        glfw.set_window_pos(self.handle, x, y)
+        if visible:
+            glfw.show_window(self.handle)
         glfw.make_context_current(self.handle)
         glfw.swap_interval(1)
         imgui.create_context()
@@ -61,6 +71,16 @@ class Window:
         """Count of input and window events received (the idle loop redraws only when it changes)."""
         glfw.set_drop_callback(self.handle, self._on_drop)
         self._count_events()
+
+    @staticmethod
+    def _workarea() -> tuple[int, int, int, int]:
+        """(x, y, width, height) of the primary screen's work area (without panels and docks)."""
+        monitor = glfw.get_primary_monitor()
+        if monitor:
+            x, y, w, h = glfw.get_monitor_workarea(monitor)
+            if w > 0 and h > 0:
+                return x, y, w, h
+        return 0, 0, 1440, 900
 
     def _on_drop(self, _window, paths) -> None:
         self.dropped.extend(paths)
@@ -88,6 +108,19 @@ class Window:
 
     def begin_frame(self) -> None:
         glfw.poll_events()
+        self.backend.process_inputs()
+        imgui.new_frame()
+
+    def input_pending(self) -> bool:
+        """ImGui still holds queued input: it applies at most one change per key or button per frame
+        ("trickling", so a press and release in one frame both count), so a burst of typing received in
+        one poll needs one ImGui frame per character."""
+        return len(imgui.get_current_context().input_events_queue) > 0
+
+    def next_pass(self) -> None:
+        """End the current ImGui frame without drawing it and start another on the queued input (cheap:
+        no GL drawing, no swap; the studio runs these until the queue is empty)."""
+        imgui.end_frame()
         self.backend.process_inputs()
         imgui.new_frame()
 

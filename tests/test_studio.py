@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from studio_helpers import DrawnItems
 
 from app.state import AppState, next_request, render_ladder
 from app.training_panel import series
@@ -155,7 +156,8 @@ def test_seed_raw_sr_and_depth_views_differ(studio):
 
 def test_planes_panel_shows_three_planes(studio):
     planes = next(p for p in studio.panels if p.name == "Planes")
-    planes.open, planes.use_pca, planes.channel = True, False, 3
+    planes.open = planes.focus = True            # its tab in front: a hidden panel computes nothing
+    planes.use_pca, planes.channel = False, 3
     run_until(studio, lambda: planes.result is not None and "scalar" in planes.result, "plane images")
     images = [t.read() for t in planes.targets]
     assert all(img.std() > 5 for img in images), "a plane image is blank"
@@ -189,7 +191,7 @@ def first_video_frame(path: Path) -> np.ndarray:
 
 def test_export_mesh(studio, tmp_path):
     export = studio.export_panel
-    export.mesh_path, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
+    export.mesh_file.text, export.mesh_res = str(tmp_path / "shape.ply"), 0          # 64^3 grid
     export.mesh_level = 0.0
     run_until(studio, lambda: studio.engine is not None, "the model to load")
     export.export_mesh(studio.state)
@@ -228,7 +230,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         assert_same_picture(load(tmp_path / "frame.png"), reference, "frame PNG")
 
         export = studio.export_panel
-        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
+        export.video_file.text, export.video_frames, export.video_mode = str(tmp_path / "turn.mp4"), 3, 1   # raw
         export.video_kind = 1                                            # 360, starting at the view
         export.export_video(s)
         run_until(studio, lambda: actions_done(studio), "the video export", limit=120)
@@ -237,7 +239,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         with imageio.get_reader(tmp_path / "turn.mp4") as reader:
             assert reader.count_frames() == 3
         assert_same_picture(first_video_frame(tmp_path / "turn.mp4"), reference, "video", tolerance=40)
-        export.video_file, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
+        export.video_file.text, export.video_frames, export.video_kind = str(tmp_path / "interp.mp4"), 2, 3
         s.latent.interp_seed = 4
         export.export_video(s)                                           # interp: seed 3 -> 4, same camera
         run_until(studio, lambda: actions_done(studio), "the interpolation video", limit=120)
@@ -283,7 +285,7 @@ def test_latent_saved_in_the_studio_renders_from_the_command_line(studio, snapsh
         s.latent.mix_enabled, s.latent.mix_seed, s.latent.mix_layers = True, 11, [i >= n // 2 for i in range(n)]
         settle(studio)
         s.actions.append(SaveFramePNG(str(tmp_path / "view.png"), 64))
-        panel.file_text = str(tmp_path / "studio.npz")
+        panel.file.text = str(tmp_path / "studio.npz")
         panel.save(s)
         run_until(studio, lambda: actions_done(studio), "saving the latent")
         assert "saved latent" in s.status, s.status
@@ -323,14 +325,14 @@ def test_camera_path_editor_saves_loads_and_renders_the_path(studio, tmp_path):
             settle(studio)
             views.append(studio.display.render_view(s.view, 32).astype(np.int16))
             s.camera_path.keyframes.append(Keyframe.from_orbit(s.camera))
-        panel.file_text = str(tmp_path / "path.json")
+        panel.file.text = str(tmp_path / "path.json")
         panel.save(s)
         s.camera_path.keyframes = []
         panel.load(s)
         assert len(s.camera_path.keyframes) == 2 and CameraPath.load(tmp_path / "path.json").keyframes[1] == \
             s.camera_path.keyframes[1]
         export = studio.export_panel
-        export.video_file, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
+        export.video_file.text, export.video_frames, export.video_mode = str(tmp_path / "path.mp4"), 2, 1
         export.video_kind = 2                                            # keyframes
         export.export_video(s)
         run_until(studio, lambda: actions_done(studio), "the path video", limit=120)
@@ -365,6 +367,23 @@ def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path)
     assert studio.state.camera.yaw == 0.4 and studio.state.latent.seed == 11, "hot reload lost the view"
     assert len(panel.ticks) == 5 and panel.grid.size == (64, 32)
     assert series(panel.ticks, "loss_G")[1][-1] == pytest.approx(0.2)
+    model = next(p for p in studio.panels if p.name == "Model")
+    model.focus = panel.focus = True
+    studio.step()
+    studio.step()
+    assert model.file.text == studio.state.model.path, "the Model panel shows another model than the one loaded"
+
+    def eta_drawn() -> str:
+        """The ETA row of the info table as drawn (keys and values are wrapped text, in order)."""
+        with DrawnItems() as drawn:
+            studio.step()
+        rows = [it["label"] for it in drawn.items if it["window"] == "Training" and it["kind"] == "text_wrapped"]
+        return rows[rows.index("ETA") + 1]
+    assert eta_drawn() not in ("done", "-")
+    with open(run / "metrics.jsonl", "a") as f:      # the run reaches its kimg and ends
+        f.write(json.dumps({"event": "tick", "kimg": 1.0, "images_per_s": 50.0, "loss_G": 0.1}) + "\n")
+    run_until(studio, lambda: len(panel.ticks) == 6, "the last tick")
+    assert eta_drawn() == "done"
 
 
 def test_window_screenshot_and_settings_persist(studio, tmp_path):

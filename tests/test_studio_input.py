@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import studio_helpers
+from studio_helpers import xdo
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90
@@ -43,13 +42,6 @@ def pump(studio, frames: int = 3) -> None:
 
 def settle(studio) -> np.ndarray:
     return studio_helpers.settle(studio, WAIT_S)
-
-
-def xdo(studio, *args) -> None:
-    import glfw
-    window = str(glfw.get_x11_window(studio.window.handle))
-    argv = [str(a).replace("WINDOW", window) for a in args]
-    subprocess.run(["xdotool", *argv], check=True, env=dict(os.environ), timeout=30)
 
 
 def centre(studio) -> tuple[int, int]:

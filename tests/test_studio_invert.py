@@ -119,7 +119,7 @@ def test_invert_given_camera_then_orbit_save_and_back_to_seeds(studio, G, target
     studio.step()
     assert load(tmp_path / "invert_panel.png").std() > 10
 
-    panel.latent_path, panel.tuned_path = str(tmp_path / "latent.npz"), str(tmp_path / "tuned.ckpt")
+    panel.latent_file.text, panel.tuned_file.text = str(tmp_path / "latent.npz"), str(tmp_path / "tuned.ckpt")
     save(studio, "latent")
     save(studio, "tuned")
     latent = load_latent(tmp_path / "latent.npz")
@@ -148,7 +148,7 @@ def test_stop_midway_keeps_the_best_result(studio, G, target, tmp_path):
     assert result["interrupted"] and not result["tuned"] and 3 <= result["steps"] < 500
     shown = settle(studio)
     assert s.latent.source == result["name"] and np.abs(shown - seeds_view).mean() > 1, "result not shown"
-    panel.latent_path = str(tmp_path / "stopped.npz")
+    panel.latent_file.text = str(tmp_path / "stopped.npz")
     save(studio, "latent")
     latent = load_latent(tmp_path / "stopped.npz")
     assert latent.settings["interrupted"] and latent.settings["camera"] == "given"

@@ -141,3 +141,56 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     restore_settings(tmp_path / "old.npz", restored)
     assert restored.latent() == lat.latent()
     assert "ready" in ComputePCA().run(engine, Progress())
+
+
+def test_eta_after_the_run_is_over():
+    """The ETA says why a run is over instead of the last estimate: finished, stopped or failed (a run
+    started here), done (the last tick reached the target), or no progress (a run started elsewhere
+    that stopped logging)."""
+    from app.state import TrainingState
+    from app.training_panel import eta_text, run_over
+    ticks = [{"event": "tick", "kimg": k / 10, "time_s": 10.0 * k, "images_per_s": 50.0} for k in range(5)]
+    running = TrainingState(run_dir="/runs/a", running=True)
+    assert run_over(running, "/runs/a", ticks, 1000.0, 1010.0) == ""
+    assert eta_text(ticks, 1.0, "") == "00:00:12"
+    for code, error, said in ((0, "", "finished"), (130, "", "stopped"), (2, "bad data", "failed")):
+        over = TrainingState(run_dir="/runs/a", running=False, exit_code=code, error=error)
+        assert eta_text(ticks, 1.0, run_over(over, "/runs/a", ticks, 1000.0, 1010.0)) == said
+    assert run_over(over, "/runs/other", ticks, 1000.0, 1010.0) == ""        # another run: not this one's exit
+    assert run_over(TrainingState(), "/runs/b", ticks, 1000.0, 1000.0 + 301) == "no progress for 5 min"
+    assert eta_text(ticks + [{"event": "tick", "kimg": 1.0, "images_per_s": 50.0}], 1.0) == "done"
+
+
+def test_settings_of_two_studios_merge(tmp_path):
+    """Two studios open at once: each one's Recent survives the other's save, a setting only one of them
+    changed keeps that change, and the pinned default model stays listed however full Recent is."""
+    from app.settings import MAX_RECENT
+    a, b = Settings.load(tmp_path), Settings.load(tmp_path)
+    a.add_recent(str(tmp_path / "a.pkl"))
+    a.output_dir = str(tmp_path / "out")
+    a.save(tmp_path)
+    b.add_recent(str(tmp_path / "b.pkl"))
+    b.window_size = (1000, 700)
+    b.save(tmp_path)
+    merged = Settings.load(tmp_path)
+    assert merged.recent[:2] == [str(tmp_path / "b.pkl"), str(tmp_path / "a.pkl")]
+    assert merged.output_dir == str(tmp_path / "out") and merged.window_size == (1000, 700)
+    for i in range(MAX_RECENT + 2):
+        merged.add_recent(str(tmp_path / f"m{i}.pkl"))
+    merged.pinned = str(tmp_path / "default_model.ckpt")
+    assert len(merged.recent) == MAX_RECENT and merged.recent_entries()[-1] == merged.pinned
+    (tmp_path / "settings.json").write_text('{"recent": 3, "window_size": "big"}')
+    broken = Settings.load(tmp_path)
+    assert broken.recent == [] and broken.window_size is None
+
+
+def test_window_fits_the_work_area():
+    """A saved window size larger than the screen shrinks to its work area, decorations included, and is
+    centred in it; without a saved size the window takes most of the screen."""
+    from app.layout import FIRST_START_SHARE, fit_to_workarea
+    assert fit_to_workarea((1920, 1200), (0, 0, 1280, 720)) == (0, 0, 1280, 720)
+    assert fit_to_workarea((1920, 1200), (0, 27, 1280, 693), (2, 30, 2, 2)) == (2, 57, 1276, 661)
+    assert fit_to_workarea((800, 600), (100, 0, 1920, 1080)) == (100 + 560, 240, 800, 600)
+    x, y, w, h = fit_to_workarea(None, (0, 0, 1920, 1080))
+    assert (w, h) == (round(1920 * FIRST_START_SHARE), round(1080 * FIRST_START_SHARE))
+    assert fit_to_workarea(None, (0, 0, 1280, 720)) == (0, 0, 1280, 720)     # small screens: all of it
