@@ -25,14 +25,14 @@ class Fragments:
     """[K,3] float32 weights of the face's three corners at the pixel centre (sum 1)."""
 
 
-def rasterize(tri: torch.Tensor, width: int, height: int, chunk: int = 1 << 21) -> Fragments:
+def rasterize(tri: torch.Tensor, width: int, height: int, chunk: int = 1 << 22) -> Fragments:
     """Triangles tri [F,3,2] in pixel units (x to the right, y down; pixel (row i, column j) has its centre
     at (j + 0.5, i + 0.5)) -> the pixel centres inside or on the edge of each triangle.
 
-    Each triangle tests the pixels of its bounding box; triangles are grouped by box size (powers of two)
-    so a batch of `chunk` candidate pixels wastes little on small faces next to large ones. Barycentrics
-    are computed relative to the first corner, which keeps float32 exact enough at any texture size.
-    Zero-area triangles cover nothing.
+    Each triangle tests the pixel centres of its bounding box, enumerated flat (a face with a w x h box
+    owns w*h consecutive candidates), in batches of about `chunk` candidates. Barycentrics are computed
+    relative to the first corner, which keeps float32 exact enough at any texture size. Zero-area
+    triangles cover nothing.
     """
     dev = tri.device
     tri = tri.float()
@@ -40,34 +40,35 @@ def rasterize(tri: torch.Tensor, width: int, height: int, chunk: int = 1 << 21) 
     hi = torch.floor(tri.amax(dim=1) - 0.5).long()
     lo = torch.maximum(lo, torch.zeros_like(lo))
     hi = torch.minimum(hi, torch.tensor([width - 1, height - 1], device=dev))
-    extent = (hi - lo + 1).amax(dim=1)  # [F] side of the square that holds the box (<= 0: nothing)
+    box = (hi - lo + 1).clamp_min(0)  # [F,2] box width, height in pixels
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]  # twice the signed area
-    live = (extent > 0) & (area.abs() > 1e-12)
-    side = torch.ones_like(extent)
-    side[live] = 2 ** torch.ceil(torch.log2(extent[live].float())).long()
+    count = box[:, 0] * box[:, 1] * (area.abs() > 1e-12)
+    live = torch.nonzero(count)[:, 0]
+    ends = torch.cumsum(count[live], 0)
     pixels, faces, barys = [], [], []
-    for s in torch.unique(side[live]).tolist():
-        group = torch.nonzero(live & (side == s))[:, 0]
-        offs = torch.arange(s, device=dev)
-        oy, ox = torch.meshgrid(offs, offs, indexing="ij")
-        oy, ox = oy.reshape(1, -1), ox.reshape(1, -1)  # [1, s*s]
-        step = max(1, chunk // (s * s))
-        for start in range(0, len(group), step):
-            f = group[start:start + step]
-            px, py = lo[f, :1] + ox, lo[f, 1:] + oy  # [n, s*s]
-            ok = (px <= hi[f, :1]) & (py <= hi[f, 1:])
-            dx = px.float() + 0.5 - tri[f, 0, :1]
-            dy = py.float() + 0.5 - tri[f, 0, 1:]
-            inv = 1 / area[f, None]
-            wb = (dx * e2[f, 1:] - dy * e2[f, :1]) * inv  # weight of corner 1
-            wc = (e1[f, :1] * dy - e1[f, 1:] * dx) * inv  # weight of corner 2
-            wa = 1 - wb - wc
-            ok &= (wa >= -EDGE_EPS) & (wb >= -EDGE_EPS) & (wc >= -EDGE_EPS)
-            rows, cols = torch.nonzero(ok, as_tuple=True)
-            pixels.append(py[rows, cols] * width + px[rows, cols])
-            faces.append(f[rows])
-            barys.append(torch.stack([wa[rows, cols], wb[rows, cols], wc[rows, cols]], dim=1))
+    start = 0
+    while start < len(live):  # faces [start, stop) hold about `chunk` candidates
+        stop = max(int(torch.searchsorted(ends, ends[start] - count[live[start]] + chunk)), start + 1)
+        f = live[start:stop]
+        n = count[f]
+        fi = torch.repeat_interleave(torch.arange(len(f), device=dev), n)  # candidate -> face in batch
+        first = torch.cumsum(n, 0) - n
+        k = torch.arange(len(fi), device=dev) - first[fi]  # candidate's place in its face's box
+        w = box[f, 0][fi]
+        px, py = lo[f, 0][fi] + k % w, lo[f, 1][fi] + k // w
+        g = f[fi]
+        dx = px.float() + 0.5 - tri[g, 0, 0]
+        dy = py.float() + 0.5 - tri[g, 0, 1]
+        inv = 1 / area[g]
+        wb = (dx * e2[g, 1] - dy * e2[g, 0]) * inv  # weight of corner 1
+        wc = (e1[g, 0] * dy - e1[g, 1] * dx) * inv  # weight of corner 2
+        wa = 1 - wb - wc
+        ok = torch.nonzero((wa >= -EDGE_EPS) & (wb >= -EDGE_EPS) & (wc >= -EDGE_EPS))[:, 0]
+        pixels.append(py[ok] * width + px[ok])
+        faces.append(g[ok])
+        barys.append(torch.stack([wa[ok], wb[ok], wc[ok]], dim=1))
+        start = stop
     if not pixels:
         empty = torch.zeros(0, dtype=torch.long, device=dev)
         return Fragments(empty, empty, torch.zeros(0, 3, device=dev))
