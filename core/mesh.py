@@ -24,9 +24,9 @@ from core.decimation import MIN_FACES, decimate
 from core.density_grid import CROP_FRACTION, GridDensity, dense_density
 from core.mesh_files import FORMATS, TEXTURED_FORMATS, MeshFormat, write_mesh, write_volume
 from core.progress import Progress
-from core.texture_bake import TEXTURE_SOURCES, TextureSource, bake_texture, check_texture_size
+from core.texture_bake import TEXTURE_SOURCES, TextureSource, bake_texture
 from core.triangle_mesh import Mesh, drop_degenerate_faces
-from core.uv_atlas import uv_atlas
+from core.uv_atlas import check_texture_size, uv_atlas
 from core.vertex_attributes import decoder_colors, density_normals, view_colors
 from core.view_projection import VIEW_OFFSETS
 

@@ -20,13 +20,12 @@ import torch
 from core.progress import Progress
 from core.rasterizer import first_owner, rasterize
 from core.triangle_mesh import Mesh, area_weighted_normals
+from core.uv_atlas import check_texture_size
 from core.vertex_attributes import decoder_rgb, to_uint8
 from core.view_projection import blend_views
 
 TextureSource = Literal["decoder", "views"]
 TEXTURE_SOURCES: tuple[str, ...] = ("decoder", "views")
-MIN_TEXTURE, MAX_TEXTURE = 16, 8192
-"""Texture sides accepted (8192² RGB is 192 MB in memory)."""
 
 
 @dataclass
@@ -38,11 +37,6 @@ class Texels:
     """[T,3] float32 surface points under the texel centres (world coordinates)."""
     normals: torch.Tensor
     """[T,3] float32 unit normals there (the vertex normals interpolated)."""
-
-
-def check_texture_size(size: int) -> None:
-    if not MIN_TEXTURE <= size <= MAX_TEXTURE:
-        raise ValueError(f"texture size must be {MIN_TEXTURE}..{MAX_TEXTURE} texels, got {size}")
 
 
 def covered_texels(mesh: Mesh, size: int, device: torch.device | str = "cpu") -> Texels:

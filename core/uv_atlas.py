@@ -13,10 +13,18 @@ import numpy as np
 from core.progress import Progress
 from core.triangle_mesh import Mesh
 
+MIN_TEXTURE, MAX_TEXTURE = 16, 8192
+"""Texture sides accepted (8192² RGB is 192 MB in memory)."""
 PIECE_FACES = 3000
 """Faces per piece handed to xatlas."""
 PADDING = 2
 """Texels between charts in the atlas (with bilinear filtering, room for the dilated border)."""
+
+
+def check_texture_size(size: int) -> None:
+    """ValueError naming the range unless MIN_TEXTURE <= size <= MAX_TEXTURE."""
+    if not MIN_TEXTURE <= size <= MAX_TEXTURE:
+        raise ValueError(f"texture size must be {MIN_TEXTURE}..{MAX_TEXTURE} texels, got {size}")
 
 
 def pieces(vertices: np.ndarray, faces: np.ndarray, size: int = PIECE_FACES) -> list[np.ndarray]:
@@ -42,6 +50,7 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
     texels (one scale for u and v) and PADDING texels between them.
     """
     import xatlas
+    check_texture_size(size)
     if progress is not None:
         progress.update(0, 2, "unwrap: charts")
     parts = pieces(mesh.vertices, mesh.faces)

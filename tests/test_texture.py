@@ -247,3 +247,63 @@ def test_view_texture_takes_the_renderings_where_seen(small_G, latent):
     decoder = bake_texture(small_G, planes, mesh, 128)
     changed = np.abs(mesh.texture.astype(int) - decoder).max(axis=2) > 8
     assert 0.05 < changed.mean() < 0.95  # the views cover part of the surface, the decoder the rest
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """`main.py ARGS` in this process (no interpreter start-up) -> (exit code, stdout, stderr)."""
+    import main
+    try:
+        code = main.main([str(a) for a in args])
+    except SystemExit as e:  # argparse
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_mesh_command_glb_texture_matches_the_ply_of_the_same_mesh(snapshot_pkl, tmp_path, capsys):
+    """`mesh --faces N --texture S --format glb` against `mesh --faces N --format ply` (vertex colours),
+    both read back by trimesh; an inverted latent (--latent) of the same ws exports the same GLB."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    from core.checkpoint import load_generator
+    from core.latents import Latent, save_latent
+    common = ["--res", "96", "--faces", "1500", "--device", "cpu"]
+    code, _, err = _main(capsys, "mesh", snapshot_pkl, "--seeds", "0", "--format", "ply", "--out", tmp_path / "ply",
+                         *common)
+    assert code == 0, err
+    code, out, err = _main(capsys, "mesh", snapshot_pkl, "--seeds", "0", "--format", "glb", "--texture", "512",
+                           "--out", tmp_path / "glb", *common)
+    assert code == 0 and "512² texture" in out, err
+    ply = trimesh.load(tmp_path / "ply" / "seed0000.ply", process=False)
+    glb = next(iter(trimesh.load(tmp_path / "glb" / "seed0000.glb", process=False).geometry.values()))
+    assert abs(len(ply.faces) - 1500) <= 15 and len(glb.faces) == len(ply.faces)
+    dist, idx = cKDTree(ply.vertices).query(glb.vertices)
+    assert dist.max() < 1e-6  # the same vertices (seams duplicate some in the GLB)
+    texture = np.asarray(glb.visual.material.baseColorTexture.convert("RGB"))
+    uv = np.asarray(glb.visual.uv)  # trimesh's v-up convention
+    sampled = bilinear(texture, np.stack([uv[:, 0], 1 - uv[:, 1]], 1))
+    ply_colours = np.asarray(ply.visual.vertex_colors)[idx, :3].astype(float)
+    assert np.abs(sampled - ply_colours).mean() <= 2
+
+    G = load_generator(snapshot_pkl, "cpu")
+    save_latent(tmp_path / "latent.npz", Latent(seed_ws(G, 0, psi=0.7), torch.zeros(25)))
+    code, _, err = _main(capsys, "mesh", snapshot_pkl, "--latent", tmp_path / "latent.npz", "--format", "glb",
+                         "--texture", "512", "--out", tmp_path / "inv", *common)
+    assert code == 0, err
+    assert (tmp_path / "inv" / "latent.glb").read_bytes() == (tmp_path / "glb" / "seed0000.glb").read_bytes()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--texture", "0"], "error: argument --texture: must be between"),
+    (["--texture", "100000"], "error: argument --texture: must be between"),
+    (["--faces", "2"], "error: argument --faces: must be between"),
+    (["--faces", "99999999"], "error: face count 99999999 is more than the mesh's"),
+    (["--texture", "64", "--format", "ply"], "error: --texture needs --format glb or obj"),
+])
+def test_mesh_command_bad_texture_arguments_are_one_line(snapshot_pkl, tmp_path, capsys, extra, message):
+    code, _, err = _main(capsys, "mesh", snapshot_pkl, "--seeds", "0", "--res", "48", "--out", tmp_path,
+                         "--device", "cpu", *extra)
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]  # no bars
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(message), err
+    assert not list(tmp_path.iterdir())
