@@ -13,6 +13,7 @@ import torch
 from core import mesh as M
 from core.decimation import decimate
 from core.images import seed_ws
+from core.progress import Cancelled, Progress
 from core.rasterizer import depth_buffer, rasterize
 from core.texture_bake import bake_texture, dilate
 from core.uv_atlas import uv_atlas
@@ -247,6 +248,41 @@ def test_view_texture_takes_the_renderings_where_seen(small_G, latent):
     decoder = bake_texture(small_G, planes, mesh, 128)
     changed = np.abs(mesh.texture.astype(int) - decoder).max(axis=2) > 8
     assert 0.05 < changed.mean() < 0.95  # the views cover part of the surface, the decoder the rest
+
+
+PHASES = ("coarse", "refining", "density done", "marching cubes", "decimation", "normals", "unwrap", "bake: decoder",
+          "bake: gutters")
+
+
+class Recording(Progress):
+    """Keeps the phase of every update; cancels itself once `stop_at` shows up."""
+
+    def __init__(self, stop_at: str | None = None):
+        super().__init__()
+        self.phases: list[str] = []
+        self.stop_at = stop_at
+
+    def update(self, done, total, message=""):
+        phase = next((p for p in PHASES if p in message), message)
+        if not self.phases or self.phases[-1] != phase:
+            self.phases.append(phase)
+        if phase == self.stop_at:
+            self.cancel()
+        super().update(done, total, message)
+
+
+@pytest.mark.parametrize("stop_at", [None, *PHASES])
+def test_every_phase_reports_progress_and_stops_when_cancelled(small_G, latent, stop_at):
+    ws, planes = latent
+    options = M.MeshOptions(resolution=64, faces=1000, texture=64)
+    progress = Recording(stop_at)
+    if stop_at is None:
+        M.extract_mesh(small_G, planes, ws, options, progress)
+        assert progress.phases == list(PHASES)
+    else:
+        with pytest.raises(Cancelled):
+            M.extract_mesh(small_G, planes, ws, options, progress)
+        assert progress.phases == list(PHASES[:PHASES.index(stop_at) + 1])  # nothing ran past it
 
 
 def _main(capsys, *args) -> tuple[int, str, str]:
