@@ -3,7 +3,7 @@
 Each of K orbit cameras renders the image (SR) of the latent; a surface point takes a view's colour where
 it is in frame, faces the camera and passes a depth test against the mesh rasterised from that camera
 (`core.rasterizer.depth_buffer`: hidden points, e.g. the back of the head, take nothing). Views are blended
-with weight cos(angle between the normal and the direction to the camera)². The same code colours mesh
+with weight cos(angle between the normal and the direction to the camera)^WEIGHT_POWER. The same code colours mesh
 vertices (`--color views`) and texels (`--texture-from views`).
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ VIEW_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (-0.5, 0.0), (1.0, 0.0), (-1.0, 0.0), (0
 
 MIN_FACING = 0.1
 """Points seen at a grazing angle (cosine below this) take nothing from a view."""
+WEIGHT_POWER = 2
+"""A view's weight is cos(angle to the camera) to this power."""
 
 
 def view_labels(G, num_views: int, fov_deg: float | None = None, device: torch.device | str = "cpu"
@@ -93,7 +95,7 @@ def blend_views(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, points: t
         rgb = (sample_image(image, uv).clamp(-1, 1) + 1) / 2
         facing = (normals * to_cam).sum(dim=1)
         seen = visible(points, verts, faces, label, image.shape[-1], tolerance) & (facing > MIN_FACING)
-        w = facing.clamp_min(0) ** 2 * seen
+        w = facing.clamp_min(0) ** WEIGHT_POWER * seen
         acc += rgb * w[:, None]
         weight += w
     if progress is not None:

@@ -7,8 +7,9 @@ views (`mesh --texture-from views`), at views used for baking and at views that 
 The mesh is drawn unlit (base colour only) with OpenGL 3.3 (shaders/textured_mesh.*, mipmapped
 texture, depth test) into an offscreen framebuffer of the SR image's size; PSNR is taken over the
 pixels that the mesh covers and that the rendering shows as object (opacity >= 0.5, upsampled from the
-neural resolution), so that the two silhouettes' disagreement does not swamp the colours. Prints a
-Markdown table and saves OUT/seedN.png (rows: views; columns: SR image, decoder texture, views texture).
+neural resolution), so that the two silhouettes' disagreement does not swamp the colours, and over
+that mask's interior (eroded by INTERIOR pixels), where the colours alone differ. Prints a Markdown
+table and saves OUT/seedN.png (rows: views; columns: SR image, decoder texture, views texture).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ BAKED = (0.5, 0.0)
 """(yaw, pitch) offsets from frontal: one of the views baking uses (core.view_projection.VIEW_OFFSETS)."""
 UNBAKED = (0.25, 0.2)
 """Between baked views, at a pitch none of them has."""
+INTERIOR = 2
+"""Pixels taken off the compared mask's border for the interior score."""
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -132,9 +135,11 @@ def hidden_context():
 
 
 def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str, np.ndarray],
-            views: dict[str, tuple[float, float]]) -> tuple[dict[tuple[str, str], float], np.ndarray]:
-    """PSNR {(view name, texture name): dB} of the GL-drawn mesh against the SR image at each view, and a
-    contact sheet (rows: views; columns: SR image, then each texture)."""
+            views: dict[str, tuple[float, float]]) -> tuple[dict[tuple[str, str], tuple[float, float]], np.ndarray]:
+    """PSNR {(view name, texture name): (dB over the mask, dB over its interior)} of the GL-drawn mesh
+    against the SR image at each view, and a contact sheet (rows: views; columns: SR image, textures)."""
+    from scipy import ndimage
+
     from core.cameras import OrbitCamera
     opts = G.options
     rows, scores = [], {}
@@ -153,7 +158,9 @@ def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str,
         for name, texture in textures.items():
             renderer.set_texture(texture)
             image, covered = renderer.draw(label)
-            scores[(view, name)] = psnr(image, sr, covered & (opacity >= 0.5))
+            mask = covered & (opacity >= 0.5)
+            interior = ndimage.binary_erosion(mask, iterations=INTERIOR)
+            scores[(view, name)] = (psnr(image, sr, mask), psnr(image, sr, interior))
             row.append(image)
         rows.append(np.concatenate(row, axis=1))
     return scores, np.concatenate(rows, axis=0)
@@ -181,7 +188,7 @@ def main() -> None:
     G = load_generator(args.network, args.device)
     hidden_context()
     views = {"baked (yaw 0.5)": BAKED, "unbaked (yaw 0.25, pitch 0.2)": UNBAKED}
-    print("| seed | view | decoder texture dB | views texture dB |\n|---|---|---|---|")
+    print("| seed | view | decoder texture dB (interior) | views texture dB (interior) |\n|---|---|---|---|")
     for seed in parse_seeds(args.seeds):
         ws = seed_ws(G, seed, 0.7)
         with torch.no_grad():
@@ -192,7 +199,8 @@ def main() -> None:
         scores, sheet = compare(G, planes, ws, mesh, textures, views)
         Image.fromarray(sheet).save(args.out / f"seed{seed}.png")
         for view in views:
-            print(f"| {seed} | {view} | {scores[(view, 'decoder')]:.2f} | {scores[(view, 'views')]:.2f} |")
+            (d, di), (v, vi) = scores[(view, "decoder")], scores[(view, "views")]
+            print(f"| {seed} | {view} | {d:.2f} ({di:.2f}) | {v:.2f} ({vi:.2f}) |")
 
 
 if __name__ == "__main__":
