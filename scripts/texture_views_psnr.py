@@ -120,18 +120,10 @@ class MeshRenderer:
 
 
 def hidden_context():
-    """A hidden 3.3 core GLFW window made current (needs $DISPLAY, e.g. under xvfb-run) -> the window."""
-    import glfw
-    if not glfw.init():
-        raise RuntimeError("GLFW could not initialise: no X display? (run under xvfb-run -a)")
-    glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
-    glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
-    glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
-    glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
-    glfw.window_hint(glfw.VISIBLE, False)
-    window = glfw.create_window(16, 16, "textured mesh", None, None)
-    glfw.make_context_current(window)
-    return window
+    """The studio's window code, hidden: an OpenGL 3.3 core context made current (needs $DISPLAY, e.g.
+    under xvfb-run) -> the app.window.Window (close() it when done)."""
+    from app.window import Window
+    return Window("textured mesh", (16, 16), None, visible=False)
 
 
 def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str, np.ndarray],

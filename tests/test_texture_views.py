@@ -13,13 +13,10 @@ from core.texture_bake import bake_texture
 
 @pytest.fixture()
 def gl_window(display):
-    import glfw
-
     from scripts.texture_views_psnr import hidden_context
     window = hidden_context()
     yield window
-    glfw.destroy_window(window)
-    glfw.terminate()
+    window.close()
 
 
 def test_views_texture_looks_like_the_renderings(small_G, gl_window):
