@@ -1,8 +1,10 @@
-"""Decimation: a marching-cubes mesh reduced to about N faces by quadric edge collapse.
+"""Decimation: a marching-cubes mesh reduced to N faces by quadric edge collapse.
 
-Uses fast-simplification (Garland-Heckbert quadric error metrics, the Fast-Quadric-Mesh-Simplification
-library): edge collapses on a closed mesh keep it closed, so a watertight mesh stays watertight. Colours
-and normals of the old vertices do not carry over; the caller samples them again at the new vertices.
+Uses MeshLab's quadric edge collapse (Garland-Heckbert error quadrics, through pymeshlab) with topology
+preservation: a collapse that would pinch the surface or change its genus is refused, so a watertight
+mesh stays watertight and keeps its parts. (fast-simplification, 15x faster, was tried first: on a coarse
+mesh cut to a quarter of its faces it tore the closed surface and split parts.) Colours and normals of
+the old vertices do not carry over; the caller samples them again at the new vertices.
 """
 from __future__ import annotations
 
@@ -24,13 +26,18 @@ def check_face_count(target: int, available: int) -> None:
 
 
 def decimate(mesh: Mesh, target_faces: int) -> Mesh:
-    """Mesh with about `target_faces` faces (the geometry only; vertices float32, faces int64).
+    """Mesh with `target_faces` faces, or a few more where topology forbids further collapses (the
+    geometry only; vertices float32, faces int64, winding kept).
 
     Asking for the mesh's own face count returns it unchanged; more than it has is a ValueError.
     """
     check_face_count(target_faces, len(mesh.faces))
     if target_faces == len(mesh.faces):
         return Mesh(mesh.vertices, mesh.faces)
-    import fast_simplification
-    vertices, faces = fast_simplification.simplify(mesh.vertices, mesh.faces, target_count=target_faces)
-    return drop_degenerate_faces(Mesh(vertices.astype(np.float32), faces.astype(np.int64)))
+    import pymeshlab
+    meshes = pymeshlab.MeshSet()
+    meshes.add_mesh(pymeshlab.Mesh(mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32)))
+    meshes.meshing_decimation_quadric_edge_collapse(targetfacenum=target_faces, preservetopology=True,
+                                                    preservenormal=True, optimalplacement=True)
+    out = meshes.current_mesh()
+    return drop_degenerate_faces(Mesh(out.vertex_matrix().astype(np.float32), out.face_matrix().astype(np.int64)))
