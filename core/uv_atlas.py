@@ -13,12 +13,15 @@ import numpy as np
 from core.progress import Progress
 from core.triangle_mesh import Mesh
 
-MIN_TEXTURE, MAX_TEXTURE = 16, 8192
-"""Texture sides accepted (8192² RGB is 192 MB in memory)."""
+MIN_TEXTURE, MAX_TEXTURE = 16, 4096
+"""Texture sides accepted (baking 4096² peaks at about 2.9 GB of memory; 8192² would need four times that)."""
 PIECE_FACES = 3000
 """Faces per piece handed to xatlas."""
 PADDING = 2
 """Texels between charts in the atlas (with bilinear filtering, room for the dilated border)."""
+PACK_RESOLUTION = 1024
+"""Charts are packed at most at this resolution and the UVs scaled up (xatlas's packing time grows with
+it: 12 CPU-s at 4096); a larger texture gets proportionally wider gutters instead."""
 
 
 def check_texture_size(size: int) -> None:
@@ -61,7 +64,8 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
         atlas.add_mesh(mesh.vertices[used], local.reshape(-1, 3).astype(np.uint32))
         used_per_part.append(used)
     pack = xatlas.PackOptions()
-    pack.resolution, pack.padding = size, PADDING
+    pack.resolution = min(size, PACK_RESOLUTION)
+    pack.padding = max(1, round(PADDING * pack.resolution / size))
     atlas.generate(xatlas.ChartOptions(), pack)
     if progress is not None:
         progress.update(1, 2, "unwrap: packed")
