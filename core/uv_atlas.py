@@ -14,7 +14,7 @@ from core.progress import Progress
 from core.triangle_mesh import Mesh
 
 MIN_TEXTURE, MAX_TEXTURE = 16, 4096
-"""Texture sides accepted (baking 4096² peaks at about 2.9 GB of memory; 8192² would need four times that)."""
+"""Texture sides accepted (baking 4096² peaked at 2.5 GB of memory; 8192² would need about four times that)."""
 PIECE_FACES = 3000
 """Faces per piece handed to xatlas."""
 PADDING = 2
@@ -50,7 +50,7 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
     """Mesh -> the same surface with a UV atlas for a size x size texture (`Mesh.uvs`, glTF convention).
 
     Colours and normals follow their vertices; faces keep their order and winding. Charts keep square
-    texels (one scale for u and v) and PADDING texels between them.
+    texels (one scale for u and v) and at least PADDING texels between them.
     """
     import xatlas
     check_texture_size(size)
