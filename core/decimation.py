@@ -5,6 +5,9 @@ preservation: a collapse that would pinch the surface or change its genus is ref
 mesh stays watertight and keeps its parts. (fast-simplification, 15x faster, was tried first: on a coarse
 mesh cut to a quarter of its faces it tore the closed surface and split parts.) Colours and normals of
 the old vertices do not carry over; the caller samples them again at the new vertices.
+
+pymeshlab runs in a child process: its wheel bundles its own Qt and X11 client libraries, and a process
+that also holds the studio's GLFW window aborted at exit (heap corruption) once they were loaded.
 """
 from __future__ import annotations
 
@@ -34,10 +37,19 @@ def decimate(mesh: Mesh, target_faces: int) -> Mesh:
     check_face_count(target_faces, len(mesh.faces))
     if target_faces == len(mesh.faces):
         return Mesh(mesh.vertices, mesh.faces)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        vertices, faces = child.submit(_edge_collapse, mesh.vertices, mesh.faces, target_faces).result()
+    return drop_degenerate_faces(Mesh(vertices, faces))
+
+
+def _edge_collapse(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """pymeshlab's quadric edge collapse with topology preservation (run in the child process)."""
     import pymeshlab
     meshes = pymeshlab.MeshSet()
-    meshes.add_mesh(pymeshlab.Mesh(mesh.vertices.astype(np.float64), mesh.faces.astype(np.int32)))
+    meshes.add_mesh(pymeshlab.Mesh(vertices.astype(np.float64), faces.astype(np.int32)))
     meshes.meshing_decimation_quadric_edge_collapse(targetfacenum=target_faces, preservetopology=True,
                                                     preservenormal=True, optimalplacement=True)
     out = meshes.current_mesh()
-    return drop_degenerate_faces(Mesh(out.vertex_matrix().astype(np.float32), out.face_matrix().astype(np.int64)))
+    return out.vertex_matrix().astype(np.float32), out.face_matrix().astype(np.int64)
