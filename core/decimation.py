@@ -30,8 +30,7 @@ def check_face_count(target: int, available: int) -> None:
 
 def decimate(mesh: Mesh, target_faces: int) -> Mesh:
     """Mesh with `target_faces` faces, or more where topology forbids further collapses (14 % more on a
-    coarse 128³ surface cut to 10k; the
-    geometry only; vertices float32, faces int64, winding kept).
+    coarse 128³ surface cut to 10k), the geometry only: vertices float32, faces int64, winding kept.
 
     Asking for the mesh's own face count returns it unchanged; more than it has is a ValueError.
     """
