@@ -1,6 +1,7 @@
-"""Export panel: mesh of the current latent, videos of exactly what is on screen (latent, render
-settings, camera or keyframe path; core.video, the code behind `main.py video`), PNG of the frame and
-of the whole window (separate files), and screen recording of the viewport to MP4.
+"""Export panel: mesh of the current latent (optionally decimated, with a UV atlas and a baked texture),
+videos of exactly what is on screen (latent, render settings, camera or keyframe path; core.video, the
+code behind `main.py video`), PNG of the frame and of the whole window (separate files), and screen
+recording of the viewport to MP4.
 
 Exports are actions run by the session on a job thread, with a progress bar and Cancel here.
 """
@@ -25,6 +26,11 @@ from app.state import AppState, final_request
 MESH_FORMATS = ("ply", "obj", "glb")
 MESH_COLORS = ("decoder", "none")
 MESH_RESOLUTIONS = (64, 128, 256, 384, 512)
+MESH_FACES = (None, 10_000, 25_000, 50_000, 100_000, 200_000)
+"""Decimation targets offered (None: keep every marching-cubes face)."""
+TEXTURE_SIZES = (None, 512, 1024, 2048, 4096)
+"""Base-colour texture sides offered (None: vertex colours)."""
+TEXTURE_SOURCES = ("decoder", "views")
 VIDEO_MODES = ("image", "image_raw", "image_depth")
 
 
@@ -36,6 +42,7 @@ class ExportPanel(Panel):
         self.folder = FileField("", "folder", title="Output folder")
         self.mesh_file = FileField("mesh.ply", "save", ("Meshes", "*.ply *.obj *.glb"), "Save the mesh")
         self.mesh_res, self.mesh_level, self.mesh_crop, self.mesh_color = 2, 10.0, True, 0
+        self.mesh_faces, self.mesh_texture, self.mesh_texture_from = 0, 0, 0
         self.video_file = FileField("orbit.mp4", "save", ("MP4 video", "*.mp4"), "Save the video")
         self.video_kind, self.video_mode, self.video_frames, self.video_fps = 0, 0, 120, 30
         self.png_file = FileField("frame.png", "save", ("PNG image", "*.png"), "Save the frame")
@@ -56,6 +63,14 @@ class ExportPanel(Panel):
             imgui.same_line()
             imgui.set_next_item_width(em(7))
             _, self.mesh_color = imgui.combo("colour", self.mesh_color, MESH_COLORS)
+            _, self.mesh_faces = imgui.combo("faces", self.mesh_faces,
+                                             ["all"] + [f"{n // 1000}k" for n in MESH_FACES[1:]])
+            _, self.mesh_texture = imgui.combo("texture", self.mesh_texture,
+                                               ["none (vertex colours)"] + [f"{n}^2" for n in TEXTURE_SIZES[1:]])
+            if self.mesh_texture:
+                imgui.same_line()
+                imgui.set_next_item_width(em(7))
+                _, self.mesh_texture_from = imgui.combo("from", self.mesh_texture_from, TEXTURE_SOURCES)
         with disabled(busy or not loaded):
             if imgui.button("Export mesh"):
                 self.export_mesh(state)
@@ -98,10 +113,17 @@ class ExportPanel(Panel):
             imgui.text(f"{r.frames} frames")
 
     def export_mesh(self, state: AppState) -> None:
-        from core.mesh import MeshOptions
+        from core.mesh import TEXTURED_FORMATS, MeshOptions
+        texture = TEXTURE_SIZES[self.mesh_texture]
+        path = self.mesh_file.target(state.output_dir)
+        if texture is not None and path.suffix.lstrip(".").lower() not in TEXTURED_FORMATS:
+            state.set_status("mesh: a texture needs a .glb or .obj file (PLY keeps vertex colours)", error=True)
+            return
         options = MeshOptions(resolution=MESH_RESOLUTIONS[self.mesh_res], level=self.mesh_level,
-                              crop_border=self.mesh_crop, color=MESH_COLORS[self.mesh_color])
-        state.actions.append(ExportMesh(self.mesh_file.target(state.output_dir), state.latent.latent(), options))
+                              crop_border=self.mesh_crop, color=MESH_COLORS[self.mesh_color],
+                              faces=MESH_FACES[self.mesh_faces], texture=texture,
+                              texture_from=TEXTURE_SOURCES[self.mesh_texture_from])
+        state.actions.append(ExportMesh(path, state.latent.latent(), options))
 
     def export_video(self, state: AppState) -> None:
         kind = VIDEO_PATHS[self.video_kind]

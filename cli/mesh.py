@@ -1,22 +1,29 @@
-"""`main.py mesh`: coloured iso-surface meshes (PLY/OBJ/GLB) and density volumes per seed."""
+"""`main.py mesh`: coloured or textured iso-surface meshes (PLY/OBJ/GLB) and density volumes per seed."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "Export coloured iso-surface meshes (PLY, OBJ or GLB) of the generator's density, one per seed."
+HELP = ("Export coloured or textured iso-surface meshes (PLY, OBJ or GLB) of the generator's density, "
+        "one per seed.")
 EXAMPLES = """examples:
   python main.py mesh ffhq512-128.pkl --seeds 0,3-5 --out meshes
   python main.py mesh ffhq512-128.pkl --seeds 7 --res 512 --format glb --color views --out meshes
   python main.py mesh run/network-snapshot-000400.pkl --seeds 0 --level 5 --volume npy --out shapes
+  python main.py mesh ffhq512-128.pkl --seeds 0 --format glb --faces 50000 --texture 1024 --out assets3d
+  python main.py mesh ffhq512-128.pkl --latent latent.npz --format obj --texture 2048 --texture-from views --out o
 
 Files: DIR/seed0003.ply (vertex colours and normals; world coordinates, +y up, the face looks along +z;
 --up z for Z-up tools such as Blender's PLY/OBJ import: then the face looks along -y) and with
 --volume DIR/seed0003.npy / .mrc (raw density [x,y,z] over the box, level 10 is the surface).
-GLB colours are stored linear, as glTF defines them; GLB is always +y up (importers convert it)."""
+GLB colours are stored linear, as glTF defines them; GLB is always +y up (importers convert it).
+With --texture: a UV atlas and a SIZE² base-colour texture instead of vertex colours (GLB: embedded PNG,
+sRGB as glTF defines it; OBJ: seed0003.obj + .mtl + .png beside it); PLY keeps vertex colours."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from cli.common import add_source_arguments, float_in, int_in
+    from core.decimation import MIN_FACES
+    from core.uv_atlas import MAX_TEXTURE, MIN_TEXTURE
     add_source_arguments(p, "0,3-5", "DIR", neural_res=False)
     p.add_argument("--res", type=int_in(8, 1024), default=256,
                    help="grid points per axis (default 256; 512 fits in ~3 GB)")
@@ -29,7 +36,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--up", choices=("y", "z"), default="y",
                    help="up axis of the written mesh: y (default, the model's world) or z (Blender, "
                         "3D printing); glb files are always y up")
-    p.add_argument("--views", type=int_in(1, 9), default=7, help="cameras for --color views (1-9, default 7)")
+    p.add_argument("--views", type=int_in(1, 9), default=7,
+                   help="cameras for --color views and --texture-from views (1-9, default 7)")
+    p.add_argument("--faces", type=int_in(MIN_FACES, 100_000_000), metavar="N",
+                   help="decimate to about N faces (quadric edge collapse; a closed surface stays closed); "
+                        "at most the mesh's own count (default: keep all)")
+    p.add_argument("--texture", type=int_in(MIN_TEXTURE, MAX_TEXTURE), metavar="SIZE",
+                   help=f"UV atlas and a SIZE x SIZE base-colour texture ({MIN_TEXTURE}-{MAX_TEXTURE}; "
+                        "glb or obj), instead of vertex colours")
+    p.add_argument("--texture-from", choices=("decoder", "views"), default="decoder",
+                   help="texture source: decoder = radiance colour at the surface under each texel (default), "
+                        "views = super-resolved renderings of --views cameras projected with a depth test")
     p.add_argument("--crop-border", action=argparse.BooleanOptionalAction, default=True,
                    help="cut a border of 30/256 of the box on every side, like the original (default on)")
     p.add_argument("--clean", action=argparse.BooleanOptionalAction, default=True,
@@ -51,13 +68,16 @@ def run(args: argparse.Namespace) -> int:
     from core.progress import TqdmProgress
 
     seeds, latent = read_source(args)
+    if args.texture is not None and args.format == "ply":
+        raise ValueError("--texture needs --format glb or obj (PLY keeps vertex colours)")
     if args.format == "glb" and args.up != "y":
         raise ValueError("--up z: GLB files are +y up by the glTF spec (Blender's glTF import turns them "
                          "upright itself); use --format ply or obj for a z-up file")
     out = writable_dir(args.out)
     options = MeshOptions(resolution=args.res, level=args.level, crop_border=args.crop_border,
                           color=args.color, num_views=args.views, fov_deg=args.fov,
-                          clean=args.clean)
+                          clean=args.clean, faces=args.faces, texture=args.texture,
+                          texture_from=args.texture_from)
     G, latent_ws = open_generator(args, latent)
     written = 0
     for seed in seeds:
@@ -81,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         path = write_mesh(mesh, out / f"{name}.{args.format}", args.format, up=args.up)
         written += 1
-        print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces)")
+        extra = f", {args.texture}² texture" if args.texture else ""
+        print(f"wrote {path} ({len(mesh.vertices)} vertices, {len(mesh.faces)} faces{extra})")
     if written == 0:
         raise StudioError(f"no surface at level {args.level:g} for any seed; try a lower --level")
     return 0

@@ -1,10 +1,12 @@
 """Iso-surface meshes of a generator's density: grid density, coarse-to-fine refinement, marching cubes,
-vertex colours and normals, files.
+decimation, vertex colours and normals, UV atlas and baked texture, files.
 
 The density is the decoder's raw sigma (EG3D ref §1.5, §7.3) on a regular N³ grid over the generator's
 box [-box_warp/2, box_warp/2]³ (no shear, unlike the original script): `core.density_grid` computes it,
-`core.coarse_to_fine` evaluates it only where the surface is, `core.vertex_attributes` colours the
-vertices and gives them normals, `core.mesh_files` writes PLY/OBJ/GLB and volumes.
+`core.coarse_to_fine` evaluates it only where the surface is, `core.decimation` reduces the faces,
+`core.vertex_attributes` colours the vertices and gives them normals, `core.uv_atlas` unwraps the surface
+and `core.texture_bake` bakes its texture, `core.mesh_files` writes PLY/OBJ/GLB and volumes. This module
+only runs those phases in order; `core.triangle_mesh.Mesh`, the value they pass on, sits below them all.
 
 Vertices are in world coordinates (+y up, the subject faces +z), faces wind outward.
 """
@@ -18,14 +20,19 @@ import numpy as np
 import torch
 
 from core.coarse_to_fine import coarse_to_fine_density
+from core.decimation import MIN_FACES, decimate
 from core.density_grid import CROP_FRACTION, GridDensity, dense_density
-from core.mesh_files import FORMATS, MeshFormat, write_mesh, write_volume
+from core.mesh_files import FORMATS, TEXTURED_FORMATS, MeshFormat, write_mesh, write_volume
 from core.progress import Progress
-from core.vertex_attributes import VIEW_OFFSETS, decoder_colors, density_normals, view_colors
+from core.texture_bake import TEXTURE_SOURCES, TextureSource, bake_texture
+from core.triangle_mesh import Mesh, drop_degenerate_faces
+from core.uv_atlas import check_texture_size, uv_atlas
+from core.vertex_attributes import decoder_colors, density_normals, view_colors
+from core.view_projection import VIEW_OFFSETS
 
-__all__ = ["CROP_FRACTION", "FORMATS", "VIEW_OFFSETS", "ColorMode", "GridDensity", "Mesh", "MeshFormat",
-           "MeshOptions", "clean_volume", "coarse_to_fine_density", "decoder_colors", "dense_density",
-           "density_normals", "drop_degenerate_faces", "density_volume",
+__all__ = ["CROP_FRACTION", "FORMATS", "TEXTURED_FORMATS", "TEXTURE_SOURCES", "VIEW_OFFSETS", "ColorMode",
+           "GridDensity", "Mesh", "MeshFormat", "MeshOptions", "clean_volume", "coarse_to_fine_density",
+           "decoder_colors", "dense_density", "density_normals", "drop_degenerate_faces", "density_volume",
            "extract_mesh", "marching_cubes", "view_colors", "write_mesh", "write_volume"]
 
 ColorMode = Literal["decoder", "views", "none"]
@@ -54,18 +61,13 @@ class MeshOptions:
     clean: bool = True
     """Fill closed cavities (bubbles no view can see) and drop dust (see `clean_volume`) before meshing,
     and zero-area faces after."""
-
-
-@dataclass
-class Mesh:
-    vertices: np.ndarray
-    """[V,3] float32 world coordinates."""
-    faces: np.ndarray
-    """[F,3] int64 vertex indices, counter-clockwise seen from outside."""
-    colors: np.ndarray | None = None
-    """[V,3] uint8 sRGB or None."""
-    normals: np.ndarray | None = None
-    """[V,3] float32 unit outward normals (from the density gradient) or None."""
+    faces: int | None = None
+    """Decimate to about this many faces (quadric edge collapse, `core.decimation`); None keeps them all."""
+    texture: int | None = None
+    """Side of a square base-colour texture on a UV atlas (then no vertex colours); None: no texture."""
+    texture_from: TextureSource = "decoder"
+    """'decoder': the radiance colour under each texel; 'views': projected super-resolved renderings of
+    `num_views` cameras (as color='views', per texel)."""
 
 
 def marching_cubes(volume: np.ndarray, level: float, box_warp: float) -> Mesh:
@@ -112,19 +114,6 @@ def clean_volume(volume: np.ndarray, level: float, min_part: float = 1e-3) -> np
     return out
 
 
-def drop_degenerate_faces(mesh: Mesh) -> Mesh:
-    """Mesh without zero-area faces (marching cubes makes them where the density meets the level at a
-    grid point; alone they show up as one-face specks) and without the vertices no face uses any more."""
-    corners = mesh.vertices[mesh.faces]
-    keep = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1) > 0
-    if keep.all():
-        return mesh
-    used = np.unique(mesh.faces[keep])
-    remap = np.zeros(len(mesh.vertices), np.int64)
-    remap[used] = np.arange(len(used))
-    return Mesh(mesh.vertices[used], remap[mesh.faces[keep]])
-
-
 def _check(options: MeshOptions) -> None:
     if options.resolution < 8:
         raise ValueError(f"mesh resolution must be at least 8, got {options.resolution}")
@@ -132,6 +121,12 @@ def _check(options: MeshOptions) -> None:
         raise ValueError(f"coarse step must be >= 1, got {options.step}")
     if options.color not in ("decoder", "views", "none"):
         raise ValueError(f"unknown colour mode {options.color!r} (decoder, views or none)")
+    if options.faces is not None and options.faces < MIN_FACES:
+        raise ValueError(f"face count must be at least {MIN_FACES}, got {options.faces}")
+    if options.texture is not None:
+        check_texture_size(options.texture)
+    if options.texture_from not in TEXTURE_SOURCES:
+        raise ValueError(f"unknown texture source {options.texture_from!r} (decoder or views)")
 
 
 def density_volume(G, planes: torch.Tensor, options: MeshOptions = MeshOptions(), dense: bool = False,
@@ -155,13 +150,17 @@ def density_volume(G, planes: torch.Tensor, options: MeshOptions = MeshOptions()
 def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
                  options: MeshOptions = MeshOptions(), progress: Progress | None = None,
                  volume: np.ndarray | None = None) -> Mesh:
-    """Planes [1,3,32,H,W] of one latent -> iso-surface Mesh with normals and colours (may have no faces).
+    """Planes [1,3,32,H,W] of one latent -> iso-surface Mesh with normals and colours, or with a UV atlas
+    and a baked texture when options.texture is set (may have no faces).
 
-    ws is needed for color='views'; `volume` reuses a density from `density_volume`.
+    Phases, each reporting to `progress` (and stopping there when it is cancelled): density grid,
+    marching cubes, decimation, normals and colours, unwrap, bake. ws is needed for the 'views' sources;
+    `volume` reuses a density from `density_volume`.
     """
     _check(options)
     if volume is None:
         volume = density_volume(G, planes, options, progress=progress)
+    _phase(progress, "marching cubes")
     if options.clean:
         volume = clean_volume(volume, options.level)
     mesh = marching_cubes(volume, options.level, G.options.box_warp)
@@ -169,7 +168,16 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
         mesh = drop_degenerate_faces(mesh)
     if len(mesh.faces) == 0:
         return mesh
+    if options.faces is not None:
+        _phase(progress, f"decimation to {options.faces} faces")
+        mesh = decimate(mesh, options.faces)
+    _phase(progress, "normals")
     mesh.normals = density_normals(G, planes, mesh, G.options.box_warp / (options.resolution - 1))
+    if options.texture is not None:
+        mesh = uv_atlas(mesh, options.texture, progress)
+        mesh.texture = bake_texture(G, planes, mesh, options.texture, options.texture_from, ws,
+                                    options.num_views, options.fov_deg, progress)
+        return mesh
     if options.color == "none":
         return mesh
     if options.color == "decoder":
@@ -179,3 +187,9 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
             raise ValueError("color='views' needs the latent's ws")
         mesh.colors = view_colors(G, planes, ws, mesh, options.num_views, options.fov_deg, progress)
     return mesh
+
+
+def _phase(progress: Progress | None, message: str) -> None:
+    """Report the start of a phase that runs as one call (and stop here if cancelled)."""
+    if progress is not None:
+        progress.update(0, 1, message)

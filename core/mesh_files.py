@@ -1,22 +1,24 @@
-"""Mesh and density-volume files: PLY, OBJ, GLB (written here from the glTF 2.0 spec), .npy and .mrc.
+"""Mesh and density-volume files: PLY, OBJ (+ MTL and PNG when textured), GLB (`core.glb_file`), .npy
+and .mrc.
 
 Everything is written atomically (a temporary file renamed into place).
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from core.fileio import atomic_path
-
-if TYPE_CHECKING:
-    from core.mesh import Mesh
+from core.glb_file import glb_bytes
+from core.triangle_mesh import Mesh
 
 MeshFormat = Literal["ply", "obj", "glb"]
 FORMATS: tuple[str, ...] = ("ply", "obj", "glb")
+TEXTURED_FORMATS: tuple[str, ...] = ("obj", "glb")
 
 UpAxis = Literal["y", "z"]
 UP_AXES: tuple[str, ...] = ("y", "z")
@@ -24,18 +26,18 @@ UP_AXES: tuple[str, ...] = ("y", "z")
 # World +y up (subject faces +z) -> +z up (subject faces -y, Blender's front view): +90 degrees about x.
 _Y_TO_Z_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32)
 
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963  # glTF bufferView targets
-_FLOAT, _UNSIGNED_INT = 5126, 5125  # glTF accessor component types
 
-
-def srgb_to_linear(colors: np.ndarray) -> np.ndarray:
-    """uint8 sRGB [...,3] -> float32 linear [0,1] (IEC 61966-2-1 transfer function)."""
-    c = colors.astype(np.float32) / 255
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 [H,W,3] -> PNG file bytes (8-bit sRGB RGB)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
 
 
 def write_mesh(mesh: Mesh, path: str | os.PathLike, fmt: MeshFormat | None = None, up: UpAxis = "y") -> Path:
-    """Write PLY / OBJ / GLB atomically, with vertex colours and normals when the mesh has them.
+    """Write PLY / OBJ / GLB atomically, with vertex colours and normals when the mesh has them, or with
+    its UV atlas and texture (OBJ: the .mtl and .png beside it, same stem; GLB: the PNG embedded).
 
     up='z' turns +y-up world coordinates into +z up (Blender, MeshLab's Z-up tools); GLB is +y up by
     the glTF spec (importers convert it themselves), so it takes only 'y'. -> the path.
@@ -49,13 +51,19 @@ def write_mesh(mesh: Mesh, path: str | os.PathLike, fmt: MeshFormat | None = Non
     if fmt == "glb" and up != "y":
         raise ValueError("GLB files are +y up by the glTF spec (importers such as Blender's convert them); "
                          "use --up y with glb")
+    textured = mesh.texture is not None
+    if textured and fmt not in TEXTURED_FORMATS:
+        raise ValueError(f"a textured mesh is written as {' or '.join(TEXTURED_FORMATS)}; {fmt} keeps vertex "
+                         "colours (leave out the texture)")
     vertices, normals = mesh.vertices, mesh.normals
     if up == "z":
         vertices = vertices @ _Y_TO_Z_UP.T
         normals = None if normals is None else normals @ _Y_TO_Z_UP.T
+    if textured and fmt == "obj":
+        return _write_textured_obj(mesh, vertices, normals, path)
     with atomic_path(path) as tmp:
         if fmt == "glb":
-            tmp.write_bytes(glb_bytes(vertices, mesh.faces, normals, mesh.colors))
+            tmp.write_bytes(glb_bytes(mesh, vertices, normals, png_bytes(mesh.texture) if textured else None))
             return path
         import trimesh
         colors = None
@@ -72,53 +80,35 @@ def write_mesh(mesh: Mesh, path: str | os.PathLike, fmt: MeshFormat | None = Non
     return path
 
 
-def glb_bytes(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
-              colors: np.ndarray | None = None) -> bytes:
-    """A binary glTF 2.0 file with one indexed triangle mesh.
+def _rows(tag: str, values: np.ndarray, fmt: str) -> str:
+    buf = io.StringIO()
+    np.savetxt(buf, values, fmt=f"{tag} {fmt}")
+    return buf.getvalue()
 
-    COLOR_0 is linear by the spec: the sRGB colours are converted (float32). A matte material
-    (metallic 0) keeps viewers from shading the default metallic one.
+
+def _write_textured_obj(mesh: Mesh, vertices: np.ndarray, normals: np.ndarray | None, path: Path) -> Path:
+    """OBJ with v/vt/vn per vertex and `f a/a/a`, its MTL (map_Kd) and the PNG, all named after path's stem.
+
+    OBJ's texture v grows upwards from the image's last row, so v is flipped from the glTF convention.
     """
-    import json
-    attributes = {"POSITION": vertices.astype(np.float32)}
-    if normals is not None:
-        attributes["NORMAL"] = normals.astype(np.float32)
-    if colors is not None:
-        attributes["COLOR_0"] = srgb_to_linear(colors)
-    blobs, views, accessors = [], [], []
-    offset = 0
-
-    def add(data: np.ndarray, target: int, accessor: dict) -> int:
-        nonlocal offset
-        raw = np.ascontiguousarray(data).tobytes()
-        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(raw), "target": target})
-        blobs.append(raw + b"\0" * (-len(raw) % 4))
-        offset += len(raw) + (-len(raw) % 4)
-        accessors.append({"bufferView": len(views) - 1, **accessor})
-        return len(accessors) - 1
-
-    prim_attrs = {}
-    for name, data in attributes.items():
-        acc = {"componentType": _FLOAT, "count": len(data), "type": "VEC3"}
-        if name == "POSITION" and len(data):
-            acc |= {"min": data.min(axis=0).tolist(), "max": data.max(axis=0).tolist()}
-        prim_attrs[name] = add(data, _ARRAY_BUFFER, acc)
-    indices = add(faces.astype(np.uint32).reshape(-1), _ELEMENT_ARRAY_BUFFER,
-                  {"componentType": _UNSIGNED_INT, "count": int(faces.size), "type": "SCALAR"})
-    doc = {
-        "asset": {"version": "2.0", "generator": "Triplane Studio"},
-        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "meshes": [{"primitives": [{"attributes": prim_attrs, "indices": indices, "material": 0, "mode": 4}]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [1, 1, 1, 1], "metallicFactor": 0.0,
-                                                "roughnessFactor": 1.0}}],
-        "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": offset}],
-    }
-    text = json.dumps(doc, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 4)
-    binary = b"".join(blobs)
-    chunks = (len(text).to_bytes(4, "little") + b"JSON" + text
-              + len(binary).to_bytes(4, "little") + b"BIN\0" + binary)
-    return b"glTF" + (2).to_bytes(4, "little") + (12 + len(chunks)).to_bytes(4, "little") + chunks
+    png, mtl = path.with_suffix(".png"), path.with_suffix(".mtl")
+    with atomic_path(png) as tmp:
+        tmp.write_bytes(png_bytes(mesh.texture))
+    with atomic_path(mtl) as tmp:
+        tmp.write_text("# Triplane Studio\nnewmtl surface\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
+                       f"map_Kd {png.name}\n")
+    uv = np.stack([mesh.uvs[:, 0], 1 - mesh.uvs[:, 1]], axis=1)
+    f = mesh.faces + 1
+    if normals is None:
+        faces = _rows("f", np.repeat(f, 2, axis=1), "%d/%d %d/%d %d/%d")
+    else:
+        faces = _rows("f", np.repeat(f, 3, axis=1), "%d/%d/%d %d/%d/%d %d/%d/%d")
+    text = (f"# Triplane Studio\nmtllib {mtl.name}\n" + _rows("v", vertices, "%.6f %.6f %.6f")
+            + _rows("vt", uv, "%.6f %.6f") + ("" if normals is None else _rows("vn", normals, "%.6f %.6f %.6f"))
+            + "usemtl surface\n" + faces)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
 
 
 def write_volume(volume: np.ndarray, path: str | os.PathLike, box_warp: float = 1.0) -> Path:

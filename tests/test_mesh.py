@@ -239,3 +239,41 @@ def test_occupancy_iou_of_mesh_volumes(snapshot_pkl, tmp_path):
     a, b = vols[0] > level, vols[1] > level
     iou = pairwise_iou(vols, level)[0]
     assert 0.0 < iou < 1.0 and iou == pytest.approx((a & b).sum() / (a | b).sum())
+
+
+MESH_MODULES = ("mesh", "mesh_files", "glb_file", "triangle_mesh", "vertex_attributes", "view_projection",
+                "rasterizer", "decimation", "uv_atlas", "texture_bake", "density_grid", "coarse_to_fine")
+
+
+def test_mesh_modules_are_layered_without_cycles():
+    """Every `core.*` import of the mesh modules, at any depth of the file (functions and TYPE_CHECKING
+    blocks included), points one way: the graph among them has no cycle, and `Mesh` sits at the bottom."""
+    import ast
+    from graphlib import CycleError, TopologicalSorter
+
+    from conftest import ROOT
+    graph = {}
+    for name in MESH_MODULES:
+        tree = ast.parse((ROOT / "core" / f"{name}.py").read_text())
+        targets = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        targets |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        graph[name] = {t.split(".")[1] for t in targets if t.startswith("core.") and t.split(".")[1] in MESH_MODULES}
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        pytest.fail(f"import cycle among the mesh modules: {e.args[1]}")
+    assert graph["triangle_mesh"] == set() and order[-1] == "mesh"
+    assert M.Mesh.__module__ == "core.triangle_mesh"
+
+
+def test_decimating_a_model_surface_keeps_it_closed(small_G, latent):
+    import trimesh
+    ws, planes = latent
+    mesh = M.extract_mesh(small_G, planes, ws, M.MeshOptions(resolution=96, color="none"))
+    closed = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    assert closed.is_watertight
+    small = M.extract_mesh(small_G, planes, ws, M.MeshOptions(resolution=96, color="none", faces=1000))
+    reduced = trimesh.Trimesh(small.vertices, small.faces, process=False)
+    assert abs(len(small.faces) - 1000) <= 10 and reduced.is_watertight and reduced.is_winding_consistent
+    assert reduced.volume == pytest.approx(closed.volume, rel=0.05)
+    assert small.normals.shape == small.vertices.shape  # attributes sampled again at the new vertices

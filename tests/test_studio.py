@@ -202,6 +202,31 @@ def test_export_mesh(studio, tmp_path):
     assert len(mesh.faces) > 100 and mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
 
 
+def test_export_textured_mesh_shows_its_phases_and_cancels(studio, tmp_path):
+    """Faces, texture size and source in the Export panel: the progress bar names the long phases, Cancel
+    stops the job in each of them (no file left), and a full run writes a GLB with its texture attached.
+    (tests/test_texture.py checks every phase, short ones included, on the core function.)"""
+    from app.export_panel import MESH_FACES, TEXTURE_SIZES
+    export = studio.export_panel
+    export.mesh_file.text, export.mesh_res, export.mesh_level = str(tmp_path / "shape.glb"), 1, 0.0  # 128^3 grid
+    export.mesh_faces, export.mesh_texture = MESH_FACES.index(10_000), TEXTURE_SIZES.index(512)
+    run_until(studio, lambda: studio.engine is not None, "the model to load")
+    for phase in ("refining", "unwrap", "bake"):
+        export.export_mesh(studio.state)
+        run_until(studio, lambda p=phase: p in studio.state.job.message or actions_done(studio), f"phase {phase}")
+        studio.state.job.cancel = True
+        run_until(studio, lambda: actions_done(studio), "the cancelled export")
+        assert studio.state.status.endswith("cancelled"), (phase, studio.state.status)
+        assert not list(tmp_path.iterdir())
+    export.export_mesh(studio.state)
+    run_until(studio, lambda: actions_done(studio), "the textured export", limit=180)
+    assert "wrote" in studio.state.status, studio.state.status
+    import trimesh
+    mesh = next(iter(trimesh.load(tmp_path / "shape.glb").geometry.values()))
+    # topology preservation stops a few collapses short on this coarse 128³ surface (11.4k faces)
+    assert 10_000 <= len(mesh.faces) <= 12_000 and mesh.visual.material.baseColorTexture.size == (512, 512)
+
+
 def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_path):
     """Frame PNG, exported video and screen recording against `render`'s PNG of the same state
     (raw image, yaw 30 pitch 10): the same picture, not flipped or mirrored."""
