@@ -303,7 +303,7 @@ def test_mesh_command_glb_texture_matches_the_ply_of_the_same_mesh(snapshot_pkl,
     from scipy.spatial import cKDTree
 
     from core.checkpoint import load_generator
-    from core.latents import Latent, save_latent
+    from core.latents import SavedLatent, save_latent
     common = ["--res", "96", "--faces", "1500", "--device", "cpu"]
     code, _, err = _main(capsys, "mesh", snapshot_pkl, "--seeds", "0", "--format", "ply", "--out", tmp_path / "ply",
                          *common)
@@ -323,7 +323,7 @@ def test_mesh_command_glb_texture_matches_the_ply_of_the_same_mesh(snapshot_pkl,
     assert np.abs(sampled - ply_colours).mean() <= 2
 
     G = load_generator(snapshot_pkl, "cpu")
-    save_latent(tmp_path / "latent.npz", Latent(seed_ws(G, 0, psi=0.7), torch.zeros(25)))
+    save_latent(tmp_path / "latent.npz", SavedLatent(seed_ws(G, 0, psi=0.7), torch.zeros(25)))
     code, _, err = _main(capsys, "mesh", snapshot_pkl, "--latent", tmp_path / "latent.npz", "--format", "glb",
                          "--texture", "512", "--out", tmp_path / "inv", *common)
     assert code == 0, err
