@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PROG = "triplane-studio" if os.path.basename(sys.argv[0]) == "triplane-studio" else "main.py"
 """How the user started us (the console script or the checkout's main.py), for usage lines."""
-COMMANDS = ("train", "dataset", "render", "video", "mesh", "invert", "export", "info", "bench")
+COMMANDS = ("train", "dataset", "render", "video", "mesh", "invert", "export", "info", "bench", "serve")
 
 
 class _Parser(argparse.ArgumentParser):
