@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", metavar="FILE",
                    help="the access token (default ~/.config/triplane-studio/serve.token; created when missing)")
     p.add_argument("--idle-timeout", type=float_in(1, 86400), default=300.0, metavar="SECONDS",
-                   help="close connections silent this long (default 300; the studio pings every 10 s)")
+                   help="close connections silent this long (default 300; the client pings every 5 s)")
     add_device_argument(p)
 
 
@@ -73,6 +73,6 @@ def _announce(server, host: str, token_file) -> None:
     port, url_host = server.port, _url_host(host)
     url = f"ws://{url_host}:{port}"
     print(f"serving {server.default.name} at {url} | attach: python main.py --connect {url} --token-file "
-          f"{token_file} | from another machine: scp SERVER:{token_file} serve.token; ssh -N -L "
+          f"{token_file} | from another machine: scp SERVER:{token_file} serve.token; ssh -fN -L "
           f"{port}:127.0.0.1:{port} SERVER; python main.py --connect ws://127.0.0.1:{port} --token-file serve.token",
           flush=True)

@@ -123,10 +123,11 @@ class _Download:
 
 class RemoteEngine:
     def __init__(self, url: str, token: str, *, encoding: str = "png", reconnect: bool = True,
-                 connect_timeout: float = 30.0, name: str = "triplane-studio"):
+                 connect_timeout: float = 30.0, name: str = "triplane-studio", ping_s: float = PING_S):
         """Connect to `url` (ws://HOST:PORT) with `token`; blocks until the server welcomed us
         (RemoteError when it cannot be reached or refuses the token)."""
         self.url, self._token, self.encoding, self.reconnect, self._name = url, token, encoding, reconnect, name
+        self._ping_s = ping_s
         self.status = "connecting"
         """connected | disconnected, reconnecting | refused | closed"""
         self.last_error = ""
@@ -141,9 +142,12 @@ class RemoteEngine:
         self._send_lock = threading.Lock()
         self._cv = threading.Condition()
         self._gen = itertools.count(1)
-        self._sent: dict[int, tuple[RenderRequest, float, str]] = {}
-        """wire generation -> (request, time sent, encoding) of requests whose frame has not come."""
-        self._unsent: tuple[RenderRequest, str] | None = None
+        self._seq = itertools.count(1)
+        self._sent: dict[int, tuple[RenderRequest, float, str, int]] = {}
+        """wire generation -> (request, time sent, encoding, submission) of requests whose frame has not come."""
+        self._unsent: tuple[RenderRequest, str, int] | None = None
+        self.latest_submission = 0
+        """Submission number of the newest frame received."""
         self._latest: Frame | None = None
         self._waiters: dict[str, deque[Future]] = {}
         self._jobs: dict[str, RemoteJob] = {}
@@ -168,26 +172,28 @@ class RemoteEngine:
             raise RemoteError(f"cannot attach to {url}: {self.last_error or 'no answer'}")
 
     # ---- the render path (RenderWorker's interface) ---------------------------------------------------
-    def submit(self, request: RenderRequest, encoding: str | None = None) -> None:
-        """Send a request (never blocks); the server renders only the newest one it has not started."""
-        encoding = encoding or self.encoding
+    def submit(self, request: RenderRequest, encoding: str | None = None) -> int:
+        """Send a request (never blocks); the server renders only the newest one it has not started.
+        -> the submission's number (frames of it and later submissions set `latest_submission`)."""
         with self._cv:
-            self._unsent = (request, encoding)
+            seq = next(self._seq)
+            self._unsent = (request, encoding or self.encoding, seq)
         self._flush_request()
+        return seq
 
     def _flush_request(self) -> None:
         with self._cv:
             if self._unsent is None or self._ws is None or self._reopening:
                 return
-            (request, encoding), self._unsent = self._unsent, None
+            (request, encoding, seq), self._unsent = self._unsent, None
             wire = next(self._gen)
-            self._sent[wire] = (request, time.monotonic(), encoding)
+            self._sent[wire] = (request, time.monotonic(), encoding, seq)
         msg = {"type": "render", "encoding": encoding,
                "request": P.request_to_json(request) | {"generation": wire}}
         if not self._send_quiet(msg):
             with self._cv:
                 self._sent.pop(wire, None)
-                self._unsent = self._unsent or (request, encoding)
+                self._unsent = self._unsent or (request, encoding, seq)
 
     def latest(self) -> Frame | None:
         with self._cv:
@@ -204,13 +210,12 @@ class RemoteEngine:
 
     def render(self, request: RenderRequest, encoding: str | None = None, timeout: float = 120.0) -> Frame:
         """Render one request and wait for its frame (scripts, tests, benchmarks)."""
-        self.submit(request, encoding)
+        seq = self.submit(request, encoding)
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
-                frame = self._latest
-                if frame is not None and frame.request is request:
-                    return frame
+                if self.latest_submission >= seq:
+                    return self._latest
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RemoteError(f"no frame from {self.url} within {timeout:g} s ({self.status})")
@@ -363,32 +368,35 @@ class RemoteEngine:
                 self._wait(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
-            try:
-                ws.send(P.encode_text({"type": "hello", "protocol": P.PROTOCOL_VERSION, "token": self._token,
-                                       "client": self._name}))
-                welcome = P.decode_text(ws.recv(timeout=30))
-            except (ConnectionClosed, TimeoutError, P.ProtocolError):
-                self.status, self.last_error = "refused", "the server closed the connection after hello (wrong token?)"
-                ws.close()
-                self._connected.set()
-                return
-            if welcome.get("type") != "welcome":
-                self.status, self.last_error = "refused", str(welcome.get("message", welcome))[:300]
-                ws.close()
-                self._connected.set()
-                return
-            delay = 0.25
-            self._attached(ws, welcome)
-            try:
-                self._read(ws)
-            except (ConnectionClosed, OSError) as e:
-                self.last_error = f"connection lost: {e}"
-            except P.ProtocolError as e:
-                self.last_error = f"bad message from the server: {e}"
-                log.warning("%s: %s", self.url, self.last_error)
-                ws.close()
-            self._detached()
+            with ws:
+                if not self._session(ws):
+                    self._connected.set()
+                    return
+                delay = 0.25
         self.status = "closed"
+
+    def _session(self, ws: ClientConnection) -> bool:
+        """Say hello, then read until the connection ends; False when the server refused us."""
+        try:
+            ws.send(P.encode_text({"type": "hello", "protocol": P.PROTOCOL_VERSION, "token": self._token,
+                                   "client": self._name}))
+            welcome = P.decode_text(ws.recv(timeout=30))
+        except (ConnectionClosed, TimeoutError, P.ProtocolError):
+            self.status, self.last_error = "refused", "the server closed the connection after hello (wrong token?)"
+            return False
+        if welcome.get("type") != "welcome":
+            self.status, self.last_error = "refused", str(welcome.get("message", welcome))[:300]
+            return False
+        self._attached(ws, welcome)
+        try:
+            self._read(ws)
+        except (ConnectionClosed, OSError) as e:
+            self.last_error = f"connection lost: {e}"
+        except P.ProtocolError as e:
+            self.last_error = f"bad message from the server: {e}"
+            log.warning("%s: %s", self.url, self.last_error)
+        self._detached()
+        return True
 
     def _wait(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -430,8 +438,8 @@ class RemoteEngine:
             self.status = "closed" if self._closing else "disconnected, reconnecting"
             if self._sent and self._unsent is None:
                 newest = max(self._sent)
-                request, _, encoding = self._sent[newest]
-                self._unsent = (request, encoding)
+                request, _, encoding, seq = self._sent[newest]
+                self._unsent = (request, encoding, seq)
             self._sent.clear()
             waiters = [f for q in self._waiters.values() for f in q]
             self._waiters.clear()
@@ -449,11 +457,11 @@ class RemoteEngine:
     def _read(self, ws: ClientConnection) -> None:
         while not self._closing:
             now = time.monotonic()
-            if now - self._last_ping >= PING_S:
+            if now - self._last_ping >= self._ping_s:
                 self._last_ping = now
                 self._send_quiet({"type": "ping", "t": now})
             try:
-                data = ws.recv(timeout=min(1.0, PING_S))
+                data = ws.recv(timeout=min(1.0, self._ping_s))
             except TimeoutError:
                 continue
             if isinstance(data, bytes):
@@ -560,13 +568,13 @@ class RemoteEngine:
                 del self._sent[older]
         if sent is None:
             return
-        request, t_sent, _ = sent
+        request, t_sent, _, seq = sent
         frame = decode_frame(header, parts, request)
         roundtrip = time.monotonic() - t_sent
         server_s = header.get("server_s") if isinstance(header.get("server_s"), float) else 0.0
         frame.timings.update(roundtrip=roundtrip, network=max(0.0, roundtrip - server_s))
         with self._cv:
-            self._latest = frame
+            self._latest, self.latest_submission = frame, seq
             self.frames += 1
             self.frame_bytes.append(size)
             self.frame_ms = roundtrip * 1000

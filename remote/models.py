@@ -48,7 +48,7 @@ class Model:
             return self._described
         G = self.engine.base_G
         rows = dict(model_rows(G, self.path), file=self.name)  # the server's own paths stay on the server
-        self._described = {"name": self.name, "generation": self.generation, "rows": rows,
+        self._described = {"name": self.name, "file": self.path.name, "generation": self.generation, "rows": rows,
                 "rendering_kwargs": json.loads(json.dumps(G.rendering_kwargs, default=str)),
                 "num_ws": int(G.num_ws), "w_dim": int(G.w_dim),
                 "neural_resolution": int(G.neural_rendering_resolution),
