@@ -318,33 +318,34 @@ def test_an_uploaded_image_inverts_into_a_latent_the_client_renders(served, clie
 
 
 def test_serving_imports_no_gl_glfw_or_imgui(tmp_path):
-    """A bare GPU node has no GL: run a server in a fresh interpreter, serve a frame and a job, then look."""
+    """A bare GPU node has no GL: run `serve` in a fresh interpreter, render a frame and run a job through it,
+    then look at what that interpreter imported."""
+    from remote_helpers import free_port
+    port, token = free_port(), tmp_path / "serve.token"
     code = f"""
-import asyncio, sys, threading
-from pathlib import Path
-import cli.serve
+import os, sys, threading, time
+import main
 from core.engine import RenderRequest
-from remote.client import RemoteEngine
-from remote.server import Server, ServerConfig
-server = Server(ServerConfig(target=Path({str(MODEL)!r}), token="t" * 32, device="cpu", port=0))
-stop = asyncio.Event()
-thread = threading.Thread(target=lambda: asyncio.run(server.run(stop)), daemon=True)
-thread.start()
-server.started.wait(60)
-engine = RemoteEngine(f"ws://127.0.0.1:{{server.port}}", "t" * 32)
+from remote.client import RemoteEngine, read_token
+threading.Thread(target=main.main, args=(["serve", {str(MODEL)!r}, "--port", "{port}", "--token-file",
+                                          {str(token)!r}],), daemon=True).start()
+for _ in range(600):
+    try:
+        engine = RemoteEngine("ws://127.0.0.1:{port}", read_token({str(token)!r}), reconnect=False)
+        break
+    except Exception:
+        time.sleep(0.2)
 assert engine.render(RenderRequest(resolution=32)).error is None
 job = engine.job("InspectPlanes", {{"channel": 0}})
 assert job.wait(60) and job.error is None, job.error
-engine.close()
-server.loop.call_soon_threadsafe(stop.set)
-thread.join(30)
-server.close()
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("imgui_bundle", "glfw", "OpenGL", "pycuda")
-             or (m.startswith("app.") and m != "app.actions")))
+             or (m.startswith("app.") and m != "app.actions")), flush=True)
+os._exit(0)
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert f"serving default_model.ckpt at ws://127.0.0.1:{port}" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
 def test_idle_connections_time_out_and_clients_reconnect_after_a_server_restart(tmp_path):
