@@ -32,7 +32,7 @@ from core.checkpoint import resolve_checkpoint
 from remote import protocol as P
 from remote.auth import same_token
 from remote.frames import ENCODINGS, PARTS, encode_rgb
-from remote.jobs import Job, JobContext
+from remote.jobs import HANDLERS, Job, JobContext
 from remote.models import Model, ModelPool
 from remote.render_loop import RenderItem, RenderLoop
 from remote.served_root import ServedRoot
@@ -189,6 +189,8 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.render_loop = RenderLoop(self._deliver)
         self.job_slots = threading.Semaphore(JOB_SLOTS)
+        self.jobs: set[Job] = set()
+        """Jobs of all clients still running (joined on close: no torch left running at exit)."""
         self.upload_dir = Path(tempfile.mkdtemp(prefix="triplane-serve-"))
         self.default = self._load_default()
         self.default.users += 1  # pinned: never dropped to make room
@@ -224,6 +226,10 @@ class Server:
             self.watch.close()
         for client in list(self.clients.values()):
             self._forget(client, "server stopped")
+        for job in list(self.jobs):
+            job.cancel()
+        for job in list(self.jobs):
+            job.done.wait(60)
         self.render_loop.close()
         self.pool.close()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
@@ -456,24 +462,26 @@ class Server:
     # ---- jobs and downloads -------------------------------------------------------------------------
     def _on_job(self, c: Client, m: dict) -> None:
         P.fields_of(m, {"type", "id", "kind", "fields"}, "job")
-        job_id = P.text(m.get("id"), "id", 64)
+        job_id, kind = P.text(m.get("id"), "id", 64), P.text(m.get("kind"), "kind", 64)
         if job_id in c.jobs or len(c.jobs) >= MAX_JOBS_PER_CLIENT:
             raise P.FieldError(f"job id {job_id!r} is in use, or {MAX_JOBS_PER_CLIENT} jobs are running already")
         fields = m.get("fields", {})
-        if not isinstance(fields, dict):
-            raise P.FieldError("fields must be a JSON object")
+        if not isinstance(fields, dict) or kind not in HANDLERS:
+            raise P.FieldError(f"a job needs an object of fields and one of the kinds {', '.join(HANDLERS)}")
         self.pool.use(c.model)  # the job keeps its model loaded, whatever the client opens meanwhile
         ctx = JobContext(c.model, self.root, c.uploads, c.results, c.id,
                          preview=lambda name, rgb: self._call(c.post, _preview(job_id, name, rgb)))
-        c.jobs[job_id] = Job(job_id, P.text(m.get("kind"), "kind", 64), fields, ctx, self.job_slots,
-                             lambda job, what, result, arrays: self._call(self._job_event, c, job, what, result,
-                                                                            arrays))
+        job = Job(job_id, kind, fields, ctx, self.job_slots,
+                  lambda job, what, result, arrays: self._call(self._job_event, c, job, what, result, arrays))
+        c.jobs[job_id] = job
+        self.jobs.add(job)
 
     def _job_event(self, c: Client, job: Job, what: str, result: dict, arrays: dict[str, np.ndarray]) -> None:
         if what == "progress":
             c.post(result, progress_of=job.id)
             return
         self.pool.release(job.ctx.model)
+        self.jobs.discard(job)
         c.jobs.pop(job.id, None)
         c.progress.pop(job.id, None)
         if what == "done":

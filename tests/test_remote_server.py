@@ -363,7 +363,8 @@ def test_idle_connections_time_out_and_clients_reconnect_after_a_server_restart(
         with pytest.raises(ConnectionClosed) as e:
             while True:
                 silent.recv(timeout=20)
-        assert e.value.rcvd.code == 1000 and "idle for 2 s" in first.log_text()
+        assert e.value.rcvd.code == 1000
+        _wait_for(lambda: "idle for 2 s" in first.log_text(), "the server's log line")
         engine.open("sub/boxcyl.ckpt")
         before = engine.render(RenderRequest(latent=Latent(seed=2), **SMALL))
         assert engine.status == "connected" and engine.reconnects == 0  # pinging: never idle
