@@ -12,16 +12,13 @@ well-formed message with a bad value is answered with an error. Every queue per 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +31,7 @@ from remote.auth import same_token
 from remote.frames import ENCODINGS, PARTS, encode_rgb
 from remote.jobs import HANDLERS, Job, JobContext
 from remote.models import Model, ModelPool
+from remote.peer import CHECKPOINT_SUFFIXES, MAX_JOBS, MAX_UPLOAD, Peer
 from remote.render_loop import RenderItem, RenderLoop
 from remote.served_root import ServedRoot
 from remote.watch import RunWatch
@@ -41,14 +39,8 @@ from remote.watch import RunWatch
 log = logging.getLogger(__name__)
 AUTH_TIMEOUT_S = 10.0
 MAX_CLIENTS = 64
-MAX_OUTBOX = 256
-"""Unsent control messages per client; a client that lets more pile up is not reading and is closed."""
-MAX_JOBS_PER_CLIENT = 4
 JOB_SLOTS = 2
 """Jobs of all clients running at once (the others wait their turn)."""
-MAX_UPLOAD = {"checkpoint": 2 * 2**30, "image": 64 * 2**20}
-MAX_KEPT_UPLOADS = 4
-CHECKPOINT_SUFFIXES = (".pkl", ".ckpt", ".pt")
 
 
 @dataclass
@@ -63,120 +55,6 @@ class ServerConfig:
     """Seconds without any message from a client before it is closed (the client library pings)."""
 
 
-@dataclass
-class Upload:
-    id: str
-    kind: str
-    name: str
-    size: int
-    path: Path
-    received: int = 0
-    digest: Any = None
-
-
-class Client:
-    """One authenticated connection: its model, render slot, outgoing queues, jobs and files."""
-
-    def __init__(self, cid: int, ws: ServerConnection, peer: str, model: Model):
-        self.id, self.ws, self.peer, self.model = cid, ws, peer, model
-        self.closed = False
-        self.outbox: deque[str | bytes] = deque()
-        self.progress: dict[str, str] = {}
-        """Newest unsent progress message per job (older ones are superseded)."""
-        self.frame: bytes | None = None
-        self.downloads: deque[Download] = deque()
-        self.wake = asyncio.Event()
-        self.jobs: dict[str, Job] = {}
-        self.upload: Upload | None = None
-        self.uploads: dict[str, Path] = {}
-        self.results: dict[str, Any] = {}
-        self.loading = False
-        self.frames_sent = self.frames_replaced = self.bytes_sent = 0
-
-    def post(self, msg: dict | bytes, progress_of: str | None = None) -> None:
-        """Queue a message (event loop only). Too many unsent ones close the connection."""
-        if self.closed:
-            return
-        data = msg if isinstance(msg, bytes) else P.encode_text(msg)
-        if progress_of is not None:
-            self.progress[progress_of] = data
-        else:
-            if len(self.outbox) >= MAX_OUTBOX:
-                log.warning("closed client %d (%s): not reading its messages", self.id, self.peer)
-                self.closed = True
-                asyncio.ensure_future(self.ws.close(1008, "not reading"))
-                return
-            self.outbox.append(data)
-        self.wake.set()
-
-    def post_frame(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.frame is not None:
-            self.frames_replaced += 1
-        self.frame = data
-        self.wake.set()
-
-    async def send_loop(self) -> None:
-        """Write queued messages, then the newest frame, then download chunks, until the connection ends."""
-        while not self.closed:
-            await self.wake.wait()
-            self.wake.clear()
-            while not self.closed:
-                if self.outbox:
-                    data = self.outbox.popleft()
-                elif self.progress:
-                    data = self.progress.pop(next(iter(self.progress)))
-                elif self.frame is not None:
-                    data, self.frame = self.frame, None
-                    self.frames_sent += 1
-                elif self.downloads:
-                    download = self.downloads[0]
-                    data = await asyncio.to_thread(download.next_message)
-                    if download.finished and download in self.downloads:
-                        self.downloads.remove(download)
-                    if data is None:
-                        continue
-                else:
-                    break
-                await self.ws.send(data)
-                self.bytes_sent += len(data)
-
-
-class Download:
-    """One file streamed to a client in CHUNK-sized binary messages; the last carries the sha256 of all
-    bytes sent. The sender reads chunks on a worker thread; cancel may come from the event loop."""
-
-    def __init__(self, job_id: str, path: Path):
-        self.id, self.path = job_id, path
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by finish()
-        self.size = os.fstat(self._file.fileno()).st_size
-        self.offset, self.finished = 0, False
-        self._digest = hashlib.sha256()
-        self._lock = threading.Lock()
-
-    def next_message(self) -> bytes | None:
-        with self._lock:
-            if self.finished:
-                return None
-            data = self._file.read(P.CHUNK)
-            self._digest.update(data)
-            header = {"type": "file", "id": self.id, "offset": self.offset, "size": self.size}
-            self.offset += len(data)
-            if self.offset >= self.size or not data:
-                header.update(sha256=self._digest.hexdigest(), size=self.offset)
-                self._finish()
-            return P.pack(header, [data])
-
-    def close(self) -> None:
-        with self._lock:
-            self._finish()
-
-    def _finish(self) -> None:
-        self.finished = True
-        self._file.close()
-
-
 class Server:
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -184,7 +62,7 @@ class Server:
         self.run_dir = target if target.is_dir() and not (target / "init_kwargs.json").exists() else None
         self.root = ServedRoot(target if target.is_dir() else target.parent)
         self.pool = ModelPool(config.device)
-        self.clients: dict[int, Client] = {}
+        self.clients: dict[int, Peer] = {}
         self._next_id = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.render_loop = RenderLoop(self._deliver)
@@ -251,7 +129,7 @@ class Server:
             await ws.close(1002, "protocol version")
             return
         self._next_id += 1
-        client = Client(self._next_id, ws, peer, self.default)
+        client = Peer(self._next_id, ws, peer, self.default)
         self.pool.use(self.default)
         self.clients[client.id] = client
         log.info("client %d connected from %s", client.id, peer)
@@ -292,28 +170,17 @@ class Server:
         log.warning("refused %s: %s", peer, why)
         ws.transport.abort()
 
-    def _forget(self, client: Client, reason: str) -> None:
+    def _forget(self, client: Peer, reason: str) -> None:
         """Free everything a client held (it left, vanished, timed out or broke the protocol)."""
         if self.clients.pop(client.id, None) is None:
             return
-        client.closed = True
-        client.wake.set()
         self.render_loop.forget(client)
-        for job in client.jobs.values():
-            job.cancel()
-        for download in client.downloads:
-            download.close()
-        client.downloads.clear()
-        paths = list(client.uploads.values()) + ([client.upload.path] if client.upload else [])
-        for path in paths:
-            path.unlink(missing_ok=True)
-        client.uploads.clear()
-        client.upload = None
+        client.drop_all()
         self.pool.release(client.model)
         log.info("client %d %s", client.id, reason)
 
     # ---- messages -----------------------------------------------------------------------------------
-    async def _dispatch(self, c: Client, m: dict) -> None:
+    async def _dispatch(self, c: Peer, m: dict) -> None:
         kind = m["type"]
         if kind not in P.CLIENT_MESSAGES or kind == "hello":
             raise P.ProtocolError(f"unknown message type {kind[:40]!r}")
@@ -326,11 +193,11 @@ class Server:
             c.post({"type": "error", "about": kind, "id": m.get("id") if isinstance(m.get("id"), str) else None,
                     "message": str(e)})
 
-    def _on_ping(self, c: Client, m: dict) -> None:
+    def _on_ping(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "t"}, "ping")
         c.post({"type": "pong", "t": m.get("t") if isinstance(m.get("t"), (int, float)) else None})
 
-    def _on_render(self, c: Client, m: dict) -> None:
+    def _on_render(self, c: Peer, m: dict) -> None:
         """Into the client's render slot; a request with a bad value gets a frame that says so."""
         try:
             P.fields_of(m, {"type", "request", "encoding", "quality", "parts"}, "render")
@@ -348,7 +215,7 @@ class Server:
             return
         self.render_loop.submit(c, item)
 
-    def _on_stats(self, c: Client, m: dict) -> None:
+    def _on_stats(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type"}, "stats")
         c.post({"type": "stats", "clients": len(self.clients), "waiting_renders": self.render_loop.waiting(),
                 "rendered": self.render_loop.rendered, "dropped": self.render_loop.dropped,
@@ -358,14 +225,14 @@ class Server:
                 "downloads": sum(len(x.downloads) for x in self.clients.values()),
                 "models": len(self.pool), "rss_bytes": _rss_bytes()})
 
-    def _on_files(self, c: Client, m: dict) -> None:
+    def _on_files(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "what"}, "files")
         what = P.choice(m.get("what", "models"), ("models", "exports"), "what")
         suffixes = CHECKPOINT_SUFFIXES if what == "models" else (".ply", ".obj", ".glb", ".mp4", ".npz", ".ckpt",
                                                                  ".png", ".json", ".npy", ".mrc")
         c.post({"type": "files", "what": what, "files": self.root.listing(what, suffixes)})
 
-    def _on_run(self, c: Client, m: dict) -> None:
+    def _on_run(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "since", "grid"}, "run")
         if self.watch is None:
             raise P.FieldError("this server serves a checkpoint, not a training run")
@@ -379,7 +246,7 @@ class Server:
         since = P.integer(m.get("since", 0), 0, 2**31, "since")
         c.post({"type": "run", **self.watch.summary(), "since": since, "entries": self.watch.metrics(since)})
 
-    async def _on_open(self, c: Client, m: dict) -> None:
+    async def _on_open(self, c: Peer, m: dict) -> None:
         """Switch the client to a checkpoint below the served root (null: the server's own model)."""
         P.fields_of(m, {"type", "path"}, "open")
         if c.loading:
@@ -394,7 +261,7 @@ class Server:
         rel = self.root.relative(resolved)  # a run directory's newest snapshot: still inside the root
         await self._load(c, "path:" + rel, rel, resolved, False)
 
-    async def _load(self, c: Client, key: str, name: str, path: Path, temporary: bool) -> None:
+    async def _load(self, c: Peer, key: str, name: str, path: Path, temporary: bool) -> None:
         c.loading = True
         try:
             model = await asyncio.to_thread(self.pool.acquire, key, name, path, temporary)
@@ -408,63 +275,33 @@ class Server:
             return
         self._switch(c, model, "opened")
 
-    def _switch(self, c: Client, model: Model, reason: str) -> None:
+    def _switch(self, c: Peer, model: Model, reason: str) -> None:
         old, c.model = c.model, model
         self.pool.release(old)
         c.post({"type": "model", "reason": reason, "model": model.describe()})
 
     # ---- uploads ------------------------------------------------------------------------------------
-    def _on_upload_begin(self, c: Client, m: dict) -> None:
-        P.fields_of(m, {"type", "id", "kind", "name", "size"}, "upload_begin")
-        uid, kind = P.text(m.get("id"), "id", 64), P.choice(m.get("kind"), tuple(MAX_UPLOAD), "kind")
-        name = Path(P.text(m.get("name", "upload"), "name", 128)).name
-        size = P.integer(m.get("size"), 1, MAX_UPLOAD[kind], "size")
-        if c.upload is not None or c.loading:
-            raise P.FieldError("one upload at a time per connection")
-        if kind == "checkpoint" and Path(name).suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise P.FieldError(f"a checkpoint must end in {', '.join(CHECKPOINT_SUFFIXES)}")
-        path = self.upload_dir / f"{c.id}-{len(c.uploads)}-{hashlib.sha256(uid.encode()).hexdigest()[:8]}" \
-                                 f"{Path(name).suffix.lower()}"
-        path.touch(mode=0o600)
-        c.upload = Upload(uid, kind, name, size, path, digest=hashlib.sha256())
-        c.post({"type": "upload_ready", "id": uid})
+    def _on_upload_begin(self, c: Peer, m: dict) -> None:
+        c.begin_upload(m, self.upload_dir)
 
-    async def _binary(self, c: Client, header: dict, parts: list[memoryview]) -> None:
+    async def _binary(self, c: Peer, header: dict, parts: list[memoryview]) -> None:
         if header.get("type") != "upload_chunk":
             raise P.ProtocolError(f"unknown binary message {str(header.get('type'))[:40]!r}")
-        up = c.upload
-        if up is None or header.get("id") != up.id or header.get("offset") != up.received or len(parts) != 1:
-            raise P.ProtocolError("upload chunk out of order or without upload_begin")
-        data = bytes(parts[0])
-        if up.received + len(data) > up.size:
-            raise P.ProtocolError("upload larger than announced")
-        await asyncio.to_thread(_append, up.path, data)
-        up.digest.update(data)
-        up.received += len(data)
+        if c.upload is None:
+            raise P.ProtocolError("upload chunk without upload_begin")
+        await c.upload.write(header, parts)
 
-    async def _on_upload_end(self, c: Client, m: dict) -> None:
-        P.fields_of(m, {"type", "id"}, "upload_end")
-        up = c.upload
-        if up is None or m.get("id") != up.id:
-            raise P.ProtocolError("upload_end without upload_begin")
-        c.upload = None
-        if up.received != up.size:
-            up.path.unlink(missing_ok=True)
-            raise P.FieldError(f"upload {up.name}: {up.received} of {up.size} bytes arrived")
-        if up.kind == "image":
-            c.uploads[up.id] = up.path
-            while len(c.uploads) > MAX_KEPT_UPLOADS:
-                c.uploads.pop(next(iter(c.uploads))).unlink(missing_ok=True)
-            c.post({"type": "uploaded", "id": up.id, "bytes": up.received})
-            return
-        await self._load(c, "upload:" + up.digest.hexdigest(), "upload:" + up.name, up.path, True)
+    async def _on_upload_end(self, c: Peer, m: dict) -> None:
+        up = c.end_upload(m)
+        if up is not None:  # a checkpoint: load it as this client's model
+            await self._load(c, "upload:" + up.digest.hexdigest(), "upload:" + up.name, up.path, True)
 
     # ---- jobs and downloads -------------------------------------------------------------------------
-    def _on_job(self, c: Client, m: dict) -> None:
+    def _on_job(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "id", "kind", "fields"}, "job")
         job_id, kind = P.text(m.get("id"), "id", 64), P.text(m.get("kind"), "kind", 64)
-        if job_id in c.jobs or len(c.jobs) >= MAX_JOBS_PER_CLIENT:
-            raise P.FieldError(f"job id {job_id!r} is in use, or {MAX_JOBS_PER_CLIENT} jobs are running already")
+        if job_id in c.jobs or len(c.jobs) >= MAX_JOBS:
+            raise P.FieldError(f"job id {job_id!r} is in use, or {MAX_JOBS} jobs are running already")
         fields = m.get("fields", {})
         if not isinstance(fields, dict) or kind not in HANDLERS:
             raise P.FieldError(f"a job needs an object of fields and one of the kinds {', '.join(HANDLERS)}")
@@ -476,7 +313,7 @@ class Server:
         c.jobs[job_id] = job
         self.jobs.add(job)
 
-    def _job_event(self, c: Client, job: Job, what: str, result: dict, arrays: dict[str, np.ndarray]) -> None:
+    def _job_event(self, c: Peer, job: Job, what: str, result: dict, arrays: dict[str, np.ndarray]) -> None:
         if what == "progress":
             c.post(result, progress_of=job.id)
             return
@@ -497,23 +334,13 @@ class Server:
         else:
             c.post({"type": "job_error", "id": job.id, "kind": job.kind, "message": result["message"]})
 
-    def _on_cancel(self, c: Client, m: dict) -> None:
+    def _on_cancel(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "id"}, "cancel")
-        job_id = P.text(m.get("id"), "id", 64)
-        if job_id in c.jobs:
-            c.jobs[job_id].cancel()
-        for download in [d for d in c.downloads if d.id == job_id]:
-            c.downloads.remove(download)
-            download.close()
-            c.post({"type": "download_cancelled", "id": job_id})
+        c.cancel(P.text(m.get("id"), "id", 64))
 
-    def _on_download(self, c: Client, m: dict) -> None:
+    def _on_download(self, c: Peer, m: dict) -> None:
         P.fields_of(m, {"type", "id", "path"}, "download")
-        job_id = P.text(m.get("id"), "id", 64)
-        if len(c.downloads) >= MAX_JOBS_PER_CLIENT or any(d.id == job_id for d in c.downloads):
-            raise P.FieldError("too many downloads at once, or the id is in use")
-        c.downloads.append(Download(job_id, self.root.export_file(m.get("path"))))
-        c.wake.set()
+        c.start_download(P.text(m.get("id"), "id", 64), self.root.export_file(m.get("path")))
 
     # ---- from other threads -------------------------------------------------------------------------
     def _call(self, fn, *args) -> None:
@@ -521,7 +348,7 @@ class Server:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(fn, *args)
 
-    def _deliver(self, client: Client, message: bytes) -> None:
+    def _deliver(self, client: Peer, message: bytes) -> None:
         self._call(client.post_frame, message)
 
     def _reload_run(self, path: Path) -> None:
@@ -539,11 +366,6 @@ class Server:
             for c in list(self.clients.values()):
                 c.post({"type": "run_changed", **summary})
         self._call(post_all)
-
-
-def _append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
 
 
 def _preview(job_id: str, name: str, rgb: np.ndarray) -> bytes:
