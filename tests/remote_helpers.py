@@ -27,6 +27,7 @@ class Served:
     log: Path
     """The server's stderr."""
     token: str
+    token_file: Path
 
     @property
     def url(self) -> str:
@@ -69,7 +70,7 @@ def start_server(target: Path, token_file: Path, log: Path, *args: str, port: in
             raise AssertionError(f"serve did not start: {log.read_text()[-2000:]}")
         line = proc.stdout.readline()
     port = int(re.search(r"ws://127\.0\.0\.1:(\d+)", line)[1])
-    return Served(proc, port, line.strip(), log, token_file.read_text().strip())
+    return Served(proc, port, line.strip(), log, token_file.read_text().strip(), token_file)
 
 
 def raw_client(served: Served, hello: dict | None = None) -> ClientConnection:

@@ -64,6 +64,9 @@ def _png(path: Path) -> np.ndarray:
 
 
 def test_serve_prints_the_address_the_attach_command_and_the_tunnel(served):
+    import os
+    import stat
+    assert stat.S_IMODE(os.stat(served.token_file).st_mode) == 0o600  # created by serve
     line = served.line
     assert line.startswith("serving model.ckpt at ws://127.0.0.1:")
     assert f"python main.py --connect {served.url} --token-file " in line
@@ -174,6 +177,10 @@ def test_hostile_connections_are_closed_while_another_client_is_served(served, c
             with pytest.raises(ConnectionClosed) as e:
                 ws.recv(timeout=15)
             assert e.value.rcvd is None  # no close frame, no message: nothing answered
+        slow = raw_client(served)  # asks for frames and never reads them
+        for i in range(100):
+            slow.send(P.encode_text({"type": "render", "encoding": "raw", "request": P.request_to_json(
+                RenderRequest(latent=Latent(seed=i % 3)))}))
         hostile = ["{not json", P.encode_text({"type": "shutdown"}), "[" * 20000 + "]" * 20000,
                    b"\x00\x00\x00\x05hello", P.pack({"type": "upload_chunk", "id": "x", "offset": 0}, [b"data"]),
                    "x" * (P.MAX_MESSAGE + 1)]
@@ -186,6 +193,7 @@ def test_hostile_connections_are_closed_while_another_client_is_served(served, c
             assert e.value.rcvd is not None and e.value.rcvd.code in (1008, 1009), (message[:20], e.value)
         frames_during = frames[0]
         _wait_for(lambda: frames[0] > frames_during + 2, "frames after the attacks")  # still served
+        slow.close()
     finally:
         stop.set()
         worker.join(60)
@@ -388,3 +396,25 @@ def test_idle_connections_time_out_and_clients_reconnect_after_a_server_restart(
     finally:
         engine.close()
         first.stop()
+
+
+def test_bad_serve_arguments_are_one_line(tmp_path):
+    loose = tmp_path / "loose.token"
+    loose.write_text("a" * 32)
+    loose.chmod(0o644)
+    cases = [([str(tmp_path / "missing.ckpt")], "no such file"), ([str(tmp_path)], "without network-snapshot"),
+             ([str(MODEL), "--token-file", str(loose)], "chmod 600"), ([str(MODEL), "--port", "70000"], "65535")]
+    with socket.socket() as busy:  # --host 0.0.0.0 warns; a port in use is one line too
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        cases.append(([str(MODEL), "--host", "0.0.0.0", "--port", str(busy.getsockname()[1])], "address"))
+        for args, why in cases:
+            if "--token-file" not in args:
+                args = [*args, "--token-file", str(tmp_path / "serve.token")]
+            r = subprocess.run([sys.executable, "main.py", "serve", *args, "--device", "cpu"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+            lines = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+            assert r.returncode == 2 and len(lines) == 1 and why in lines[0], r.stderr
+            assert "Traceback" not in r.stderr and r.stdout == ""
+            if "0.0.0.0" in args:
+                assert "warning: --host 0.0.0.0 accepts connections from every network" in r.stderr
