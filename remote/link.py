@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from core.errors import StudioError
@@ -83,7 +83,7 @@ class Link:
             try:
                 ws = connect(self.url, compression=None, max_size=P.MAX_MESSAGE, open_timeout=10,
                              ping_interval=20, ping_timeout=30, close_timeout=2)
-            except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as e:
+            except (OSError, WebSocketException, TimeoutError) as e:  # refused, reset mid-handshake, ...
                 self.last_error = f"{type(e).__name__}: {e}"
                 if isinstance(e, InvalidURI) or not self.reconnect:
                     break
@@ -121,9 +121,9 @@ class Link:
             self._read(ws)
         except (ConnectionClosed, OSError) as e:
             self.last_error = f"connection lost: {e}"
-        except P.ProtocolError as e:
+        except Exception as e:  # a message we cannot handle: drop this connection, make a new one
             self.last_error = f"bad message from the server: {e}"
-            log.warning("%s: %s", self.url, self.last_error)
+            log.warning("%s: %s", self.url, self.last_error, exc_info=not isinstance(e, P.ProtocolError))
         self._ws = None
         self.status = "closed" if self._closing else "disconnected, reconnecting"
         self._on_detached()
