@@ -102,7 +102,7 @@ def decode_frame(header: dict[str, Any], parts: list[memoryview], request: Rende
             raise ProtocolError(f"bad frame item {str(item)[:80]}")
         if name in ("image", "image_raw"):
             rgb = decode_rgb(data, fmt, tuple(shape))
-            value = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().sub_(127.5).div_(127.5)
+            value = torch.from_numpy(((rgb.astype(np.float32) - 127.5) / 127.5).transpose(2, 0, 1).copy())
         else:
             if fmt != "f32" or len(data) != shape[0] * shape[1] * 4:
                 raise ProtocolError(f"{name}: {len(data)} bytes are not {shape[0]}x{shape[1]} float32")
