@@ -173,7 +173,10 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
         G = copy.deepcopy(base)
     target, prepared = prepare_image(image, G.img_resolution, G.options.white_back)
     if camera == "label":
-        label = torch.tensor(request_from_json({"camera": f.get("label")}).camera, device=engine.device)
+        label = request_from_json({"camera": f.get("label")}).camera
+        if len(label) != 25:
+            raise FieldError("camera 'label' needs a label of 25 numbers")
+        label = torch.tensor(label, device=engine.device)
     elif camera == "angles":
         label = frontal_label(G.options, None, engine.device,
                               yaw=math.radians(number(f.get("yaw_deg", 0.0), -360, 360, "yaw_deg")),
