@@ -38,6 +38,7 @@ def _url_host(host: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import logging
     import sys
+    import threading
     from pathlib import Path
 
     from cli.common import pick_device
@@ -60,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     server = Server(ServerConfig(target=target, token=token, device=pick_device(args.device), host=args.host,
                                  port=args.port, idle_timeout=args.idle_timeout))
-    import threading
     threading.Thread(target=_announce, args=(server, args.host, token_file), daemon=True).start()
     serve_forever(server)
     return 0

@@ -65,13 +65,13 @@ class Server:
         self.clients: dict[int, Peer] = {}
         self._next_id = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.default = self._load_default()
+        self.default.users += 1  # pinned: never dropped to make room
         self.render_loop = RenderLoop(self._deliver)
         self.job_slots = threading.Semaphore(JOB_SLOTS)
         self.jobs: set[Job] = set()
         """Jobs of all clients still running (joined on close: no torch left running at exit)."""
         self.upload_dir = Path(tempfile.mkdtemp(prefix="triplane-serve-"))
-        self.default = self._load_default()
-        self.default.users += 1  # pinned: never dropped to make room
         self.watch = RunWatch(self.run_dir, self._reload_run, self._run_changed) if self.run_dir else None
         self.port = config.port
         self.started = threading.Event()
