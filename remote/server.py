@@ -71,7 +71,7 @@ class Server:
         self.job_slots = threading.Semaphore(JOB_SLOTS)
         self.jobs: set[Job] = set()
         """Jobs of all clients still running (joined on close: no torch left running at exit)."""
-        self.upload_dir = Path(tempfile.mkdtemp(prefix="triplane-serve-"))
+        self.upload_dir = _upload_folder()
         self.watch = RunWatch(self.run_dir, self._reload_run, self._run_changed) if self.run_dir else None
         self.port = config.port
         self.started = threading.Event()
@@ -372,6 +372,30 @@ def _preview(job_id: str, name: str, rgb: np.ndarray) -> bytes:
     """A job's live image (an inversion's reconstruction) as a PNG message."""
     return P.pack({"type": "job_preview", "id": job_id, "name": name, "format": "png",
                    "shape": list(rgb.shape[:2])}, [encode_rgb(rgb, "png")])
+
+
+def _upload_folder() -> Path:
+    """A private temporary folder for uploads (mode 0700), named with our process id; those of servers that
+    were killed before they could remove theirs are removed here."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob("triplane-serve-*-*") if os.name == "posix" else ():
+        pid = old.name.split("-")[2]
+        try:
+            if pid.isdigit() and old.stat().st_uid == os.getuid() and not _alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    return Path(tempfile.mkdtemp(prefix=f"triplane-serve-{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _rss_bytes() -> int:
