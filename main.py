@@ -15,8 +15,8 @@ from pathlib import Path
 
 PROG = "triplane-studio" if os.path.basename(sys.argv[0]) == "triplane-studio" else "main.py"
 """How the user started us (the console script or the checkout's main.py), for usage lines."""
-COMMANDS = ("train", "dataset", "render", "video", "mesh", "invert", "export", "info", "bench")
-PACKAGES = ("core", "app", "cli", "training")
+COMMANDS = ("train", "dataset", "render", "video", "mesh", "invert", "export", "info", "bench", "serve")
+PACKAGES = ("core", "app", "cli", "training", "remote")
 """Our top-level packages; `training` is also the name of the original EG3D's package."""
 
 

@@ -159,7 +159,7 @@ class InspectPlanes(Action):
     noise_seed: int = 0
 
     def run(self, engine: RenderEngine, progress: Progress) -> dict:
-        from app.planes_panel import plane_images
+        from core.planes import plane_images
         return plane_images(engine.planes(self.latent, self.noise_mode, self.noise_seed), self.channel)
 
 
