@@ -136,7 +136,7 @@ def inspect_planes(ctx: JobContext, f: dict, progress: Progress) -> dict:
 def save_latent(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """The latent's ws and the camera it is seen from, as `main.py invert` writes latent.npz (so that
     `render/mesh/video --latent` take it)."""
-    from core.latents import Latent, save_latent
+    from core.latents import SavedLatent, save_latent
     f = fields_of(f, {"path", "latent", "camera", "settings"}, "SaveLatent")
     path = ctx.output(f.get("path"), (".npz",))
     request = request_from_json({"latent": f.get("latent", {}), "camera": f.get("camera", [])})
@@ -147,7 +147,7 @@ def save_latent(ctx: JobContext, f: dict, progress: Progress) -> dict:
     with engine.lock:
         ws = engine.ws(request.latent).cpu()
         camera = engine.camera_tensor(request).cpu().reshape(25)
-    save_latent(path, Latent(ws, camera, settings))
+    save_latent(path, SavedLatent(ws, camera, settings))
     return _path_result(ctx, f"saved latent to {path}", path)
 
 
@@ -158,7 +158,7 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     estimated); the result is registered with the engine as a latent source the client can render."""
     from core.cameras import frontal_label
     from core.imaging import to_uint8
-    from core.latents import Latent, apply_latent, prepare_image
+    from core.latents import SavedLatent, apply_latent, prepare_image
     from training.inversion import InversionOptions, Inverter
     from training.perceptual import DiscriminatorFeatures, load_discriminator
     f = fields_of(f, {"image", "options", "camera", "label", "yaw_deg", "pitch_deg"}, "StartInversion")
@@ -202,7 +202,7 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
         raise Cancelled("stopped before the first step") from None
     shown = result.G if result.G is not None else G
     if result.G is None:
-        apply_latent(shown, Latent(result.ws, result.camera, {}, result.noise))
+        apply_latent(shown, SavedLatent(result.ws, result.camera, {}, result.noise))
     on_best(result.ws.to(engine.device), result.camera.to(engine.device).view(1, 25), shown, force=True)
     name = f"inversion-{ctx.client_id}-{len(ctx.results) + 1}"
     with engine.lock:
@@ -221,7 +221,7 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
 def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """An inversion's latent.npz (as `main.py invert`) or its tuned checkpoint, below exports/."""
     from core.checkpoint import save_checkpoint
-    from core.latents import Latent, save_latent
+    from core.latents import SavedLatent, save_latent
     f = fields_of(f, {"source", "what", "path"}, "SaveInversion")
     found = ctx.results.get(text(f.get("source"), "source", 128))
     if found is None:
@@ -235,7 +235,7 @@ def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
         save_checkpoint(path, result.G)
     elif what == "latent":
         path = ctx.output(f.get("path"), (".npz",))
-        save_latent(path, Latent(result.ws, result.camera, settings, result.noise))
+        save_latent(path, SavedLatent(result.ws, result.camera, settings, result.noise))
     else:
         raise FieldError("what must be latent or tuned")
     return _path_result(ctx, f"saved {what} to {path}", path)

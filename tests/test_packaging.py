@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("core", "app", "cli", "training", "shaders", "assets", "main.py", "pyproject.toml", "README.md")
+SOURCES = ("core", "app", "cli", "training", "remote", "shaders", "assets", "main.py", "pyproject.toml", "README.md")
 
 
 def _eg3d_checkout(tmp_path: Path) -> Path:
