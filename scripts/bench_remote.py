@@ -165,9 +165,9 @@ async def _delay_proxy(listen: tuple[str, int], target: tuple[str, int], delay: 
         await server.serve_forever()
 
 
-def start_server(token: Path, host: str, port: int, ns: bool) -> subprocess.Popen:
+def start_server(token: Path, host: str, port: int, ns: bool, device: str) -> subprocess.Popen:
     cmd = [sys.executable, str(ROOT / "main.py"), "serve", str(MODEL), "--host", host, "--port", str(port),
-           "--token-file", str(token), "--device", "cpu"]
+           "--token-file", str(token), "--device", device]
     proc = subprocess.Popen((["ip", "netns", "exec", NS] if ns else []) + cmd, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     while "serving" not in proc.stdout.readline():
@@ -186,6 +186,7 @@ def main() -> int:
     p.add_argument("--mbit", type=float, default=50.0)
     p.add_argument("--preview", default="jpeg", help="encoding of drag previews attached (jpeg, png, raw)")
     p.add_argument("--full", default="png", help="encoding of full frames attached (png, raw)")
+    p.add_argument("--device", default="cpu", help="where the server and the local engine render (cpu, cuda)")
     p.add_argument("--run-proxy", nargs=3, metavar=("LISTEN", "TARGET", "DELAY_S"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.run_proxy:
@@ -199,10 +200,10 @@ def main() -> int:
     from core.engine import RenderEngine
     from core.worker import RenderWorker
     from remote.client import RemoteEngine
-    G = load_generator(MODEL, "cpu")
+    G = load_generator(MODEL, args.device)
     options, nrr = G.options, int(G.neural_rendering_resolution)
     print(f"torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}", flush=True)
-    worker = RenderWorker(RenderEngine(G, "cpu"))
+    worker = RenderWorker(RenderEngine(G, args.device))
     encodings = {"preview": args.preview, "full": args.full}
     helpers: list[subprocess.Popen] = []
     rounds: list[tuple[dict, dict]] = []
@@ -210,14 +211,14 @@ def main() -> int:
         token = Path(tmp) / "token"
         try:
             if args.link == "loopback":
-                helpers.append(start_server(token, "127.0.0.1", 7990, ns=False))
+                helpers.append(start_server(token, "127.0.0.1", 7990, ns=False, device=args.device))
                 url = "ws://127.0.0.1:7990"
             else:
                 link_up(args.link, args.rtt_ms, args.mbit)
                 if args.link == "netem":
-                    helpers.append(start_server(token, NS_IP, 7990, ns=True))
+                    helpers.append(start_server(token, NS_IP, 7990, ns=True, device=args.device))
                 else:
-                    helpers.append(start_server(token, "127.0.0.1", 7990, ns=True))
+                    helpers.append(start_server(token, "127.0.0.1", 7990, ns=True, device=args.device))
                     helpers.append(subprocess.Popen(
                         ["ip", "netns", "exec", NS, sys.executable, "-m", "scripts.bench_remote", "--run-proxy",
                          f"{NS_IP}:7991", "127.0.0.1:7990", str(args.rtt_ms / 2000)], cwd=ROOT))

@@ -1,8 +1,8 @@
 """Time a textured mesh export phase by phase: planes -> density grid -> marching cubes -> decimation ->
 normals -> UV atlas -> texture bake -> GLB file, on the default model or an ffhq512-128-size one.
 
-    python scripts/bench_textured_mesh.py --model default --faces 50000 --texture 1024
-    python scripts/bench_textured_mesh.py --model ffhq512 --faces 50000 --texture 1024 --device cuda
+    python -m scripts.bench_textured_mesh --model default --faces 50000 --texture 1024
+    python -m scripts.bench_textured_mesh --model ffhq512 --faces 50000 --texture 1024 --device cuda
 
 The ffhq512 model has random weights (as `main.py bench` uses; timings do not depend on the values) and
 no surface at the usual level 10, so its level is the density's 90th percentile, as in `main.py bench`.
@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--model", choices=("default", "ffhq512"), default="default")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--res", type=int, default=256)
-    p.add_argument("--faces", type=int, default=50_000)
+    p.add_argument("--faces", type=int, default=50_000, help="decimate to about N faces (0: keep all)")
     p.add_argument("--texture", type=int, default=1024)
     p.add_argument("--texture-from", choices=("decoder", "views"), default="decoder")
     p.add_argument("--views", type=int, default=7)
@@ -89,7 +89,7 @@ def main() -> None:
             probe = density_volume(G, planes, MeshOptions(resolution=32), dense=True)
             level = float(np.percentile(probe, 90))
         timer.mark("planes")
-        options = MeshOptions(resolution=args.res, level=level, faces=args.faces, texture=args.texture,
+        options = MeshOptions(resolution=args.res, level=level, faces=args.faces or None, texture=args.texture,
                               texture_from=args.texture_from, num_views=args.views)
         mesh = extract_mesh(G, planes, ws, options, timer)
         timer.mark("GLB file")

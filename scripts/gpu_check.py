@@ -20,6 +20,10 @@ Sections:
   invert   single-image inversion of the default model on the device (camera given: W+ then PTI; camera
            estimated: W+ after search and refinement) against the same given-camera run on the CPU:
            novel-view PSNR, camera error, seconds
+  serve    `main.py serve` on the device, clients on the CPU side: the suite's remote tests (frames equal
+           `render` on the device) and attached vs local frames/s (scripts/bench_remote.py)
+  mesh     textured GLB export on the device (decoder and views baking), read back with trimesh; phase
+           times of an ffhq512-size model (scripts/bench_textured_mesh.py)
 --quick shrinks everything (small bench model, few frames) to prove the script end to end on a CPU.
 """
 from __future__ import annotations
@@ -40,9 +44,10 @@ from pathlib import Path
 # As main.py: OpenMP threads that spin while waiting are many times slower on a shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("env", "parity", "bench", "interop", "train", "invert")
+SECTIONS = ("env", "parity", "bench", "interop", "train", "invert", "serve", "mesh")
 # Upper limits in seconds per section (--budget, 420 s by default, caps the sum); --quick uses them too.
-BUDGETS = {"env": 20, "parity": 60, "bench": 200, "interop": 45, "train": 120, "invert": 90}
+BUDGETS = {"env": 20, "parity": 60, "bench": 200, "interop": 45, "train": 120, "invert": 90, "serve": 90,
+           "mesh": 90}
 # Frame modes, in groups that share one process (a graph capture or compile that goes wrong
 # cannot take the eager figures with it), each with its own time limit in seconds.
 # A killed group keeps the scenarios it finished (main.py bench --json is rewritten after each one).
@@ -124,22 +129,18 @@ def ceilings(torch) -> dict:
             "bf16 8192³ matmul TFLOP/s": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
 
-def section_parity(args) -> dict:
-    """tests/test_parity.py on the device (the suite's own comparisons with the original's CPU results, TF32
-    off): one entry per test, passed / failed (with its first line) / skipped (with the reason)."""
+def pytest_on_device(args, tests: list[str], keyword: str | None = None) -> dict:
+    """The suite's own tests on the device (TRIPLANE_TEST_DEVICE, tests/conftest.py): one entry per test,
+    passed / failed (with its first line) / skipped (with the reason)."""
     import xml.etree.ElementTree as ET
-    d = fixture_dir()
-    if d is None:
-        return {"skipped": "fixtures not found (shared/fixtures/eg3d_small, ../shared, .gpucheck/ or "
-                           "$TRIPLANE_SHARED); scripts/gpu_prepare.sh copies them into .gpucheck/"}
+    env = {**os.environ, "TRIPLANE_TEST_DEVICE": args.device}
+    if (d := fixture_dir()) is not None:
+        env["TRIPLANE_SHARED"] = str(d.parents[1])
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "parity.xml"
-        tests = "tests/test_parity.py" + ("::test_mapping" if args.quick else "")
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests,
-                               f"--junitxml={report}"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=args.section_budget,
-                              env={**os.environ, "TRIPLANE_TEST_DEVICE": args.device,
-                                   "TRIPLANE_SHARED": str(d.parents[1])})
+        report = Path(tmp) / "report.xml"
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests,
+                               *(["-k", keyword] if keyword else []), f"--junitxml={report}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=args.section_budget, env=env)
         print(proc.stdout[-4000:], proc.stderr[-2000:], flush=True)
         if not report.is_file():
             return {"error": f"pytest wrote no report (exit {proc.returncode})"}
@@ -155,6 +156,65 @@ def section_parity(args) -> dict:
     failed = [k for k, v in results.items() if v.startswith("failed")]
     return {"device": args.device, "tests": results, "passed": sum(v == "passed" for v in results.values()),
             "failed": failed, "pass": proc.returncode == 0 and not failed}
+
+
+def section_parity(args) -> dict:
+    """tests/test_parity.py on the device: every stage of the fixture generator against the original's CPU
+    results, TF32 off."""
+    if fixture_dir() is None:
+        return {"skipped": "fixtures not found (shared/fixtures/eg3d_small, ../shared, .gpucheck/ or "
+                           "$TRIPLANE_SHARED); scripts/gpu_prepare.sh copies them into .gpucheck/"}
+    return pytest_on_device(args, ["tests/test_parity.py" + ("::test_mapping" if args.quick else "")])
+
+
+SERVE_TESTS = ("frame_at_rest or jpeg_preview or stale_requests or twenty_clients or vanishing "
+               "or jobs_export or serving_imports")
+
+
+def section_serve(args) -> dict:
+    """`main.py serve` on the device with clients on the CPU side: the suite's remote tests with the server on
+    the device (a frame at rest equals `main.py render` on the device bit for bit, latest wins, 20 clients,
+    jobs and downloads), then frames/s attached vs the local engine (scripts/bench_remote.py)."""
+    out = {"tests": pytest_on_device(args, ["tests/test_remote_server.py"], "test_a_frame" if args.quick
+                                     else SERVE_TESTS)}
+    cmd = [sys.executable, "-m", "scripts.bench_remote", "--device", args.device, "--rounds", "1",
+           "--seconds", "1" if args.quick else "3"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget)
+    print(r.stdout[-3000:], r.stderr[-1500:], flush=True)
+    out["bench_remote"] = {"rc": r.returncode, "table": r.stdout.strip().splitlines()[-12:]}
+    return out
+
+
+def section_mesh(args) -> dict:
+    """Textured mesh export on the device: the mesh command's views baking for the default model, read back
+    with trimesh, and scripts/bench_textured_mesh.py's phase times for an ffhq512-size model. No decimation
+    (--faces): pymeshlab's 106 MB wheel does not fit the device call's 64 MB."""
+    import numpy as np
+    import trimesh
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in ("decoder", "views"):
+            t = time.perf_counter()
+            cmd = [sys.executable, "main.py", "mesh", "assets/default_model.ckpt", "--seeds", "0", "--format", "glb",
+                   "--texture", "256" if args.quick else "1024", "--texture-from", source, "--device", args.device,
+                   "--res", "64" if args.quick else "256", "--out", f"{tmp}/{source}"]
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget / 3)
+            entry = {"rc": r.returncode, "seconds": round(time.perf_counter() - t, 1),
+                     "stdout": r.stdout.strip().splitlines()[-2:], "stderr": r.stderr.strip().splitlines()[-2:]}
+            glb = Path(tmp, source, "seed0000.glb")
+            if glb.is_file():
+                geometry = next(iter(trimesh.load(glb, process=False).geometry.values()))
+                texture = geometry.visual.material.baseColorTexture
+                entry.update(faces=len(geometry.faces), uv=len(geometry.visual.uv), texture=list(texture.size),
+                             texture_mean_rgb=[round(float(v), 1) for v in
+                                               np.asarray(texture.convert("RGB")).reshape(-1, 3).mean(0)])
+            out[f"default model, {source}"] = entry
+    cmd = [sys.executable, "-m", "scripts.bench_textured_mesh", "--model", "default" if args.quick else "ffhq512",
+           "--faces", "0", "--texture-from", "views", "--device", args.device] + (["--res", "64"] if args.quick else [])
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget / 3)
+    print(r.stdout[-3000:], r.stderr[-1500:], flush=True)
+    out["bench_textured_mesh"] = {"rc": r.returncode, "output": r.stdout.strip().splitlines()[-14:]}
+    return out
 
 
 def section_bench(args, log) -> dict:
@@ -547,6 +607,14 @@ def summary_line(name: str, r: dict) -> str:
             sweep = {k: w["images_per_s"] for k, w in v.items() if isinstance(w, dict) and "images_per_s" in w}
             return ", ".join(f"{k} {x:.1f} img/s" for k, x in sweep.items()) or str(v.get("skipped") or v.get("error"))
         return "; ".join(f"{k} {rate(v)}" for k, v in r.items() if isinstance(v, dict))
+    if name == "serve":
+        t = r["tests"]
+        return (f"remote tests on {t.get('device')}: {t.get('passed')} passed" +
+                (f", FAILED {', '.join(t['failed'])}" if t.get("failed") else "") + (t.get("error") or "") +
+                f"; bench_remote rc {r['bench_remote']['rc']}")
+    if name == "mesh":
+        return "; ".join(f"{k}: rc {v['rc']} {v.get('seconds', '')} s {v.get('faces', '')} faces"
+                         for k, v in r.items() if isinstance(v, dict) and "rc" in v)
     if name == "invert":
         return "; ".join(f"{k} {v['novel_psnr_db']} dB in {v['seconds']} s" for k, v in r.items()
                          if isinstance(v, dict))
@@ -554,7 +622,7 @@ def summary_line(name: str, r: dict) -> str:
 
 
 SECTION_FUNCS = {"env": section_env, "parity": section_parity, "interop": section_interop,
-                 "train": section_train, "invert": section_invert}
+                 "train": section_train, "invert": section_invert, "serve": section_serve, "mesh": section_mesh}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 # the bare GPU machine lacks for scripts/gpu_check.sh, about 40 MB. Then call the device tool with
 #   carry: [".gpucheck"]   command: bash scripts/gpu_check.sh   timeout_s: 540
 #  fixtures/eg3d_small/  config.json, state_dict.pt, cases.pt, sr_2x.pt (parity), unless ./shared exists
-#  whl/                  PyOpenGL (+ accelerate) wheels for the device's CPython 3.12 (GL section)
+#  whl/                  wheels for the device's CPython 3.12: PyOpenGL (+ accelerate) for the GL section,
+#                        websockets and simplejpeg (serve), trimesh, PyMCubes and xatlas (mesh)
 #  gl/                   libEGL/libOpenGL/GLX glvnd loader debs (GL section; the device README's recipe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,8 @@ fi
 PIP=${PIP:-python3 -m pip}
 plat="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
 $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $plat -d "$dst/whl" \
-  PyOpenGL==3.1.10 PyOpenGL-accelerate==3.1.10
+  PyOpenGL==3.1.10 PyOpenGL-accelerate==3.1.10 websockets==17.4 simplejpeg==1.9.0 trimesh==5.2.0 PyMCubes==0.1.6 \
+  xatlas==0.0.11
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 mkdir -p /tmp/amd64/partial
 apt-get $o update -qq

@@ -2,7 +2,7 @@
 super-resolved rendering of the same camera, for a texture baked from the decoder and one baked from
 views (`mesh --texture-from views`), at views used for baking and at views that were not.
 
-    xvfb-run -a python scripts/texture_views_psnr.py --network assets/default_model.ckpt --seeds 0-3
+    xvfb-run -a python -m scripts.texture_views_psnr --network assets/default_model.ckpt --seeds 0-3
 
 The mesh is drawn unlit (base colour only) with OpenGL 3.3 (shaders/textured_mesh.*, mipmapped
 texture, depth test) into an offscreen framebuffer of the SR image's size; PSNR is taken over the

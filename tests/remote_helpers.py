@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import DEVICE
 from websockets.sync.client import ClientConnection, connect
 
 from remote import protocol as P
@@ -59,7 +60,7 @@ def start_server(target: Path, token_file: Path, log: Path, *args: str, port: in
     """`main.py serve TARGET` on 127.0.0.1; returns once it printed its line (it then listens)."""
     with open(log, "ab") as err:
         proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve", str(target), "--port", str(port),
-                                 "--token-file", str(token_file), "--device", "cpu", *args], cwd=ROOT,
+                                 "--token-file", str(token_file), "--device", str(DEVICE), *args], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=err, text=True,
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
     deadline = time.monotonic() + 120

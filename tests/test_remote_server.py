@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEVICE
 from remote_helpers import ROOT, raw_client, rss_of, start_server
 from websockets.exceptions import ConnectionClosed
 
@@ -79,8 +80,9 @@ def test_a_frame_at_rest_is_what_render_writes(served, client, tmp_path):
     for the same seed, psi and camera, bit for bit."""
     out = tmp_path / "render"
     r = subprocess.run([sys.executable, "main.py", "render", str(MODEL), "--seeds", "3", "--yaw", "30", "--pitch",
-                        "10", "--psi", "0.7", "--mode", "image,image_raw,image_depth", "--no-grid", "--device", "cpu",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+                        "10", "--psi", "0.7", "--mode", "image,image_raw,image_depth", "--no-grid",
+                        "--device", str(DEVICE), "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     options = RenderOptions.from_kwargs(client.model["rendering_kwargs"])
     request = RenderRequest(latent=Latent(seed=3, psi=0.7), camera=_render_label(30, 10, options))
