@@ -35,6 +35,8 @@ MAX_DIMS = 8
 MAX_STUB_CLASSES = 1_000
 MAX_NODES = 1_000_000
 """Nodes visited by any walk over loaded data: shared references (a DAG) must not make a walk exponential."""
+MAX_COLLISIONS = 64
+"""Keys of one batch (one DICT, SETITEMS, ADDITEMS or FROZENSET opcode, or one set() call) that may repeat a hash."""
 MAX_SET_ITEMS = 1_000_000
 """Items copied by set()/frozenset() calls in one file (each call copies its argument)."""
 MAX_OPS = 500_000
@@ -347,8 +349,12 @@ class SafeUnpickler(pickle._Unpickler):
             raise CheckpointError(f"a container with more than {MAX_ITEMS:,} items")
 
     def _keys(self, keys) -> None:
+        """Keys are plain values, and not many share one hash: equal hashes make each insertion scan all the
+        others (quadratic time: 50,000 equal-hash integers in one set take about a minute)."""
         if not all(isinstance(k, _KEY_TYPES) for k in keys):
             raise CheckpointError("a dict key or set member that is not a plain value")
+        if len(keys) > MAX_COLLISIONS and len(keys) - len({hash(k) for k in keys}) > MAX_COLLISIONS:
+            raise CheckpointError("dict keys or set members chosen to share one hash")
 
     def load(self) -> Any:
         """pickle._Unpickler.load with an opcode budget (each opcode creates at most one small object)."""
@@ -464,9 +470,9 @@ class SafeUnpickler(pickle._Unpickler):
         target = self.stack[-1]
         if type(target) is not set:
             self._refuse(f"set update on {type(target).__name__}")
+        self._sized(len(items) + len(target))  # counted before the update: a flood costs nothing
         self._keys(items)
         target.update(items)
-        self._sized(len(target))
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
     def load_frozenset(self):
