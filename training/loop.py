@@ -38,7 +38,7 @@ from core.triplane import TriPlaneGenerator
 from training import distributed as dist_utils
 from training.augment import AugmentPipe, adjust_p
 from training.config import TrainOptions
-from training.dataset import PosedDataset, open_dataset
+from training.dataset import PosedDataset, check_trainable, open_dataset
 from training.discriminator import DualDiscriminator
 from training.fid import FEATURES, FeatureStats, fid_kid, load_inception
 from training.loss import EG3DLoss, schedule
@@ -150,6 +150,7 @@ class Trainer:
         torch.manual_seed(seed)
         self.data_gen = torch.Generator().manual_seed(seed)
         self.ds: PosedDataset = open_dataset(data)
+        check_trainable(self.ds)
         res = self.ds.resolution
         # Rank 0 reads the snapshot or network file and sends it to the others (no shared disk needed).
         resume_from = dist_utils.broadcast_object(
@@ -215,7 +216,12 @@ class Trainer:
             self._trim_metrics()
         for m in (self.G, self.D, self.G_ema):
             dist_utils.broadcast_module(m, self.info)
-        gw, gh = opts.grid_size
+        (gw, gh), smaller = opts.snapshot_grid(res, self.device.type)
+        self.grid_wh = gw, gh
+        if smaller and self.info.is_main:
+            print(f"snapshot grids: {gw}x{gh} images of {res}x{res} on the CPU (the {opts.config} config's "
+                  f"{opts.grid_size[0]}x{opts.grid_size[1]} is for GPUs; --grid WxH to choose)",
+                  file=sys.stderr, flush=True)
         g = torch.Generator().manual_seed(123)
         self.grid_idx = torch.randperm(len(self.ds), generator=g)[:gw * gh]
         if len(self.grid_idx) < gw * gh:
@@ -320,7 +326,7 @@ class Trainer:
             f.flush()
 
     def _write_grids(self) -> None:
-        gw, gh = self.opts.grid_size
+        gw, gh = self.grid_wh
         if not (self.run_dir / "reals.png").exists():
             reals = self.ds.batch(self.grid_idx)[0].permute(0, 2, 3, 1).numpy()
             _save_grid(self.run_dir / "reals.png", reals, gw, gh)
