@@ -126,10 +126,12 @@ OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import sys
 
     import torch
 
     from cli.common import pick_device
+    from core import interrupts
     from core.errors import DatasetError, StudioError
     from core.progress import TqdmProgress
     from training.config import SR_NONE, TrainOptions, preset
@@ -186,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         progress.close()
+    signum = interrupts.received()
+    if signum is not None:  # the trainer stopped early and saved the last completed step
+        where = f"saved {last}" if last is not None else "no snapshot written (this process is not rank 0)"
+        print(f"stopped by {interrupts.name(signum)}: {where}; continue with the same command plus "
+              f"--resume {run_dir}", file=sys.stderr, flush=True)
+        return interrupts.exit_code(signum)
     if last is not None:
         print(f"done: {last}")
     return 0

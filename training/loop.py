@@ -12,20 +12,20 @@ TensorBoard event files are written beside metrics.jsonl when tensorboard is ins
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import resource
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from core import interrupts
 from core.cameras import focal_to_fov
 from core.checkpoint import load_checkpoint, read_networks, save_checkpoint
 from core.errors import CheckpointError, StudioError
@@ -244,18 +244,27 @@ class Trainer:
         return build_generator(kwargs, _without_label_std(state_dict), kwargs.get("rendering_kwargs"),
                                source="the network file")
 
-    def request_stop(self, *_args) -> None:
-        """Finish the current step, write a snapshot and return (SIGINT/SIGTERM do this; a second
-        Ctrl-C interrupts at once)."""
+    def request_stop(self) -> None:
+        """Finish the current step, write a snapshot and return (SIGINT/SIGTERM stop sooner: see run)."""
         self._stop_requested = True
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _should_stop(self) -> bool:
+        stop = self._stop_requested or interrupts.received() is not None
         if self.info.world_size == 1:
-            return self._stop_requested
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+            return stop
+        flag = torch.tensor([float(stop)], device=self.device)
         return bool(dist_utils.all_reduce_sum(flag, self.info).item() > 0)
+
+    def _optional(self, work, stop: bool):
+        """Work a stop skips or cuts short (image grids, metrics): its result, or None when skipped or cut.
+        `stop` is the decision all processes share; one process alone also skips or cuts at a signal (with
+        several, work is never cut half-way: the others would wait for this one in a collective)."""
+        if stop or (self.info.world_size == 1 and interrupts.received() is not None):
+            return None
+        try:
+            return work()
+        except interrupts.Interrupted:
+            return None
 
     # ---- resume -----------------------------------------------------------------------------------
     def _resume_checkpoint(self) -> dict | None:
@@ -395,7 +404,6 @@ class Trainer:
         return fid_kid(*stats) if self.info.is_main else None
 
     def _snapshot(self, metrics: dict[str, float]) -> None:
-        self._write_grids()
         opt = {ph.name[0]: ph.opt for ph in self.phases}
         rng = {"torch": torch.get_rng_state(), "data": self.data_gen.get_state()}
         if self.device.type == "cuda":
@@ -508,22 +516,23 @@ class Trainer:
         return entry
 
     def run(self) -> Path | None:
-        """Train until opts.kimg (or a stop request); returns the last snapshot path (rank 0)."""
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        """Train until opts.kimg or a stop; returns the last snapshot path (rank 0).
+
+        SIGTERM or Ctrl-C (core.interrupts) stop within seconds wherever the run is: a training step is cut
+        (its partial gradients are dropped), image grids and metrics are skipped or cut, and a resumable
+        snapshot of the last completed step is written; interrupts.received() then names the signal. With
+        several processes the step in flight is finished first, so that every rank stops at the same step."""
+        interrupts.clear()
+        cut = interrupts.torch_checks() if self.info.world_size == 1 else contextlib.nullcontext()
+        with interrupts.cooperative(), cut:
             return self._run()
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
 
     def _run(self) -> Path | None:
         total = int(round(self.opts.kimg * 1000))
         snap, tick = max(int(self.opts.snap * 1000), 1), max(int(self.opts.tick * 1000), 1)
         start_nimg = self.cur_nimg
         if self.info.is_main and not list(self.run_dir.glob("fakes*.png")):
-            self._write_grids()
+            self._optional(self._write_grids, False)
         if self.info.is_main and self.progress is not None:
             self.progress.update(0, total - start_nimg, f"kimg {self.cur_nimg / 1000:.2f}")
         tick_start, tick_nimg = time.perf_counter(), self.cur_nimg
@@ -531,12 +540,20 @@ class Trainer:
         while self.cur_nimg < total:
             t0 = time.perf_counter()
             prev = self.cur_nimg
-            for k, v in self.step().items():
+            try:
+                losses = self.step()
+            except interrupts.Interrupted:  # cut mid-step: drop its partial gradients, save the last step
+                for ph in self.phases:
+                    ph.opt.zero_grad(set_to_none=True)
+                    ph.module.requires_grad_(False)
+                losses = {}
+            for k, v in losses.items():
                 self._stats.setdefault(k, []).append(v)
                 if math.isfinite(v):
                     self._last[k] = v
             self.train_time += time.perf_counter() - t0
-            done = self.cur_nimg >= total or self._should_stop()
+            stop = self._should_stop()
+            done = self.cur_nimg >= total or stop
             if self.info.is_main:
                 if self.cur_nimg // tick > prev // tick or done:
                     now = time.perf_counter()
@@ -548,11 +565,13 @@ class Trainer:
                     self.progress.update(self.cur_nimg - start_nimg, total - start_nimg,
                                          f"kimg {self.cur_nimg / 1000:.2f} G {g:.3f} D {d:.3f}")
             if self.cur_nimg // snap > prev // snap or done:
-                metrics = self._swd() if self.opts.swd_images > 0 else {}  # every process contributes
+                metrics = (self._optional(self._swd, stop) if self.opts.swd_images > 0 else {}) or {}
                 if self.inception is not None:
-                    metrics = {**(metrics or {}), **(self._fid() or {})}
+                    metrics = {**metrics, **(self._optional(self._fid, stop) or {})}
                 if self.info.is_main:
-                    self._snapshot(metrics)
+                    self._optional(self._write_grids, stop)
+                    with interrupts.shielded():
+                        self._snapshot(metrics)
                     last = self.run_dir / snapshot_name(self.cur_nimg)
                 dist_utils.barrier(self.info)
             if done:
