@@ -91,7 +91,7 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
             if threading.current_thread() is threading.main_thread():
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except KeyboardInterrupt as e:
-        term = isinstance(e, Terminated) or getattr(e, "signum", None) == signal.SIGTERM
+        term = isinstance(e, Terminated) or interrupts.received() == signal.SIGTERM
         print("terminated" if term else "interrupted", file=sys.stderr)
         return 143 if term else 130
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, like other tools
