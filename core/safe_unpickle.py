@@ -36,7 +36,7 @@ MAX_STUB_CLASSES = 1_000
 MAX_NODES = 1_000_000
 """Nodes visited by any walk over loaded data: shared references (a DAG) must not make a walk exponential."""
 MAX_COLLISIONS = 64
-"""Keys of one batch (one DICT, SETITEMS, ADDITEMS or FROZENSET opcode, or one set() call) that may repeat a hash."""
+"""Keys of one dict or set that may share one hash."""
 MAX_SET_ITEMS = 1_000_000
 """Items copied by set()/frozenset() calls in one file (each call copies its argument)."""
 MAX_OPS = 500_000
@@ -318,6 +318,7 @@ class SafeUnpickler(pickle._Unpickler):
         self._stubs: dict[tuple[str, str], type] = {}
         self._storages: dict[int, tuple[Any, _Storage]] = {}
         self._set_items = MAX_SET_ITEMS
+        self._hashes: dict[int, collections.Counter] = {}
 
     def find_class(self, module: Any, name: Any) -> Any:
         if (module, name) in self.allowed:
@@ -348,12 +349,16 @@ class SafeUnpickler(pickle._Unpickler):
         if n > MAX_ITEMS:
             raise CheckpointError(f"a container with more than {MAX_ITEMS:,} items")
 
-    def _keys(self, keys) -> None:
-        """Keys are plain values, and not many share one hash: equal hashes make each insertion scan all the
-        others (quadratic time: 50,000 equal-hash integers in one set take about a minute)."""
+    def _keys(self, keys, target: Any = None) -> None:
+        """Keys are plain values, and few share one hash within one container (`target`, filled by several
+        opcodes, or the batch itself): equal hashes make each insertion scan all the others (quadratic time:
+        50,000 equal-hash integers in one set took about a minute)."""
         if not all(isinstance(k, _KEY_TYPES) for k in keys):
             raise CheckpointError("a dict key or set member that is not a plain value")
-        if len(keys) > MAX_COLLISIONS and len(keys) - len({hash(k) for k in keys}) > MAX_COLLISIONS:
+        counts = collections.Counter() if target is None else self._hashes.setdefault(id(target), collections.Counter())
+        hashes = [hash(k) for k in keys]
+        counts.update(hashes)
+        if any(counts[h] > MAX_COLLISIONS for h in hashes):
             raise CheckpointError("dict keys or set members chosen to share one hash")
 
     def load(self) -> Any:
@@ -430,7 +435,7 @@ class SafeUnpickler(pickle._Unpickler):
         value, key, target = self.stack[-1], self.stack[-2], self.stack[-3]
         if type(target) not in (dict, collections.OrderedDict, _EasyDict):
             self._refuse(f"item assignment on {type(target).__name__}")
-        self._keys([key])
+        self._keys([key], target)
         target[key] = value
         self._sized(len(target))
         del self.stack[-2:]
@@ -442,7 +447,7 @@ class SafeUnpickler(pickle._Unpickler):
         if type(target) not in (dict, collections.OrderedDict, _EasyDict):
             self._refuse(f"item assignment on {type(target).__name__}")
         self._sized(len(items) // 2 + len(target))
-        self._keys(items[0::2])
+        self._keys(items[0::2], target)
         for i in range(0, len(items) - 1, 2):
             target[items[i]] = items[i + 1]
     dispatch[pickle.SETITEMS[0]] = load_setitems
@@ -471,7 +476,7 @@ class SafeUnpickler(pickle._Unpickler):
         if type(target) is not set:
             self._refuse(f"set update on {type(target).__name__}")
         self._sized(len(items) + len(target))  # counted before the update: a flood costs nothing
-        self._keys(items)
+        self._keys(items, target)
         target.update(items)
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
