@@ -355,6 +355,8 @@ class Trainer:
         c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
         mine = torch.arange(self.info.rank, n, self.info.world_size)
         for i in range(0, len(mine), self.batch_gpu):
+            if self.info.world_size == 1:  # a safe point between batches (the metric's own work has no modules)
+                interrupts.check()
             part = mine[i:i + self.batch_gpu]
             real = self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1
             out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
