@@ -265,6 +265,16 @@ def test_the_same_command_resumes_and_only_real_changes_are_refused(data32, tmp_
     assert load_checkpoint(list_snapshots(run)[-1])["training"]["cur_nimg"] == 4
 
 
+def test_snapshot_grids_are_sized_to_the_device():
+    """The original's 15x8 grid of 512^2 images on a GPU; a CPU gets at most 2^20 pixels unless --grid chose."""
+    ffhq = preset("ffhq")
+    assert ffhq.snapshot_grid(512, "cuda") == ((15, 8), False)
+    assert ffhq.snapshot_grid(512, "cpu") == ((2, 2), True)
+    assert ffhq.snapshot_grid(128, "cpu") == ((8, 8), True)
+    assert preset("tiny").snapshot_grid(128, "cpu") == ((8, 4), False)
+    assert preset("ffhq", grid_size=(15, 8), grid_fixed=True).snapshot_grid(512, "cpu") == ((15, 8), False)
+
+
 def test_ada_augments_both_images_alike_and_adapts_p():
     g = torch.Generator().manual_seed(0)
     image = torch.nn.functional.interpolate(torch.rand(8, 3, 8, 8, generator=g), size=64, mode="bilinear") * 2 - 1
