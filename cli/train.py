@@ -151,11 +151,15 @@ def run(args: argparse.Namespace) -> int:
             raise StudioError("--resume continues in the run directory itself; leave out --out")
         if (run_dir / OPTIONS_FILE).exists():
             opts = TrainOptions.load(run_dir / OPTIONS_FILE)
-        elif rank > 0:  # another machine: the options and snapshot come from rank 0
-            opts = preset(args.config or "tiny")
+            _check_unchanged(opts, overrides, args)
+        elif rank > 0 or (args.data and not list_snapshots(run_dir)):
+            # another machine (the options and snapshot come from rank 0), or a job whose script always says
+            # --resume and that was stopped before its run began: the command's own options
+            opts = preset(args.config or "tiny", init=args.init, **overrides)
+            if rank == 0:
+                print(f"{run_dir} holds no run yet: starting it", file=sys.stderr, flush=True)
         else:
             raise StudioError(f"--resume {run_dir}: not a training run directory (no {OPTIONS_FILE})")
-        _check_unchanged(opts, overrides, args)
         for k in RESUMABLE:
             if overrides[k] is not None:
                 setattr(opts, k, overrides[k])

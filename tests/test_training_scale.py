@@ -250,7 +250,8 @@ def test_the_same_command_resumes_and_only_real_changes_are_refused(data32, tmp_
     run = tmp_path / "run"
     command = ["train", "--data", str(data32), "--out", str(run), "--config", "tiny", "--batch", "2", "--gamma",
                "0.3", "--snap", "0.002", "--tick", "0.002", "--swd-images", "0", "--grid", "1x1", "--device", "cpu"]
-    assert main.main([*command, "--kimg", "0.002"]) == 0
+    assert main.main([*command, "--kimg", "0.002", "--resume", str(run)]) == 0  # the first start says it too
+    assert "holds no run yet: starting it" in capsys.readouterr().err
     assert main.main([*command, "--kimg", "0.004", "--resume", str(run)]) == 0
     assert load_checkpoint(list_snapshots(run)[-1])["training"]["cur_nimg"] == 4
     capsys.readouterr()
