@@ -95,11 +95,18 @@ def _grad_check(grad):
     return None
 
 
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def _forward_pre(module, args) -> None:
-    check()
+    if _on_main_thread():
+        check()
 
 
 def _forward(module, args, output) -> None:
+    if not _on_main_thread():
+        return
     check()
     if getattr(output, "requires_grad", False) and output.grad_fn is not None:
         output.register_hook(_grad_check)
@@ -109,7 +116,11 @@ def _forward(module, args, output) -> None:
 def torch_checks() -> Iterator[None]:
     """Safe points inside torch work during the block: before and after every module's forward, and in the
     backward pass wherever a module's output gets its gradient (the CPU runs backward on this thread, so the
-    signal handler runs there too)."""
+    signal handler runs there too). Only for work on the main thread, which alone receives signals: the
+    hooks are global, and other threads' torch work (a viewer's rendering) must not be cut."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     from torch.nn.modules import module as nn_module
     handles = [nn_module.register_module_forward_pre_hook(_forward_pre),
                nn_module.register_module_forward_hook(_forward)]
