@@ -557,7 +557,7 @@ class Trainer:
             stop = self._should_stop()
             done = self.cur_nimg >= total or stop
             if self.info.is_main:
-                if self.cur_nimg // tick > prev // tick or done:
+                if self.cur_nimg // tick > prev // tick or (done and self.cur_nimg > tick_nimg):
                     now = time.perf_counter()
                     entry = self._tick_entry(self.cur_nimg - tick_nimg, now - tick_start)
                     self._log(entry)
