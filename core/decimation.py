@@ -40,7 +40,8 @@ def decimate(mesh: Mesh, target_faces: int) -> Mesh:
     import multiprocessing
 
     from core.fileio import deferred_signals
-    child = multiprocessing.get_context("spawn").Pool(1)
+    with deferred_signals():  # an interrupt inside Pool() would leave a child that nothing stops
+        child = multiprocessing.get_context("spawn").Pool(1)
     try:
         vertices, faces = child.apply(_edge_collapse, (mesh.vertices, mesh.faces, target_faces))
     finally:  # on SIGTERM or Ctrl-C too: the child is killed, not waited for (an executor's shutdown, cut by
