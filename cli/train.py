@@ -8,7 +8,9 @@ HELP = """Train an EG3D tri-plane GAN on a posed dataset (EG3D dataset.json form
 
 The run directory receives training_options.json, metrics.jsonl, image grids of G_ema and
 network-snapshot-*.ckpt files (open them in the studio). --resume RUN_DIR continues a run from
-its newest snapshot with optimizer state, schedules and random state."""
+its newest snapshot with optimizer state, schedules and random state. SIGTERM or Ctrl-C stops within
+seconds with a snapshot of the last completed step (exit 143 / 130); the same command plus --resume
+RUN_DIR continues it."""
 
 EXAMPLES = """examples:
   python main.py dataset synth --out data/shapes --count 3000 --res 128
