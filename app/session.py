@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
+from app.attached import UNAVAILABLE
 from app.inversion import InversionJobs
 from app.jobs import Job
 from app.settings import Settings
@@ -43,8 +44,12 @@ class Session:
     """Everything behind the panels except GL (textures and drawing stay with the Studio)."""
 
     def __init__(self, state: AppState, settings: Settings, device: torch.device, host_frames: bool = True,
-                 start: StartView | None = None):
+                 start: StartView | None = None, remote=None):
+        """`remote`: an app.attached.Attached (`--connect`): the server renders and runs the actions."""
         self.state, self.settings, self.device = state, settings, device
+        self.remote = remote
+        if remote is not None:
+            state.unavailable = dict(UNAVAILABLE)
         self.host_frames, self.start = host_frames, start
         self.engine: RenderEngine | None = None
         self.worker: RenderWorker | None = None
@@ -72,9 +77,11 @@ class Session:
     def tick(self, dt: float) -> Frame | None:
         """Advance one UI frame; returns a newer frame to show (None: keep the one on screen)."""
         self._animate(dt)
+        if self.remote is not None:
+            self._poll_remote()
         self._poll_load()
         self._take_actions()
-        self.inversion.poll(self.engine)
+        self.inversion.poll(None if self.remote is not None else self.engine)
         self._poll_action()
         self._poll_training()
         return self._poll_frame()
@@ -112,6 +119,8 @@ class Session:
 
             def load(_progress):
                 """Off the UI thread; only the engine (under its lock) is touched here."""
+                if self.remote is not None:
+                    return (*self.remote.load(path), keep_view, self.remote)
                 resolved = resolve_checkpoint(path)
                 G = load_generator(resolved, device=device)
                 if engine is None:
@@ -132,9 +141,9 @@ class Session:
         m, s = self.state.model, self.state
         self.engine = engine
         if self.worker is None:
-            self.worker = RenderWorker(engine)
+            self.worker = self.remote.client if self.remote is not None else RenderWorker(engine)
         previous_num_ws = m.num_ws
-        m.path, m.info = str(path), model_rows(G, path)
+        m.path, m.info = str(path), G.rows if self.remote is not None else model_rows(G, path)
         m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
         m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
         m.image_resolution = int(G.img_resolution)
@@ -148,7 +157,7 @@ class Session:
                 self.start = None
         self.model_generation_start = self.generation + 1
         self.shown = self.submitted = None
-        if not keep_view:  # reloads and hot-reloaded training snapshots stay out of File > Recent
+        if not keep_view and self.remote is None:  # nor do the server's models
             self.settings.add_recent(str(path))
         s.set_status(f"{'reloaded' if keep_view else 'opened'} {path}")
         log.info("opened %s on %s", path, self.device)
@@ -168,7 +177,7 @@ class Session:
             return None
         if self.state.status.startswith("render failed"):
             self.state.set_status("")
-        p, total = self.state.perf, frame.timings.get("total", 0.0)
+        p, total = self.state.perf, frame.timings.get("roundtrip", frame.timings.get("total", 0.0))
         p.last_timings, p.last_cache = dict(frame.timings), dict(frame.cache)
         p.render_ms = (p.render_ms + [total * 1000])[-HISTORY:]
         rung = self._rungs.pop(stamp, "raw")
@@ -238,7 +247,7 @@ class Session:
         if self.inspect_job is None and self.inspect_next is not None and self.engine is not None:
             action, engine, self.inspect_next = self.inspect_next, self.engine, None
             self.inspect_key = action.key
-            self.inspect_job = Job("planes", lambda progress: action.run(engine, progress))
+            self.inspect_job = Job("planes", lambda progress: self._run(action, engine, progress))
 
     def _poll_action(self) -> None:
         job, s = self.action_job, self.state
@@ -275,8 +284,19 @@ class Session:
         if engine is None:
             s.set_status(f"{action.name}: no model loaded", error=True)
             return
-        self.action_job = Job(action.name, lambda progress: action.run(engine, progress))
+        self.action_job = Job(action.name, lambda progress: self._run(action, engine, progress))
         s.job.name, s.job.running, s.job.fraction, s.job.message = action.name, True, 0.0, ""
+
+    def _run(self, action: Action, engine, progress):
+        """An engine action on the local engine, or as a job on the server when attached."""
+        return self.remote.run(action, progress) if self.remote is not None else action.run(engine, progress)
+
+    def _poll_remote(self) -> None:
+        """Attached: connection state and figures into AppState; a hot-reloaded served model shown."""
+        self.remote.poll(self.state)
+        model = self.remote.reloaded() if self.engine is not None and self.load_job is None else None
+        if model is not None:
+            self._model_loaded(self.state.model.path, model, True, self.remote)
 
     # ---- training -----------------------------------------------------------------------------------
     def _start_training(self, action: StartTraining) -> None:
@@ -321,4 +341,6 @@ class Session:
             self.training.stop(timeout=15)
         if self.worker is not None:
             self.worker.close()
+        elif self.remote is not None:
+            self.remote.client.close()
 

@@ -262,6 +262,8 @@ class PerfState:
     rung_detail: dict[str, str] = field(default_factory=dict)
     preview_scale: float = 0.5
     """Dynamic resolution: the preview's fraction of full size (adapted to ViewState.target_fps)."""
+    link: list[tuple[str, str]] = field(default_factory=list)
+    """Attached to a server: its address and state, round trip, bytes per frame (rows to show)."""
 
 
 @dataclass
@@ -279,6 +281,8 @@ class AppState:
     invert: InvertState = field(default_factory=InvertState)
     actions: list = field(default_factory=list)
     """app.actions values the panels ask for; the session and the studio take them every frame."""
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Panel name -> why it cannot work now (attached to a server); the panel shows this instead."""
     planes: tuple | None = None
     """(key, plane images dict or error text) of the last InspectPlanes action."""
     planes_wanted: tuple | None = None

@@ -68,9 +68,10 @@ class Studio:
 
     def __init__(self, checkpoint: str | None = None, device: torch.device | None = None, *,
                  settings_dir: Path | None = None, window_size: tuple[int, int] | None = None,
-                 start: StartView | None = None, output_dir: Path | None = None):
+                 start: StartView | None = None, output_dir: Path | None = None, remote=None):
         """`start`: latent, camera and view to apply once the first model has loaded; `output_dir`: the
-        folder for relative file names this time (default: the saved one, else ~/TriplaneStudio)."""
+        folder for relative file names this time (default: the saved one, else ~/TriplaneStudio);
+        `remote`: an app.attached.Attached (`--connect`): the server's model, rendered there."""
         self.settings_dir = settings_dir or config_dir()
         self.settings = Settings.load(self.settings_dir)
         if DEFAULT_MODEL.exists():
@@ -86,14 +87,15 @@ class Studio:
         """Panels to bring to the front, one per frame, after the dock layout was (re)built."""
         self.window = Window(TITLE, window_size or self.settings.window_size, ini)
         self.state = AppState()
-        self.state.perf.device = str(self.device)
+        self.state.perf.device = str(self.device) if remote is None else \
+            f"{remote.client.welcome.get('device', '?')} on the server"
         self.state.output_dir = str(output_dir or self.settings.output_dir or default_output_dir())
         self._start_output_dir = self.state.output_dir
         self.colorizer = Colorizer()
         self.uploader = TextureUploader(self.device)
         self.display = FrameDisplay(self.colorizer, self.uploader)
         self.session = Session(self.state, self.settings, self.device,
-                               host_frames=not self.uploader.wants_device_frames, start=start)
+                               host_frames=not self.uploader.wants_device_frames, start=start, remote=remote)
         self.frames_shown = 0
         self.frame_count = 0
         self._last_tick = time.monotonic()
@@ -113,7 +115,7 @@ class Studio:
                        CameraPathPanel(), self.export_panel, TrainingPanel()]
         for panel in self.panels:
             panel.open = self.settings.open_panels.get(panel.name, panel.open)
-        self._open_initial(checkpoint)
+        self._open_initial(checkpoint if remote is None else checkpoint or remote.url)
 
     # ---- model loading ------------------------------------------------------------------------------
     def _open_initial(self, checkpoint: str | None) -> None:

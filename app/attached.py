@@ -1,0 +1,196 @@
+"""The studio attached to `main.py serve`: what the Session holds instead of a local engine and worker.
+
+remote.client.RemoteEngine renders the session's RenderRequests into the same Frames as the local worker
+(lossless PNG), so the session uses it as its worker. This module adds the rest: opening a model on the
+server (a served path, or a local file uploaded), the studio's engine actions run as server jobs (one
+table keyed by action type: fields out, progress in, files downloaded to the path the panel chose), the
+connection's state and figures for the status line and the Performance panel, and the panels that
+cannot work attached with their reason. Panels never see any of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.actions import Action, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
+from app.state import AppState
+from core.config import RenderOptions
+from core.progress import Cancelled, Progress
+from remote.client import RemoteEngine, RemoteError
+
+UNAVAILABLE = {
+    "Invert": "attached to a server: inversion runs locally only in this version; invert on the server with "
+              "`main.py invert IMAGE --network CKPT`, then open its latent.npz here",
+    "Training": "attached to a server: training runs and their curves are watched in a local studio "
+                "(`main.py RUN_DIR`) in this version; `serve RUN_DIR` still hot-reloads its new snapshots here",
+}
+"""Panel name -> why it is disabled while attached (shown in the panel instead of its widgets)."""
+
+
+class RemoteModel:
+    """What the session reads of a loaded generator, from the server's "model" message."""
+
+    def __init__(self, described: dict[str, Any]):
+        self.rows = {str(k): str(v) for k, v in dict(described["rows"]).items()}
+        self.rendering_kwargs = dict(described["rendering_kwargs"])
+        self.options = RenderOptions.from_kwargs(self.rendering_kwargs)
+        self.num_ws, self.w_dim = int(described["num_ws"]), int(described["w_dim"])
+        self.neural_rendering_resolution = int(described["neural_resolution"])
+        self.img_resolution = int(described["image_resolution"])
+        self.name, self.generation = str(described["name"]), int(described.get("generation", 1))
+
+
+def _json(value: Any) -> Any:
+    """Dataclasses and tuples as plain JSON values."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value, default=str))
+
+
+class Attached:
+    """The session's engine side while attached: `client` is its worker, `run` its action runner."""
+
+    def __init__(self, client: RemoteEngine, url: str):
+        self.client, self.url = client, url
+        self._status = "connected"
+        self._serial = client.model_serial
+
+    # ---- models -------------------------------------------------------------------------------------
+    def load(self, path: str) -> tuple[str, RemoteModel]:
+        """Open `path` on the server (blocking; a job thread): the server's address is its own model (what
+        `serve` was started with), an existing local file is uploaded, anything else names a checkpoint
+        below the served folder."""
+        local = Path(path).expanduser()
+        if path != self.url and local.is_file():
+            described = self.client.open_upload(local)
+        else:
+            described = self.client.open(None if path == self.url else path)
+        self._serial = self.client.model_serial
+        model = RemoteModel(described)
+        return model.name, model
+
+    def reloaded(self) -> RemoteModel | None:
+        """The model again when the server hot-reloaded it (a served run's new snapshot), else None."""
+        if self.client.model_serial == self._serial or self.client.model is None:
+            return None
+        self._serial = self.client.model_serial
+        return RemoteModel(self.client.model)
+
+    # ---- per frame ----------------------------------------------------------------------------------
+    def poll(self, state: AppState) -> None:
+        """Connection state in the status line, round trip and bytes per frame in the Performance panel."""
+        stats = self.client.stats()
+        status = stats["status"]
+        if status != self._status:
+            if status == "connected":
+                state.set_status(f"reconnected to {self.url}")
+            else:
+                state.set_status(f"{status} ({self.url})", error=True)
+            self._status = status
+        rtt, frame_ms, size = stats["rtt_ms"], stats["frame_ms"], stats["mean_frame_bytes"]
+        state.perf.link = [
+            ("server", f"{self.url} ({status})"),
+            ("round trip", "-" if rtt is None else f"{rtt:.1f} ms ping, last frame {frame_ms or 0:.0f} ms"),
+            ("bytes/frame", "-" if size is None else f"{stats['frame_bytes'] / 1024:.0f} KiB last, "
+                                                     f"{size / 1024:.0f} KiB mean"),
+            ("reconnects", str(stats["reconnects"]))]
+
+    # ---- actions ------------------------------------------------------------------------------------
+    def run(self, action: Action, progress: Progress) -> Any:
+        """Run an engine action on the server with the same result a local run gives (a status line,
+        or InspectPlanes' dict); files land where the action says."""
+        handler = HANDLERS.get(type(action))
+        if handler is None:
+            raise RuntimeError(f"{action.name} is not available while attached to {self.url}")
+        return handler(self, action, progress)
+
+    def job(self, kind: str, fields: dict, progress: Progress):
+        """Start a server job and follow it: its progress shown here, Cancel passed on; the finished job."""
+        job = self.client.job(kind, fields)
+        while not job.wait(0.05):
+            p = job.progress
+            if progress.cancelled():
+                job.cancel()
+            else:
+                progress.done, progress.total, progress.message = p.done, p.total, p.message
+        if job.cancelled:
+            raise Cancelled(f"{kind} cancelled")
+        if job.error:
+            raise RuntimeError(job.error)
+        return job
+
+    def fetch(self, job, dest: Path, progress: Progress) -> str:
+        """Download a job's files beside `dest` (the first one as `dest` itself) -> status line."""
+        files = job.result.get("files", [])
+        for i, name in enumerate(files):
+            target = dest if i == 0 else dest.parent / Path(name).name
+            self.client.download(name, target, _Labelled(progress, f"downloading {Path(name).name}"))
+        return f"wrote {dest} (rendered on {self.url})" if files else job.result.get("message", "done")
+
+
+class _Labelled(Progress):
+    """Download progress reported into the action's own progress (and its Cancel)."""
+
+    def __init__(self, outer: Progress, message: str):
+        super().__init__()
+        self.outer, self.label = outer, message
+
+    def update(self, done: int, total: int, message: str = "") -> None:
+        self.outer.done, self.outer.total, self.outer.message = done, total, self.label
+
+    def cancelled(self) -> bool:
+        return self.outer.cancelled()
+
+
+def _mesh(a: Attached, action: ExportMesh, progress: Progress) -> str:
+    fields = {"path": action.path.name, "latent": _json(action.latent), "options": _json(action.options)}
+    return a.fetch(a.job("ExportMesh", fields, progress), action.path, progress)
+
+
+def _video(a: Attached, action: ExportVideo, progress: Progress) -> str:
+    from remote.protocol import request_to_json
+    fields = {"path": action.path.name, "request": request_to_json(action.request), "camera": _json(action.camera),
+              "kind": action.kind, "frames": action.frames, "fps": action.fps, "mode": action.mode,
+              "interp_seed": action.interp_seed, "depth_mask": action.depth_mask}
+    if action.keyframes is not None:
+        fields["keyframes"] = action.keyframes.to_json()
+    return a.fetch(a.job("ExportVideo", fields, progress), action.path, progress)
+
+
+def _latent(a: Attached, action: SaveLatent, progress: Progress) -> str:
+    fields = {"path": action.path.name, "latent": _json(action.latent), "settings": _json(action.settings),
+              "camera": action.camera.label()[0].tolist()}
+    return a.fetch(a.job("SaveLatent", fields, progress), action.path, progress)
+
+
+def _pca(a: Attached, action: ComputePCA, progress: Progress) -> str:
+    return a.job("ComputePCA", {}, progress).result.get("message", "principal directions of W ready")
+
+
+def _planes(a: Attached, action: InspectPlanes, progress: Progress) -> dict:
+    fields = {"latent": _json(action.latent), "channel": action.channel, "noise_mode": action.noise_mode,
+              "noise_seed": action.noise_seed}
+    job = a.job("InspectPlanes", fields, progress)
+    out = dict(job.result)
+    if isinstance(out.get("range"), list):
+        out["range"] = tuple(out["range"])
+    return out | dict(job.arrays)
+
+
+HANDLERS: dict[type, Callable[[Attached, Any, Progress], Any]] = {
+    ExportMesh: _mesh, ExportVideo: _video, SaveLatent: _latent, ComputePCA: _pca, InspectPlanes: _planes}
+"""Engine action type -> its attached runner (the server job of the same name, then the downloads)."""
+
+
+def attach(url: str, token_file: str | None, timeout: float = 30.0) -> Attached:
+    """Connect to `serve` at `url` with the token in `token_file` (default: the one `serve` writes on this
+    machine); a StudioError in one line when it cannot."""
+    from remote.auth import default_token_file
+    from remote.client import read_token
+    if not url.startswith(("ws://", "wss://")):
+        raise RemoteError(f"--connect {url}: expected ws://HOST:PORT")
+    token = read_token(Path(token_file).expanduser() if token_file else default_token_file())
+    return Attached(RemoteEngine(url, token, connect_timeout=timeout), url)
