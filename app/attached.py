@@ -57,6 +57,7 @@ class Attached:
         self.client, self.url = client, url
         self._status = "connected"
         self._serial = client.model_serial
+        self._shown: RemoteModel | None = None
 
     # ---- models -------------------------------------------------------------------------------------
     def load(self, path: str) -> tuple[str, RemoteModel]:
@@ -69,15 +70,20 @@ class Attached:
         else:
             described = self.client.open(None if path == self.url else path)
         self._serial = self.client.model_serial
-        model = RemoteModel(described)
+        self._shown = model = RemoteModel(described)
         return model.name, model
 
     def reloaded(self) -> RemoteModel | None:
-        """The model again when the server hot-reloaded it (a served run's new snapshot), else None."""
+        """The model again when the server hot-reloaded it (a served run's new snapshot), else None (also
+        when a restarted server welcomes us with the model we had)."""
         if self.client.model_serial == self._serial or self.client.model is None:
             return None
         self._serial = self.client.model_serial
-        return RemoteModel(self.client.model)
+        model = RemoteModel(self.client.model)
+        if (model.name, model.generation, model.rows) == (self._shown.name, self._shown.generation, self._shown.rows):
+            return None
+        self._shown = model
+        return model
 
     # ---- per frame ----------------------------------------------------------------------------------
     def poll(self, state: AppState) -> None:

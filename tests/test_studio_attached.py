@@ -1,0 +1,158 @@
+"""The studio attached to `main.py serve` (a subprocess on 127.0.0.1) under Xvfb, driven through the X server.
+
+What the window shows attached is compared with what the same state renders to without the network: a local
+RenderEngine on the same checkpoint (orbit drag, seed change, after a server restart) and the PNG that
+`main.py render` writes (`--connect ... --viewport`). A mesh export comes back byte for byte as the server
+wrote it. The served checkpoint is a copy in a temporary folder (the server writes its exports/ there).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import studio_helpers
+from remote_helpers import ROOT, start_server
+from studio_helpers import assert_same_picture, load, run_until, xdo
+
+MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"
+WAIT_S = 120
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    shutil.copy(MODEL, folder / MODEL.name)
+    server = start_server(folder / MODEL.name, folder / "serve.token", folder / "serve.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_engine():
+    from core.checkpoint import load_generator
+    from core.engine import RenderEngine
+    return RenderEngine(load_generator(MODEL, "cpu"), "cpu")
+
+
+@pytest.fixture(scope="module")
+def studio(display, served, tmp_path_factory):
+    if shutil.which("xdotool") is None:
+        pytest.fail("xdotool is not installed (apt-get install xdotool)")
+    from app.attached import attach
+    from app.studio import Studio
+    s = Studio(None, settings_dir=tmp_path_factory.mktemp("settings"), window_size=(1000, 640),
+               output_dir=tmp_path_factory.mktemp("out"), remote=attach(served.url, str(served.token_file)))
+    s.state.view.pixel_exact, s.state.view.probe = True, False
+    yield s
+    s.close()
+    assert [p.last_error for p in s.panels if p.last_error] == []
+
+
+def settle(studio) -> np.ndarray:
+    return studio_helpers.settle(studio, WAIT_S)
+
+
+def expected_view(studio, engine) -> np.ndarray:
+    """The local engine's SR image of the studio's final request (what the viewport must show)."""
+    from app.state import final_request
+    from core.imaging import to_uint8
+    frame = engine.render(final_request(studio.state))
+    assert frame.error is None, frame.error
+    return to_uint8(frame.image).astype(np.int16)
+
+
+def pump(studio, frames: int = 3) -> None:
+    for _ in range(frames):
+        studio.step()
+
+
+def test_attached_start_view_equals_the_servers_render_png(served, display, tmp_path):
+    """`main.py --connect URL --seed 3 --yaw 30 --pitch 10 --viewport PNG` saves render's PNG of that state,
+    where render runs beside the server on its checkpoint."""
+    args = ["--seed", "3", "--yaw", "30", "--pitch", "10", "--psi", "0.7"]
+    shown = tmp_path / "viewport.png"
+    subprocess.run([sys.executable, "main.py", "--connect", served.url, "--token-file", str(served.token_file),
+                    *args, "--viewport", str(shown)], cwd=ROOT, check=True, timeout=300, capture_output=True)
+    subprocess.run([sys.executable, "main.py", "render", str(served.token_file.parent / MODEL.name), "--seeds", "3",
+                    "--yaw", "30", "--pitch", "10", "--psi", "0.7", "--out", str(tmp_path / "render"),
+                    "--device", "cpu"], cwd=ROOT, check=True, timeout=300, capture_output=True)
+    assert_same_picture(load(shown), load(tmp_path / "render" / "seed0003_yaw+30_pitch+10_image.png"),
+                        "attached viewport")
+
+
+def test_connect_with_a_wrong_token_says_so_in_one_line(served, display, tmp_path):
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("0" * 32)
+    done = subprocess.run([sys.executable, "main.py", "--connect", served.url, "--token-file", str(wrong),
+                           "--viewport", str(tmp_path / "v.png")], cwd=ROOT, timeout=120, capture_output=True,
+                          text=True)
+    assert done.returncode != 0 and not (tmp_path / "v.png").exists()
+    assert done.stderr.strip().startswith("error: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_orbit_drag_renders_on_the_server_what_the_local_engine_renders(studio, local_engine):
+    before = settle(studio)
+    assert studio.state.model.path == MODEL.name
+    cam0 = dataclasses.replace(studio.state.camera)
+    x, y, side = studio.viewport.image_rect
+    cx, cy = int(x + side / 2), int(y + side / 2)
+    xdo(studio, "mousemove", "--window", "WINDOW", cx, cy)
+    pump(studio)
+    xdo(studio, "mousedown", 1)
+    pump(studio)
+    for step in range(1, 5):              # a slow drag: previews come back while the button is down
+        xdo(studio, "mousemove", "--window", "WINDOW", cx + 6 * step, cy)
+        pump(studio, 4)
+    xdo(studio, "mouseup", 1)
+    after = settle(studio)
+    turned = dataclasses.replace(cam0)
+    turned.orbit(-math.pi * 24 / side, 0.0)
+    assert studio.state.camera.yaw == pytest.approx(turned.yaw)
+    assert np.abs(after - before).mean() > 1, "the drag did not change the picture"
+    assert_same_picture(after, expected_view(studio, local_engine), "attached view after the drag")
+    p = studio.state.perf
+    assert "preview" in p.rung_ms and dict(p.link)["round trip"] != "-", p.link
+
+
+def test_seed_change_shows_the_new_seed(studio, local_engine):
+    before = settle(studio)
+    studio.state.latent.seed += 5
+    studio.state.interaction.touch()
+    after = settle(studio)
+    assert np.abs(after - before).mean() > 1
+    assert_same_picture(after, expected_view(studio, local_engine), "attached view of the new seed")
+
+
+def test_mesh_export_is_downloaded_as_the_server_wrote_it(studio, served, tmp_path):
+    import trimesh
+
+    from app.actions import ExportMesh
+    from core.mesh import MeshOptions
+    settle(studio)
+    out = tmp_path / "attached.ply"
+    studio.state.actions.append(ExportMesh(out, studio.state.latent.latent(), MeshOptions(resolution=64)))
+    run_until(studio, lambda: studio.state.job.outcome_of == "ExportMesh", "the mesh export", WAIT_S)
+    assert not studio.state.job.outcome_error, studio.state.job.outcome
+    on_server = served.token_file.parent / "exports" / out.name
+    assert out.read_bytes() == on_server.read_bytes()
+    assert len(trimesh.load(out, process=False).faces) > 100
+
+
+def test_server_restart_shows_reconnecting_keeps_the_state_and_resumes(studio, served, local_engine):
+    settle(studio)
+    seed = studio.state.latent.seed
+    served.stop()
+    run_until(studio, lambda: "disconnected, reconnecting" in studio.state.status, "the disconnected status", 30)
+    restarted = start_server(served.token_file.parent / MODEL.name, served.token_file, served.log, port=served.port)
+    served.proc = restarted.proc               # the fixture stops whichever process serves now
+    run_until(studio, lambda: studio.state.status.startswith("reconnected"), "the reconnection", WAIT_S)
+    assert studio.state.latent.seed == seed
+    studio.state.latent.seed += 1
+    studio.state.interaction.touch()
+    shown = settle(studio)
+    assert_same_picture(shown, expected_view(studio, local_engine), "attached view after the restart")
