@@ -22,8 +22,6 @@ from core.progress import Cancelled, Progress
 from remote.client import RemoteEngine, RemoteError
 
 UNAVAILABLE = {
-    "Invert": "attached to a server: inversion runs locally only in this version; invert on the server with "
-              "`main.py invert IMAGE --network CKPT`, then open its latent.npz here",
     "Training": "attached to a server: training runs and their curves are watched in a local studio "
                 "(`main.py RUN_DIR`) in this version; `serve RUN_DIR` still hot-reloads its new snapshots here",
 }
@@ -48,6 +46,14 @@ def _json(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
     return json.loads(json.dumps(value, default=str))
+
+
+def changed_fields(options: Any) -> dict[str, Any]:
+    """An options dataclass as JSON, only the fields that differ from the defaults (the server fills those in
+    and checks each sent field against its default's type)."""
+    defaults = type(options)()
+    return _json({f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+                  if getattr(options, f.name) != getattr(defaults, f.name)})
 
 
 class Attached:
@@ -152,7 +158,7 @@ class _Labelled(Progress):
 
 
 def _mesh(a: Attached, action: ExportMesh, progress: Progress) -> str:
-    fields = {"path": action.path.name, "latent": _json(action.latent), "options": _json(action.options)}
+    fields = {"path": action.path.name, "latent": _json(action.latent), "options": changed_fields(action.options)}
     return a.fetch(a.job("ExportMesh", fields, progress), action.path, progress)
 
 

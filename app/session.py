@@ -17,6 +17,7 @@ import torch
 
 from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
 from app.attached import UNAVAILABLE
+from app.attached_inversion import AttachedInversion
 from app.inversion import InversionJobs
 from app.jobs import Job
 from app.settings import Settings
@@ -66,7 +67,7 @@ class Session:
         self.submitted: RenderRequest | None = None
         self.training = None
         """training.runner.TrainingProcess started from the studio."""
-        self.inversion = InversionJobs(state)
+        self.inversion = InversionJobs(state) if remote is None else AttachedInversion(state, remote)
         """The Invert panel's jobs (target image, inversion, saving its results)."""
         self._anim_pos = 0.0
         self._next_training_poll = 0.0
@@ -81,7 +82,7 @@ class Session:
             self._poll_remote()
         self._poll_load()
         self._take_actions()
-        self.inversion.poll(None if self.remote is not None else self.engine)
+        self.inversion.poll(self.engine)
         self._poll_action()
         self._poll_training()
         return self._poll_frame()

@@ -156,3 +156,44 @@ def test_server_restart_shows_reconnecting_keeps_the_state_and_resumes(studio, s
     studio.state.interaction.touch()
     shown = settle(studio)
     assert_same_picture(shown, expected_view(studio, local_engine), "attached view after the restart")
+
+
+def test_invert_on_the_server_shows_progress_and_saves_a_latent_render_reads(studio, served, local_engine, tmp_path):
+    """The Invert panel attached: the image is uploaded and inverted on the server (live loss curve and
+    reconstruction), the viewport then shows the result, and the latent.npz downloaded from the server renders
+    with `render --latent` to the same picture."""
+    from app.state import StartView
+    from core.config import RenderOptions
+    from core.imaging import save_png
+    from core.latents import load_latent
+    s, panel = studio.state, studio.invert_panel
+    settle(studio)
+    StartView(seed=3, yaw_deg=25, pitch_deg=0.0).apply(s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    goal = expected_view(studio, local_engine)
+    png = save_png(tmp_path / "target.png", goal.astype(np.uint8))
+    panel.open_image(s, str(png))
+    panel.path_text = str(png)
+    run_until(studio, lambda: s.invert.target is not None, "the prepared target", WAIT_S)
+    np.testing.assert_array_equal(s.invert.target, goal)
+    StartView(seed=0, yaw_deg=0, pitch_deg=0.0).apply(s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    seeds_view = settle(studio)
+    panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 25.0, 0.0, 12, 0
+    panel.start(s)
+    run_until(studio, lambda: s.invert.running, "the inversion to start", WAIT_S)
+    run_until(studio, lambda: not s.invert.running, "the inversion to finish", WAIT_S)
+    result = s.invert.result
+    assert result is not None and not result["interrupted"], s.status
+    assert abs(result["yaw_deg"] - 25) < 1e-3 and s.invert.preview is not None and len(s.invert.losses) >= 12
+    shown = settle(studio)
+    assert s.latent.source == result["name"]
+    assert np.abs(shown - goal).mean() < np.abs(seeds_view - goal).mean()
+    panel.latent_file.text = str(tmp_path / "latent.npz")
+    panel.save(s, "latent")
+    run_until(studio, lambda: not s.actions and not studio.session.inversion.busy, "saving the latent", WAIT_S)
+    assert s.status.startswith("saved latent"), s.status
+    assert load_latent(tmp_path / "latent.npz").ws.shape[1] == local_engine.G.num_ws
+    subprocess.run([sys.executable, "main.py", "render", str(served.token_file.parent / MODEL.name), "--latent",
+                    str(tmp_path / "latent.npz"), "--yaw", "25", "--out", str(tmp_path / "r"), "--device", "cpu"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=240)
+    assert_same_picture(shown, load(tmp_path / "r" / "latent_yaw+25_pitch+0_image.png"), "inverted view attached")
+    s.latent.source = None
