@@ -4,8 +4,8 @@ remote.client.RemoteEngine renders the session's RenderRequests into the same Fr
 (lossless PNG), so the session uses it as its worker. This module adds the rest: opening a model on the
 server (a served path, or a local file uploaded), the studio's engine actions run as server jobs (one
 table keyed by action type: fields out, progress in, files downloaded to the path the panel chose), the
-connection's state and figures for the status line and the Performance panel, and the panels that
-cannot work attached with their reason. Panels never see any of it.
+connection's state and figures for the status line and the Performance panel, and a served training run
+for the Training panel (app.served_run). Panels never see any of it.
 """
 from __future__ import annotations
 
@@ -20,12 +20,6 @@ from app.state import AppState
 from core.config import RenderOptions
 from core.progress import Cancelled, Progress
 from remote.client import RemoteEngine, RemoteError
-
-UNAVAILABLE = {
-    "Training": "attached to a server: training runs and their curves are watched in a local studio "
-                "(`main.py RUN_DIR`) in this version; `serve RUN_DIR` still hot-reloads its new snapshots here",
-}
-"""Panel name -> why it is disabled while attached (shown in the panel instead of its widgets)."""
 
 
 class RemoteModel:
@@ -64,6 +58,20 @@ class Attached:
         self._status = "connected"
         self._serial = client.model_serial
         self._shown: RemoteModel | None = None
+        self.run = None
+        """app.served_run.ServedRun when the server serves a training run."""
+
+    def start(self, state: AppState) -> None:
+        """A served run is what the Training panel watches (through the server)."""
+        if self.client.welcome.get("run") and self.client.model is not None:
+            from app.served_run import ServedRun
+            self.run = ServedRun(self.client, str(self.client.model["name"]))
+            state.training.run_dir, state.training.reader = str(self.run.run_dir), self.run
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.close()
+        self.client.close()
 
     # ---- models -------------------------------------------------------------------------------------
     def load(self, path: str) -> tuple[str, RemoteModel]:

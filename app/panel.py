@@ -44,10 +44,7 @@ class Panel:
                 imgui.push_id(self.name)
                 imgui.push_item_width(-em(self.label_em))
                 try:
-                    if self.name in state.unavailable:
-                        imgui.text_wrapped(state.unavailable[self.name])
-                    else:
-                        self.draw(state)
+                    self.draw(state)
                 except Exception as e:  # a panel bug must not take the studio (and unsaved work) down
                     self.last_error = f"{type(e).__name__}: {e}"
                     log.exception("panel %s failed", self.name)

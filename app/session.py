@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
-from app.attached import UNAVAILABLE
 from app.attached_inversion import AttachedInversion
 from app.inversion import InversionJobs
 from app.jobs import Job
@@ -50,7 +49,7 @@ class Session:
         self.state, self.settings, self.device = state, settings, device
         self.remote = remote
         if remote is not None:
-            state.unavailable = dict(UNAVAILABLE)
+            remote.start(state)
         self.host_frames, self.start = host_frames, start
         self.engine: RenderEngine | None = None
         self.worker: RenderWorker | None = None
@@ -342,6 +341,6 @@ class Session:
             self.training.stop(timeout=15)
         if self.worker is not None:
             self.worker.close()
-        elif self.remote is not None:
-            self.remote.client.close()
+        if self.remote is not None:
+            self.remote.close()
 

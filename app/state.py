@@ -177,6 +177,8 @@ class TrainingState:
     exit_code: int | None = None
     error: str = ""
     """The trainer's own one-line reason when a run started here failed."""
+    reader: object = None
+    """Attached to a server serving a run: app.served_run.ServedRun, read in place of a RunReader of run_dir."""
 
 
 @dataclass
@@ -281,8 +283,6 @@ class AppState:
     invert: InvertState = field(default_factory=InvertState)
     actions: list = field(default_factory=list)
     """app.actions values the panels ask for; the session and the studio take them every frame."""
-    unavailable: dict[str, str] = field(default_factory=dict)
-    """Panel name -> why it cannot work now (attached to a server); the panel shows this instead."""
     planes: tuple | None = None
     """(key, plane images dict or error text) of the last InspectPlanes action."""
     planes_wanted: tuple | None = None

@@ -138,7 +138,9 @@ class TrainingPanel(Panel):
     def watch(self, state: AppState, run_dir: str) -> None:
         """Follow a run directory (training.runner.RunReader)."""
         state.training.run_dir = run_dir
-        self.reader = RunReader(run_dir) if run_dir else None
+        served = state.training.reader
+        self.reader = served if served is not None and str(served.run_dir) == run_dir else \
+            RunReader(run_dir) if run_dir else None
         self.ticks, self.options, self.grid_path, self.snapshot, self._next_poll = [], {}, None, None, 0.0
 
     def update(self, state: AppState) -> None:

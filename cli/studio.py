@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         studio = Studio(args.checkpoint, device, start=start, remote=remote)
     except BaseException:
         if remote is not None:
-            remote.client.close()
+            remote.close()
         raise
     try:
         studio.run(screenshot=args.screenshot, frames=args.frames, viewport=args.viewport)
