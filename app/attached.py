@@ -27,6 +27,9 @@ class RemoteModel:
 
     def __init__(self, described: dict[str, Any]):
         self.rows = {str(k): str(v) for k, v in dict(described["rows"]).items()}
+        file = str(described.get("file") or "")
+        if file and file != Path(str(described["name"])).name:   # a served run: which snapshot
+            self.rows["file"] = f"{described['name']}/{file}"
         self.rendering_kwargs = dict(described["rendering_kwargs"])
         self.options = RenderOptions.from_kwargs(self.rendering_kwargs)
         self.num_ws, self.w_dim = int(described["num_ws"]), int(described["w_dim"])

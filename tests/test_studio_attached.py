@@ -197,3 +197,53 @@ def test_invert_on_the_server_shows_progress_and_saves_a_latent_render_reads(stu
                    cwd=ROOT, check=True, capture_output=True, timeout=240)
     assert_same_picture(shown, load(tmp_path / "r" / "latent_yaw+25_pitch+0_image.png"), "inverted view attached")
     s.latent.source = None
+
+
+def test_a_served_run_is_watched_through_the_server_and_its_new_snapshot_reloads(tmp_path):
+    """`serve RUN_DIR` and a session attached to it (no window needed): the Training panel's reader gets the
+    run's metric entries and its newest grid (the same pixels), and a snapshot written later is hot-reloaded
+    into the attached session (as a trainer's snapshot is)."""
+    import json
+    import time
+
+    from app.attached import attach
+    from app.session import Session
+    from app.settings import Settings
+    from app.state import AppState
+    from core.imaging import save_png
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(MODEL, run / "network-snapshot-000000.ckpt")
+    ticks = [{"event": "tick", "kimg": 0.1 * i, "loss_G": 1.0 / (i + 1), "images_per_s": 5.0} for i in range(3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(t) + "\n" for t in ticks))
+    grid = (np.arange(48 * 64 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+    save_png(run / "fakes000000000.png", grid)
+    served = start_server(run, tmp_path / "serve.token", tmp_path / "serve.log")
+    state = AppState()
+    session = Session(state, Settings(), "cpu", remote=attach(served.url, str(served.token_file)))
+    try:
+        state.model.open_request = session.remote.url
+
+        def tick_until(condition, what):
+            deadline = time.monotonic() + WAIT_S
+            while not condition():
+                assert time.monotonic() < deadline, f"gave up waiting for {what} ({state.status})"
+                session.tick(0.05)
+                session.submit()
+                time.sleep(0.05)
+
+        tick_until(lambda: state.model.path == "run" and session.shown is not None, "the served run's model")
+        reader = state.training.reader
+        tick_until(lambda: len(reader.metrics()) == 3 and "image" in reader.newest_grids(), "the run's curves")
+        assert [e["loss_G"] for e in reader.metrics()] == [t["loss_G"] for t in ticks]
+        np.testing.assert_array_equal(load(reader.newest_grids()["image"]), grid)
+        generation = state.model.generation
+        shutil.copy(MODEL, run / "network-snapshot-000004.ckpt")
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"event": "tick", "kimg": 0.4, "loss_G": 0.2}) + "\n")
+        tick_until(lambda: state.model.generation > generation, "the hot reload")
+        assert state.status.startswith("reloaded") and state.model.info["file"] == "run/network-snapshot-000004.ckpt"
+        tick_until(lambda: len(reader.metrics()) == 4, "the new metric entry")
+    finally:
+        session.close()
+        served.stop()
