@@ -16,26 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from app.actions import Action, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
+from app.backend import LoadedModel
+from app.served_run import ServedRun
 from app.state import AppState
 from core.config import RenderOptions
 from core.progress import Cancelled, Progress
 from remote.client import RemoteEngine, RemoteError
 
 
-class RemoteModel:
-    """What the session reads of a loaded generator, from the server's "model" message."""
-
-    def __init__(self, described: dict[str, Any]):
-        self.rows = {str(k): str(v) for k, v in dict(described["rows"]).items()}
-        file = str(described.get("file") or "")
-        if file and file != Path(str(described["name"])).name:   # a served run: which snapshot
-            self.rows["file"] = f"{described['name']}/{file}"
-        self.rendering_kwargs = dict(described["rendering_kwargs"])
-        self.options = RenderOptions.from_kwargs(self.rendering_kwargs)
-        self.num_ws, self.w_dim = int(described["num_ws"]), int(described["w_dim"])
-        self.neural_rendering_resolution = int(described["neural_resolution"])
-        self.img_resolution = int(described["image_resolution"])
-        self.name, self.generation = str(described["name"]), int(described.get("generation", 1))
+def loaded_model(described: dict[str, Any]) -> LoadedModel:
+    """The session's view of a model from the server's "model" message (no generator here)."""
+    rows = {str(k): str(v) for k, v in dict(described["rows"]).items()}
+    name, file = str(described["name"]), str(described.get("file") or "")
+    if file and file != Path(name).name:   # a served run: which snapshot
+        rows["file"] = f"{name}/{file}"
+    return LoadedModel(Path(name), rows, RenderOptions.from_kwargs(dict(described["rendering_kwargs"])),
+                       int(described["num_ws"]), int(described["neural_resolution"]),
+                       int(described["image_resolution"]), handle=int(described.get("generation", 1)),
+                       remember=False)
 
 
 def _json(value: Any) -> Any:
@@ -53,58 +51,49 @@ def changed_fields(options: Any) -> dict[str, Any]:
                   if getattr(options, f.name) != getattr(defaults, f.name)})
 
 
-class Attached:
-    """The session's engine side while attached: `client` is its worker, `run` its action runner."""
+class RemoteBackend:
+    """app.backend.Backend on a server: RemoteEngine is the worker, engine actions run as server jobs."""
+
+    engine = None
+    """No local engine: the model lives on the server."""
 
     def __init__(self, client: RemoteEngine, url: str):
         self.client, self.url = client, url
+        self.worker: RemoteEngine | None = None
         self._status = "connected"
         self._serial = client.model_serial
-        self._shown: RemoteModel | None = None
-        self.run = None
-        """app.served_run.ServedRun when the server serves a training run."""
-
-    def start(self, state: AppState) -> None:
-        """A served run is what the Training panel watches (through the server)."""
-        if self.client.welcome.get("run") and self.client.model is not None:
-            from app.served_run import ServedRun
-            self.run = ServedRun(self.client, str(self.client.model["name"]))
-            state.training.run_dir, state.training.reader = str(self.run.run_dir), self.run
-
-    def close(self) -> None:
-        if self.run is not None:
-            self.run.close()
-        self.client.close()
+        self._shown: LoadedModel | None = None
+        self.run: ServedRun | None = None
+        """The served training run the Training panel reads, when the server serves one."""
 
     # ---- models -------------------------------------------------------------------------------------
-    def load(self, path: str) -> tuple[str, RemoteModel]:
-        """Open `path` on the server (blocking; a job thread): the server's address is its own model (what
-        `serve` was started with), an existing local file is uploaded, anything else names a checkpoint
-        below the served folder."""
+    def load(self, path: str, progress: Progress) -> LoadedModel:
+        """Open `path` on the server (a job thread): the server's address is its own model (what `serve`
+        was started with), an existing local file is uploaded, anything else names a checkpoint below the
+        served folder."""
         local = Path(path).expanduser()
         if path != self.url and local.is_file():
-            described = self.client.open_upload(local)
+            described = self.client.open_upload(local, progress)
         else:
             described = self.client.open(None if path == self.url else path)
         self._serial = self.client.model_serial
-        self._shown = model = RemoteModel(described)
-        return model.name, model
+        return loaded_model(described)
 
-    def reloaded(self) -> RemoteModel | None:
-        """The model again when the server hot-reloaded it (a served run's new snapshot), else None (also
-        when a restarted server welcomes us with the model we had)."""
-        if self.client.model_serial == self._serial or self.client.model is None:
-            return None
-        self._serial = self.client.model_serial
-        model = RemoteModel(self.client.model)
-        if (model.name, model.generation, model.rows) == (self._shown.name, self._shown.generation, self._shown.rows):
-            return None
-        self._shown = model
-        return model
+    def attach(self, loaded: LoadedModel) -> None:
+        self._shown, self.worker = loaded, self.client
 
-    # ---- per frame ----------------------------------------------------------------------------------
-    def poll(self, state: AppState) -> None:
-        """Connection state in the status line, round trip and bytes per frame in the Performance panel."""
+    def inversion(self, state: AppState, queue: list):
+        from app.attached_inversion import AttachedInversion
+        return AttachedInversion(state, self, queue)
+
+    # ---- per frame (UI thread) ----------------------------------------------------------------------
+    def poll(self, state: AppState) -> LoadedModel | None:
+        """Connection state in the status line, round trip and bytes per frame in the Performance panel, a
+        served run for the Training panel; the model again when the server hot-reloaded it (a served run's
+        new snapshot; not when a restarted server welcomes us with the model we had)."""
+        if self.run is None and self.client.welcome.get("run") and self.client.model is not None:
+            self.run = ServedRun(self.client, str(self.client.model["name"]))
+            state.training.run_dir, state.training.reader = str(self.run.run_dir), self.run
         stats = self.client.stats()
         status = stats["status"]
         if status != self._status:
@@ -114,12 +103,20 @@ class Attached:
                 state.set_status(f"{status} ({self.url})", error=True)
             self._status = status
         rtt, frame_ms, size = stats["rtt_ms"], stats["frame_ms"], stats["mean_frame_bytes"]
+        state.perf.device = f"{self.client.welcome.get('device', '?')} on the server"
         state.perf.link = [
             ("server", f"{self.url} ({status})"),
             ("round trip", "-" if rtt is None else f"{rtt:.1f} ms ping, last frame {frame_ms or 0:.0f} ms"),
             ("bytes/frame", "-" if size is None else f"{stats['frame_bytes'] / 1024:.0f} KiB last, "
                                                      f"{size / 1024:.0f} KiB mean"),
             ("reconnects", str(stats["reconnects"]))]
+        if self._shown is None or self.client.model_serial == self._serial or self.client.model is None:
+            return None
+        self._serial = self.client.model_serial
+        model = loaded_model(self.client.model)
+        if (model.path, model.handle, model.info) == (self._shown.path, self._shown.handle, self._shown.info):
+            return None
+        return model
 
     # ---- actions ------------------------------------------------------------------------------------
     def run(self, action: Action, progress: Progress) -> Any:
@@ -151,7 +148,12 @@ class Attached:
         for i, name in enumerate(files):
             target = dest if i == 0 else dest.parent / Path(name).name
             self.client.download(name, target, _Labelled(progress, f"downloading {Path(name).name}"))
-        return f"wrote {dest} (rendered on {self.url})" if files else job.result.get("message", "done")
+        return f"wrote {dest} (made on {self.url})" if files else job.result.get("message", "done")
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.close()
+        self.client.close()
 
 
 class _Labelled(Progress):
@@ -168,12 +170,12 @@ class _Labelled(Progress):
         return self.outer.cancelled()
 
 
-def _mesh(a: Attached, action: ExportMesh, progress: Progress) -> str:
+def _mesh(a: RemoteBackend, action: ExportMesh, progress: Progress) -> str:
     fields = {"path": action.path.name, "latent": _json(action.latent), "options": changed_fields(action.options)}
     return a.fetch(a.job("ExportMesh", fields, progress), action.path, progress)
 
 
-def _video(a: Attached, action: ExportVideo, progress: Progress) -> str:
+def _video(a: RemoteBackend, action: ExportVideo, progress: Progress) -> str:
     from remote.protocol import request_to_json
     fields = {"path": action.path.name, "request": request_to_json(action.request), "camera": _json(action.camera),
               "kind": action.kind, "frames": action.frames, "fps": action.fps, "mode": action.mode,
@@ -183,17 +185,17 @@ def _video(a: Attached, action: ExportVideo, progress: Progress) -> str:
     return a.fetch(a.job("ExportVideo", fields, progress), action.path, progress)
 
 
-def _latent(a: Attached, action: SaveLatent, progress: Progress) -> str:
+def _latent(a: RemoteBackend, action: SaveLatent, progress: Progress) -> str:
     fields = {"path": action.path.name, "latent": _json(action.latent), "settings": _json(action.settings),
-              "camera": action.camera.label()[0].tolist()}
+              "camera": list(action.camera)}
     return a.fetch(a.job("SaveLatent", fields, progress), action.path, progress)
 
 
-def _pca(a: Attached, action: ComputePCA, progress: Progress) -> str:
+def _pca(a: RemoteBackend, action: ComputePCA, progress: Progress) -> str:
     return a.job("ComputePCA", {}, progress).result.get("message", "principal directions of W ready")
 
 
-def _planes(a: Attached, action: InspectPlanes, progress: Progress) -> dict:
+def _planes(a: RemoteBackend, action: InspectPlanes, progress: Progress) -> dict:
     fields = {"latent": _json(action.latent), "channel": action.channel, "noise_mode": action.noise_mode,
               "noise_seed": action.noise_seed}
     job = a.job("InspectPlanes", fields, progress)
@@ -203,12 +205,12 @@ def _planes(a: Attached, action: InspectPlanes, progress: Progress) -> dict:
     return out | dict(job.arrays)
 
 
-HANDLERS: dict[type, Callable[[Attached, Any, Progress], Any]] = {
+HANDLERS: dict[type, Callable[[RemoteBackend, Any, Progress], Any]] = {
     ExportMesh: _mesh, ExportVideo: _video, SaveLatent: _latent, ComputePCA: _pca, InspectPlanes: _planes}
 """Engine action type -> its attached runner (the server job of the same name, then the downloads)."""
 
 
-def attach(url: str, token_file: str | None, timeout: float = 30.0) -> Attached:
+def attach(url: str, token_file: str | None, timeout: float = 30.0) -> RemoteBackend:
     """Connect to `serve` at `url` with the token in `token_file` (default: the one `serve` writes on this
     machine); a StudioError in one line when it cannot."""
     from remote.auth import default_token_file
@@ -216,4 +218,4 @@ def attach(url: str, token_file: str | None, timeout: float = 30.0) -> Attached:
     if not url.startswith(("ws://", "wss://")):
         raise RemoteError(f"--connect {url}: expected ws://HOST:PORT")
     token = read_token(Path(token_file).expanduser() if token_file else default_token_file())
-    return Attached(RemoteEngine(url, token, connect_timeout=timeout), url)
+    return RemoteBackend(RemoteEngine(url, token, connect_timeout=timeout), url)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
@@ -26,10 +27,11 @@ LOSS_NAME = "chosen on the server: the checkpoint's discriminator features when 
 
 
 class AttachedInversion:
-    """InversionJobs' interface (take, poll, busy, model_changed, close) over server jobs."""
+    """InversionJobs' interface (handlers, poll, busy, model_changed, close) over server jobs."""
 
-    def __init__(self, state: AppState, attached):
-        self.state, self.attached = state, attached
+    def __init__(self, state: AppState, backend, queue: list):
+        """`backend`: the session's app.attached.RemoteBackend; `queue`: the session's queued actions."""
+        self.state, self.backend, self.queue = state, backend, queue
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
@@ -38,28 +40,44 @@ class AttachedInversion:
         self.running: StartInversion | None = None
         self.source: str | None = None
         """The server's name of the last result (for SaveInversion)."""
-        self.waiting: list[Action] = []
         self._seen: tuple[int, str] = (-1, "")
         """The server progress (step, message) last added to the loss curve."""
 
     @property
     def busy(self) -> bool:
-        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job)) or bool(self.waiting)
+        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
 
-    def take(self, action: Action) -> bool:
-        if isinstance(action, StopInversion):
-            self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
-            if self.run_job is not None:
-                self.run_job.cancel()
-            return True
-        if isinstance(action, StartInversion) and (
-                self.run_job is not None or any(isinstance(a, StartInversion) for a in self.waiting)):
+    def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
+        """The session's handlers of the inversion actions (False: not now, keep it queued)."""
+        return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
+                SaveInversion: self._save}
+
+    def _open_image(self, action: OpenInvertImage) -> bool:
+        if self.state.model.path is None or self.prepare_job is not None:
+            return False
+        self._start_prepare(action)
+        return True
+
+    def _start(self, action: StartInversion) -> bool:
+        if self.run_job is not None:
             self.state.set_status("an inversion is already running: stop it first", error=True)
             return True
-        if isinstance(action, (OpenInvertImage, StartInversion, SaveInversion)):
-            self.waiting.append(action)
-            return True
-        return False
+        if self.state.model.path is None:
+            return False
+        self._start_run(action)
+        return True
+
+    def _stop(self, action: StopInversion) -> bool:
+        self.queue[:] = [a for a in self.queue if not isinstance(a, StartInversion)]
+        if self.run_job is not None:
+            self.run_job.cancel()
+        return True
+
+    def _save(self, action: SaveInversion) -> bool:
+        if self.save_job is not None:
+            return False
+        self._start_save(action)
+        return True
 
     def model_changed(self) -> None:
         inv = self.state.invert
@@ -68,7 +86,7 @@ class AttachedInversion:
         self.source, inv.result, inv.loss_name = None, None, ""
         self.state.latent.source = None
         if inv.image:
-            self.waiting.append(OpenInvertImage(inv.image))
+            self.state.actions.append(OpenInvertImage(inv.image))
 
     def close(self) -> None:
         for job in (self.prepare_job, self.run_job, self.save_job):
@@ -77,30 +95,15 @@ class AttachedInversion:
                 job.wait(60)
 
     # ---- per frame ----------------------------------------------------------------------------------
-    def poll(self, _engine=None) -> None:
+    def poll(self) -> None:
         self._poll_prepare()
         self._poll_run()
         self._poll_save()
-        if self.state.model.path is None:
-            return
-        keep = []
-        for action in self.waiting:
-            if isinstance(action, OpenInvertImage) and self.prepare_job is None:
-                self._start_prepare(action)
-            elif isinstance(action, StartInversion) and self.run_job is None:
-                self._start_run(action)
-            elif isinstance(action, SaveInversion) and self.save_job is None:
-                self._start_save(action)
-            else:
-                keep.append(action)
-        self.waiting = keep
 
     def _start_prepare(self, action: OpenInvertImage) -> None:
-        from core.config import RenderOptions
         s = self.state
         s.invert.image = action.path
-        resolution = s.model.image_resolution
-        white = RenderOptions.from_kwargs(s.model.rendering_kwargs).white_back
+        resolution, white = s.model.image_resolution, s.model.options.white_back
 
         def prepare(_progress):
             from core.imaging import to_uint8
@@ -123,7 +126,7 @@ class AttachedInversion:
 
     # ---- the inversion on the server ----------------------------------------------------------------
     def _start_run(self, action: StartInversion) -> None:
-        s, inv, client = self.state, self.state.invert, self.attached.client
+        s, inv, client = self.state, self.state.invert, self.backend.client
         generation = s.model.generation
         fields = {"options": changed_fields(action.options)}
         if action.camera == "viewport":
@@ -190,8 +193,6 @@ class AttachedInversion:
 
     def _show(self, r: dict, action: StartInversion) -> None:
         import copy
-
-        from core.config import RenderOptions
         s = self.state
         self.source = r["source"]
         s.invert.result = {
@@ -202,8 +203,7 @@ class AttachedInversion:
         if action.camera == "viewport":
             s.camera = copy.deepcopy(action.view)
         else:
-            options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
-            s.camera = render_camera(options, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]),
+            s.camera = render_camera(s.model.options, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]),
                                      r["fov_deg"] if action.camera == "estimate" else None)
         stopped = " (stopped: best so far)" if r["interrupted"] else ""
         s.set_status(f"inversion done on the server{stopped}: image loss {r['loss']:.4f}; the viewport shows "
@@ -215,11 +215,11 @@ class AttachedInversion:
             self.state.set_status("save: no inversion result for the loaded model", error=True)
             return
         fields = {"source": self.source, "what": action.what, "path": action.path.name}
-        attached = self.attached
+        backend = self.backend
 
         def save(progress):
             action.path.parent.mkdir(parents=True, exist_ok=True)
-            attached.fetch(attached.job("SaveInversion", fields, progress), action.path, progress)
+            backend.fetch(backend.job("SaveInversion", fields, progress), action.path, progress)
             return f"saved {'tuned checkpoint' if action.what == 'tuned' else 'latent'} to {action.path}"
         self.save_job = Job(f"save {action.what} {action.path}", save)
 

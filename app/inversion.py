@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,14 @@ class _Outcome:
 
 
 class InversionJobs:
-    """Runs the Invert panel's actions for the Session; `poll` once per UI frame."""
+    """The Invert panel's actions for the Session (`handlers`); `poll` once per UI frame."""
 
-    def __init__(self, state: AppState):
-        self.state = state
+    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None], queue: list):
+        """`engine`: the session's current engine; `queue`: the session's queued actions."""
+        self.state, self.engine, self.queue = state, engine, queue
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
-        self.waiting: list = []
         self.live: _Live | None = None
         self.running: StartInversion | None = None
         self.outcome: _Outcome | None = None
@@ -105,23 +106,41 @@ class InversionJobs:
 
     @property
     def busy(self) -> bool:
-        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job)) or bool(self.waiting)
+        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
 
-    def take(self, action: Action) -> bool:
-        """Queue an inversion action; False if it is not one."""
-        if isinstance(action, StopInversion):
-            self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
-            if self.run_job is not None:
-                self.run_job.cancel()
-            return True
-        if isinstance(action, StartInversion) and (
-                self.run_job is not None or any(isinstance(a, StartInversion) for a in self.waiting)):
+    def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
+        """The session's handlers of the inversion actions (False: not now, keep it queued)."""
+        return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
+                SaveInversion: self._save}
+
+    def _open_image(self, action: OpenInvertImage) -> bool:
+        engine = self.engine()
+        if engine is None or self.prepare_job is not None:
+            return False
+        self._start_prepare(action, engine)
+        return True
+
+    def _start(self, action: StartInversion) -> bool:
+        if self.run_job is not None:
             self._fail("an inversion is already running: stop it first")
             return True
-        if isinstance(action, (OpenInvertImage, StartInversion, SaveInversion)):
-            self.waiting.append(action)
-            return True
-        return False
+        engine = self.engine()
+        if engine is None:
+            return False
+        self._start_run(action, engine)
+        return True
+
+    def _stop(self, action: StopInversion) -> bool:
+        self.queue[:] = [a for a in self.queue if not isinstance(a, StartInversion)]
+        if self.run_job is not None:
+            self.run_job.cancel()
+        return True
+
+    def _save(self, action: SaveInversion) -> bool:
+        if self.save_job is not None:
+            return False
+        self._start_save(action)
+        return True
 
     def model_changed(self) -> None:
         """A model was (re)loaded: results and the loss choice belong to the previous one; a run in
@@ -133,7 +152,7 @@ class InversionJobs:
         inv.result, inv.loss_name = None, ""
         self.state.latent.source = None
         if inv.image:
-            self.waiting.append(OpenInvertImage(inv.image))
+            self.state.actions.append(OpenInvertImage(inv.image))
 
     def close(self) -> None:
         for job in (self.prepare_job, self.run_job, self.save_job):
@@ -142,23 +161,10 @@ class InversionJobs:
                 job.wait(60)
 
     # ---- per frame ----------------------------------------------------------------------------------
-    def poll(self, engine: RenderEngine | None) -> None:
+    def poll(self) -> None:
         self._poll_prepare()
         self._poll_run()
         self._poll_save()
-        if engine is None:
-            return
-        keep = []
-        for action in self.waiting:
-            if isinstance(action, OpenInvertImage) and self.prepare_job is None:
-                self._start_prepare(action, engine)
-            elif isinstance(action, StartInversion) and self.run_job is None:
-                self._start_run(action, engine)
-            elif isinstance(action, SaveInversion) and self.save_job is None:
-                self._start_save(action)
-            else:
-                keep.append(action)
-        self.waiting = keep
 
     def _fail(self, message: str) -> None:
         """A user error of the panel: one line in the log and the status line."""
@@ -290,7 +296,6 @@ class InversionJobs:
 
     def _show(self, outcome: _Outcome, action: StartInversion) -> None:
         """Switch the viewport to the result: the latent source, and the camera it was fitted from."""
-        from core.config import RenderOptions
         s, res = self.state, outcome.result
         self.outcome = outcome
         phases = [phase for phase, _, _ in res.history]
@@ -304,8 +309,7 @@ class InversionJobs:
         if action.camera == "viewport":
             s.camera = copy.deepcopy(action.view)
         else:
-            options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
-            s.camera = render_camera(options, res.yaw, res.pitch,
+            s.camera = render_camera(s.model.options, res.yaw, res.pitch,
                                      res.fov_deg if action.camera == "estimate" else None)
         stopped = " (stopped: best so far)" if res.interrupted else ""
         s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"

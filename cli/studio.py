@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     start = StartView(seed=args.seed, yaw_deg=args.yaw, pitch_deg=args.pitch, fov_deg=args.fov, psi=args.psi,
                       mode=args.mode)
     try:
-        studio = Studio(args.checkpoint, device, start=start, remote=remote)
+        studio = Studio(args.checkpoint or (remote.url if remote else None), device, start=start, backend=remote)
     except BaseException:
         if remote is not None:
             remote.close()

@@ -45,8 +45,9 @@ def studio(display, served, tmp_path_factory):
         pytest.fail("xdotool is not installed (apt-get install xdotool)")
     from app.attached import attach
     from app.studio import Studio
-    s = Studio(None, settings_dir=tmp_path_factory.mktemp("settings"), window_size=(1000, 640),
-               output_dir=tmp_path_factory.mktemp("out"), remote=attach(served.url, str(served.token_file)))
+    backend = attach(served.url, str(served.token_file))
+    s = Studio(backend.url, settings_dir=tmp_path_factory.mktemp("settings"), window_size=(1000, 640),
+               output_dir=tmp_path_factory.mktemp("out"), backend=backend)
     s.state.view.pixel_exact, s.state.view.probe = True, False
     yield s
     s.close()
@@ -163,19 +164,18 @@ def test_invert_on_the_server_shows_progress_and_saves_a_latent_render_reads(stu
     reconstruction), the viewport then shows the result, and the latent.npz downloaded from the server renders
     with `render --latent` to the same picture."""
     from app.state import StartView
-    from core.config import RenderOptions
     from core.imaging import save_png
     from core.latents import load_latent
     s, panel = studio.state, studio.invert_panel
     settle(studio)
-    StartView(seed=3, yaw_deg=25, pitch_deg=0.0).apply(s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    StartView(seed=3, yaw_deg=25, pitch_deg=0.0).apply(s, s.model.options)
     goal = expected_view(studio, local_engine)
     png = save_png(tmp_path / "target.png", goal.astype(np.uint8))
     panel.open_image(s, str(png))
     panel.path_text = str(png)
     run_until(studio, lambda: s.invert.target is not None, "the prepared target", WAIT_S)
     np.testing.assert_array_equal(s.invert.target, goal)
-    StartView(seed=0, yaw_deg=0, pitch_deg=0.0).apply(s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+    StartView(seed=0, yaw_deg=0, pitch_deg=0.0).apply(s, s.model.options)
     seeds_view = settle(studio)
     panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 25.0, 0.0, 12, 0
     panel.start(s)
@@ -206,6 +206,7 @@ def test_a_served_run_is_watched_through_the_server_and_its_new_snapshot_reloads
     import json
     import time
 
+    from app.actions import OpenModel
     from app.attached import attach
     from app.session import Session
     from app.settings import Settings
@@ -220,9 +221,10 @@ def test_a_served_run_is_watched_through_the_server_and_its_new_snapshot_reloads
     save_png(run / "fakes000000000.png", grid)
     served = start_server(run, tmp_path / "serve.token", tmp_path / "serve.log")
     state = AppState()
-    session = Session(state, Settings(), "cpu", remote=attach(served.url, str(served.token_file)))
+    backend = attach(served.url, str(served.token_file))
+    session = Session(state, Settings(), "cpu", backend=backend)
     try:
-        state.model.open_request = session.remote.url
+        state.actions.append(OpenModel(backend.url))
 
         def tick_until(condition, what):
             deadline = time.monotonic() + WAIT_S

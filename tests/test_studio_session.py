@@ -116,6 +116,7 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     import numpy as np
 
     from app.actions import ComputePCA, SaveLatent
+    from app.handlers import run_action
     from app.latent_panel import latent_settings, restore_settings
     from app.state import LatentState
     from core.cameras import OrbitCamera
@@ -125,8 +126,8 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     engine = RenderEngine(small_G, "cpu")
     lat = LatentState(seed=9, psi=0.5, mix_enabled=True, mix_layers=[False] * 10 + [True] * 4)
     camera = OrbitCamera(yaw=0.3, pitch=-0.1, radius=2.5, pivot=(0.1, 0.0, 0.2))
-    action = SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent(), camera)
-    assert "saved" in action.run(engine, Progress())
+    action = SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent(), tuple(camera.label()[0].tolist()))
+    assert "saved" in run_action(action, engine, Progress())
     saved = load_latent(tmp_path / "l.npz")
     assert torch.equal(saved.ws, engine.ws(lat.latent()))
     assert torch.equal(saved.camera, camera.label()[0]) and not saved.noise
@@ -140,7 +141,7 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     restored = LatentState()
     restore_settings(tmp_path / "old.npz", restored)
     assert restored.latent() == lat.latent()
-    assert "ready" in ComputePCA().run(engine, Progress())
+    assert "ready" in run_action(ComputePCA(), engine, Progress())
 
 
 def test_eta_after_the_run_is_over():
