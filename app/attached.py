@@ -63,7 +63,7 @@ class RemoteBackend:
         self._status = "connected"
         self._serial = client.model_serial
         self._shown: LoadedModel | None = None
-        self.run: ServedRun | None = None
+        self.served_run: ServedRun | None = None
         """The served training run the Training panel reads, when the server serves one."""
 
     # ---- models -------------------------------------------------------------------------------------
@@ -91,9 +91,9 @@ class RemoteBackend:
         """Connection state in the status line, round trip and bytes per frame in the Performance panel, a
         served run for the Training panel; the model again when the server hot-reloaded it (a served run's
         new snapshot; not when a restarted server welcomes us with the model we had)."""
-        if self.run is None and self.client.welcome.get("run") and self.client.model is not None:
-            self.run = ServedRun(self.client, str(self.client.model["name"]))
-            state.training.run_dir, state.training.reader = str(self.run.run_dir), self.run
+        if self.served_run is None and self.client.welcome.get("run") and self.client.model is not None:
+            self.served_run = ServedRun(self.client, str(self.client.model["name"]))
+            state.training.run_dir, state.training.reader = str(self.served_run.run_dir), self.served_run
         stats = self.client.stats()
         status = stats["status"]
         if status != self._status:
@@ -151,8 +151,8 @@ class RemoteBackend:
         return f"wrote {dest} (made on {self.url})" if files else job.result.get("message", "done")
 
     def close(self) -> None:
-        if self.run is not None:
-            self.run.close()
+        if self.served_run is not None:
+            self.served_run.close()
         self.client.close()
 
 
