@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.actions import VIDEO_PATHS, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
+from app.actions import (
+    VIDEO_PATHS,
+    ComputePCA,
+    ExportMesh,
+    ExportVideo,
+    InspectPlanes,
+    SaveInversion,
+    SaveLatent,
+    StartInversion,
+)
 from app.handlers import run_action, write_inversion
 from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
@@ -229,10 +238,9 @@ def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     return _path_result(ctx, write_inversion(result, settings, what, path), path)
 
 
-HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {
-    "ExportMesh": export_mesh, "ExportVideo": export_video, "ComputePCA": compute_pca,
-    "InspectPlanes": inspect_planes, "SaveLatent": save_latent, "StartInversion": start_inversion,
-    "SaveInversion": save_inversion}
+HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {kind.__name__: handler for kind, handler in {
+    ExportMesh: export_mesh, ExportVideo: export_video, ComputePCA: compute_pca, InspectPlanes: inspect_planes,
+    SaveLatent: save_latent, StartInversion: start_inversion, SaveInversion: save_inversion}.items()}
 """Job kind (the studio's action type name) -> handler(context, fields, progress) -> result JSON."""
 
 
