@@ -125,6 +125,8 @@ class Session:
 
     # ---- model loading ------------------------------------------------------------------------------
     def _open(self, action: OpenModel) -> bool:
+        if [a for a in self.state.actions if isinstance(a, OpenModel)][-1] is not action:
+            return True   # superseded by a newer open (say a newer training snapshot)
         if self.load_job is not None:
             return False
         m, backend = self.state.model, self.backend

@@ -198,16 +198,17 @@ def test_window_fits_the_work_area():
     assert fit_to_workarea(None, (0, 0, 1280, 720)) == (0, 0, 1280, 720)     # small screens: all of it
 
 
-def test_actions_run_by_type_and_wait_for_their_model(snapshot_pkl, tmp_path):
-    """Without a window: actions queued before any model exists wait for it (the inversion's image) or say
-    why they cannot run (an export); then two exports run one after the other, a plane inspection beside
-    them, and an action nothing handles is one error line."""
+def test_actions_run_by_type_and_wait_for_their_model(snapshot_pkl, tmp_path, caplog):
+    """Without a window: of two opens queued together only the newer loads; actions queued before any model
+    exists wait for it (the inversion's image) or say why they cannot run (an export); then two exports run
+    one after the other, a plane inspection beside them, and an action nothing handles is one error line."""
     from app.actions import Action, ComputePCA, InspectPlanes, OpenInvertImage, OpenModel, SaveLatent
     from core.latents import load_latent
     session = make_session(tmp_path)
     s = session.state
     s.actions += [SaveLatent(tmp_path / "early.npz", {}, s.latent.latent(), (0.0,) * 25),
-                  OpenInvertImage(str(tmp_path / "missing.png")), OpenModel(str(snapshot_pkl))]
+                  OpenInvertImage(str(tmp_path / "missing.png")), OpenModel(str(tmp_path / "gone.pkl")),
+                  OpenModel(str(snapshot_pkl))]
     session.tick(0.0)
     assert "no model loaded" in s.status and s.status_is_error
     assert [type(a) for a in s.actions] == [OpenInvertImage], "the image must wait for the model"
@@ -220,7 +221,8 @@ def test_actions_run_by_type_and_wait_for_their_model(snapshot_pkl, tmp_path):
             time.sleep(0.02)
     try:
         run_until(lambda: not session.busy, "the model and the image")
-        assert s.model.path is not None and s.invert.target is None and "missing.png" in s.invert.target_info
+        assert s.model.path == str(snapshot_pkl) and "gone.pkl" not in caplog.text, "the superseded open ran"
+        assert s.invert.target is None and "missing.png" in s.invert.target_info
         camera = tuple(s.camera.label()[0].tolist())
         latent = dataclasses.replace(s.latent.latent(), seed=4)
         s.actions += [SaveLatent(tmp_path / "a.npz", {}, latent, camera), ComputePCA(),
