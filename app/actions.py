@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
 from core.engine import Latent, RenderRequest
-
-if TYPE_CHECKING:   # annotations only: actions stay importable without torch work or the trainer
-    from core.camera_path import CameraPath
-    from core.mesh import MeshOptions
-    from training.inversion import InversionOptions
-    from training.runner import TrainSpec
+from core.mesh import MeshOptions
+from training.inversion import InversionOptions
+from training.runner import TrainSpec
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,20 @@ for the Training panel (app.served_run). Panels never see any of it.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.actions import Action, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
+from app.attached_inversion import AttachedInversion
 from app.backend import LoadedModel
 from app.served_run import ServedRun
 from app.state import AppState
 from core.config import RenderOptions
 from core.progress import Cancelled, Progress
-from remote.client import RemoteEngine, RemoteError
+from remote.auth import default_token_file
+from remote.client import RemoteEngine, RemoteError, read_token
+from remote.protocol import request_to_json, to_json
 
 
 def loaded_model(described: dict[str, Any]) -> LoadedModel:
@@ -34,21 +35,6 @@ def loaded_model(described: dict[str, Any]) -> LoadedModel:
                        int(described["num_ws"]), int(described["neural_resolution"]),
                        int(described["image_resolution"]), handle=int(described.get("generation", 1)),
                        remember=False)
-
-
-def _json(value: Any) -> Any:
-    """Dataclasses and tuples as plain JSON values."""
-    if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
-    return json.loads(json.dumps(value, default=str))
-
-
-def changed_fields(options: Any) -> dict[str, Any]:
-    """An options dataclass as JSON, only the fields that differ from the defaults (the server fills those in
-    and checks each sent field against its default's type)."""
-    defaults = type(options)()
-    return _json({f.name: getattr(options, f.name) for f in dataclasses.fields(options)
-                  if getattr(options, f.name) != getattr(defaults, f.name)})
 
 
 class RemoteBackend:
@@ -82,9 +68,8 @@ class RemoteBackend:
     def attach(self, loaded: LoadedModel) -> None:
         self._shown, self.worker = loaded, self.client
 
-    def inversion(self, state: AppState, queue: list):
-        from app.attached_inversion import AttachedInversion
-        return AttachedInversion(state, self, queue)
+    def inversion(self, state: AppState) -> AttachedInversion:
+        return AttachedInversion(state, self)
 
     # ---- per frame (UI thread) ----------------------------------------------------------------------
     def poll(self, state: AppState) -> LoadedModel | None:
@@ -171,13 +156,13 @@ class _Labelled(Progress):
 
 
 def _mesh(a: RemoteBackend, action: ExportMesh, progress: Progress) -> str:
-    fields = {"path": action.path.name, "latent": _json(action.latent), "options": changed_fields(action.options)}
+    fields = {"path": action.path.name, "latent": to_json(action.latent),
+              "options": to_json(action.options, changed_only=True)}
     return a.fetch(a.job("ExportMesh", fields, progress), action.path, progress)
 
 
 def _video(a: RemoteBackend, action: ExportVideo, progress: Progress) -> str:
-    from remote.protocol import request_to_json
-    fields = {"path": action.path.name, "request": request_to_json(action.request), "camera": _json(action.camera),
+    fields = {"path": action.path.name, "request": request_to_json(action.request), "camera": to_json(action.camera),
               "kind": action.kind, "frames": action.frames, "fps": action.fps, "mode": action.mode,
               "interp_seed": action.interp_seed, "depth_mask": action.depth_mask}
     if action.keyframes is not None:
@@ -186,7 +171,7 @@ def _video(a: RemoteBackend, action: ExportVideo, progress: Progress) -> str:
 
 
 def _latent(a: RemoteBackend, action: SaveLatent, progress: Progress) -> str:
-    fields = {"path": action.path.name, "latent": _json(action.latent), "settings": _json(action.settings),
+    fields = {"path": action.path.name, "latent": to_json(action.latent), "settings": to_json(action.settings),
               "camera": list(action.camera)}
     return a.fetch(a.job("SaveLatent", fields, progress), action.path, progress)
 
@@ -196,7 +181,7 @@ def _pca(a: RemoteBackend, action: ComputePCA, progress: Progress) -> str:
 
 
 def _planes(a: RemoteBackend, action: InspectPlanes, progress: Progress) -> dict:
-    fields = {"latent": _json(action.latent), "channel": action.channel, "noise_mode": action.noise_mode,
+    fields = {"latent": to_json(action.latent), "channel": action.channel, "noise_mode": action.noise_mode,
               "noise_seed": action.noise_seed}
     job = a.job("InspectPlanes", fields, progress)
     out = dict(job.result)
@@ -213,8 +198,6 @@ HANDLERS: dict[type, Callable[[RemoteBackend, Any, Progress], Any]] = {
 def attach(url: str, token_file: str | None, timeout: float = 30.0) -> RemoteBackend:
     """Connect to `serve` at `url` with the token in `token_file` (default: the one `serve` writes on this
     machine); a StudioError in one line when it cannot."""
-    from remote.auth import default_token_file
-    from remote.client import read_token
     if not url.startswith(("ws://", "wss://")):
         raise RemoteError(f"--connect {url}: expected ws://HOST:PORT")
     token = read_token(Path(token_file).expanduser() if token_file else default_token_file())

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
-from app.attached import changed_fields
 from app.jobs import Job
 from app.state import AppState, render_camera
+from remote.protocol import to_json
 
 log = logging.getLogger(__name__)
 LOSS_MESSAGE = re.compile(r"^(\S+) loss ([0-9.eE+-]+)$")
@@ -29,9 +29,9 @@ LOSS_NAME = "chosen on the server: the checkpoint's discriminator features when 
 class AttachedInversion:
     """InversionJobs' interface (handlers, poll, busy, model_changed, close) over server jobs."""
 
-    def __init__(self, state: AppState, backend, queue: list):
-        """`backend`: the session's app.attached.RemoteBackend; `queue`: the session's queued actions."""
-        self.state, self.backend, self.queue = state, backend, queue
+    def __init__(self, state: AppState, backend):
+        """`backend`: the session's app.attached.RemoteBackend."""
+        self.state, self.backend = state, backend
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
@@ -68,7 +68,7 @@ class AttachedInversion:
         return True
 
     def _stop(self, action: StopInversion) -> bool:
-        self.queue[:] = [a for a in self.queue if not isinstance(a, StartInversion)]
+        self.state.actions = [a for a in self.state.actions if not isinstance(a, StartInversion)]
         if self.run_job is not None:
             self.run_job.cancel()
         return True
@@ -128,7 +128,7 @@ class AttachedInversion:
     def _start_run(self, action: StartInversion) -> None:
         s, inv, client = self.state, self.state.invert, self.backend.client
         generation = s.model.generation
-        fields = {"options": changed_fields(action.options)}
+        fields = {"options": to_json(action.options, changed_only=True)}
         if action.camera == "viewport":
             fields |= {"camera": "label", "label": action.view.label()[0].tolist()}
         elif action.camera == "angles":

@@ -17,7 +17,7 @@ from app.state import AppState
 from core.checkpoint import load_generator, resolve_checkpoint
 from core.config import RenderOptions
 from core.describe import model_rows
-from core.engine import Frame, RenderEngine, RenderRequest
+from core.engine import RenderEngine
 from core.progress import Progress
 from core.worker import RenderWorker
 
@@ -37,31 +37,18 @@ class LoadedModel:
     """Goes to File > Recent when opened (a server's models do not: their paths are the server's)."""
 
 
-class FrameSource(Protocol):
-    """What the session renders through: core.worker.RenderWorker, or remote.client.RemoteEngine."""
-    busy: bool
-
-    def submit(self, request: RenderRequest) -> Any: ...
-    def latest(self) -> Frame | None: ...
-    def close(self) -> None: ...
-
-
 class Backend(Protocol):
+    """`load` opens a path (job thread, one at a time), `attach` makes it current (UI thread), `run` runs an
+    engine action on it (job thread); `worker` (None before the first attach) renders: a RenderWorker, or
+    anything with its submit/latest/busy/close (remote.client.RemoteEngine)."""
     engine: RenderEngine | None
-    """The local engine (inversion runs on it); None on a server."""
-    worker: FrameSource | None
-    """None until the first model is attached."""
+    """The local engine (the inversion runs on it); None on a server."""
+    worker: Any
 
-    def load(self, path: str, progress: Progress) -> LoadedModel:
-        """Open `path` (job thread; one load at a time)."""
-
-    def attach(self, loaded: LoadedModel) -> None:
-        """Make a loaded model the one rendered and acted on (UI thread)."""
-
-    def run(self, action: Action, progress: Progress) -> Any:
-        """Run an engine action (app.handlers) on the current model (job thread)."""
-
-    def inversion(self, state: AppState, queue: list) -> Any:
+    def load(self, path: str, progress: Progress) -> LoadedModel: ...
+    def attach(self, loaded: LoadedModel) -> None: ...
+    def run(self, action: Action, progress: Progress) -> Any: ...
+    def inversion(self, state: AppState) -> Any:
         """The Invert panel's jobs (InversionJobs: handlers, poll, busy, model_changed, close)."""
 
     def poll(self, state: AppState) -> LoadedModel | None:
@@ -97,8 +84,8 @@ class LocalBackend:
     def run(self, action: Action, progress: Progress) -> Any:
         return run_action(action, self.engine, progress)
 
-    def inversion(self, state: AppState, queue: list) -> InversionJobs:
-        return InversionJobs(state, lambda: self.engine, queue)
+    def inversion(self, state: AppState) -> InversionJobs:
+        return InversionJobs(state, lambda: self.engine)
 
     def poll(self, state: AppState) -> None:
         return None

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.actions import VIDEO_PATHS, Action, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
 from core.camera_path import orbit_labels
+from core.checkpoint import save_checkpoint
 from core.engine import RenderEngine
 from core.latents import SavedLatent
 from core.latents import save_latent as write_latent
@@ -18,6 +20,7 @@ from core.mesh import extract_mesh, write_mesh
 from core.planes import plane_images
 from core.progress import Progress
 from core.video import VideoOptions, engine_frames, render_engine_video, render_video
+from training.inversion import InversionResult
 
 
 def export_mesh(action: ExportMesh, engine: RenderEngine, progress: Progress) -> str:
@@ -80,6 +83,17 @@ def compute_pca(action: ComputePCA, engine: RenderEngine, progress: Progress) ->
 
 def inspect_planes(action: InspectPlanes, engine: RenderEngine, progress: Progress) -> dict:
     return plane_images(engine.planes(action.latent, action.noise_mode, action.noise_seed), action.channel)
+
+
+def write_inversion(result: InversionResult, settings: dict, what: str, path: Path) -> str:
+    """An inversion's latent.npz (`main.py invert`'s file, noise maps included) or, `what` 'tuned', its
+    tuned checkpoint (studio and server)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if what == "tuned":
+        save_checkpoint(path, result.G)
+        return f"saved tuned checkpoint to {path}"
+    write_latent(path, SavedLatent(result.ws, result.camera, settings, result.noise))
+    return f"saved latent to {path}"
 
 
 ENGINE_HANDLERS: dict[type[Action], Callable[[Any, RenderEngine, Progress], Any]] = {

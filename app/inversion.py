@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.handlers import write_inversion
 from app.jobs import Job
 from app.state import AppState, render_camera
 from core.engine import RenderEngine
@@ -91,9 +92,9 @@ class _Outcome:
 class InversionJobs:
     """The Invert panel's actions for the Session (`handlers`); `poll` once per UI frame."""
 
-    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None], queue: list):
-        """`engine`: the session's current engine; `queue`: the session's queued actions."""
-        self.state, self.engine, self.queue = state, engine, queue
+    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None]):
+        """`engine`: the session's current engine."""
+        self.state, self.engine = state, engine
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
@@ -110,15 +111,8 @@ class InversionJobs:
 
     def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
         """The session's handlers of the inversion actions (False: not now, keep it queued)."""
-        return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
-                SaveInversion: self._save}
-
-    def _open_image(self, action: OpenInvertImage) -> bool:
-        engine = self.engine()
-        if engine is None or self.prepare_job is not None:
-            return False
-        self._start_prepare(action, engine)
-        return True
+        return {OpenInvertImage: self._start_prepare, StartInversion: self._start, StopInversion: self._stop,
+                SaveInversion: self._start_save}
 
     def _start(self, action: StartInversion) -> bool:
         if self.run_job is not None:
@@ -131,15 +125,9 @@ class InversionJobs:
         return True
 
     def _stop(self, action: StopInversion) -> bool:
-        self.queue[:] = [a for a in self.queue if not isinstance(a, StartInversion)]
+        self.state.actions = [a for a in self.state.actions if not isinstance(a, StartInversion)]
         if self.run_job is not None:
             self.run_job.cancel()
-        return True
-
-    def _save(self, action: SaveInversion) -> bool:
-        if self.save_job is not None:
-            return False
-        self._start_save(action)
         return True
 
     def model_changed(self) -> None:
@@ -172,7 +160,10 @@ class InversionJobs:
         self.state.set_status(message, error=True)
 
     # ---- the target image ---------------------------------------------------------------------------
-    def _start_prepare(self, action: OpenInvertImage, engine: RenderEngine) -> None:
+    def _start_prepare(self, action: OpenInvertImage) -> bool:
+        engine = self.engine()
+        if engine is None or self.prepare_job is not None:
+            return False
         s, model_path, generation = self.state, self.state.model.path, self.state.model.generation
         s.invert.image = action.path
         cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
@@ -186,6 +177,7 @@ class InversionJobs:
             features, loss = cached[1:] if cached else perceptual_for(model_path, engine.device)
             return to_uint8(target[0]), info, (generation, features, loss)
         self.prepare_job = Job(f"open image {action.path}", prepare)
+        return True
 
     def _poll_prepare(self) -> None:
         job, inv = self.prepare_job, self.state.invert
@@ -317,26 +309,18 @@ class InversionJobs:
                      "the viewport shows the result")
 
     # ---- saving -------------------------------------------------------------------------------------
-    def _start_save(self, action: SaveInversion) -> None:
+    def _start_save(self, action: SaveInversion) -> bool:
         outcome = self.outcome
+        if self.save_job is not None:
+            return False
         if outcome is None:
             self._fail("save: no inversion result for the loaded model")
-            return
-        if action.what == "tuned" and outcome.result.G is None:
+        elif action.what == "tuned" and outcome.result.G is None:
             self._fail("save tuned checkpoint: this result has no tuned weights (set tune steps > 0)")
-            return
-
-        def save(_progress):
-            res = outcome.result
-            action.path.parent.mkdir(parents=True, exist_ok=True)   # as `main.py invert --out`
-            if action.what == "tuned":
-                from core.checkpoint import save_checkpoint
-                save_checkpoint(action.path, res.G)
-                return f"saved tuned checkpoint to {action.path}"
-            from core.latents import SavedLatent, save_latent
-            save_latent(action.path, SavedLatent(res.ws, res.camera, outcome.settings, res.noise))
-            return f"saved latent to {action.path}"
-        self.save_job = Job(f"save {action.what} {action.path}", save)
+        else:
+            self.save_job = Job(f"save {action.what} {action.path}", lambda _progress: write_inversion(
+                outcome.result, outcome.settings, action.what, action.path))
+        return True
 
     def _poll_save(self) -> None:
         job = self.save_job

@@ -10,7 +10,7 @@ the session's fields.
 Every action a panel appends to AppState.actions goes through `handlers`, keyed by the action's type:
 the session's own (open, cancel, engine jobs, planes, training, inversion) and the GL-side ones the
 Studio registers. A handler returns False when its action cannot start yet (its slot is busy, no model
-yet): the action then stays queued, in order.
+yet): the action then stays in AppState.actions, in order.
 """
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from app.actions import Action, CancelJob, ComputePCA, InspectPlanes, OpenModel, StartTraining, StopTraining
-from app.backend import Backend, FrameSource, LoadedModel, LocalBackend
+from app.backend import Backend, LoadedModel, LocalBackend
 from app.handlers import ENGINE_HANDLERS
 from app.jobs import Job
 from app.settings import Settings
@@ -56,8 +57,6 @@ class Session:
         self.action_job: Job | None = None
         self.job_action: Action | None = None
         """The action action_job runs."""
-        self.pending: list[Action] = []
-        """Actions taken from AppState.actions whose handler could not start them yet."""
         self.inspect_job: Job | None = None
         self.inspect_next: InspectPlanes | None = None
         self.inspect_key: tuple | None = None
@@ -68,7 +67,7 @@ class Session:
         self.submitted: RenderRequest | None = None
         self.training = None
         """training.runner.TrainingProcess started from the studio."""
-        self.inversion = self.backend.inversion(state, self.pending)
+        self.inversion = self.backend.inversion(state)
         """The Invert panel's jobs (target image, inversion, saving its results)."""
         self.handlers: dict[type[Action], Callable[[Action], bool]] = {
             OpenModel: self._open, CancelJob: self._cancel, InspectPlanes: self._inspect,
@@ -101,7 +100,7 @@ class Session:
         return self.backend.engine
 
     @property
-    def worker(self) -> FrameSource | None:
+    def worker(self) -> Any:
         return self.backend.worker
 
     def _animate(self, dt: float) -> None:
@@ -120,7 +119,7 @@ class Session:
     @property
     def busy(self) -> bool:
         """Anything in flight that needs frames to finish (the studio does not idle meanwhile)."""
-        return (self.load_job is not None or self.action_job is not None or bool(self.pending)
+        return (self.load_job is not None or self.action_job is not None
                 or self.inspect_job is not None or self.inspect_next is not None
                 or bool(self.state.actions) or (self.worker is not None and self.worker.busy)
                 or self.state.latent.animate or self.inversion.busy
@@ -128,6 +127,8 @@ class Session:
 
     # ---- model loading ------------------------------------------------------------------------------
     def _open(self, action: OpenModel) -> bool:
+        if [a for a in self.state.actions if isinstance(a, OpenModel)][-1] is not action:
+            return True   # superseded by a newer open (say a newer training snapshot)
         if self.load_job is not None:
             return False
         m, backend = self.state.model, self.backend
@@ -230,17 +231,16 @@ class Session:
     # ---- actions ------------------------------------------------------------------------------------
     def _take_actions(self) -> None:
         """Run the handler of every queued action, oldest first; those that cannot start yet stay queued."""
-        self.pending += self.state.actions
-        self.state.actions = []
-        for action in list(self.pending):
-            if not any(a is action for a in self.pending):   # dropped by an earlier handler
+        s = self.state
+        for action in list(s.actions):
+            if not any(a is action for a in s.actions):   # dropped by an earlier handler
                 continue
             handler = self.handlers.get(type(action))
             if handler is None:
-                self.state.set_status(f"{action.name}: nothing handles it here", error=True)
+                s.set_status(f"{action.name}: nothing handles it here", error=True)
             elif not handler(action):
                 continue
-            self.pending[:] = [a for a in self.pending if a is not action]
+            s.actions = [a for a in s.actions if a is not action]
 
     def _inspect(self, action: InspectPlanes) -> bool:
         self.inspect_next = action

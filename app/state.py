@@ -276,7 +276,7 @@ class AppState:
     camera_path: CameraPathState = field(default_factory=CameraPathState)
     invert: InvertState = field(default_factory=InvertState)
     actions: list = field(default_factory=list)
-    """app.actions values the panels ask for; the session and the studio take them every frame."""
+    """app.actions values the panels ask for, queued until the session's handler for their type takes them."""
     planes: tuple | None = None
     """(key, plane images dict or error text) of the last InspectPlanes action."""
     planes_wanted: tuple | None = None

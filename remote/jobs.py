@@ -21,8 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.actions import VIDEO_PATHS, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
-from app.handlers import run_action
+from app.actions import (
+    VIDEO_PATHS,
+    ComputePCA,
+    ExportMesh,
+    ExportVideo,
+    InspectPlanes,
+    SaveInversion,
+    SaveLatent,
+    StartInversion,
+)
+from app.handlers import run_action, write_inversion
 from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
 from core.mesh import MeshOptions
@@ -215,31 +224,23 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
 
 def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """An inversion's latent.npz (as `main.py invert`) or its tuned checkpoint, below exports/."""
-    from core.checkpoint import save_checkpoint
-    from core.latents import SavedLatent, save_latent
     f = fields_of(f, {"source", "what", "path"}, "SaveInversion")
     found = ctx.results.get(text(f.get("source"), "source", 128))
     if found is None:
         raise FieldError("source must name an inversion run on this connection")
     result, settings = found
     what = f.get("what", "latent")
-    if what == "tuned":
-        if result.G is None:
-            raise FieldError("this inversion has no tuned weights (tune_steps was 0)")
-        path = ctx.output(f.get("path"), (".ckpt",))
-        save_checkpoint(path, result.G)
-    elif what == "latent":
-        path = ctx.output(f.get("path"), (".npz",))
-        save_latent(path, SavedLatent(result.ws, result.camera, settings, result.noise))
-    else:
+    if what not in ("latent", "tuned"):
         raise FieldError("what must be latent or tuned")
-    return _path_result(ctx, f"saved {what} to {path}", path)
+    if what == "tuned" and result.G is None:
+        raise FieldError("this inversion has no tuned weights (tune_steps was 0)")
+    path = ctx.output(f.get("path"), (".ckpt",) if what == "tuned" else (".npz",))
+    return _path_result(ctx, write_inversion(result, settings, what, path), path)
 
 
-HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {
-    "ExportMesh": export_mesh, "ExportVideo": export_video, "ComputePCA": compute_pca,
-    "InspectPlanes": inspect_planes, "SaveLatent": save_latent, "StartInversion": start_inversion,
-    "SaveInversion": save_inversion}
+HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {kind.__name__: handler for kind, handler in {
+    ExportMesh: export_mesh, ExportVideo: export_video, ComputePCA: compute_pca, InspectPlanes: inspect_planes,
+    SaveLatent: save_latent, StartInversion: start_inversion, SaveInversion: save_inversion}.items()}
 """Job kind (the studio's action type name) -> handler(context, fields, progress) -> result JSON."""
 
 
