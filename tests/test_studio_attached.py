@@ -249,3 +249,32 @@ def test_a_served_run_is_watched_through_the_server_and_its_new_snapshot_reloads
     finally:
         session.close()
         served.stop()
+
+
+def test_pca_planes_and_a_video_run_on_the_server(studio, tmp_path):
+    """The Latent panel's PCA, the Planes panel's inspection and a video export, attached: PCA makes the
+    direction sliders change the picture, the plane images arrive, the video comes back with its frames."""
+    import imageio_ffmpeg
+
+    from app.actions import ComputePCA, ExportVideo, InspectPlanes
+    from app.state import final_request
+    s = studio.state
+    before = settle(studio)
+    s.actions.append(ComputePCA())
+    run_until(studio, lambda: s.pca_ready, "the principal directions", WAIT_S)
+    s.actions.append(InspectPlanes(key=("attached",), latent=s.latent.latent(), channel=None))
+    run_until(studio, lambda: s.planes is not None and s.planes[0] == ("attached",), "the planes", WAIT_S)
+    planes = s.planes[1]
+    assert isinstance(planes, dict) and planes["rgb"].ndim >= 3 and planes["rgb"].std() > 0, planes
+    out = tmp_path / "orbit.mp4"
+    s.actions.append(ExportVideo(out, final_request(s), dataclasses.replace(s.camera), frames=6, fps=6.0))
+    run_until(studio, lambda: s.job.outcome_of == "ExportVideo", "the video export", WAIT_S)
+    assert not s.job.outcome_error, s.job.outcome
+    reader = imageio_ffmpeg.read_frames(str(out))
+    meta = next(reader)
+    frames = [np.frombuffer(f, np.uint8) for f in reader]
+    assert len(frames) == 6 and meta["size"] == tuple(before.shape[1::-1]) and np.std(frames) > 5
+    s.latent.directions = [3.0]
+    s.interaction.touch()
+    assert np.abs(settle(studio) - before).mean() > 1, "the first principal direction did not change the picture"
+    s.latent.directions = []
