@@ -33,6 +33,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "assets" / "default_model.ckpt"
+TARGET_FPS = 30.0
+"""--studio: the Render panel's target frame rate (the preview size adapts to the measured round trip)."""
 NS, HOST_IF, NS_IF, HOST_IP, NS_IP = "triplane-bench", "tpbench0", "tpbench1", "10.231.0.1", "10.231.0.2"
 
 
@@ -109,10 +111,11 @@ def measure(target, options, nrr: int, seconds: float, encodings: dict[str, str]
 
 def measure_studio(studio, seconds: float) -> dict[str, float]:
     """The studio's own loop (app.studio.Studio, local or attached): while the camera turns a little every
-    UI frame as a left drag turns it (the session's preview rung, its size adapted to the target frame rate),
+    UI frame as a left drag turns it (the session's preview rung, its size adapted to TARGET_FPS),
     the frames shown per second and the UI frames per second; then the time from the last input to the
     final frame on screen (the settle delay after input, then raw and SR at full size)."""
     s = studio.state
+    s.view.target_fps = TARGET_FPS
 
     def settle() -> float:
         start = time.monotonic()
