@@ -9,9 +9,11 @@ for the Training panel (app.served_run). Panels never see any of it.
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.actions import Action, ComputePCA, ExportMesh, ExportVideo, InspectPlanes, SaveLatent
 from app.attached_inversion import AttachedInversion
@@ -201,4 +203,14 @@ def attach(url: str, token_file: str | None, timeout: float = 30.0) -> RemoteBac
     if not url.startswith(("ws://", "wss://")):
         raise RemoteError(f"--connect {url}: expected ws://HOST:PORT")
     token = read_token(Path(token_file).expanduser() if token_file else default_token_file())
+    try:
+        parts = urlsplit(url)
+        address = (parts.hostname, parts.port or 80)
+    except ValueError as e:
+        raise RemoteError(f"--connect {url}: {e} (expected ws://HOST:PORT)") from None
+    try:   # a server that is not there is said at once (the link itself retries for `timeout`)
+        socket.create_connection(address, timeout=min(timeout, 10.0)).close()
+    except OSError as e:
+        raise RemoteError(f"cannot attach to {url}: {getattr(e, 'strerror', None) or e} (is `main.py serve` "
+                          "running there, or the SSH tunnel open?)") from None
     return RemoteBackend(RemoteEngine(url, token, connect_timeout=timeout), url)

@@ -278,3 +278,13 @@ def test_pca_planes_and_a_video_run_on_the_server(studio, tmp_path):
     s.interaction.touch()
     assert np.abs(settle(studio) - before).mean() > 1, "the first principal direction did not change the picture"
     s.latent.directions = []
+
+
+def test_connect_to_nothing_says_so_at_once(display, served, tmp_path):
+    import time
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "main.py", "--connect", "ws://127.0.0.1:1", "--token-file",
+                           str(served.token_file)], cwd=ROOT, timeout=120, capture_output=True, text=True)
+    assert done.returncode != 0 and time.monotonic() - start < 20
+    assert done.stderr.strip().startswith("error: cannot attach to ws://127.0.0.1:1") and \
+        len(done.stderr.strip().splitlines()) == 1, done.stderr
