@@ -72,18 +72,20 @@ def pump(studio, frames: int = 3) -> None:
         studio.step()
 
 
-def test_attached_start_view_equals_the_servers_render_png(served, display, tmp_path):
-    """`main.py --connect URL --seed 3 --yaw 30 --pitch 10 --viewport PNG` saves render's PNG of that state,
-    where render runs beside the server on its checkpoint."""
+@pytest.mark.parametrize("mode", ["image", "image_depth"])
+def test_attached_start_view_equals_the_servers_render_png(served, display, tmp_path, mode):
+    """`main.py --connect URL --seed 3 --yaw 30 --pitch 10 --mode M --viewport PNG` saves render's PNG of that
+    state, where render runs beside the server on its checkpoint."""
     args = ["--seed", "3", "--yaw", "30", "--pitch", "10", "--psi", "0.7"]
     shown = tmp_path / "viewport.png"
     subprocess.run([sys.executable, "main.py", "--connect", served.url, "--token-file", str(served.token_file),
-                    *args, "--viewport", str(shown)], cwd=ROOT, check=True, timeout=300, capture_output=True)
+                    *args, "--mode", mode, "--viewport", str(shown)], cwd=ROOT, check=True, timeout=300,
+                   capture_output=True)
     subprocess.run([sys.executable, "main.py", "render", str(served.token_file.parent / MODEL.name), "--seeds", "3",
-                    "--yaw", "30", "--pitch", "10", "--psi", "0.7", "--out", str(tmp_path / "render"),
-                    "--device", "cpu"], cwd=ROOT, check=True, timeout=300, capture_output=True)
-    assert_same_picture(load(shown), load(tmp_path / "render" / "seed0003_yaw+30_pitch+10_image.png"),
-                        "attached viewport")
+                    *args[2:], "--mode", mode, "--out", str(tmp_path / "render"), "--device", "cpu"], cwd=ROOT,
+                   check=True, timeout=300, capture_output=True)
+    assert_same_picture(load(shown), load(tmp_path / "render" / f"seed0003_yaw+30_pitch+10_{mode}.png"),
+                        f"attached viewport ({mode})")
 
 
 def test_connect_with_a_wrong_token_says_so_in_one_line(served, display, tmp_path):
@@ -118,6 +120,8 @@ def test_orbit_drag_renders_on_the_server_what_the_local_engine_renders(studio, 
     assert_same_picture(after, expected_view(studio, local_engine), "attached view after the drag")
     p = studio.state.perf
     assert "preview" in p.rung_ms and dict(p.link)["round trip"] != "-", p.link
+    frame = studio.latest_frame                   # the pixel probe's depth and opacity came with the frame
+    assert frame.depth is not None and frame.opacity is not None and 0 < (frame.opacity > 0.5).float().mean() < 1
 
 
 def test_seed_change_shows_the_new_seed(studio, local_engine):
@@ -258,6 +262,7 @@ def test_pca_planes_and_a_video_run_on_the_server(studio, tmp_path):
 
     from app.actions import ComputePCA, ExportVideo, InspectPlanes
     from app.state import final_request
+    from core.camera_path import CameraPath, Keyframe
     s = studio.state
     before = settle(studio)
     s.actions.append(ComputePCA())
@@ -266,14 +271,19 @@ def test_pca_planes_and_a_video_run_on_the_server(studio, tmp_path):
     run_until(studio, lambda: s.planes is not None and s.planes[0] == ("attached",), "the planes", WAIT_S)
     planes = s.planes[1]
     assert isinstance(planes, dict) and planes["rgb"].ndim >= 3 and planes["rgb"].std() > 0, planes
-    out = tmp_path / "orbit.mp4"
-    s.actions.append(ExportVideo(out, final_request(s), dataclasses.replace(s.camera), frames=6, fps=6.0))
+    out = tmp_path / "path.mp4"
+    turned = dataclasses.replace(s.camera)
+    turned.orbit(0.6, 0.0)
+    path = CameraPath([Keyframe.from_orbit(s.camera), Keyframe.from_orbit(turned)])   # the Camera path panel's
+    s.actions.append(ExportVideo(out, final_request(s), dataclasses.replace(s.camera), kind="keyframes", frames=6,
+                                 fps=6.0, keyframes=path))
     run_until(studio, lambda: s.job.outcome_of == "ExportVideo", "the video export", WAIT_S)
     assert not s.job.outcome_error, s.job.outcome
     reader = imageio_ffmpeg.read_frames(str(out))
     meta = next(reader)
     frames = [np.frombuffer(f, np.uint8) for f in reader]
     assert len(frames) == 6 and meta["size"] == tuple(before.shape[1::-1]) and np.std(frames) > 5
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 1, "the video does not follow the camera path"
     s.latent.directions = [3.0]
     s.interaction.touch()
     assert np.abs(settle(studio) - before).mean() > 1, "the first principal direction did not change the picture"
