@@ -298,3 +298,22 @@ def test_connect_to_nothing_says_so_at_once(display, served, tmp_path):
     assert done.returncode != 0 and time.monotonic() - start < 20
     assert done.stderr.strip().startswith("error: cannot attach to ws://127.0.0.1:1") and \
         len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_stop_midway_keeps_the_servers_best_result(studio, tmp_path):
+    """Stop in the Invert panel cancels the server's job, which keeps its best result so far (as locally)."""
+    from core.imaging import save_png
+    s, panel = studio.state, studio.invert_panel
+    settle(studio)
+    png = save_png(tmp_path / "target.png", settle(studio).astype(np.uint8))
+    panel.open_image(s, str(png))
+    panel.path_text = str(png)
+    run_until(studio, lambda: s.invert.target is not None and s.invert.image == str(png), "the target", WAIT_S)
+    panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 0.0, 0.0, 5000, 0
+    panel.start(s)
+    run_until(studio, lambda: len(s.invert.losses) >= 3, "the first steps on the server", WAIT_S)
+    panel.stop(s)
+    run_until(studio, lambda: not s.invert.running, "the stopped inversion", WAIT_S)
+    assert s.invert.result is not None and s.invert.result["interrupted"], s.status
+    assert 3 <= s.invert.result["steps"] < 5000 and s.latent.source == s.invert.result["name"]
+    s.latent.source = None
