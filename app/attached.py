@@ -134,27 +134,14 @@ class RemoteBackend:
         files = job.result.get("files", [])
         for i, name in enumerate(files):
             target = dest if i == 0 else dest.parent / Path(name).name
-            self.client.download(name, target, _Labelled(progress, f"downloading {Path(name).name}"))
+            progress.done, progress.total, progress.message = 0, 0, f"downloading {Path(name).name}"
+            self.client.download(name, target, progress)   # bytes so far in progress; its Cancel stops it
         return f"wrote {dest} (made on {self.url})" if files else job.result.get("message", "done")
 
     def close(self) -> None:
         if self.served_run is not None:
             self.served_run.close()
         self.client.close()
-
-
-class _Labelled(Progress):
-    """Download progress reported into the action's own progress (and its Cancel)."""
-
-    def __init__(self, outer: Progress, message: str):
-        super().__init__()
-        self.outer, self.label = outer, message
-
-    def update(self, done: int, total: int, message: str = "") -> None:
-        self.outer.done, self.outer.total, self.outer.message = done, total, self.label
-
-    def cancelled(self) -> bool:
-        return self.outer.cancelled()
 
 
 def _mesh(a: RemoteBackend, action: ExportMesh, progress: Progress) -> str:
