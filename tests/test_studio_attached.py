@@ -310,10 +310,13 @@ def test_stop_midway_keeps_the_servers_best_result(studio, tmp_path):
     panel.path_text = str(png)
     run_until(studio, lambda: s.invert.target is not None and s.invert.image == str(png), "the target", WAIT_S)
     panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 0.0, 0.0, 5000, 0
+    earlier = s.invert.result["name"] if s.invert.result else None
     panel.start(s)
+    run_until(studio, lambda: s.invert.running, "the inversion to start", WAIT_S)
     run_until(studio, lambda: len(s.invert.losses) >= 3, "the first steps on the server", WAIT_S)
     panel.stop(s)
     run_until(studio, lambda: not s.invert.running, "the stopped inversion", WAIT_S)
     assert s.invert.result is not None and s.invert.result["interrupted"], s.status
+    assert s.invert.result["name"] != earlier
     assert 3 <= s.invert.result["steps"] < 5000 and s.latent.source == s.invert.result["name"]
     s.latent.source = None
