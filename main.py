@@ -54,6 +54,11 @@ def _studio_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int_in(1, 100_000), default=60,
                    help="frames to run before --screenshot (default 60)")
     p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--connect", metavar="ws://HOST:PORT", help="attach to `main.py serve` on another machine: the "
+                   "server renders and runs the exports (CHECKPOINT, if given, is a path below its served folder "
+                   "or a local file to upload)")
+    p.add_argument("--token-file", metavar="FILE", help="with --connect: the token file copied from the server "
+                   "(default ~/.config/triplane-studio/serve.token)")
     view = p.add_argument_group("start view (same meaning and units as `main.py render`)")
     view.add_argument("--seed", type=int_in(0, 2**31 - 1), help="seed (default 0)")
     view.add_argument("--yaw", type=float_in(-360, 360), help="camera yaw offset in degrees, > 0 towards +x")

@@ -158,6 +158,18 @@ MAX_SAMPLE_SCALE = 8.0
 MAX_RESOLUTION = 1024
 
 
+def to_json(value: Any, changed_only: bool = False) -> Any:
+    """Dataclasses (nested too) and tuples as plain JSON values; `changed_only`: of a dataclass, only the
+    fields that differ from its defaults (the receiver fills those in, as dataclass_from_json does)."""
+    if changed_only and dataclasses.is_dataclass(value):
+        defaults = type(value)()
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                 if getattr(value, f.name) != getattr(defaults, f.name)}
+    elif dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(encode_text(value))
+
+
 def request_to_json(req: RenderRequest) -> dict[str, Any]:
     """A RenderRequest as plain JSON values (tuples become lists)."""
     return json.loads(encode_text(dataclasses.asdict(req)))
