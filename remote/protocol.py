@@ -278,6 +278,7 @@ def _like(default: Any, value: Any, what: str, bound: tuple[float, float] | None
     if isinstance(default, tuple):
         if not isinstance(value, list) or len(value) > MAX_ITEMS:
             raise FieldError(f"{what} must be a list of at most {MAX_ITEMS} items")
-        proto = default[0] if default else 0.0
+        # a tuple of numbers with any float (say (0, 0.0)) holds floats: ints are accepted where floats are
+        proto = next((d for d in default if isinstance(d, float)), default[0]) if default else 0.0
         return tuple(_like(proto, v, what, bound) for v in value)
     raise FieldError(f"{what} cannot be set remotely")
