@@ -58,7 +58,7 @@ class PhaseTimer(Progress):
 
 
 def main() -> None:
-    from core.bench import ffhq_generator
+    from core.bench import bench_generator
     from core.checkpoint import load_generator
     from core.images import seed_ws
     from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh
@@ -78,7 +78,7 @@ def main() -> None:
     if args.model == "default":
         G = load_generator(Path(__file__).resolve().parents[1] / "assets" / "default_model.ckpt", device)
     else:
-        G = ffhq_generator(device)
+        G = bench_generator("ffhq512", device)
     load_s = time.perf_counter() - t0
     timer = PhaseTimer(device)
     with torch.no_grad():
