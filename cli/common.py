@@ -105,11 +105,11 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
 
 
 def pick_device(name: str | None = None):
-    """'cpu', 'cuda', 'cuda:1' or None (CUDA when available) -> torch.device; clear error if unavailable."""
+    """'cpu', 'cuda', 'cuda:1' (as `device_name` checked it) or None (CUDA when available) -> torch.device;
+    clear error if unavailable."""
     import torch
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device_name(name)
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise StudioError(f"--device {name}: CUDA is not available on this machine")

@@ -51,13 +51,12 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain:
     return x
 
 
-def _fir(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float,
-         stride: int = 1) -> torch.Tensor:
-    """Pad, then convolve every channel with the 2-D kernel f (true convolution), then stride."""
+def _fir(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float) -> torch.Tensor:
+    """Pad, then convolve every channel with the 2-D kernel f (true convolution)."""
     c = x.shape[1]
     x = F.pad(x, pad)
     w = (f * gain).flip(0, 1).to(x.dtype)[None, None].expand(c, 1, *f.shape)
-    return F.conv2d(x, w, stride=stride, groups=c)
+    return F.conv2d(x, w, groups=c)
 
 
 def zero_insert(x: torch.Tensor) -> torch.Tensor:
@@ -71,11 +70,6 @@ def zero_insert(x: torch.Tensor) -> torch.Tensor:
 def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x FIR upsampling (skip-architecture image path): zero-insert, pad (2,1), filter x4."""
     return _fir(zero_insert(x), f, (2, 1, 2, 1), gain=4.0)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR downsampling: pad 1 on every side, filter, keep every second sample."""
-    return _fir(x, f, (1, 1, 1, 1), gain=1.0, stride=2)
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, pad: int) -> torch.Tensor:
