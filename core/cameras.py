@@ -239,10 +239,10 @@ class OrbitCamera:
         self.pivot = tuple(float(x) for x in self.pivot)
 
     @classmethod
-    def from_options(cls, options, fov_deg: float | None = None) -> OrbitCamera:
-        """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot (FOV: the model's)."""
-        return cls(radius=options.avg_camera_radius, pivot=tuple(options.avg_camera_pivot),
-                   fov_deg=fov_deg or options.avg_camera_fov)
+    def from_options(cls, options, fov_deg: float | None = None, yaw: float = 0.0, pitch: float = 0.0) -> OrbitCamera:
+        """The model's average radius, pivot and FOV (unless fov_deg), at yaw/pitch offsets (default frontal)."""
+        return cls(yaw, pitch, options.avg_camera_radius, tuple(options.avg_camera_pivot),
+                   fov_deg or options.avg_camera_fov)
 
     def cam2world(self, device: torch.device | str | None = None) -> torch.Tensor:
         """OpenCV cam2world [1,4,4]."""

@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -17,7 +16,6 @@ import torch
 from core.imaging import contact_sheet, depth_to_uint8, resize, save_png, to_uint8
 from core.progress import Progress
 
-Mode = Literal["image", "image_raw", "image_depth"]
 MODES: tuple[str, ...] = ("image", "image_raw", "image_depth")
 
 

@@ -31,9 +31,7 @@ def view_labels(G, num_views: int, fov_deg: float | None = None, device: torch.d
     """Camera labels [1,25] of the first `num_views` VIEW_OFFSETS on the checkpoint's average orbit."""
     if not 1 <= num_views <= len(VIEW_OFFSETS):
         raise ValueError(f"number of views must be 1..{len(VIEW_OFFSETS)}, got {num_views}")
-    opts = G.options
-    return [OrbitCamera(yaw=yaw, pitch=pitch, radius=opts.avg_camera_radius, pivot=tuple(opts.avg_camera_pivot),
-                        fov_deg=fov_deg or opts.avg_camera_fov).label(device)
+    return [OrbitCamera.from_options(G.options, fov_deg, yaw, pitch).label(device)
             for yaw, pitch in VIEW_OFFSETS[:num_views]]
 
 

@@ -133,12 +133,10 @@ def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str,
     from scipy import ndimage
 
     from core.cameras import OrbitCamera
-    opts = G.options
     rows, scores = [], {}
     renderer = None
     for view, (yaw, pitch) in views.items():
-        label = OrbitCamera(yaw=yaw, pitch=pitch, radius=opts.avg_camera_radius,
-                            pivot=tuple(opts.avg_camera_pivot), fov_deg=opts.avg_camera_fov).label(planes.device)
+        label = OrbitCamera.from_options(G.options, None, yaw, pitch).label(planes.device)
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
         sr = ((out["image"][0].float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
