@@ -97,30 +97,23 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # style vector to max |s| = 1; demodulation divides both factors out again.
         weight = weight / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) * math.sqrt(i * kh * kw))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
-    dcoefs = None
-    if demodulate:
-        w = weight[None] * styles[:, None, :, None, None]  # [N,O,I,k,k]
-        dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N,O]
+    w = weight[None] * styles[:, None, :, None, None]  # [N,O,I,k,k]
+    dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt() if demodulate else None  # [N,O]
     pad = kh // 2
-
     if not fused:
         x = x * styles.to(x.dtype)[:, :, None, None]
         x = _conv(x, weight.to(x.dtype), up, pad, fir, groups=1)
         if dcoefs is not None:
             x = x * dcoefs.to(x.dtype)[:, :, None, None]
-        if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
-
-    w = weight[None] * styles[:, None, :, None, None]
-    if dcoefs is not None:
-        w = w * dcoefs[:, :, None, None, None]
-    if n == 1:
-        x = _conv(x, w[0].to(x.dtype), up, pad, fir, groups=1)
     else:
-        x = x.reshape(1, n * i, *x.shape[2:])
-        x = _conv(x, w.reshape(n * o, i, kh, kw).to(x.dtype), up, pad, fir, groups=n)
-        x = x.reshape(n, o, *x.shape[2:])
+        if dcoefs is not None:
+            w = w * dcoefs[:, :, None, None, None]
+        if n == 1:
+            x = _conv(x, w[0].to(x.dtype), up, pad, fir, groups=1)
+        else:
+            x = x.reshape(1, n * i, *x.shape[2:])
+            x = _conv(x, w.reshape(n * o, i, kh, kw).to(x.dtype), up, pad, fir, groups=n)
+            x = x.reshape(n, o, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
