@@ -295,15 +295,13 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
             except Exception as e:  # one failing mode must not stop the others
                 entry[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
                 log(f"  {mode.name:<22} {name:<36} error: {entry[name]['error']}")
-                if on_update is not None:
-                    on_update(results)
-                continue
-            med = statistics.median(times)
-            p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
-            entry[name] = {"median_s": med, "p90_s": p90, "fps": 1 / med, "frames": len(times),
-                           "first_call_s": first_s, "diff_vs_fp32": diff}
-            log(f"  {mode.name:<22} {name:<36} {1 / med:8.1f} fps  {med * 1000:8.2f} ms  "
-                f"max|Δ| vs fp32 {diff['max_abs']:.2e}")
+            else:
+                med = statistics.median(times)
+                p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+                entry[name] = {"median_s": med, "p90_s": p90, "fps": 1 / med, "frames": len(times),
+                               "first_call_s": first_s, "diff_vs_fp32": diff}
+                log(f"  {mode.name:<22} {name:<36} {1 / med:8.1f} fps  {med * 1000:8.2f} ms  "
+                    f"max|Δ| vs fp32 {diff['max_abs']:.2e}")
             if on_update is not None:
                 on_update(results)
         if device.type == "cuda":
@@ -323,18 +321,23 @@ def _mesh_libraries_missing() -> str:
     return ""
 
 
-def _mesh_256(G: TriPlaneGenerator, ws: torch.Tensor) -> None:
-    """The headless mesh command's work for one latent: planes, coarse-to-fine density, marching cubes,
-    decoder colours, PLY. A random model has no surface at the usual level 10; use its 90th percentile."""
-    import tempfile
-
+def random_model_level(G: TriPlaneGenerator, planes: torch.Tensor) -> float:
+    """An iso-level for a random-weight model, which has no surface at the usual level 10: the 90th
+    percentile of its density on a 32³ grid."""
     import numpy as np
 
-    from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh
+    from core.mesh import MeshOptions, density_volume
+    return float(np.percentile(density_volume(G, planes, MeshOptions(resolution=32), dense=True), 90))
+
+
+def _mesh_256(G: TriPlaneGenerator, ws: torch.Tensor) -> None:
+    """The headless mesh command's work for one latent: planes, coarse-to-fine density, marching cubes,
+    decoder colours, PLY (at `random_model_level`)."""
+    import tempfile
+
+    from core.mesh import MeshOptions, extract_mesh, write_mesh
     planes = G.planes(ws)
-    probe = density_volume(G, planes, MeshOptions(resolution=32), dense=True)
-    options = MeshOptions(resolution=256, level=float(np.percentile(probe, 90)))
-    mesh = extract_mesh(G, planes, ws, options)
+    mesh = extract_mesh(G, planes, ws, MeshOptions(resolution=256, level=random_model_level(G, planes)))
     with tempfile.TemporaryDirectory() as d:
         write_mesh(mesh, f"{d}/mesh.ply")
 
