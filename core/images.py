@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from core.imaging import contact_sheet, depth_to_uint8, resize, save_png, to_uint8
-from core.progress import Progress
+from core.progress import Progress, report
 
 MODES: tuple[str, ...] = ("image", "image_raw", "image_depth")
 
@@ -117,8 +117,7 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
         with torch.no_grad():
             planes = G.planes(ws)
         for vi, view in enumerate(views):
-            if progress is not None:
-                progress.update(si * len(views) + vi, total, f"{captions[si]} {view.name}")
+            report(progress, si * len(views) + vi, total, f"{captions[si]} {view.name}")
             label = frontal_label(opts, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
             frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap, depth_mask)[0]
             for m, frame in frames.items():
@@ -130,6 +129,5 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
             labels = [f"{c} {v.name}" for c in captions for v in views]
             written.append(save_png(out_dir / f"grid_{m}.png",
                                     contact_sheet([resize(f, size) for f in frames], len(views), labels)))
-    if progress is not None:
-        progress.update(total, total, "done")
+    report(progress, total, total, "done")
     return written

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from core.cameras import OrbitCamera
-from core.progress import Progress
+from core.progress import Progress, report
 from core.rasterizer import depth_buffer
 from core.triangle_mesh import Mesh, median_edge_length
 
@@ -84,8 +84,7 @@ def blend_views(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, points: t
     weight = torch.zeros(len(points), device=dev)
     labels = view_labels(G, num_views, fov_deg, dev)
     for i, label in enumerate(labels):
-        if progress is not None:
-            progress.update(i, num_views, f"view {i + 1}/{num_views}")
+        report(progress, i, num_views, f"view {i + 1}/{num_views}")
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
         image = out.get("image", out["image_raw"]).float()
@@ -96,7 +95,6 @@ def blend_views(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, points: t
         w = facing.clamp_min(0) ** WEIGHT_POWER * seen
         acc += rgb * w[:, None]
         weight += w
-    if progress is not None:
-        progress.update(num_views, num_views, "views done")
+    report(progress, num_views, num_views, "views done")
     return acc / weight.clamp_min(1e-8)[:, None], weight
 
