@@ -283,11 +283,8 @@ class OrbitCamera:
         self.radius = max(self.radius * math.exp(-float(amount)), MIN_RADIUS)
 
     def reset(self, options) -> None:
-        """Back to the frontal pose at the model's average radius, pivot and FOV."""
-        self.yaw, self.pitch = 0.0, 0.0
-        self.fov_deg = float(options.avg_camera_fov)
-        self.radius = float(options.avg_camera_radius)
-        self.pivot = tuple(float(x) for x in options.avg_camera_pivot)
+        """Back to the frontal pose at the model's average radius, pivot and FOV (as `from_options`)."""
+        vars(self).update(vars(type(self).from_options(options)))
 
     def snap(self, view: View) -> None:
         """Jump to a canonical view (radius and pivot kept). 'right' puts the camera on +x, 'left'
