@@ -12,8 +12,6 @@ from core.errors import StudioError
 
 def run(args: argparse.Namespace) -> int:
     """Open the studio window (one clear error line when there is no display)."""
-    if args.frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {args.frames}")
     for option, value in (("--screenshot", args.screenshot), ("--viewport", args.viewport)):
         if value:
             out = Path(value)

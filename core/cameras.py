@@ -116,16 +116,21 @@ def _sphere_point(h: torch.Tensor, v: torch.Tensor, radius: float) -> torch.Tens
     return p
 
 
-def _angles(h_mean: float, v_mean: float, h_noise: torch.Tensor, v_noise: torch.Tensor,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    ones = torch.ones_like(h_noise)
-    return ones * h_mean + h_noise, ones * v_mean + v_noise
-
-
 def _pivot(pivot: Sequence[float], batch: int, device) -> torch.Tensor:
     if len(pivot) != 3:
         raise ValueError(f"pivot must have 3 coordinates, got {pivot!r}")
     return torch.tensor([float(x) for x in pivot], dtype=torch.float32, device=device).expand(batch, 3)
+
+
+def _look(yaw: float | torch.Tensor, pitch: float | torch.Tensor, radius: float, look_at: torch.Tensor | None,
+          around: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """Camera on a sphere of `radius` around `around` (None: the world origin) at absolute yaw/pitch (floats,
+    or [B,1] tensors), looking at `look_at` (None: the world origin) -> cam2world [B,4,4]. Draws no random
+    numbers."""
+    h, v = (a if isinstance(a, torch.Tensor) else torch.full((1, 1), float(a), device=device) for a in (yaw, pitch))
+    origin = _sphere_point(h, v, radius)
+    origin = origin if around is None else origin + around
+    return _cam2world(_normalize(-origin if look_at is None else look_at - origin), origin)
 
 
 def lookat_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float] = (0.0, 0.0, 0.0),
@@ -138,11 +143,9 @@ def lookat_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float] 
     torch.randn([B,1]) for the yaw noise, then for the pitch noise (even with std 0), so the global RNG
     advances exactly as in the original scripts.
     """
-    h_noise = torch.randn(batch, 1, device=device) * yaw_std
-    v_noise = torch.randn(batch, 1, device=device) * pitch_std
-    h, v = _angles(yaw, pitch, h_noise, v_noise)
-    origin = _sphere_point(h, v, radius)
-    return _cam2world(_normalize(_pivot(pivot, batch, device) - origin), origin)
+    h = yaw + torch.randn(batch, 1, device=device) * yaw_std
+    v = pitch + torch.randn(batch, 1, device=device) * pitch_std
+    return _look(h, v, radius, _pivot(pivot, batch, device))
 
 
 def gaussian_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: float = 0.0,
@@ -150,10 +153,8 @@ def gaussian_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: flo
                   device: torch.device | str | None = None) -> torch.Tensor:
     """The original Gaussian sampler: noise = randn([B,1]) * std (yaw first, then pitch); the camera
     looks at the world origin. -> cam2world [B,4,4]."""
-    h_noise = torch.randn(batch, 1, device=device) * yaw_std
-    v_noise = torch.randn(batch, 1, device=device) * pitch_std
-    origin = _sphere_point(*_angles(yaw, pitch, h_noise, v_noise), radius)
-    return _cam2world(_normalize(-origin), origin)
+    h = yaw + torch.randn(batch, 1, device=device) * yaw_std
+    return _look(h, pitch + torch.randn(batch, 1, device=device) * pitch_std, radius, None)
 
 
 def uniform_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: float = 0.0,
@@ -161,29 +162,8 @@ def uniform_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: floa
                  device: torch.device | str | None = None) -> torch.Tensor:
     """The original Uniform sampler: noise = (rand([B,1]) * 2 - 1) * std (yaw first, then pitch); the
     camera looks at the world origin. -> cam2world [B,4,4]."""
-    h_noise = (torch.rand(batch, 1, device=device) * 2 - 1) * yaw_std
-    v_noise = (torch.rand(batch, 1, device=device) * 2 - 1) * pitch_std
-    origin = _sphere_point(*_angles(yaw, pitch, h_noise, v_noise), radius)
-    return _cam2world(_normalize(-origin), origin)
-
-
-def _pivot_orbit_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float],
-                      device=None) -> torch.Tensor:
-    """Deterministic pose on a sphere around `pivot`, looking at it (absolute yaw/pitch, no RNG)."""
-    h = torch.full((1, 1), float(yaw), device=device)
-    v = torch.full((1, 1), float(pitch), device=device)
-    p = _pivot(pivot, 1, device)
-    origin = _sphere_point(h, v, radius) + p
-    return _cam2world(_normalize(p - origin), origin)
-
-
-def _origin_orbit_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float],
-                       device=None) -> torch.Tensor:
-    """`lookat_pose` with std 0 but without touching the RNG (sphere around the world origin)."""
-    h = torch.full((1, 1), float(yaw), device=device)
-    v = torch.full((1, 1), float(pitch), device=device)
-    origin = _sphere_point(h, v, radius)
-    return _cam2world(_normalize(_pivot(pivot, 1, device) - origin), origin)
+    h = yaw + (torch.rand(batch, 1, device=device) * 2 - 1) * yaw_std
+    return _look(h, pitch + (torch.rand(batch, 1, device=device) * 2 - 1) * pitch_std, radius, None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,9 +177,8 @@ def opencv_to_opengl(cam2world: torch.Tensor) -> torch.Tensor:
     return cam2world * _FLIP_YZ.to(cam2world)
 
 
-def opengl_to_opencv(cam2world: torch.Tensor) -> torch.Tensor:
-    """Inverse of `opencv_to_opengl` (the same column flip)."""
-    return cam2world * _FLIP_YZ.to(cam2world)
+opengl_to_opencv = opencv_to_opengl
+"""Inverse of `opencv_to_opengl`: the same column flip."""
 
 
 def opengl_view_matrix(cam2world: torch.Tensor) -> torch.Tensor:
@@ -260,15 +239,15 @@ class OrbitCamera:
         self.pivot = tuple(float(x) for x in self.pivot)
 
     @classmethod
-    def from_options(cls, options, fov_deg: float | None = None) -> OrbitCamera:
-        """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot (FOV: the model's)."""
-        return cls(radius=options.avg_camera_radius, pivot=tuple(options.avg_camera_pivot),
-                   fov_deg=fov_deg or options.avg_camera_fov)
+    def from_options(cls, options, fov_deg: float | None = None, yaw: float = 0.0, pitch: float = 0.0) -> OrbitCamera:
+        """The model's average radius, pivot and FOV (unless fov_deg), at yaw/pitch offsets (default frontal)."""
+        return cls(yaw, pitch, options.avg_camera_radius, tuple(options.avg_camera_pivot),
+                   fov_deg or options.avg_camera_fov)
 
     def cam2world(self, device: torch.device | str | None = None) -> torch.Tensor:
         """OpenCV cam2world [1,4,4]."""
-        return _pivot_orbit_pose(math.pi / 2 + self.yaw, math.pi / 2 + self.pitch, self.radius,
-                                 self.pivot, device)
+        pivot = _pivot(self.pivot, 1, device)
+        return _look(math.pi / 2 + self.yaw, math.pi / 2 + self.pitch, self.radius, pivot, pivot, device)
 
     def intrinsics(self, device: torch.device | str | None = None) -> torch.Tensor:
         return fov_to_intrinsics(self.fov_deg, device)
@@ -304,11 +283,8 @@ class OrbitCamera:
         self.radius = max(self.radius * math.exp(-float(amount)), MIN_RADIUS)
 
     def reset(self, options) -> None:
-        """Back to the frontal pose at the model's average radius, pivot and FOV."""
-        self.yaw, self.pitch = 0.0, 0.0
-        self.fov_deg = float(options.avg_camera_fov)
-        self.radius = float(options.avg_camera_radius)
-        self.pivot = tuple(float(x) for x in options.avg_camera_pivot)
+        """Back to the frontal pose at the model's average radius, pivot and FOV (as `from_options`)."""
+        vars(self).update(vars(type(self).from_options(options)))
 
     def snap(self, view: View) -> None:
         """Jump to a canonical view (radius and pivot kept). 'right' puts the camera on +x, 'left'
@@ -330,8 +306,8 @@ def frontal_label(options, fov_deg: float | None = None, device: torch.device | 
 
     Uses the exact pi/2 (as gen_samples); does not draw from the RNG.
     """
-    pose = _origin_orbit_pose(math.pi / 2 + yaw, math.pi / 2 + pitch, options.avg_camera_radius,
-                              options.avg_camera_pivot, device)
+    pose = _look(math.pi / 2 + yaw, math.pi / 2 + pitch, options.avg_camera_radius,
+                 _pivot(options.avg_camera_pivot, 1, device), device=device)
     return camera_label(pose, fov_to_intrinsics(fov_deg or options.avg_camera_fov, device))
 
 
@@ -348,8 +324,8 @@ def video_orbit(frame: int, num_frames: int, yaw_range: float = 0.35, pitch_rang
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     angle = 2 * ORIGINAL_PI * frame / num_frames
-    return _origin_orbit_pose(frontal + yaw_range * math.sin(angle),
-                              frontal - 0.05 + pitch_range * math.cos(angle), radius, pivot, device)
+    return _look(frontal + yaw_range * math.sin(angle), frontal - 0.05 + pitch_range * math.cos(angle), radius,
+                 _pivot(pivot, 1, device), device=device)
 
 
 def orbit_360(frame: int, num_frames: int, pitch: float = 0.0, radius: float = 2.7,
