@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
 DEFAULT_FOV_DEG = 18.837
@@ -167,51 +166,6 @@ def uniform_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: floa
 
 
 # ---------------------------------------------------------------------------------------------------
-# OpenGL
-
-_FLIP_YZ = torch.tensor([1.0, -1.0, -1.0, 1.0])
-
-
-def opencv_to_opengl(cam2world: torch.Tensor) -> torch.Tensor:
-    """cam2world [...,4,4] OpenCV -> OpenGL (x right, y up, looking down -z): negate columns 1 and 2."""
-    return cam2world * _FLIP_YZ.to(cam2world)
-
-
-opengl_to_opencv = opencv_to_opengl
-"""Inverse of `opencv_to_opengl`: the same column flip."""
-
-
-def opengl_view_matrix(cam2world: torch.Tensor) -> torch.Tensor:
-    """OpenCV cam2world [...,4,4] -> OpenGL view (world-to-camera) matrix [...,4,4] (rigid inverse)."""
-    gl = opencv_to_opengl(cam2world)
-    rot_t = gl[..., :3, :3].transpose(-1, -2)
-    view = torch.zeros_like(gl)
-    view[..., :3, :3] = rot_t
-    view[..., :3, 3] = -(rot_t @ gl[..., :3, 3:4])[..., 0]
-    view[..., 3, 3] = 1.0
-    return view
-
-
-def opengl_projection(intrinsics: torch.Tensor, near: float = 0.1, far: float = 100.0,
-                      aspect: float = 1.0) -> torch.Tensor:
-    """Normalised intrinsics [3,3] -> OpenGL projection [4,4] that draws exactly where the neural
-    render's rays go: vertical FOV from tan(fovy/2) = 0.5 / fy, principal point and skew included.
-
-    `aspect` = viewport width / height when the square render spans the viewport's height.
-    """
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    fx, sk, cx = (float(x) for x in intrinsics[0])
-    fy, cy = float(intrinsics[1, 1]), float(intrinsics[1, 2])
-    # NDC x = 2u - 1, NDC y = 1 - 2v with u = (fx X + sk Y) / Z + cx, v = fy Y / Z + cy (OpenCV).
-    return torch.tensor([
-        [2 * fx / aspect, -2 * sk / aspect, (1 - 2 * cx) / aspect, 0.0],
-        [0.0, 2 * fy, 2 * cy - 1, 0.0],
-        [0.0, 0.0, (far + near) / (near - far), 2 * far * near / (near - far)],
-        [0.0, 0.0, -1.0, 0.0]], dtype=torch.float32)
-
-
-# ---------------------------------------------------------------------------------------------------
 # Viewer camera
 
 @dataclass
@@ -255,15 +209,6 @@ class OrbitCamera:
     def label(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The rendering camera label [1,25]."""
         return camera_label(self.cam2world(device), self.intrinsics(device))
-
-    def view_matrix(self) -> np.ndarray:
-        """OpenGL view matrix, float32 [4,4] row-major (upload with transpose=GL_TRUE)."""
-        return opengl_view_matrix(self.cam2world())[0].numpy()
-
-    def projection_matrix(self, aspect: float = 1.0, near: float = 0.1, far: float = 100.0
-                          ) -> np.ndarray:
-        """OpenGL projection matching the neural render, float32 [4,4] row-major."""
-        return opengl_projection(self.intrinsics(), near, far, aspect).numpy()
 
     def orbit(self, dx: float, dy: float) -> None:
         """Add dx to yaw and dy to pitch (radians); pitch stays within +-MAX_PITCH."""
