@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _studio_parser() -> argparse.ArgumentParser:
-    from cli.common import device_name, float_in, int_in
+    from cli.common import add_device_argument, float_in, int_in
     p = _Parser(
         prog=PROG, description="Triplane Studio: explore, train and export EG3D tri-plane GANs.",
         epilog="Headless commands: " + ", ".join(COMMANDS) + f" ({PROG} COMMAND --help).")
@@ -53,7 +53,12 @@ def _studio_parser() -> argparse.ArgumentParser:
                    "displayed (read back from GL; the frame is shown 1:1 when it fits the window)")
     p.add_argument("--frames", type=int_in(1, 100_000), default=60,
                    help="frames to run before --screenshot (default 60)")
-    p.add_argument("--device", type=device_name, help="cpu, cuda or cuda:N (default: cuda when available)")
+    add_device_argument(p)
+    p.add_argument("--connect", metavar="ws://HOST:PORT", help="attach to `main.py serve` on another machine: the "
+                   "server renders and runs the exports (CHECKPOINT, if given, is a path below its served folder "
+                   "or a local file to upload)")
+    p.add_argument("--token-file", metavar="FILE", help="with --connect: the token file copied from the server "
+                   "(default ~/.config/triplane-studio/serve.token)")
     view = p.add_argument_group("start view (same meaning and units as `main.py render`)")
     view.add_argument("--seed", type=int_in(0, 2**31 - 1), help="seed (default 0)")
     view.add_argument("--yaw", type=float_in(-360, 360), help="camera yaw offset in degrees, > 0 towards +x")

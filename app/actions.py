@@ -1,20 +1,21 @@
-"""Typed actions: what panels ask the session to do, as values appended to AppState.actions.
+"""Typed actions: what panels ask for, as frozen values appended to AppState.actions.
 
-Engine actions run one at a time on a job thread (Session owns the queue); every torch call in them
-goes through the RenderEngine and its lock. UI actions need the GL context and run on the UI thread
-(Studio handles them). Panels never see the engine, the worker or a thread.
+Data only: the Session runs each through one handler table keyed by the action's type (app.session);
+the GL-free engine handlers are app.handlers (the server runs the same ones, remote.jobs) and the Studio
+registers the GL-side ones (screenshots, frame PNGs, recording). Panels never see the engine, the
+worker or a thread.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
-from core.engine import Latent, RenderEngine, RenderRequest
-from core.progress import Progress
+from core.engine import Latent, RenderRequest
+from core.mesh import MeshOptions
+from training.inversion import InversionOptions
+from training.runner import TrainSpec
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,22 @@ class Action:
         return type(self).__name__
 
 
-# ---- UI-thread actions (GL) ------------------------------------------------------------------------
+# ---- the session: models and the job slot --------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpenModel(Action):
+    """Open a checkpoint (a file, or a run directory's newest snapshot) in the background."""
+    path: str
+    keep_view: bool = False
+    """Keep camera and latent (Reload, hot reload of a newer snapshot); such loads stay out of File > Recent."""
+
+
+@dataclass(frozen=True)
+class CancelJob(Action):
+    """Cancel the engine action running on the session's job thread (a panel's Cancel button)."""
+
+
+# ---- GL (the Studio's handlers, UI thread) ---------------------------------------------------------
 
 @dataclass(frozen=True)
 class SaveFramePNG(Action):
@@ -36,28 +52,34 @@ class SaveFramePNG(Action):
 
 @dataclass(frozen=True)
 class SaveWindowPNG(Action):
+    """The whole window as displayed, taken at the end of the frame."""
     path: str
 
 
-# ---- engine actions (job thread) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class SaveViewportPNG(Action):
+    """The viewport's pixels as displayed, taken at the end of the frame."""
+    path: str
+
+
+@dataclass(frozen=True)
+class StartRecording(Action):
+    """Record the viewport to an MP4 at AppState.recording's fps and size."""
+    path: str
+
+
+@dataclass(frozen=True)
+class StopRecording(Action):
+    """Finish the recording and move the MP4 into place."""
+
+
+# ---- engine actions (app.handlers, on the session's job thread) -----------------------------------
 
 @dataclass(frozen=True)
 class ExportMesh(Action):
     path: Path
     latent: Latent
-    options: object
-    """core.mesh.MeshOptions"""
-
-    def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from core.mesh import extract_mesh, write_mesh
-        if self.path.suffix.lstrip(".").lower() not in ("ply", "obj", "glb"):
-            raise ValueError(f"mesh file {self.path} must end in .ply, .obj or .glb")
-        with engine.lock:
-            planes, ws = engine.planes(self.latent), engine.ws(self.latent)
-            mesh = extract_mesh(engine.G, planes, ws, self.options, progress)
-        if len(mesh.faces) == 0:
-            raise ValueError(f"no surface at level {self.options.level}: try a lower iso level")
-        return f"wrote {write_mesh(mesh, self.path)}"
+    options: MeshOptions
 
 
 VIDEO_PATHS = ("orbit", "360", "keyframes", "interp")
@@ -76,50 +98,11 @@ class ExportVideo(Action):
     frames: int = 120
     fps: float = 30.0
     mode: str = "image"
-    keyframes: object = None
-    """core.camera_path.CameraPath for kind 'keyframes'."""
+    keyframes: CameraPath | None = None
+    """The camera path for kind 'keyframes'."""
     interp_seed: int = 1
     depth_mask: bool = True
     """image_depth: background (opacity < 0.5) drawn far, as the Render panel's mask setting."""
-
-    def labels(self) -> torch.Tensor:
-        """Camera labels [frames, 25]."""
-        from core.camera_path import orbit_labels
-        if self.kind == "keyframes":
-            if self.keyframes is None:
-                raise ValueError("the camera path has no keyframes: add views in the Camera path panel")
-            return self.keyframes.labels(self.frames)
-        if self.kind == "interp":
-            return self.camera.label().expand(self.frames, -1).contiguous()
-        if self.kind not in VIDEO_PATHS:
-            raise ValueError(f"unknown video path {self.kind!r} (choose from {', '.join(VIDEO_PATHS)})")
-        return orbit_labels(self.camera, self.kind, self.frames)
-
-    def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from core.video import (
-            VideoOptions,
-            engine_frames,
-            render_engine_video,
-            render_video,
-        )
-        if not 1 <= self.frames <= 100_000 or not 0 < self.fps <= 240:
-            raise ValueError(f"video needs 1..100000 frames and 0..240 fps, got {self.frames}, {self.fps:g}")
-        labels = self.labels()
-        options = VideoOptions(frames=self.frames, fps=float(self.fps), mode=self.mode, depth_mask=self.depth_mask)
-        if self.kind != "interp":
-            out, _ = render_engine_video(engine, self.request, labels, self.path, options, progress)
-            return f"wrote {out}"
-        latent = self.request.latent
-
-        def frames():
-            for f in range(self.frames):
-                t = f / max(self.frames - 1, 1)
-                moving = dataclasses.replace(latent, interp_seed=self.interp_seed, interp_t=t)
-                request = dataclasses.replace(self.request, latent=moving)
-                yield next(engine_frames(engine, request, labels[f:f + 1], self.mode,
-                                         depth_mask=self.depth_mask))
-        out, _ = render_video(None, [], self.path, options, progress, labels=labels, frames=frames())
-        return f"wrote {out}"
 
 
 @dataclass(frozen=True)
@@ -128,24 +111,15 @@ class SaveLatent(Action):
     with the camera it is seen from."""
     path: Path
     settings: dict
-    """LatentState fields to store (app.latent_panel.SAVED_FIELDS)."""
+    """LatentState fields to store (the Latent panel's SAVED_FIELDS)."""
     latent: Latent
-    camera: OrbitCamera
-
-    def run(self, engine: RenderEngine, progress: Progress) -> str:
-        from core.latents import SavedLatent, save_latent
-        save_latent(self.path, SavedLatent(engine.ws(self.latent).cpu(), self.camera.label()[0], self.settings))
-        return f"saved latent to {self.path}"
+    camera: tuple[float, ...]
+    """The view's 25-number camera label."""
 
 
 @dataclass(frozen=True)
 class ComputePCA(Action):
     """Principal directions of W for the loaded model (then the direction sliders act at once)."""
-
-    def run(self, engine: RenderEngine, progress: Progress) -> str:
-        progress.update(0, 1, "sampling W")
-        engine.w_directions()
-        return "principal directions of W ready"
 
 
 @dataclass(frozen=True)
@@ -158,17 +132,12 @@ class InspectPlanes(Action):
     noise_mode: str = "const"
     noise_seed: int = 0
 
-    def run(self, engine: RenderEngine, progress: Progress) -> dict:
-        from core.planes import plane_images
-        return plane_images(engine.planes(self.latent, self.noise_mode, self.noise_seed), self.channel)
 
-
-# ---- training (session thread) ---------------------------------------------------------------------
+# ---- training (the session) ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StartTraining(Action):
-    spec: object
-    """training.runner.TrainSpec"""
+    spec: TrainSpec
 
 
 @dataclass(frozen=True)
@@ -176,7 +145,7 @@ class StopTraining(Action):
     pass
 
 
-# ---- inversion (session thread: app.inversion) ---------------------------------------------------
+# ---- inversion (the session's app.inversion) -------------------------------------------------------
 
 INVERT_CAMERAS = ("viewport", "angles", "estimate")
 """viewport: the on-screen orbit camera; angles: yaw/pitch in degrees with `render`'s meaning;
@@ -193,8 +162,7 @@ class OpenInvertImage(Action):
 class StartInversion(Action):
     """Invert `image` into the loaded model on a job thread (one run at a time)."""
     image: str
-    options: object
-    """training.inversion.InversionOptions"""
+    options: InversionOptions
     camera: str = "viewport"
     """One of INVERT_CAMERAS."""
     view: OrbitCamera | None = None

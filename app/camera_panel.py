@@ -10,7 +10,6 @@ from app.imgui_utils import CLAMP, help_marker, hint
 from app.panel import Panel
 from app.state import AppState
 from core.cameras import MAX_PITCH
-from core.config import RenderOptions
 
 SNAP_VIEWS = ("front", "left", "right", "top", "back")
 
@@ -45,7 +44,7 @@ class CameraPanel(Panel):
             cam.pivot = tuple(pivot)
         help_marker("Left-drag the view to orbit, right/middle-drag to pan, wheel to dolly. Values typed in "
                     "(Ctrl+click) are kept within the ranges.")
-        options = RenderOptions.from_kwargs(state.model.rendering_kwargs)
+        options = state.model.options
         if imgui.button("Reset"):
             cam.reset(options)
         imgui.same_line()

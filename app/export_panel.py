@@ -13,10 +13,13 @@ from imgui_bundle import imgui
 
 from app.actions import (
     VIDEO_PATHS,
+    CancelJob,
     ExportMesh,
     ExportVideo,
     SaveFramePNG,
     SaveWindowPNG,
+    StartRecording,
+    StopRecording,
 )
 from app.files import FileField
 from app.imgui_utils import CLAMP, disabled, em, hint, outcome_line
@@ -100,15 +103,15 @@ class ExportPanel(Panel):
             state.actions.append(SaveWindowPNG(str(self.window_png_file.target(state.output_dir))))
         imgui.separator_text("Screen recording")
         r = state.recording
-        with disabled(r.want):
+        with disabled(r.active):
             self.recording_file.draw("file##mp4", state.output_dir)
-        if not r.want:
+        if not r.active:
             with disabled(not loaded):
                 if imgui.button("Record"):
-                    r.path, r.want = str(self.recording_file.target(state.output_dir)), True
+                    state.actions.append(StartRecording(str(self.recording_file.target(state.output_dir))))
         else:
             if imgui.button("Stop recording"):
-                r.want = False
+                state.actions.append(StopRecording())
             imgui.same_line()
             imgui.text(f"{r.frames} frames")
 
@@ -155,4 +158,4 @@ class ExportPanel(Panel):
             imgui.progress_bar(job.fraction, imgui.ImVec2(-em(6), 0), job.message or job.name)
             imgui.same_line()
             if imgui.button("Cancel"):
-                job.cancel = True
+                state.actions.append(CancelJob())

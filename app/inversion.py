@@ -16,12 +16,14 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.handlers import write_inversion
 from app.jobs import Job
 from app.state import AppState, render_camera
 from core.engine import RenderEngine
@@ -88,14 +90,14 @@ class _Outcome:
 
 
 class InversionJobs:
-    """Runs the Invert panel's actions for the Session; `poll` once per UI frame."""
+    """The Invert panel's actions for the Session (`handlers`); `poll` once per UI frame."""
 
-    def __init__(self, state: AppState):
-        self.state = state
+    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None]):
+        """`engine`: the session's current engine."""
+        self.state, self.engine = state, engine
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
-        self.waiting: list = []
         self.live: _Live | None = None
         self.running: StartInversion | None = None
         self.outcome: _Outcome | None = None
@@ -105,23 +107,28 @@ class InversionJobs:
 
     @property
     def busy(self) -> bool:
-        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job)) or bool(self.waiting)
+        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
 
-    def take(self, action: Action) -> bool:
-        """Queue an inversion action; False if it is not one."""
-        if isinstance(action, StopInversion):
-            self.waiting = [a for a in self.waiting if not isinstance(a, StartInversion)]
-            if self.run_job is not None:
-                self.run_job.cancel()
-            return True
-        if isinstance(action, StartInversion) and (
-                self.run_job is not None or any(isinstance(a, StartInversion) for a in self.waiting)):
+    def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
+        """The session's handlers of the inversion actions (False: not now, keep it queued)."""
+        return {OpenInvertImage: self._start_prepare, StartInversion: self._start, StopInversion: self._stop,
+                SaveInversion: self._start_save}
+
+    def _start(self, action: StartInversion) -> bool:
+        if self.run_job is not None:
             self._fail("an inversion is already running: stop it first")
             return True
-        if isinstance(action, (OpenInvertImage, StartInversion, SaveInversion)):
-            self.waiting.append(action)
-            return True
-        return False
+        engine = self.engine()
+        if engine is None:
+            return False
+        self._start_run(action, engine)
+        return True
+
+    def _stop(self, action: StopInversion) -> bool:
+        self.state.actions = [a for a in self.state.actions if not isinstance(a, StartInversion)]
+        if self.run_job is not None:
+            self.run_job.cancel()
+        return True
 
     def model_changed(self) -> None:
         """A model was (re)loaded: results and the loss choice belong to the previous one; a run in
@@ -133,7 +140,7 @@ class InversionJobs:
         inv.result, inv.loss_name = None, ""
         self.state.latent.source = None
         if inv.image:
-            self.waiting.append(OpenInvertImage(inv.image))
+            self.state.actions.append(OpenInvertImage(inv.image))
 
     def close(self) -> None:
         for job in (self.prepare_job, self.run_job, self.save_job):
@@ -142,23 +149,10 @@ class InversionJobs:
                 job.wait(60)
 
     # ---- per frame ----------------------------------------------------------------------------------
-    def poll(self, engine: RenderEngine | None) -> None:
+    def poll(self) -> None:
         self._poll_prepare()
         self._poll_run()
         self._poll_save()
-        if engine is None:
-            return
-        keep = []
-        for action in self.waiting:
-            if isinstance(action, OpenInvertImage) and self.prepare_job is None:
-                self._start_prepare(action, engine)
-            elif isinstance(action, StartInversion) and self.run_job is None:
-                self._start_run(action, engine)
-            elif isinstance(action, SaveInversion) and self.save_job is None:
-                self._start_save(action)
-            else:
-                keep.append(action)
-        self.waiting = keep
 
     def _fail(self, message: str) -> None:
         """A user error of the panel: one line in the log and the status line."""
@@ -166,7 +160,10 @@ class InversionJobs:
         self.state.set_status(message, error=True)
 
     # ---- the target image ---------------------------------------------------------------------------
-    def _start_prepare(self, action: OpenInvertImage, engine: RenderEngine) -> None:
+    def _start_prepare(self, action: OpenInvertImage) -> bool:
+        engine = self.engine()
+        if engine is None or self.prepare_job is not None:
+            return False
         s, model_path, generation = self.state, self.state.model.path, self.state.model.generation
         s.invert.image = action.path
         cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
@@ -180,6 +177,7 @@ class InversionJobs:
             features, loss = cached[1:] if cached else perceptual_for(model_path, engine.device)
             return to_uint8(target[0]), info, (generation, features, loss)
         self.prepare_job = Job(f"open image {action.path}", prepare)
+        return True
 
     def _poll_prepare(self) -> None:
         job, inv = self.prepare_job, self.state.invert
@@ -290,7 +288,6 @@ class InversionJobs:
 
     def _show(self, outcome: _Outcome, action: StartInversion) -> None:
         """Switch the viewport to the result: the latent source, and the camera it was fitted from."""
-        from core.config import RenderOptions
         s, res = self.state, outcome.result
         self.outcome = outcome
         phases = [phase for phase, _, _ in res.history]
@@ -304,8 +301,7 @@ class InversionJobs:
         if action.camera == "viewport":
             s.camera = copy.deepcopy(action.view)
         else:
-            options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
-            s.camera = render_camera(options, res.yaw, res.pitch,
+            s.camera = render_camera(s.model.options, res.yaw, res.pitch,
                                      res.fov_deg if action.camera == "estimate" else None)
         stopped = " (stopped: best so far)" if res.interrupted else ""
         s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"
@@ -313,26 +309,18 @@ class InversionJobs:
                      "the viewport shows the result")
 
     # ---- saving -------------------------------------------------------------------------------------
-    def _start_save(self, action: SaveInversion) -> None:
+    def _start_save(self, action: SaveInversion) -> bool:
         outcome = self.outcome
+        if self.save_job is not None:
+            return False
         if outcome is None:
             self._fail("save: no inversion result for the loaded model")
-            return
-        if action.what == "tuned" and outcome.result.G is None:
+        elif action.what == "tuned" and outcome.result.G is None:
             self._fail("save tuned checkpoint: this result has no tuned weights (set tune steps > 0)")
-            return
-
-        def save(_progress):
-            res = outcome.result
-            action.path.parent.mkdir(parents=True, exist_ok=True)   # as `main.py invert --out`
-            if action.what == "tuned":
-                from core.checkpoint import save_checkpoint
-                save_checkpoint(action.path, res.G)
-                return f"saved tuned checkpoint to {action.path}"
-            from core.latents import SavedLatent, save_latent
-            save_latent(action.path, SavedLatent(res.ws, res.camera, outcome.settings, res.noise))
-            return f"saved latent to {action.path}"
-        self.save_job = Job(f"save {action.what} {action.path}", save)
+        else:
+            self.save_job = Job(f"save {action.what} {action.path}", lambda _progress: write_inversion(
+                outcome.result, outcome.settings, action.what, action.path))
+        return True
 
     def _poll_save(self) -> None:
         job = self.save_job

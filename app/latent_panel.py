@@ -2,7 +2,6 @@
 principal directions, and save/load of the current latent (latent.npz, core.latents' format)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -156,7 +155,7 @@ class LatentPanel(Panel):
         """Save the on-screen latent (ws, the view's camera and the settings) to the field's file."""
         lat = state.latent
         state.actions.append(SaveLatent(self.file.target(state.output_dir), latent_settings(lat), lat.latent(),
-                                        dataclasses.replace(state.camera)))
+                                        tuple(state.camera.label()[0].tolist())))
 
     def load(self, state: AppState) -> None:
         """Restore the seed settings saved in the field's file."""

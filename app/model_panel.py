@@ -4,10 +4,12 @@ The path field shows the model on screen: after every load (a hot-reloaded train
 after a failed open, whose reason is shown under the field."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from imgui_bundle import imgui
 
+from app.actions import OpenModel
 from app.files import FileField
 from app.imgui_utils import buttons_width, disabled, hint, info_table, outcome_line
 from app.panel import Panel
@@ -29,7 +31,7 @@ class ModelPanel(Panel):
         m = state.model
         if self._was_loading and not m.loading:
             self.file.text = m.path or ""
-        self._was_loading = bool(m.loading) or m.open_request is not None
+        self._was_loading = bool(m.loading) or any(isinstance(a, OpenModel) for a in state.actions)
 
     def draw(self, state: AppState) -> None:
         m = state.model
@@ -39,12 +41,12 @@ class ModelPanel(Panel):
         chosen = self.file.take_chosen()
         with disabled(bool(m.loading) or not self.file.text.strip()):
             if imgui.button("Open") or self.file.entered or chosen and not m.loading:
-                m.open_request, m.keep_view = self.file.text.strip(), False
+                state.actions.append(OpenModel(self.file.text.strip()))
         self.note_item("open")
         imgui.same_line()
         with disabled(bool(m.loading) or m.path is None):
             if imgui.button("Reload"):
-                m.open_request, m.keep_view = m.path, True
+                state.actions.append(OpenModel(m.path, keep_view=True))
         if not m.loading:
             outcome_line(m.error, True)
         if imgui.begin_combo("Recent", "", imgui.ComboFlags_.no_preview):
@@ -52,7 +54,7 @@ class ModelPanel(Panel):
                 for path in self.settings.recent_entries():
                     if imgui.selectable(path, path == m.path)[0]:
                         self.file.text = path
-                        m.open_request, m.keep_view = path, False
+                        state.actions.append(OpenModel(path))
             finally:
                 imgui.end_combo()
         hint("A run directory opens its newest snapshot; files can be dropped on the window.")
@@ -61,8 +63,8 @@ class ModelPanel(Panel):
         imgui.separator()
         if m.info:
             info_table(m.info.items(), "model-info")
-            if m.rendering_kwargs and imgui.tree_node("rendering kwargs"):
+            if imgui.tree_node("rendering options"):
                 try:
-                    info_table(((k, str(v)) for k, v in sorted(m.rendering_kwargs.items())), "rkw")
+                    info_table(((f.name, str(getattr(m.options, f.name))) for f in fields(m.options)), "rkw")
                 finally:
                     imgui.tree_pop()

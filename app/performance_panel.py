@@ -1,6 +1,7 @@
 """Performance panel: UI frame time and render time sparklines, the time of each refinement step
 (preview, raw, SR) and the dynamic-resolution scale, per-stage render ms of the last frame, cache hits,
-resolution, device and the texture upload path (with the reason interop is or is not used)."""
+resolution, device and the texture upload path (with the reason interop is or is not used); attached to a
+server, its round trip time and bytes per frame."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,6 +36,7 @@ class PerformancePanel(Panel):
             rows.append(("preview scale", f"{p.preview_scale:.2f} (target {state.view.target_fps:g} fps)"))
         rows += [(stage, f"{p.last_timings[stage] * 1000:.1f} ms") for stage in STAGES if stage in p.last_timings]
         rows.append(("cache", ", ".join(f"{k} {'hit' if v else 'miss'}" for k, v in p.last_cache.items()) or "-"))
+        rows += p.link
         rows += [("resolution", p.frame_resolution or "-"), ("device", p.device),
                  ("texture path", p.texture_path)]
         if p.texture_reason:

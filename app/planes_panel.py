@@ -51,7 +51,7 @@ class PlanesPanel(Panel):
             return
         spacing = imgui.get_style().item_spacing.x
         side = max(min((imgui.get_content_region_avail().x - 2 * spacing) / 3, em(16)), em(3))
-        marks = plane_coordinates(state.camera.pivot, float(state.model.rendering_kwargs.get("box_warp", 1.0)))
+        marks = plane_coordinates(state.camera.pivot, state.model.options.box_warp)
         for i, axes in enumerate(PLANE_AXES):
             if i:
                 imgui.same_line()

@@ -98,8 +98,8 @@ class ScreenRecorder:
 
 
 class Recording:
-    """The studio side of AppState.recording: starts/stops the recorder as the panel asks and feeds it
-    the viewport's view (UI thread, GL)."""
+    """The studio side of AppState.recording: the handlers of Start/StopRecording, and each frame the
+    viewport's view for the recorder (UI thread, GL)."""
 
     def __init__(self) -> None:
         self.recorder = ScreenRecorder()
@@ -108,21 +108,31 @@ class Recording:
     def recording(self) -> bool:
         return self.recorder.recording
 
+    def start(self, state: AppState, path: str) -> None:
+        r = state.recording
+        if self.recorder.recording:
+            return
+        r.path = path
+        try:
+            self.recorder.start(path, r.fps)
+            state.set_status(f"recording the viewport to {path}")
+        except (OSError, RuntimeError, ValueError) as e:
+            state.set_status(f"cannot record to {path}: {e}", error=True)
+        r.active, r.frames = self.recorder.recording, 0
+
+    def stop(self, state: AppState) -> None:
+        if not self.recorder.recording:
+            return
+        try:
+            path = self.recorder.stop()
+            state.set_status(f"saved recording to {path}" if path else "recording discarded (no frames)")
+        except (OSError, RuntimeError) as e:
+            state.set_status(f"recording failed: {e}", error=True)
+        state.recording.active = False
+
     def update(self, state: AppState, display) -> None:
+        """Feed the recorder the viewport's view when a frame is due."""
         r, rec = state.recording, self.recorder
-        if r.want and not rec.recording:
-            try:
-                rec.start(r.path, r.fps)
-                state.set_status(f"recording the viewport to {r.path}")
-            except (OSError, RuntimeError, ValueError) as e:
-                r.want = False
-                state.set_status(f"cannot record to {r.path}: {e}", error=True)
-        elif not r.want and rec.recording:
-            try:
-                path = rec.stop()
-                state.set_status(f"saved recording to {path}" if path else "recording discarded (no frames)")
-            except (OSError, RuntimeError) as e:
-                state.set_status(f"recording failed: {e}", error=True)
         if rec.due() and display.frame is not None:
             size = r.size or display.native_size(state.view)
             size = max(16, size - size % 16)

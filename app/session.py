@@ -1,30 +1,36 @@
-"""Session: owns the engine, the render worker, model loading, the action queue and the training run.
+"""Session: owns the backend (engine and render worker), model loading, the action queue with its one
+handler table, and the training run.
 
 The studio calls `tick(dt)` once per UI frame before drawing (animations advance, loads and actions
 finish, training is polled, a newer frame is handed over) and `submit()` after the panels have edited
 AppState (the next progressive RenderRequest goes to the worker). Nothing here blocks: torch runs on
 the worker and on job threads, always through the engine and its lock, and only the UI thread assigns
 the session's fields.
+
+Every action a panel appends to AppState.actions goes through `handlers`, keyed by the action's type:
+the session's own (open, cancel, engine jobs, planes, training, inversion) and the GL-side ones the
+Studio registers. A handler returns False when its action cannot start yet (its slot is busy, no model
+yet): the action then stays in AppState.actions, in order.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from app.actions import Action, ComputePCA, InspectPlanes, StartTraining, StopTraining
-from app.inversion import InversionJobs
+from app.actions import Action, CancelJob, ComputePCA, InspectPlanes, OpenModel, StartTraining, StopTraining
+from app.backend import Backend, LoadedModel, LocalBackend
+from app.handlers import ENGINE_HANDLERS
 from app.jobs import Job
 from app.settings import Settings
 from app.state import AppState, StartView, next_request, render_ladder, request_key
 from core.cameras import OrbitCamera
-from core.checkpoint import load_generator, resolve_checkpoint
-from core.describe import model_rows
 from core.engine import Frame, RenderEngine, RenderRequest
-from core.worker import RenderWorker
+from training.runner import TrainingProcess
 
 log = logging.getLogger(__name__)
 HISTORY = 240
@@ -43,14 +49,14 @@ class Session:
     """Everything behind the panels except GL (textures and drawing stay with the Studio)."""
 
     def __init__(self, state: AppState, settings: Settings, device: torch.device, host_frames: bool = True,
-                 start: StartView | None = None):
-        self.state, self.settings, self.device = state, settings, device
-        self.host_frames, self.start = host_frames, start
-        self.engine: RenderEngine | None = None
-        self.worker: RenderWorker | None = None
+                 start: StartView | None = None, backend: Backend | None = None):
+        """`backend`: where models open and engine actions run (default: a RenderEngine on `device`)."""
+        self.state, self.settings, self.device, self.start = state, settings, device, start
+        self.backend: Backend = backend or LocalBackend(device, host_frames)
         self.load_job: Job | None = None
         self.action_job: Job | None = None
-        self.actions: list[Action] = []
+        self.job_action: Action | None = None
+        """The action action_job runs."""
         self.inspect_job: Job | None = None
         self.inspect_next: InspectPlanes | None = None
         self.inspect_key: tuple | None = None
@@ -61,8 +67,14 @@ class Session:
         self.submitted: RenderRequest | None = None
         self.training = None
         """training.runner.TrainingProcess started from the studio."""
-        self.inversion = InversionJobs(state)
+        self.inversion = self.backend.inversion(state)
         """The Invert panel's jobs (target image, inversion, saving its results)."""
+        self.handlers: dict[type[Action], Callable[[Action], bool]] = {
+            OpenModel: self._open, CancelJob: self._cancel, InspectPlanes: self._inspect,
+            StartTraining: self._start_training, StopTraining: self._stop_training,
+            **{kind: self._engine_job for kind in ENGINE_HANDLERS if kind is not InspectPlanes},
+            **self.inversion.handlers()}
+        """Action type -> handler(action) -> False to keep it queued; the Studio adds the GL-side ones."""
         self._anim_pos = 0.0
         self._next_training_poll = 0.0
         self._rungs: dict[int, str] = {}
@@ -72,12 +84,24 @@ class Session:
     def tick(self, dt: float) -> Frame | None:
         """Advance one UI frame; returns a newer frame to show (None: keep the one on screen)."""
         self._animate(dt)
+        reloaded = self.backend.poll(self.state)
+        if reloaded is not None and self.load_job is None:
+            self._model_loaded(reloaded, True)
         self._poll_load()
-        self._take_actions()
-        self.inversion.poll(self.engine)
         self._poll_action()
+        self.inversion.poll()
+        self._take_actions()
+        self._poll_inspection()
         self._poll_training()
         return self._poll_frame()
+
+    @property
+    def engine(self) -> RenderEngine | None:
+        return self.backend.engine
+
+    @property
+    def worker(self) -> Any:
+        return self.backend.worker
 
     def _animate(self, dt: float) -> None:
         """Latent animation: seeds per second, interpolating in W between consecutive seeds (runs
@@ -95,60 +119,53 @@ class Session:
     @property
     def busy(self) -> bool:
         """Anything in flight that needs frames to finish (the studio does not idle meanwhile)."""
-        return (self.load_job is not None or self.action_job is not None or bool(self.actions)
+        return (self.load_job is not None or self.action_job is not None
                 or self.inspect_job is not None or self.inspect_next is not None
                 or bool(self.state.actions) or (self.worker is not None and self.worker.busy)
-                or self.state.latent.animate or self.state.model.open_request is not None
-                or self.inversion.busy
+                or self.state.latent.animate or self.inversion.busy
                 or (self.training is not None and self.training.running))
 
     # ---- model loading ------------------------------------------------------------------------------
+    def _open(self, action: OpenModel) -> bool:
+        if [a for a in self.state.actions if isinstance(a, OpenModel)][-1] is not action:
+            return True   # superseded by a newer open (say a newer training snapshot)
+        if self.load_job is not None:
+            return False
+        m, backend = self.state.model, self.backend
+        m.loading, m.error = action.path, ""
+        self.load_job = Job(f"open {action.path}", lambda progress: (backend.load(action.path, progress),
+                                                                     action.keep_view))
+        return True
+
     def _poll_load(self) -> None:
-        m = self.state.model
-        if m.open_request and self.load_job is None:
-            path, keep_view, m.open_request, m.keep_view = m.open_request, m.keep_view, None, False
-            m.loading, m.error = path, ""
-            device, engine, host_frames = self.device, self.engine, self.host_frames
+        if self.load_job is None or not self.load_job.done:
+            return
+        m, job, self.load_job = self.state.model, self.load_job, None
+        path, m.loading = m.loading, None
+        if job.error:   # checkpoint errors name the file; others get it here
+            m.error = "cannot open " + (job.error if path in job.error else f"{path}: {job.error}")
+            self.state.set_status(m.error, error=True)
+            return
+        self._model_loaded(*job.result)
 
-            def load(_progress):
-                """Off the UI thread; only the engine (under its lock) is touched here."""
-                resolved = resolve_checkpoint(path)
-                G = load_generator(resolved, device=device)
-                if engine is None:
-                    return resolved, G, keep_view, RenderEngine(G, device, host_frames=host_frames)
-                engine.set_generator(G, device)  # waits for a render in flight
-                return resolved, G, keep_view, engine
-            self.load_job = Job(f"open {path}", load)
-        if self.load_job is not None and self.load_job.done:
-            job, self.load_job = self.load_job, None
-            path, m.loading = m.loading, None
-            if job.error:   # checkpoint errors name the file; others get it here
-                m.error = "cannot open " + (job.error if path in job.error else f"{path}: {job.error}")
-                self.state.set_status(m.error, error=True)
-                return
-            self._model_loaded(*job.result)
-
-    def _model_loaded(self, path: Path, G, keep_view: bool, engine: RenderEngine) -> None:
-        m, s = self.state.model, self.state
-        self.engine = engine
-        if self.worker is None:
-            self.worker = RenderWorker(engine)
+    def _model_loaded(self, loaded: LoadedModel, keep_view: bool) -> None:
+        m, s, path = self.state.model, self.state, loaded.path
+        self.backend.attach(loaded)
         previous_num_ws = m.num_ws
-        m.path, m.info = str(path), model_rows(G, path)
-        m.rendering_kwargs, m.num_ws = dict(G.rendering_kwargs), G.num_ws
-        m.neural_resolution, m.generation = int(G.neural_rendering_resolution), m.generation + 1
-        m.image_resolution = int(G.img_resolution)
+        m.path, m.info, m.options, m.num_ws = str(path), loaded.info, loaded.options, loaded.num_ws
+        m.neural_resolution, m.generation = loaded.neural_resolution, m.generation + 1
+        m.image_resolution = loaded.image_resolution
         s.fit_to_model(previous_num_ws)
         s.pca_ready = False
         self.inversion.model_changed()   # the engine dropped the inverted latent with the old weights
         if not keep_view:
-            s.camera = OrbitCamera.from_options(G.options)
+            s.camera = OrbitCamera.from_options(loaded.options)
             if self.start is not None:
-                self.start.apply(s, G.options)
+                self.start.apply(s, loaded.options)
                 self.start = None
         self.model_generation_start = self.generation + 1
         self.shown = self.submitted = None
-        if not keep_view:  # reloads and hot-reloaded training snapshots stay out of File > Recent
+        if not keep_view and loaded.remember:  # reloads, hot-reloaded snapshots and a server's models do not
             self.settings.add_recent(str(path))
         s.set_status(f"{'reloaded' if keep_view else 'opened'} {path}")
         log.info("opened %s on %s", path, self.device)
@@ -168,7 +185,7 @@ class Session:
             return None
         if self.state.status.startswith("render failed"):
             self.state.set_status("")
-        p, total = self.state.perf, frame.timings.get("total", 0.0)
+        p, total = self.state.perf, frame.timings.get("roundtrip", frame.timings.get("total", 0.0))
         p.last_timings, p.last_cache = dict(frame.timings), dict(frame.cache)
         p.render_ms = (p.render_ms + [total * 1000])[-HISTORY:]
         rung = self._rungs.pop(stamp, "raw")
@@ -213,20 +230,21 @@ class Session:
 
     # ---- actions ------------------------------------------------------------------------------------
     def _take_actions(self) -> None:
-        """Move engine and training actions from AppState into the session's queue (UI actions stay
-        for the studio)."""
-        keep = []
-        for action in self.state.actions:
-            if isinstance(action, InspectPlanes):
-                self.inspect_next = action
-            elif self.inversion.take(action):
-                pass
-            elif hasattr(action, "run") or isinstance(action, (StartTraining, StopTraining)):
-                self.actions.append(action)
-            else:
-                keep.append(action)
-        self.state.actions = keep
-        self._poll_inspection()
+        """Run the handler of every queued action, oldest first; those that cannot start yet stay queued."""
+        s = self.state
+        for action in list(s.actions):
+            if not any(a is action for a in s.actions):   # dropped by an earlier handler
+                continue
+            handler = self.handlers.get(type(action))
+            if handler is None:
+                s.set_status(f"{action.name}: nothing handles it here", error=True)
+            elif not handler(action):
+                continue
+            s.actions = [a for a in s.actions if a is not action]
+
+    def _inspect(self, action: InspectPlanes) -> bool:
+        self.inspect_next = action
+        return True
 
     def _poll_inspection(self) -> None:
         job = self.inspect_job
@@ -235,66 +253,72 @@ class Session:
             self.state.planes = (self.inspect_key, job.error or job.result)
             if job.error:
                 self.state.set_status(f"planes: {job.error}", error=True)
-        if self.inspect_job is None and self.inspect_next is not None and self.engine is not None:
-            action, engine, self.inspect_next = self.inspect_next, self.engine, None
+        if self.inspect_job is None and self.inspect_next is not None and self.worker is not None:
+            action, backend, self.inspect_next = self.inspect_next, self.backend, None
             self.inspect_key = action.key
-            self.inspect_job = Job("planes", lambda progress: action.run(engine, progress))
+            self.inspect_job = Job("planes", lambda progress: backend.run(action, progress))
+
+    def _engine_job(self, action: Action) -> bool:
+        """Run an engine action (app.handlers through the backend) on the job thread, one at a time."""
+        s, backend = self.state, self.backend
+        if self.action_job is not None:
+            return False
+        if self.worker is None:
+            s.set_status(f"{action.name}: no model loaded", error=True)
+            return True
+        self.action_job, self.job_action = Job(action.name, lambda progress: backend.run(action, progress)), action
+        s.job.name, s.job.running, s.job.fraction, s.job.message = action.name, True, 0.0, ""
+        return True
+
+    def _cancel(self, action: CancelJob) -> bool:
+        if self.action_job is not None:
+            self.action_job.cancel()
+        return True
 
     def _poll_action(self) -> None:
         job, s = self.action_job, self.state
-        if job is not None:
-            s.job.fraction, s.job.message = job.progress.fraction, job.progress.message
-            if s.job.cancel:
-                job.cancel()
-            if not job.done:
-                return
-            self.action_job = None
-            s.job.running, s.job.cancel = False, False
-            if job.cancelled:
-                s.set_status(f"{job.name} cancelled")
-            elif job.error:
-                s.set_status(f"{job.name} failed: {job.error}", error=True)
-            else:
-                s.set_status(job.result)
-                if job.name == ComputePCA().name:
-                    s.pca_ready = True
-            s.job.outcome_of, s.job.outcome, s.job.outcome_error = job.name, s.status, bool(job.error)
-        if not self.actions:
+        if job is None:
             return
-        action = self.actions.pop(0)
-        if isinstance(action, StartTraining):
-            self._start_training(action)
+        s.job.fraction, s.job.message = job.progress.fraction, job.progress.message
+        if not job.done:
             return
-        if isinstance(action, StopTraining):
-            process = self.training
-            if process is not None and process.running:
-                self.action_job = Job(action.name, lambda _p: process.stop() or "training stopped")
-                s.job.name, s.job.running = "stopping training", True
-            return
-        engine = self.engine
-        if engine is None:
-            s.set_status(f"{action.name}: no model loaded", error=True)
-            return
-        self.action_job = Job(action.name, lambda progress: action.run(engine, progress))
-        s.job.name, s.job.running, s.job.fraction, s.job.message = action.name, True, 0.0, ""
+        self.action_job = None
+        s.job.running = False
+        if job.cancelled:
+            s.set_status(f"{job.name} cancelled")
+        elif job.error:
+            s.set_status(f"{job.name} failed: {job.error}", error=True)
+        else:
+            s.set_status(job.result)
+            s.pca_ready = s.pca_ready or isinstance(self.job_action, ComputePCA)
+        s.job.outcome_of, s.job.outcome, s.job.outcome_error = job.name, s.status, bool(job.error)
 
     # ---- training -----------------------------------------------------------------------------------
-    def _start_training(self, action: StartTraining) -> None:
-        from training.runner import TrainingProcess
+    def _start_training(self, action: StartTraining) -> bool:
         t = self.state.training
         if self.training is not None and self.training.running:
             self.state.set_status("a training run is already running", error=True)
-            return
+            return True
         process = TrainingProcess(action.spec)
         try:
             process.start()
         except (OSError, RuntimeError) as e:
             t.error = f"cannot start training in {action.spec.run_dir}: {e}"
             self.state.set_status(t.error, error=True)
-            return
+            return True
         self.training, t.error, t.exit_code = process, "", None
         t.run_dir, t.running = str(action.spec.run_dir), True
         self.state.set_status(f"training started; console log in {action.spec.run_dir}/train.log")
+        return True
+
+    def _stop_training(self, action: StopTraining) -> bool:
+        process, s = self.training, self.state
+        if self.action_job is not None:
+            return False
+        if process is not None and process.running:
+            self.action_job = Job(action.name, lambda _p: process.stop() or "training stopped")
+            self.job_action, s.job.name, s.job.running = action, "stopping training", True
+        return True
 
     def _poll_training(self) -> None:
         process, t = self.training, self.state.training
@@ -319,6 +343,5 @@ class Session:
         self.inversion.close()
         if self.training is not None and self.training.running:
             self.training.stop(timeout=15)
-        if self.worker is not None:
-            self.worker.close()
+        self.backend.close()
 

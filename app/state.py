@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from core.cameras import OrbitCamera, frontal_label, split_label
+from core.config import RenderOptions
 from core.engine import Latent, RenderRequest
 
 ViewMode = Literal["image", "raw", "depth", "opacity"]
@@ -33,17 +34,13 @@ SETTLE_SECONDS = 0.25
 @dataclass
 class ModelState:
     path: str | None = None
-    """The checkpoint on screen."""
-    open_request: str | None = None
-    """A path a panel, the command line or a drop asked to open; the studio loads it in the background."""
-    keep_view: bool = False
-    """Keep camera and latent on the next load (Reload, hot reload of a newer snapshot); such loads are
-    not added to File > Recent."""
+    """The checkpoint on screen (panels open another with app.actions.OpenModel)."""
     loading: str | None = None
     error: str = ""
     """Why the last open failed ('' after a successful one); the Model panel shows it by its path field."""
     info: dict[str, str] = field(default_factory=dict)
-    rendering_kwargs: dict = field(default_factory=dict)
+    options: RenderOptions = field(default_factory=RenderOptions)
+    """The loaded generator's typed rendering options (camera defaults, box size, background)."""
     num_ws: int = 0
     neural_resolution: int = 64
     image_resolution: int = 256
@@ -177,6 +174,8 @@ class TrainingState:
     exit_code: int | None = None
     error: str = ""
     """The trainer's own one-line reason when a run started here failed."""
+    reader: object = None
+    """Attached to a server serving a run: app.served_run.ServedRun, read in place of a RunReader of run_dir."""
 
 
 @dataclass
@@ -197,12 +196,11 @@ class CameraPathState:
 
 @dataclass
 class RecordingState:
-    """Screen recording of the viewport (the Export panel sets `want`, the studio records)."""
+    """Screen recording of the viewport (the Export panel asks with Start/StopRecording, the studio records)."""
     path: str = "recording.mp4"
     fps: int = 30
     size: int = 0
     """Side in pixels; 0 = the frame's own size (rounded down to a multiple of 16)."""
-    want: bool = False
     active: bool = False
     frames: int = 0
 
@@ -214,8 +212,6 @@ class JobState:
     running: bool = False
     fraction: float = 0.0
     message: str = ""
-    cancel: bool = False
-    """Set by a panel's Cancel button; the session cancels the job."""
     outcome_of: str = ""
     """Action name of the last finished job, so the panel that asked for it can show how it ended."""
     outcome: str = ""
@@ -262,6 +258,8 @@ class PerfState:
     rung_detail: dict[str, str] = field(default_factory=dict)
     preview_scale: float = 0.5
     """Dynamic resolution: the preview's fraction of full size (adapted to ViewState.target_fps)."""
+    link: list[tuple[str, str]] = field(default_factory=list)
+    """Attached to a server: its address and state, round trip, bytes per frame (rows to show)."""
 
 
 @dataclass
@@ -278,7 +276,7 @@ class AppState:
     camera_path: CameraPathState = field(default_factory=CameraPathState)
     invert: InvertState = field(default_factory=InvertState)
     actions: list = field(default_factory=list)
-    """app.actions values the panels ask for; the session and the studio take them every frame."""
+    """app.actions values the panels ask for, queued until the session's handler for their type takes them."""
     planes: tuple | None = None
     """(key, plane images dict or error text) of the last InspectPlanes action."""
     planes_wanted: tuple | None = None
@@ -290,10 +288,6 @@ class AppState:
     status: str = ""
     """One-line status or error shown at the bottom of the window."""
     status_is_error: bool = False
-    screenshot_request: str | None = None
-    """Path for a whole-window PNG, taken at the end of the current frame."""
-    viewport_request: str | None = None
-    """Path for a PNG of the viewport's pixels as displayed, taken at the end of the current frame."""
 
     def fit_to_model(self, previous_num_ws: int) -> None:
         """After a load: latent settings valid for the new model; a custom neural resolution far from
@@ -319,7 +313,7 @@ class StartView:
     mode: str | None = None
     """image | image_raw | image_depth (render's names)."""
 
-    def apply(self, state: AppState, options) -> None:
+    def apply(self, state: AppState, options: RenderOptions) -> None:
         """Set latent, camera and view of `state` for a model with rendering `options`."""
         if self.seed is not None:
             state.latent.seed = int(self.seed)
@@ -338,7 +332,7 @@ class StartView:
             state.view.mode = "image"
 
 
-def render_camera(options, yaw: float, pitch: float, fov_deg: float | None = None) -> OrbitCamera:
+def render_camera(options: RenderOptions, yaw: float, pitch: float, fov_deg: float | None = None) -> OrbitCamera:
     """The OrbitCamera whose pose is `render`'s camera (offsets yaw/pitch in radians from frontal).
 
     render's camera circles the world origin and looks at the pivot; OrbitCamera circles its pivot.

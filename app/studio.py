@@ -1,8 +1,9 @@
 """Studio: the window, the GL display, the panels and the short per-frame loop around a Session.
 
-One frame: poll input -> session.tick (animations, loads, actions, training; a finished render is
-uploaded) -> draw the panels (they edit AppState and append actions) -> GL actions (frame PNG,
-recording) -> session.submit (the next progressive RenderRequest) -> swap. Torch runs on the worker and
+One frame: poll input -> session.tick (animations, loads, every queued action through the session's
+handler table, in which the studio registers the GL-side ones: frame PNG, screenshots, recording;
+training; a finished render is uploaded) -> draw the panels (they edit AppState and append actions) ->
+a recording's frame -> session.submit (the next progressive RenderRequest) -> swap. Torch runs on the worker and
 job threads only; the UI thread never waits for it. At rest (frame final, nothing in flight) the loop
 sleeps in glfw.wait_events_timeout and redraws only on input.
 """
@@ -17,7 +18,15 @@ import numpy as np
 import torch
 from imgui_bundle import imgui
 
-from app.actions import SaveFramePNG, SaveWindowPNG
+from app.actions import (
+    OpenModel,
+    SaveFramePNG,
+    SaveViewportPNG,
+    SaveWindowPNG,
+    StartRecording,
+    StopRecording,
+)
+from app.backend import Backend
 from app.camera_panel import CameraPanel
 from app.display import Colorizer, FrameDisplay
 from app.export_panel import ExportPanel
@@ -68,9 +77,10 @@ class Studio:
 
     def __init__(self, checkpoint: str | None = None, device: torch.device | None = None, *,
                  settings_dir: Path | None = None, window_size: tuple[int, int] | None = None,
-                 start: StartView | None = None, output_dir: Path | None = None):
+                 start: StartView | None = None, output_dir: Path | None = None, backend: Backend | None = None):
         """`start`: latent, camera and view to apply once the first model has loaded; `output_dir`: the
-        folder for relative file names this time (default: the saved one, else ~/TriplaneStudio)."""
+        folder for relative file names this time (default: the saved one, else ~/TriplaneStudio);
+        `backend`: where models open and render (default: this machine, app.backend.LocalBackend)."""
         self.settings_dir = settings_dir or config_dir()
         self.settings = Settings.load(self.settings_dir)
         if DEFAULT_MODEL.exists():
@@ -93,7 +103,7 @@ class Studio:
         self.uploader = TextureUploader(self.device)
         self.display = FrameDisplay(self.colorizer, self.uploader)
         self.session = Session(self.state, self.settings, self.device,
-                               host_frames=not self.uploader.wants_device_frames, start=start)
+                               host_frames=not self.uploader.wants_device_frames, start=start, backend=backend)
         self.frames_shown = 0
         self.frame_count = 0
         self._last_tick = time.monotonic()
@@ -103,6 +113,13 @@ class Studio:
         self.wait_when_idle = True
         """Sleep on GLFW events at rest (off: redraw continuously, for comparison benchmarks)."""
         self.screenshot_error: OSError | None = None
+        self._shots: dict[str, str] = {}
+        """'window' / 'viewport' -> PNG path, saved at the end of the frame."""
+        self.session.handlers.update({
+            SaveFramePNG: self._save_frame, SaveWindowPNG: lambda a: self._shoot("window", a.path),
+            SaveViewportPNG: lambda a: self._shoot("viewport", a.path),
+            StartRecording: lambda a: self.recorder.start(self.state, a.path) or True,
+            StopRecording: lambda a: self.recorder.stop(self.state) or True})
         self._capture: bool | np.ndarray = False
         self.viewport = Viewport(self.display)
         self.export_panel = ExportPanel()
@@ -117,10 +134,8 @@ class Studio:
 
     # ---- model loading ------------------------------------------------------------------------------
     def _open_initial(self, checkpoint: str | None) -> None:
-        if checkpoint is not None:
-            self.state.model.open_request = checkpoint
-        elif DEFAULT_MODEL.exists():
-            self.state.model.open_request = str(DEFAULT_MODEL)
+        if checkpoint is not None or DEFAULT_MODEL.exists():
+            self.state.actions.append(OpenModel(checkpoint or str(DEFAULT_MODEL)))
         else:
             self.state.set_status(f"no model: {DEFAULT_MODEL.name} is not in assets/ yet; open a checkpoint "
                                   "(python main.py CHECKPOINT, the Model panel, or drop a file)", error=True)
@@ -175,11 +190,11 @@ class Studio:
             if imgui.begin_menu("File"):
                 for path in self.settings.recent_entries():
                     if imgui.menu_item(path, "", False)[0]:
-                        self.state.model.open_request = path
+                        self.state.actions.append(OpenModel(path))
                 imgui.separator()
                 if imgui.menu_item("Save window as PNG", "", False)[0]:
                     name = f"studio-{time.strftime('%Y%m%d-%H%M%S')}.png"
-                    self.state.screenshot_request = str(output_path(name, self.state.output_dir))
+                    self.state.actions.append(SaveWindowPNG(str(output_path(name, self.state.output_dir))))
                 if imgui.menu_item("Quit", "", False)[0]:
                     import glfw
                     glfw.set_window_should_close(self.window.handle, True)
@@ -230,7 +245,7 @@ class Studio:
             self._draw_ui()
             for panel in self.panels:
                 panel.update(self.state)
-        self._ui_actions()
+        self.recorder.update(self.state, self.display)
         self.session.submit()
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
@@ -251,24 +266,22 @@ class Studio:
             self.invert_panel.open_image(self.state, images[-1])
             self.invert_panel.open = self.invert_panel.focus = True
         if models:
-            self.state.model.open_request, self.state.model.keep_view = models[-1], False
+            self.state.actions.append(OpenModel(models[-1]))
 
-    def _ui_actions(self) -> None:
-        """Actions that need GL (and so the UI thread); the session took the others."""
-        s, rest = self.state, []
-        for action in s.actions:
-            if isinstance(action, SaveFramePNG):
-                try:
-                    save_png(action.path, self.display.render_view(s.view, action.size))
-                    s.set_status(f"saved frame to {action.path}")
-                except (OSError, ValueError) as e:
-                    s.set_status(f"cannot save {action.path}: {e}", error=True)
-            elif isinstance(action, SaveWindowPNG):
-                s.screenshot_request = action.path
-            else:
-                rest.append(action)
-        s.actions = rest
-        self.recorder.update(s, self.display)
+    # ---- GL-side action handlers (UI thread) ----------------------------------------------------------
+    def _save_frame(self, action: SaveFramePNG) -> bool:
+        s = self.state
+        try:
+            save_png(action.path, self.display.render_view(s.view, action.size))
+            s.set_status(f"saved frame to {action.path}")
+        except (OSError, ValueError) as e:
+            s.set_status(f"cannot save {action.path}: {e}", error=True)
+        return True
+
+    def _shoot(self, what: str, path: str) -> bool:
+        """Save the window or the viewport as displayed at the end of this frame."""
+        self._shots[what] = path
+        return True
 
     @property
     def idle(self) -> bool:
@@ -299,9 +312,9 @@ class Studio:
     def _take_screenshot(self) -> None:
         if self._capture is True:
             self._capture = self.read_viewport()
-        s = self.state
-        for what, path, read in (("window", s.screenshot_request, self.read_window),
-                                 ("viewport", s.viewport_request, self.read_viewport)):
+        s, shots, self._shots = self.state, self._shots, {}
+        for what, read in (("window", self.read_window), ("viewport", self.read_viewport)):
+            path = shots.get(what)
             if not path:
                 continue
             try:
@@ -310,7 +323,6 @@ class Studio:
             except OSError as e:
                 self.screenshot_error = e
                 s.set_status(f"cannot save {path}: {e}", error=True)
-        s.screenshot_request = s.viewport_request = None
 
     def run(self, screenshot: str | None = None, frames: int = 60, timeout: float = 300.0,
             viewport: str | None = None, seconds: float | None = None) -> None:
@@ -332,7 +344,8 @@ class Studio:
                     or time.monotonic() - start > timeout):
                 if self.state.model.path is None:   # nothing to show: say why instead of saving
                     raise StudioError(self.state.status or "no model could be opened")
-                self.state.screenshot_request, self.state.viewport_request = screenshot, viewport
+                self.state.actions += [SaveWindowPNG(screenshot)] * bool(screenshot)
+                self.state.actions += [SaveViewportPNG(viewport)] * bool(viewport)
                 self.step()
                 if self.screenshot_error is not None:
                     raise self.screenshot_error

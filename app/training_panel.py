@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from app.actions import StartTraining, StopTraining
+from app.actions import OpenModel, StartTraining, StopTraining
 from app.files import FileField
 from app.gl import Texture, texture_ref
 from app.imgui_utils import CLAMP, disabled, em, help_marker, info_table
@@ -138,7 +138,9 @@ class TrainingPanel(Panel):
     def watch(self, state: AppState, run_dir: str) -> None:
         """Follow a run directory (training.runner.RunReader)."""
         state.training.run_dir = run_dir
-        self.reader = RunReader(run_dir) if run_dir else None
+        served = state.training.reader
+        self.reader = served if served is not None and str(served.run_dir) == run_dir else \
+            RunReader(run_dir) if run_dir else None
         self.ticks, self.options, self.grid_path, self.snapshot, self._next_poll = [], {}, None, None, 0.0
 
     def update(self, state: AppState) -> None:
@@ -162,8 +164,7 @@ class TrainingPanel(Panel):
         if snapshot is not None and snapshot != self.snapshot:
             self.snapshot = snapshot
             if state.training.auto_reload:
-                state.model.open_request = str(snapshot)
-                state.model.keep_view = state.model.path is not None
+                state.actions.append(OpenModel(str(snapshot), keep_view=state.model.path is not None))
 
     def _load_grid(self, path: Path) -> None:
         from PIL import Image

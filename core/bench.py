@@ -45,27 +45,30 @@ BASELINE = {"full G(z,c)": (6.4, 3.2), "backbone": (0.9, None), "neural renderin
             "mesh 256³ (planes → coloured PLY)": (26.6, 4.5)}
 
 
-def ffhq_generator(device: torch.device | str = "cpu") -> TriPlaneGenerator:
-    """Random-weight generator with the released ffhq512-128 configuration (30.7 M parameters)."""
+# A small model with the `tiny` training preset's shapes: lets tests run every frame mode on a CPU.
+SMALL = dict(
+    FFHQ512_128, img_resolution=128, channel_base=1024, channel_max=32, plane_resolution=64,
+    sr_kwargs={"channel_base": 1024, "channel_max": 32, "fused_modconv_default": "inference_only",
+               "sr_widths": [32, 16]},
+    rendering_kwargs=dict(FFHQ512_128["rendering_kwargs"], image_resolution=128, depth_resolution=12,
+                          depth_resolution_importance=12,
+                          superresolution_module="training.superresolution.SuperresolutionHybrid2X"))
+MODELS = {"ffhq512": (FFHQ512_128, 128), "small": (SMALL, 64)}  # kwargs, neural rendering resolution
+
+
+def bench_generator(model: str = "ffhq512", device: torch.device | str = "cpu") -> TriPlaneGenerator:
+    """Random-weight generator of MODELS[model]: 'ffhq512' is the released ffhq512-128 configuration (30.7 M
+    parameters), 'small' the `tiny` preset's shapes (tests of the frame modes)."""
+    kwargs, neural_resolution = MODELS[model]
     torch.manual_seed(0)
-    G = TriPlaneGenerator(**FFHQ512_128).eval().requires_grad_(False)
-    G.neural_rendering_resolution = 128
+    G = TriPlaneGenerator(**kwargs).eval().requires_grad_(False)
+    G.neural_rendering_resolution = neural_resolution
     return G.to(device)
 
 
 def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of `fn` after one warm-up call (synchronising CUDA)."""
-    times = []
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(_timed_frames(fn, repeats + 1, device)[1:])
 
 
 def peak_rss_gb() -> float:
@@ -76,7 +79,7 @@ def peak_rss_gb() -> float:
 def run_benchmarks(device: torch.device, repeats: int = 3, bf16: bool = False,
                    log: Callable[[str], None] = print) -> dict[str, float]:
     """Run every scenario; returns {name: median seconds} (plus 'peak RSS GB' on CPU)."""
-    G = ffhq_generator(device)
+    G = bench_generator("ffhq512", device)
     z = torch.randn(1, 512, device=device)
     c = frontal_label(G.options, device=device)
     results: dict[str, float] = {}
@@ -121,15 +124,6 @@ def run_benchmarks(device: torch.device, repeats: int = 3, bf16: bool = False,
     return results
 
 
-# A small model with the `tiny` training preset's shapes: lets tests run every frame mode on a CPU.
-SMALL = dict(
-    FFHQ512_128, img_resolution=128, channel_base=1024, channel_max=32, plane_resolution=64,
-    sr_kwargs={"channel_base": 1024, "channel_max": 32, "fused_modconv_default": "inference_only",
-               "sr_widths": [32, 16]},
-    rendering_kwargs=dict(FFHQ512_128["rendering_kwargs"], image_resolution=128, depth_resolution=12,
-                          depth_resolution_importance=12,
-                          superresolution_module="training.superresolution.SuperresolutionHybrid2X"))
-MODELS = {"ffhq512": (FFHQ512_128, 128), "small": (SMALL, 64)}  # kwargs, neural rendering resolution
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FLAGS = ("graph", "compile", "onechunk")
 
@@ -159,14 +153,6 @@ class FrameMode:
     @property
     def name(self) -> str:
         return "+".join([self.precision] + [f for f in FLAGS if getattr(self, f)])
-
-
-def small_generator(device: torch.device | str = "cpu") -> TriPlaneGenerator:
-    """Random-weight generator with the `tiny` preset's shapes (tests of the frame modes)."""
-    torch.manual_seed(0)
-    G = TriPlaneGenerator(**SMALL).eval().requires_grad_(False)
-    G.neural_rendering_resolution = MODELS["small"][1]
-    return G.to(device)
 
 
 def _set_tf32(device: torch.device, enabled: bool) -> None:
@@ -222,13 +208,15 @@ def _difference(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
             "nonfinite": int((~finite).sum())}
 
 
-def _timed_frames(fn: Callable[[], object], before: Callable[[int], None], frames: int, seconds: float,
-                  device: torch.device) -> list[float]:
-    """Per-frame wall times (synchronised): at most `frames`, stopping early after `seconds`."""
+def _timed_frames(fn: Callable[[], object], frames: int, device: torch.device,
+                  before: Callable[[int], None] | None = None, seconds: float = math.inf) -> list[float]:
+    """Per-call wall times (synchronised): at most `frames`, stopping early after `seconds`; `before(i)`
+    runs untimed before call i."""
     times: list[float] = []
     start = time.perf_counter()
     for i in range(frames):
-        before(i)
+        if before is not None:
+            before(i)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t = time.perf_counter()
@@ -253,7 +241,7 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
     results after every scenario (so a run killed at a time limit keeps what it measured).
     """
     kwargs, nrr = MODELS[model]
-    G = ffhq_generator(device) if model == "ffhq512" else small_generator(device)
+    G = bench_generator(model, device)
     default_chunk = G.renderer.chunk_rays
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(1, G.z_dim, generator=gen).to(device)
@@ -300,22 +288,20 @@ def run_frame_modes(device: torch.device, modes: list[FrameMode], model: str = "
                     for i in range(warmup):
                         set_camera(i)
                         fn()
-                    times = _timed_frames(fn, set_camera, frames, seconds, device)
+                    times = _timed_frames(fn, frames, device, set_camera, seconds)
                     set_camera(0)
                     diff = _difference(fn(), reference[name])
                     diff["first_call"] = _difference(first, reference[name])["max_abs"]
             except Exception as e:  # one failing mode must not stop the others
                 entry[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
                 log(f"  {mode.name:<22} {name:<36} error: {entry[name]['error']}")
-                if on_update is not None:
-                    on_update(results)
-                continue
-            med = statistics.median(times)
-            p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
-            entry[name] = {"median_s": med, "p90_s": p90, "fps": 1 / med, "frames": len(times),
-                           "first_call_s": first_s, "diff_vs_fp32": diff}
-            log(f"  {mode.name:<22} {name:<36} {1 / med:8.1f} fps  {med * 1000:8.2f} ms  "
-                f"max|Δ| vs fp32 {diff['max_abs']:.2e}")
+            else:
+                med = statistics.median(times)
+                p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+                entry[name] = {"median_s": med, "p90_s": p90, "fps": 1 / med, "frames": len(times),
+                               "first_call_s": first_s, "diff_vs_fp32": diff}
+                log(f"  {mode.name:<22} {name:<36} {1 / med:8.1f} fps  {med * 1000:8.2f} ms  "
+                    f"max|Δ| vs fp32 {diff['max_abs']:.2e}")
             if on_update is not None:
                 on_update(results)
         if device.type == "cuda":
@@ -335,18 +321,23 @@ def _mesh_libraries_missing() -> str:
     return ""
 
 
-def _mesh_256(G: TriPlaneGenerator, ws: torch.Tensor) -> None:
-    """The headless mesh command's work for one latent: planes, coarse-to-fine density, marching cubes,
-    decoder colours, PLY. A random model has no surface at the usual level 10; use its 90th percentile."""
-    import tempfile
-
+def random_model_level(G: TriPlaneGenerator, planes: torch.Tensor) -> float:
+    """An iso-level for a random-weight model, which has no surface at the usual level 10: the 90th
+    percentile of its density on a 32³ grid."""
     import numpy as np
 
-    from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh
+    from core.mesh import MeshOptions, density_volume
+    return float(np.percentile(density_volume(G, planes, MeshOptions(resolution=32), dense=True), 90))
+
+
+def _mesh_256(G: TriPlaneGenerator, ws: torch.Tensor) -> None:
+    """The headless mesh command's work for one latent: planes, coarse-to-fine density, marching cubes,
+    decoder colours, PLY (at `random_model_level`)."""
+    import tempfile
+
+    from core.mesh import MeshOptions, extract_mesh, write_mesh
     planes = G.planes(ws)
-    probe = density_volume(G, planes, MeshOptions(resolution=32), dense=True)
-    options = MeshOptions(resolution=256, level=float(np.percentile(probe, 90)))
-    mesh = extract_mesh(G, planes, ws, options)
+    mesh = extract_mesh(G, planes, ws, MeshOptions(resolution=256, level=random_model_level(G, planes)))
     with tempfile.TemporaryDirectory() as d:
         write_mesh(mesh, f"{d}/mesh.ply")
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 
 DEFAULT_FOV_DEG = 18.837
@@ -116,16 +115,21 @@ def _sphere_point(h: torch.Tensor, v: torch.Tensor, radius: float) -> torch.Tens
     return p
 
 
-def _angles(h_mean: float, v_mean: float, h_noise: torch.Tensor, v_noise: torch.Tensor,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    ones = torch.ones_like(h_noise)
-    return ones * h_mean + h_noise, ones * v_mean + v_noise
-
-
 def _pivot(pivot: Sequence[float], batch: int, device) -> torch.Tensor:
     if len(pivot) != 3:
         raise ValueError(f"pivot must have 3 coordinates, got {pivot!r}")
     return torch.tensor([float(x) for x in pivot], dtype=torch.float32, device=device).expand(batch, 3)
+
+
+def _look(yaw: float | torch.Tensor, pitch: float | torch.Tensor, radius: float, look_at: torch.Tensor | None,
+          around: torch.Tensor | None = None, device=None) -> torch.Tensor:
+    """Camera on a sphere of `radius` around `around` (None: the world origin) at absolute yaw/pitch (floats,
+    or [B,1] tensors), looking at `look_at` (None: the world origin) -> cam2world [B,4,4]. Draws no random
+    numbers."""
+    h, v = (a if isinstance(a, torch.Tensor) else torch.full((1, 1), float(a), device=device) for a in (yaw, pitch))
+    origin = _sphere_point(h, v, radius)
+    origin = origin if around is None else origin + around
+    return _cam2world(_normalize(-origin if look_at is None else look_at - origin), origin)
 
 
 def lookat_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float] = (0.0, 0.0, 0.0),
@@ -138,11 +142,9 @@ def lookat_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float] 
     torch.randn([B,1]) for the yaw noise, then for the pitch noise (even with std 0), so the global RNG
     advances exactly as in the original scripts.
     """
-    h_noise = torch.randn(batch, 1, device=device) * yaw_std
-    v_noise = torch.randn(batch, 1, device=device) * pitch_std
-    h, v = _angles(yaw, pitch, h_noise, v_noise)
-    origin = _sphere_point(h, v, radius)
-    return _cam2world(_normalize(_pivot(pivot, batch, device) - origin), origin)
+    h = yaw + torch.randn(batch, 1, device=device) * yaw_std
+    v = pitch + torch.randn(batch, 1, device=device) * pitch_std
+    return _look(h, v, radius, _pivot(pivot, batch, device))
 
 
 def gaussian_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: float = 0.0,
@@ -150,10 +152,8 @@ def gaussian_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: flo
                   device: torch.device | str | None = None) -> torch.Tensor:
     """The original Gaussian sampler: noise = randn([B,1]) * std (yaw first, then pitch); the camera
     looks at the world origin. -> cam2world [B,4,4]."""
-    h_noise = torch.randn(batch, 1, device=device) * yaw_std
-    v_noise = torch.randn(batch, 1, device=device) * pitch_std
-    origin = _sphere_point(*_angles(yaw, pitch, h_noise, v_noise), radius)
-    return _cam2world(_normalize(-origin), origin)
+    h = yaw + torch.randn(batch, 1, device=device) * yaw_std
+    return _look(h, pitch + torch.randn(batch, 1, device=device) * pitch_std, radius, None)
 
 
 def uniform_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: float = 0.0,
@@ -161,75 +161,8 @@ def uniform_pose(yaw: float, pitch: float, yaw_std: float = 0.0, pitch_std: floa
                  device: torch.device | str | None = None) -> torch.Tensor:
     """The original Uniform sampler: noise = (rand([B,1]) * 2 - 1) * std (yaw first, then pitch); the
     camera looks at the world origin. -> cam2world [B,4,4]."""
-    h_noise = (torch.rand(batch, 1, device=device) * 2 - 1) * yaw_std
-    v_noise = (torch.rand(batch, 1, device=device) * 2 - 1) * pitch_std
-    origin = _sphere_point(*_angles(yaw, pitch, h_noise, v_noise), radius)
-    return _cam2world(_normalize(-origin), origin)
-
-
-def _pivot_orbit_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float],
-                      device=None) -> torch.Tensor:
-    """Deterministic pose on a sphere around `pivot`, looking at it (absolute yaw/pitch, no RNG)."""
-    h = torch.full((1, 1), float(yaw), device=device)
-    v = torch.full((1, 1), float(pitch), device=device)
-    p = _pivot(pivot, 1, device)
-    origin = _sphere_point(h, v, radius) + p
-    return _cam2world(_normalize(p - origin), origin)
-
-
-def _origin_orbit_pose(yaw: float, pitch: float, radius: float, pivot: Sequence[float],
-                       device=None) -> torch.Tensor:
-    """`lookat_pose` with std 0 but without touching the RNG (sphere around the world origin)."""
-    h = torch.full((1, 1), float(yaw), device=device)
-    v = torch.full((1, 1), float(pitch), device=device)
-    origin = _sphere_point(h, v, radius)
-    return _cam2world(_normalize(_pivot(pivot, 1, device) - origin), origin)
-
-
-# ---------------------------------------------------------------------------------------------------
-# OpenGL
-
-_FLIP_YZ = torch.tensor([1.0, -1.0, -1.0, 1.0])
-
-
-def opencv_to_opengl(cam2world: torch.Tensor) -> torch.Tensor:
-    """cam2world [...,4,4] OpenCV -> OpenGL (x right, y up, looking down -z): negate columns 1 and 2."""
-    return cam2world * _FLIP_YZ.to(cam2world)
-
-
-def opengl_to_opencv(cam2world: torch.Tensor) -> torch.Tensor:
-    """Inverse of `opencv_to_opengl` (the same column flip)."""
-    return cam2world * _FLIP_YZ.to(cam2world)
-
-
-def opengl_view_matrix(cam2world: torch.Tensor) -> torch.Tensor:
-    """OpenCV cam2world [...,4,4] -> OpenGL view (world-to-camera) matrix [...,4,4] (rigid inverse)."""
-    gl = opencv_to_opengl(cam2world)
-    rot_t = gl[..., :3, :3].transpose(-1, -2)
-    view = torch.zeros_like(gl)
-    view[..., :3, :3] = rot_t
-    view[..., :3, 3] = -(rot_t @ gl[..., :3, 3:4])[..., 0]
-    view[..., 3, 3] = 1.0
-    return view
-
-
-def opengl_projection(intrinsics: torch.Tensor, near: float = 0.1, far: float = 100.0,
-                      aspect: float = 1.0) -> torch.Tensor:
-    """Normalised intrinsics [3,3] -> OpenGL projection [4,4] that draws exactly where the neural
-    render's rays go: vertical FOV from tan(fovy/2) = 0.5 / fy, principal point and skew included.
-
-    `aspect` = viewport width / height when the square render spans the viewport's height.
-    """
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    fx, sk, cx = (float(x) for x in intrinsics[0])
-    fy, cy = float(intrinsics[1, 1]), float(intrinsics[1, 2])
-    # NDC x = 2u - 1, NDC y = 1 - 2v with u = (fx X + sk Y) / Z + cx, v = fy Y / Z + cy (OpenCV).
-    return torch.tensor([
-        [2 * fx / aspect, -2 * sk / aspect, (1 - 2 * cx) / aspect, 0.0],
-        [0.0, 2 * fy, 2 * cy - 1, 0.0],
-        [0.0, 0.0, (far + near) / (near - far), 2 * far * near / (near - far)],
-        [0.0, 0.0, -1.0, 0.0]], dtype=torch.float32)
+    h = yaw + (torch.rand(batch, 1, device=device) * 2 - 1) * yaw_std
+    return _look(h, pitch + (torch.rand(batch, 1, device=device) * 2 - 1) * pitch_std, radius, None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -260,15 +193,15 @@ class OrbitCamera:
         self.pivot = tuple(float(x) for x in self.pivot)
 
     @classmethod
-    def from_options(cls, options, fov_deg: float | None = None) -> OrbitCamera:
-        """Frontal camera at the model's avg_camera_radius around its avg_camera_pivot (FOV: the model's)."""
-        return cls(radius=options.avg_camera_radius, pivot=tuple(options.avg_camera_pivot),
-                   fov_deg=fov_deg or options.avg_camera_fov)
+    def from_options(cls, options, fov_deg: float | None = None, yaw: float = 0.0, pitch: float = 0.0) -> OrbitCamera:
+        """The model's average radius, pivot and FOV (unless fov_deg), at yaw/pitch offsets (default frontal)."""
+        return cls(yaw, pitch, options.avg_camera_radius, tuple(options.avg_camera_pivot),
+                   fov_deg or options.avg_camera_fov)
 
     def cam2world(self, device: torch.device | str | None = None) -> torch.Tensor:
         """OpenCV cam2world [1,4,4]."""
-        return _pivot_orbit_pose(math.pi / 2 + self.yaw, math.pi / 2 + self.pitch, self.radius,
-                                 self.pivot, device)
+        pivot = _pivot(self.pivot, 1, device)
+        return _look(math.pi / 2 + self.yaw, math.pi / 2 + self.pitch, self.radius, pivot, pivot, device)
 
     def intrinsics(self, device: torch.device | str | None = None) -> torch.Tensor:
         return fov_to_intrinsics(self.fov_deg, device)
@@ -276,15 +209,6 @@ class OrbitCamera:
     def label(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The rendering camera label [1,25]."""
         return camera_label(self.cam2world(device), self.intrinsics(device))
-
-    def view_matrix(self) -> np.ndarray:
-        """OpenGL view matrix, float32 [4,4] row-major (upload with transpose=GL_TRUE)."""
-        return opengl_view_matrix(self.cam2world())[0].numpy()
-
-    def projection_matrix(self, aspect: float = 1.0, near: float = 0.1, far: float = 100.0
-                          ) -> np.ndarray:
-        """OpenGL projection matching the neural render, float32 [4,4] row-major."""
-        return opengl_projection(self.intrinsics(), near, far, aspect).numpy()
 
     def orbit(self, dx: float, dy: float) -> None:
         """Add dx to yaw and dy to pitch (radians); pitch stays within +-MAX_PITCH."""
@@ -304,11 +228,8 @@ class OrbitCamera:
         self.radius = max(self.radius * math.exp(-float(amount)), MIN_RADIUS)
 
     def reset(self, options) -> None:
-        """Back to the frontal pose at the model's average radius, pivot and FOV."""
-        self.yaw, self.pitch = 0.0, 0.0
-        self.fov_deg = float(options.avg_camera_fov)
-        self.radius = float(options.avg_camera_radius)
-        self.pivot = tuple(float(x) for x in options.avg_camera_pivot)
+        """Back to the frontal pose at the model's average radius, pivot and FOV (as `from_options`)."""
+        vars(self).update(vars(type(self).from_options(options)))
 
     def snap(self, view: View) -> None:
         """Jump to a canonical view (radius and pivot kept). 'right' puts the camera on +x, 'left'
@@ -330,8 +251,8 @@ def frontal_label(options, fov_deg: float | None = None, device: torch.device | 
 
     Uses the exact pi/2 (as gen_samples); does not draw from the RNG.
     """
-    pose = _origin_orbit_pose(math.pi / 2 + yaw, math.pi / 2 + pitch, options.avg_camera_radius,
-                              options.avg_camera_pivot, device)
+    pose = _look(math.pi / 2 + yaw, math.pi / 2 + pitch, options.avg_camera_radius,
+                 _pivot(options.avg_camera_pivot, 1, device), device=device)
     return camera_label(pose, fov_to_intrinsics(fov_deg or options.avg_camera_fov, device))
 
 
@@ -348,8 +269,8 @@ def video_orbit(frame: int, num_frames: int, yaw_range: float = 0.35, pitch_rang
     if num_frames <= 0:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
     angle = 2 * ORIGINAL_PI * frame / num_frames
-    return _origin_orbit_pose(frontal + yaw_range * math.sin(angle),
-                              frontal - 0.05 + pitch_range * math.cos(angle), radius, pivot, device)
+    return _look(frontal + yaw_range * math.sin(angle), frontal - 0.05 + pitch_range * math.cos(angle), radius,
+                 _pivot(pivot, 1, device), device=device)
 
 
 def orbit_360(frame: int, num_frames: int, pitch: float = 0.0, radius: float = 2.7,

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from core.errors import CheckpointError, one_line
+from core.errors import CheckpointError, reading
 from core.exchange import is_exchange_dir, read_exchange_dir
 from core.fileio import atomic_path
 from core.generator_build import build_generator, plain
@@ -94,37 +94,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Read with the restricted unpickler (what torch.load(weights_only=True) allows, with bounds); the
     tensor digest is verified when the file has one (files written before digests existed have none).
     """
-    try:
+    with reading(path, "checkpoint"):
         with open_regular(path) as f:
             data = unpickle_torch_zip(f, os.fstat(f.fileno()).st_size)
-    except CheckpointError as e:
-        msg = str(e)
-        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    except MemoryError:
-        raise CheckpointError(f"{path}: not enough memory to read the checkpoint") from None
-    except Exception as e:  # noqa: BLE001  damaged zips and pickles: BadZipFile, EOFError, struct.error...
-        raise CheckpointError(f"{path} is not a readable checkpoint "
-                              f"(truncated or corrupt: {type(e).__name__}: {one_line(e, 120)})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a torch file but not a {FORMAT} checkpoint")
-    version = data.get("version", 0)
-    if type(version) is not int:
-        raise CheckpointError(f"{path}: malformed format version")
-    if version > VERSION:
-        raise CheckpointError(f"{path} was written by a newer version (format {version} > {VERSION})")
-    for key in ("G_kwargs", "G_ema"):
-        if key not in data:
-            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
-    try:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is a torch file but not a {FORMAT} checkpoint")
+        version = data.get("version", 0)
+        if type(version) is not int:
+            raise CheckpointError(f"{path}: malformed format version")
+        if version > VERSION:
+            raise CheckpointError(f"{path} was written by a newer version (format {version} > {VERSION})")
+        for key in ("G_kwargs", "G_ema"):
+            if key not in data:
+                raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
         check_amplification(all_tensors(data))
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    if "digest" in data:
-        try:
-            actual = tensor_digest(data)
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from None
-        if data["digest"] != actual:
+        if "digest" in data and data["digest"] != tensor_digest(data):
             raise CheckpointError(f"{path}: the weights do not match the digest recorded when the file was "
                                   "written (the file is damaged)")
     return data

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.density_grid import GridDensity, crop, inside
-from core.progress import Progress
+from core.progress import Progress, report
 
 
 def _cut_cells(cells: int, step: int, n: int, crop_border: bool) -> np.ndarray:
@@ -85,8 +85,7 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
     evaluated = np.zeros((cn,) * 3, dtype=bool)
     keep = inside(np.arange(cn * step), n, crop_border)
     total = done + int(_bricks_of(cells).sum()) * step ** 3  # progress in points; closure adds a few
-    if progress is not None:
-        progress.update(done, total, "coarse grid")
+    report(progress, done, total, "coarse grid")
     while cells.any():
         bricks = _bricks_of(cells) & ~evaluated
         origins = torch.from_numpy(np.argwhere(bricks) * step).to(dev)
@@ -101,8 +100,7 @@ def coarse_to_fine_density(field: GridDensity, level: float, step: int = 4, chun
         crossed = _straddles(sub, level).reshape(len(candidates), -1).any(axis=1)
         cells = np.zeros_like(cells)
         cells[tuple(candidates[crossed].T)] = True
-    if progress is not None:
-        progress.update(total, total, "density done")
+    report(progress, total, total, "density done")
     return vol[:n, :n, :n]  # a view: marching cubes and np.save take it as is, a copy would cost 0.2 s
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.progress import Progress
+from core.progress import Progress, report
 from core.renderer import PLANE_AXES
 
 CROP_FRACTION = 30 / 256
@@ -106,8 +106,7 @@ class GridDensity:
             ii, jj, kk = ii // stride, jj // stride, kk // stride
             volume[ii[:, :, None, None], jj[:, None, :, None], kk[:, None, None, :]] = values
             done += len(o) * per_block
-            if progress is not None:
-                progress.update(min(done, total), total, message)
+            report(progress, min(done, total), total, message)
         return done
 
 

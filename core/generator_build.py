@@ -172,14 +172,10 @@ def build_generator(kwargs: dict, state_dict: dict[str, torch.Tensor], rendering
             raise CheckpointError(f"{source}: dataset_label_std has shape {tuple(label_std.shape)}, "
                                   "expected one number per label dimension")
         own["dataset_label_std"] = label_std
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing weights (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected weights (e.g. {', '.join(k[:60] for k in unexpected[:3])})")
+    parts = [f"{len(keys)} {what} weights (e.g. {', '.join(k[:60] for k in keys[:3])})"
+             for what, keys in (("missing", [k for k in own if k not in state_dict]),
+                                ("unexpected", [k for k in state_dict if k not in own])) if keys]
+    if parts:
         raise CheckpointError(f"{source}: weights do not match the generator: {'; '.join(parts)}")
     for k, v in own.items():
         if tuple(state_dict[k].shape) != tuple(v.shape) or state_dict[k].dtype.is_floating_point != \

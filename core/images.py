@@ -9,15 +9,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from core.imaging import contact_sheet, depth_to_uint8, resize, save_png, to_uint8
-from core.progress import Progress
+from core.progress import Progress, report
 
-Mode = Literal["image", "image_raw", "image_depth"]
 MODES: tuple[str, ...] = ("image", "image_raw", "image_depth")
 
 
@@ -106,32 +104,28 @@ def export_stills(G, seeds: Sequence[int], views: Sequence[View], out_dir: str |
     modes = parse_modes(list(modes))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    opts = G.options
     written: list[Path] = []
     tiles: dict[str, list[np.ndarray]] = {m: [] for m in modes}
-    total = (1 if ws is not None else len(seeds)) * len(views)
     dev = next(G.parameters()).device
-    fixed_ws = ws
-    names = ["latent"] if fixed_ws is not None else [f"seed{seed:04d}" for seed in seeds]
-    captions = ["latent"] if fixed_ws is not None else [f"seed {seed}" for seed in seeds]
-    for si in range(len(names)):
-        ws = fixed_ws.to(dev) if fixed_ws is not None else seed_ws(G, seeds[si], psi, cutoff, fov_deg)
+    # (file name, caption, seed) per row; the latent's row has no seed
+    rows = [("latent", "latent", None)] if ws is not None else [(f"seed{s:04d}", f"seed {s}", s) for s in seeds]
+    total = len(rows) * len(views)
+    for si, (name, caption, seed) in enumerate(rows):
+        row_ws = ws.to(dev) if seed is None else seed_ws(G, seed, psi, cutoff, fov_deg)
         with torch.no_grad():
-            planes = G.planes(ws)
+            planes = G.planes(row_ws)
         for vi, view in enumerate(views):
-            if progress is not None:
-                progress.update(si * len(views) + vi, total, f"{captions[si]} {view.name}")
-            label = frontal_label(opts, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
-            frames = render_modes(G, planes, ws, label, modes, neural_resolution, depth_colormap, depth_mask)[0]
+            report(progress, si * len(views) + vi, total, f"{caption} {view.name}")
+            label = frontal_label(G.options, fov_deg, dev, yaw=view.yaw, pitch=view.pitch)
+            frames = render_modes(G, planes, row_ws, label, modes, neural_resolution, depth_colormap, depth_mask)[0]
             for m, frame in frames.items():
-                written.append(save_png(out_dir / f"{names[si]}_{view.name}_{m}.png", frame))
+                written.append(save_png(out_dir / f"{name}_{view.name}_{m}.png", frame))
                 tiles[m].append(frame)
     if sheet:
         for m, frames in tiles.items():
             size = max(f.shape[0] for f in frames)
-            labels = [f"{c} {v.name}" for c in captions for v in views]
+            labels = [f"{caption} {v.name}" for _, caption, _ in rows for v in views]
             written.append(save_png(out_dir / f"grid_{m}.png",
                                     contact_sheet([resize(f, size) for f in frames], len(views), labels)))
-    if progress is not None:
-        progress.update(total, total, "done")
+    report(progress, total, total, "done")
     return written

@@ -21,17 +21,33 @@ def z_from_seed(seed: int, z_dim: int = 512, device: torch.device | str | None =
     return torch.from_numpy(z).to(device=device, dtype=torch.float32)
 
 
+MAX_SEEDS = 10_000
+"""Seeds in one seed list (each is at least one rendering)."""
+MAX_SEED = 2 ** 32 - 1
+"""The original tools draw z with numpy's RandomState(seed), which takes seeds below 2**32."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0,3-5,9' -> [0, 3, 4, 5, 9]. Raises ValueError naming the bad part."""
-    seeds: list[int] = []
+    """'0,3-5,9' -> [0, 3, 4, 5, 9]: at most MAX_SEEDS seeds, each at most MAX_SEED, checked before any
+    range is expanded. Raises ValueError naming the bad part."""
+    ranges: list[range] = []
+    count = 0
     for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m or (m[2] is not None and int(m[2]) < int(m[1])):
-            raise ValueError(f"bad seed range {part!r} (expected non-negative seeds like 0,3-5)")
-        seeds.extend(range(int(m[1]), int(m[2] or m[1]) + 1))
-    if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
-    return seeds
+        m = re.fullmatch(r"(\d{1,30})(?:-(\d{1,30}))?", part)
+        if not m:
+            raise ValueError(f"bad seed range {part[:40]!r} (expected seeds like 0,3-5)")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi > MAX_SEED:
+            raise ValueError(f"seeds must be at most {MAX_SEED}, got {hi}")
+        if hi < lo:
+            raise ValueError(f"bad seed range {part!r} (the end is before the start)")
+        ranges.append(range(lo, hi + 1))
+        count += hi - lo + 1
+        if count > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS:,} seeds at a time")
+    if not ranges:
+        raise ValueError(f"no seeds in {text[:40]!r}")
+    return [s for r in ranges for s in r]
 
 
 # ---------------------------------------------------------------------------------------------------

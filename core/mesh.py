@@ -23,7 +23,7 @@ from core.coarse_to_fine import coarse_to_fine_density
 from core.decimation import MIN_FACES, decimate
 from core.density_grid import CROP_FRACTION, GridDensity, dense_density
 from core.mesh_files import FORMATS, TEXTURED_FORMATS, MeshFormat, write_mesh, write_volume
-from core.progress import Progress
+from core.progress import Progress, report
 from core.texture_bake import TEXTURE_SOURCES, TextureSource, bake_texture
 from core.triangle_mesh import Mesh, drop_degenerate_faces
 from core.uv_atlas import check_texture_size, uv_atlas
@@ -160,7 +160,7 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
     _check(options)
     if volume is None:
         volume = density_volume(G, planes, options, progress=progress)
-    _phase(progress, "marching cubes")
+    report(progress, 0, 1, "marching cubes")
     if options.clean:
         volume = clean_volume(volume, options.level)
     mesh = marching_cubes(volume, options.level, G.options.box_warp)
@@ -169,9 +169,9 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
     if len(mesh.faces) == 0:
         return mesh
     if options.faces is not None:
-        _phase(progress, f"decimation to {options.faces} faces")
+        report(progress, 0, 1, f"decimation to {options.faces} faces")
         mesh = decimate(mesh, options.faces)
-    _phase(progress, "normals")
+    report(progress, 0, 1, "normals")
     mesh.normals = density_normals(G, planes, mesh, G.options.box_warp / (options.resolution - 1))
     if options.texture is not None:
         mesh = uv_atlas(mesh, options.texture, progress)
@@ -187,9 +187,3 @@ def extract_mesh(G, planes: torch.Tensor, ws: torch.Tensor | None = None,
             raise ValueError("color='views' needs the latent's ws")
         mesh.colors = view_colors(G, planes, ws, mesh, options.num_views, options.fov_deg, progress)
     return mesh
-
-
-def _phase(progress: Progress | None, message: str) -> None:
-    """Report the start of a phase that runs as one call (and stop here if cancelled)."""
-    if progress is not None:
-        progress.update(0, 1, message)

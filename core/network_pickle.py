@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from core.errors import CheckpointError, one_line
+from core.errors import CheckpointError, reading
 from core.generator_build import plain
 from core.safe_unpickle import MAX_DEPTH, MAX_TENSORS, Budget, Stub, check_amplification, unpickle_pickle
 
@@ -58,17 +58,8 @@ def read_network_pickle(path: str | os.PathLike) -> dict[str, Any]:
     Each network entry is a dict with class_name, init_kwargs, state_dict and the generator's
     rendering_kwargs / neural_rendering_resolution where present. Any damage is one CheckpointError.
     """
-    try:
-        data = unpickle_pickle(path)
-        return _network_entries(path, data)
-    except CheckpointError as e:
-        msg = str(e)
-        raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    except MemoryError:
-        raise CheckpointError(f"{path}: not enough memory to read the network pickle") from None
-    except Exception as e:  # noqa: BLE001  any failure on hostile bytes: struct.error, EOFError, RecursionError...
-        raise CheckpointError(f"{path} is not a readable network pickle "
-                              f"(truncated or corrupt: {type(e).__name__}: {one_line(e, 120)})") from None
+    with reading(path, "network pickle"):
+        return _network_entries(path, unpickle_pickle(path))
 
 
 def _network_entries(path: str | os.PathLike, data: Any) -> dict[str, Any]:

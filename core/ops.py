@@ -101,13 +101,12 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain:
     return x
 
 
-def _fir(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float,
-         stride: int = 1) -> torch.Tensor:
-    """Pad, then convolve every channel with the 2-D kernel f (true convolution), then stride."""
+def _fir(x: torch.Tensor, f: torch.Tensor, pad: tuple[int, int, int, int], gain: float) -> torch.Tensor:
+    """Pad, then convolve every channel with the 2-D kernel f (true convolution)."""
     c = x.shape[1]
     x = F.pad(x, pad)
     w = (f * gain).flip(0, 1).to(x.dtype)[None, None].expand(c, 1, *f.shape)
-    return F.conv2d(x, w, stride=stride, groups=c)
+    return F.conv2d(x, w, groups=c)
 
 
 def zero_insert(x: torch.Tensor) -> torch.Tensor:
@@ -121,11 +120,6 @@ def zero_insert(x: torch.Tensor) -> torch.Tensor:
 def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """2x FIR upsampling (skip-architecture image path): zero-insert, pad (2,1), filter x4."""
     return _fir(zero_insert(x), f, (2, 1, 2, 1), gain=4.0)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2x FIR downsampling: pad 1 on every side, filter, keep every second sample."""
-    return _fir(x, f, (1, 1, 1, 1), gain=1.0, stride=2)
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, pad: int) -> torch.Tensor:
@@ -153,30 +147,23 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # style vector to max |s| = 1; demodulation divides both factors out again.
         weight = weight / (weight.abs().amax(dim=(1, 2, 3), keepdim=True) * math.sqrt(i * kh * kw))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
-    dcoefs = None
-    if demodulate:
-        w = weight[None] * styles[:, None, :, None, None]  # [N,O,I,k,k]
-        dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt()  # [N,O]
+    w = weight[None] * styles[:, None, :, None, None]  # [N,O,I,k,k]
+    dcoefs = (w.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt() if demodulate else None  # [N,O]
     pad = kh // 2
-
     if not fused:
         x = x * styles.to(x.dtype)[:, :, None, None]
         x = _conv(x, weight.to(x.dtype), up, pad, fir, groups=1)
         if dcoefs is not None:
             x = x * dcoefs.to(x.dtype)[:, :, None, None]
-        if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
-
-    w = weight[None] * styles[:, None, :, None, None]
-    if dcoefs is not None:
-        w = w * dcoefs[:, :, None, None, None]
-    if n == 1:
-        x = _conv(x, w[0].to(x.dtype), up, pad, fir, groups=1)
     else:
-        x = x.reshape(1, n * i, *x.shape[2:])
-        x = _conv(x, w.reshape(n * o, i, kh, kw).to(x.dtype), up, pad, fir, groups=n)
-        x = x.reshape(n, o, *x.shape[2:])
+        if dcoefs is not None:
+            w = w * dcoefs[:, :, None, None, None]
+        if n == 1:
+            x = _conv(x, w[0].to(x.dtype), up, pad, fir, groups=1)
+        else:
+            x = x.reshape(1, n * i, *x.shape[2:])
+            x = _conv(x, w.reshape(n * o, i, kh, kw).to(x.dtype), up, pad, fir, groups=n)
+            x = x.reshape(n, o, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x

@@ -36,6 +36,12 @@ class Progress:
         return self.done / self.total if self.total else 0.0
 
 
+
+def report(progress: Progress | None, done: int, total: int, message: str = "") -> None:
+    """`progress.update(done, total, message)` when there is a Progress: long work takes None for none."""
+    if progress is not None:
+        progress.update(done, total, message)
+
 class TqdmProgress(Progress):
     """Progress shown as a tqdm bar on stderr (rate and ETA included)."""
 

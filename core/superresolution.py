@@ -16,19 +16,21 @@ from core.synthesis import SynthesisBlock
 class _Superresolution(nn.Module):
     """Shared forward: resize to input_resolution if needed, then block0 and block1.
 
-    Subclasses set `input_resolution`, `resize_when` ('!=' or '<') and the block widths.
+    Subclasses set `input_resolution`, `resize_when` ('!=' or '<'), the block widths and whether the
+    module has its own resample_filter buffer.
     """
 
     input_resolution = 128
     resize_when = "!="
     block0_upsamples = True
+    widths = (128, 64)
+    own_filter = True
 
-    def __init__(self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool,
-                 widths: tuple[int, int], fused_modconv_default: bool | str = True,
-                 own_filter: bool = True, sr_widths: tuple[int, int] | None = None, **_ignored):
+    def __init__(self, channels: int, img_resolution: int, sr_num_fp16_res: int, sr_antialias: bool = True,
+                 fused_modconv_default: bool | str = True, sr_widths: tuple[int, int] | None = None, **_ignored):
         """sr_widths (extension for small CPU models, via sr_kwargs) replaces the class's block widths."""
         super().__init__()
-        widths = tuple(sr_widths) if sr_widths else widths
+        widths = tuple(sr_widths) if sr_widths else self.widths
         self.img_resolution, self.sr_antialias = img_resolution, sr_antialias
         use_fp16 = sr_num_fp16_res > 0
         block = dict(w_dim=512, img_channels=3, use_fp16=use_fp16, conv_clamp=256 if use_fp16 else None,
@@ -37,7 +39,7 @@ class _Superresolution(nn.Module):
         self.block0 = SynthesisBlock(channels, widths[0], resolution=res0, is_last=False,
                                      upsample=self.block0_upsamples, **block)
         self.block1 = SynthesisBlock(widths[0], widths[1], resolution=res0 * 2, is_last=True, **block)
-        if own_filter:
+        if self.own_filter:
             self.register_buffer("resample_filter", ops.fir_filter())
 
     def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: str = "none",
@@ -67,16 +69,12 @@ class _Superresolution(nn.Module):
 class SuperresolutionHybrid8XDC(_Superresolution):
     """128 -> 512 (FFHQ/AFHQ): blocks 32->256 @256², 256->128 @512²; no own resample_filter."""
 
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, **kw):
-        super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias, (256, 128),
-                         own_filter=False, **kw)
+    widths = (256, 128)
+    own_filter = False
 
 
 class SuperresolutionHybrid8X(_Superresolution):
     """128 -> 512: blocks 32->128 @256², 128->64 @512²."""
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, **kw):
-        super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias, (128, 64), **kw)
 
 
 class SuperresolutionHybrid4X(_Superresolution):
@@ -85,18 +83,12 @@ class SuperresolutionHybrid4X(_Superresolution):
     resize_when = "<"
     block0_upsamples = False
 
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, **kw):
-        super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias, (128, 64), **kw)
-
 
 class SuperresolutionHybrid2X(_Superresolution):
     """64 -> 128 (ShapeNet): NoUp block 32->128 @64², then 128->64 @128²."""
 
     input_resolution = 64
     block0_upsamples = False
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias, **kw):
-        super().__init__(channels, img_resolution, sr_num_fp16_res, sr_antialias, (128, 64), **kw)
 
 
 class SuperresolutionHybridDeepfp32(_Superresolution):
@@ -107,7 +99,7 @@ class SuperresolutionHybridDeepfp32(_Superresolution):
 
     def __init__(self, channels, img_resolution, sr_num_fp16_res, **kw):
         kw.pop("sr_antialias", None)
-        super().__init__(channels, img_resolution, sr_num_fp16_res, False, (128, 64), **kw)
+        super().__init__(channels, img_resolution, sr_num_fp16_res, False, **kw)
 
 
 class SuperresolutionNone(nn.Module):

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.progress import Progress
+from core.progress import Progress, report
 from core.rasterizer import first_owner, rasterize
 from core.triangle_mesh import Mesh, area_weighted_normals
 from core.uv_atlas import check_texture_size
@@ -89,6 +89,5 @@ def bake_texture(G, planes: torch.Tensor, mesh: Mesh, size: int, source: Texture
     index = texels.index.cpu().numpy()
     texture[index] = to_uint8(rgb)
     baked[index] = True
-    if progress is not None:
-        progress.update(1, 1, "bake: gutters")
+    report(progress, 1, 1, "bake: gutters")
     return dilate(texture.reshape(size, size, 3), baked.reshape(size, size))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.progress import Progress
+from core.progress import Progress, report
 from core.triangle_mesh import Mesh
 
 MIN_TEXTURE, MAX_TEXTURE = 16, 4096
@@ -54,8 +54,7 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
     """
     import xatlas
     check_texture_size(size)
-    if progress is not None:
-        progress.update(0, 2, "unwrap: charts")
+    report(progress, 0, 2, "unwrap: charts")
     parts = pieces(mesh.vertices, mesh.faces)
     atlas = xatlas.Atlas()
     used_per_part = []
@@ -67,8 +66,7 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
     pack.resolution = min(size, PACK_RESOLUTION)
     pack.padding = max(1, round(PADDING * pack.resolution / size))
     atlas.generate(xatlas.ChartOptions(), pack)
-    if progress is not None:
-        progress.update(1, 2, "unwrap: packed")
+    report(progress, 1, 2, "unwrap: packed")
     width, height = atlas.width, atlas.height
     scale = np.array([width, height], np.float32) / max(width, height)  # square texels
     vmaps, faces, uvs = [], np.empty_like(mesh.faces), []
@@ -80,8 +78,7 @@ def uv_atlas(mesh: Mesh, size: int, progress: Progress | None = None) -> Mesh:
         uvs.append(uv * scale)
         base += len(vmap)
     vmap = np.concatenate(vmaps)
-    if progress is not None:
-        progress.update(2, 2, "unwrap done")
+    report(progress, 2, 2, "unwrap done")
     return Mesh(mesh.vertices[vmap], faces,
                 colors=None if mesh.colors is None else mesh.colors[vmap],
                 normals=None if mesh.normals is None else mesh.normals[vmap],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.progress import Progress
+from core.progress import Progress, report
 from core.renderer import planes_table
 from core.triangle_mesh import Mesh, area_weighted_normals
 from core.view_projection import blend_views
@@ -48,8 +48,7 @@ def decoder_rgb(G, planes: torch.Tensor, points: torch.Tensor, chunk: int = 1 <<
     with torch.no_grad():
         table = planes_table(planes)
         for s in range(0, len(points), chunk):
-            if progress is not None:
-                progress.update(s, len(points), message)
+            report(progress, s, len(points), message)
             out.append(G.sample_planes(planes, points[None, s:s + chunk], table)["rgb"][0, :, :3].float())
     return torch.cat(out).clamp(0, 1) if out else torch.zeros(0, 3, device=points.device)
 

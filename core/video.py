@@ -26,7 +26,7 @@ from core.fileio import atomic_path
 from core.images import parse_modes, render_modes, seed_ws
 from core.imaging import Mp4Writer, depth_to_uint8, grid, grid_shape, to_uint8
 from core.imaging import parse_grid as parse_grid  # re-exported: the video command parses --grid with it
-from core.progress import Progress
+from core.progress import Progress, report
 
 PathKind = Literal["orbit", "360", "interp"]
 PATHS: tuple[str, ...] = ("orbit", "360", "interp")
@@ -161,15 +161,13 @@ def render_video(G, seeds: Sequence[int], out: str | os.PathLike, options: Video
                              next(G.parameters()).device)
     if frames is None:
         frames = video_frames(G, seeds, labels, opts, latent_ws)
-    if progress is not None:
-        progress.update(0, opts.frames, "first frame")
+    report(progress, 0, opts.frames, "first frame")
     with atomic_path(out) as tmp_video, atomic_path(cam_path) as tmp_cams:
         writer = Mp4Writer(tmp_video, fps=opts.fps, bitrate=opts.bitrate)
         try:
             for f, frame in enumerate(frames):
                 writer.append(frame)
-                if progress is not None:
-                    progress.update(f + 1, opts.frames, f"frame {f + 1}/{opts.frames}")
+                report(progress, f + 1, opts.frames, f"frame {f + 1}/{opts.frames}")
         except BaseException:
             with contextlib.suppress(Exception):  # on Ctrl-C ffmpeg may be gone already: keep the original
                 writer.close()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from core.cameras import OrbitCamera
-from core.progress import Progress
+from core.progress import Progress, report
 from core.rasterizer import depth_buffer
 from core.triangle_mesh import Mesh, median_edge_length
 
@@ -31,9 +31,7 @@ def view_labels(G, num_views: int, fov_deg: float | None = None, device: torch.d
     """Camera labels [1,25] of the first `num_views` VIEW_OFFSETS on the checkpoint's average orbit."""
     if not 1 <= num_views <= len(VIEW_OFFSETS):
         raise ValueError(f"number of views must be 1..{len(VIEW_OFFSETS)}, got {num_views}")
-    opts = G.options
-    return [OrbitCamera(yaw=yaw, pitch=pitch, radius=opts.avg_camera_radius, pivot=tuple(opts.avg_camera_pivot),
-                        fov_deg=fov_deg or opts.avg_camera_fov).label(device)
+    return [OrbitCamera.from_options(G.options, fov_deg, yaw, pitch).label(device)
             for yaw, pitch in VIEW_OFFSETS[:num_views]]
 
 
@@ -86,8 +84,7 @@ def blend_views(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, points: t
     weight = torch.zeros(len(points), device=dev)
     labels = view_labels(G, num_views, fov_deg, dev)
     for i, label in enumerate(labels):
-        if progress is not None:
-            progress.update(i, num_views, f"view {i + 1}/{num_views}")
+        report(progress, i, num_views, f"view {i + 1}/{num_views}")
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
         image = out.get("image", out["image_raw"]).float()
@@ -98,7 +95,6 @@ def blend_views(G, planes: torch.Tensor, ws: torch.Tensor, mesh: Mesh, points: t
         w = facing.clamp_min(0) ** WEIGHT_POWER * seen
         acc += rgb * w[:, None]
         weight += w
-    if progress is not None:
-        progress.update(num_views, num_views, "views done")
+    report(progress, num_views, num_views, "views done")
     return acc / weight.clamp_min(1e-8)[:, None], weight
 

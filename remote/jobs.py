@@ -1,8 +1,8 @@
 """Jobs a client runs on the server, named by the studio's action types, with JSON fields.
 
-Each handler turns the fields into the same typed values the studio builds (RenderRequest, Latent,
-MeshOptions, InversionOptions, ...) and runs the same code the studio runs locally (the app.actions
-dataclasses, which hold no GL), through the client's model's engine and its lock. Outputs are written
+Each handler turns the fields into the same typed action the studio builds (app.actions) and runs it by
+the same GL-free handler the studio's session runs locally (app.handlers), through the client's model's
+engine and its lock. Outputs are written
 only below the served root's exports/ and named in the result for download. A result is a JSON dict and
 optionally named numpy arrays (sent as binary parts); progress and cancel go through core.progress.
 """
@@ -21,6 +21,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.actions import (
+    VIDEO_PATHS,
+    ComputePCA,
+    ExportMesh,
+    ExportVideo,
+    InspectPlanes,
+    SaveInversion,
+    SaveLatent,
+    StartInversion,
+)
+from app.handlers import run_action, write_inversion
+from core.camera_path import CameraPath
+from core.cameras import OrbitCamera
+from core.mesh import MeshOptions
 from core.progress import Cancelled, Progress
 from remote.models import Model
 from remote.protocol import (
@@ -78,19 +92,14 @@ def _path_result(ctx: JobContext, message: str, *paths: Path) -> dict[str, Any]:
 # ---- engine jobs: the studio's own actions -------------------------------------------------------
 
 def export_mesh(ctx: JobContext, f: dict, progress: Progress) -> dict:
-    from app.actions import ExportMesh
-    from core.mesh import MeshOptions
     f = fields_of(f, {"path", "latent", "options"}, "ExportMesh")
     path = ctx.output(f.get("path"), (".ply", ".obj", ".glb"))
     options = dataclass_from_json(MeshOptions, f.get("options", {}), "options", MESH_LIMITS)
-    message = ExportMesh(path, latent_from_json(f.get("latent", {})), options).run(ctx.engine, progress)
+    message = run_action(ExportMesh(path, latent_from_json(f.get("latent", {})), options), ctx.engine, progress)
     return _path_result(ctx, message, path)
 
 
 def export_video(ctx: JobContext, f: dict, progress: Progress) -> dict:
-    from app.actions import VIDEO_PATHS, ExportVideo
-    from core.camera_path import CameraPath
-    from core.cameras import OrbitCamera
     f = fields_of(f, {"path", "request", "camera", "kind", "frames", "fps", "mode", "keyframes", "interp_seed",
                       "depth_mask"}, "ExportVideo")
     path = ctx.output(f.get("path"), (".mp4",))
@@ -109,18 +118,16 @@ def export_video(ctx: JobContext, f: dict, progress: Progress) -> dict:
         keyframes=None if keyframes is None else CameraPath.from_json(keyframes),
         interp_seed=integer(f.get("interp_seed", 1), 0, 2**32 - 1, "interp_seed"),
         depth_mask=flag(f.get("depth_mask", True), "depth_mask"))
-    return _path_result(ctx, action.run(ctx.engine, progress), path)
+    return _path_result(ctx, run_action(action, ctx.engine, progress), path)
 
 
 def compute_pca(ctx: JobContext, f: dict, progress: Progress) -> dict:
-    from app.actions import ComputePCA
     fields_of(f, set(), "ComputePCA")
-    return {"message": ComputePCA().run(ctx.engine, progress)}
+    return {"message": run_action(ComputePCA(), ctx.engine, progress)}
 
 
 def inspect_planes(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """The Planes panel's images and statistics: stats in the JSON, the images as arrays."""
-    from app.actions import InspectPlanes
     f = fields_of(f, {"latent", "channel", "noise_mode", "noise_seed"}, "InspectPlanes")
     channel = f.get("channel")
     channel = None if channel is None else integer(channel, 0, 4095, "channel")
@@ -128,7 +135,7 @@ def inspect_planes(ctx: JobContext, f: dict, progress: Progress) -> dict:
                                  "noise_seed": f.get("noise_seed", 0)})
     action = InspectPlanes(key=(), latent=request.latent, channel=channel, noise_mode=request.noise_mode,
                            noise_seed=request.noise_seed)
-    out = action.run(ctx.engine, progress)
+    out = run_action(action, ctx.engine, progress)
     ctx.arrays.update({k: v for k, v in out.items() if isinstance(v, np.ndarray)})
     return {k: v for k, v in out.items() if not isinstance(v, np.ndarray)}
 
@@ -136,19 +143,16 @@ def inspect_planes(ctx: JobContext, f: dict, progress: Progress) -> dict:
 def save_latent(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """The latent's ws and the camera it is seen from, as `main.py invert` writes latent.npz (so that
     `render/mesh/video --latent` take it)."""
-    from core.latents import SavedLatent, save_latent
     f = fields_of(f, {"path", "latent", "camera", "settings"}, "SaveLatent")
     path = ctx.output(f.get("path"), (".npz",))
     request = request_from_json({"latent": f.get("latent", {}), "camera": f.get("camera", [])})
     settings = f.get("settings", {})
     if not isinstance(settings, dict):
         raise FieldError("settings must be a JSON object")
-    engine = ctx.engine
-    with engine.lock:
-        ws = engine.ws(request.latent).cpu()
-        camera = engine.camera_tensor(request).cpu().reshape(25)
-    save_latent(path, SavedLatent(ws, camera, settings))
-    return _path_result(ctx, f"saved latent to {path}", path)
+    with ctx.engine.lock:   # without a camera: the model's conditioning pose, as a render request
+        camera = tuple(ctx.engine.camera_tensor(request).reshape(25).tolist())
+    action = SaveLatent(path, settings, request.latent, camera)
+    return _path_result(ctx, run_action(action, ctx.engine, progress), path)
 
 
 # ---- inversion ------------------------------------------------------------------------------------
@@ -220,31 +224,23 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
 
 def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """An inversion's latent.npz (as `main.py invert`) or its tuned checkpoint, below exports/."""
-    from core.checkpoint import save_checkpoint
-    from core.latents import SavedLatent, save_latent
     f = fields_of(f, {"source", "what", "path"}, "SaveInversion")
     found = ctx.results.get(text(f.get("source"), "source", 128))
     if found is None:
         raise FieldError("source must name an inversion run on this connection")
     result, settings = found
     what = f.get("what", "latent")
-    if what == "tuned":
-        if result.G is None:
-            raise FieldError("this inversion has no tuned weights (tune_steps was 0)")
-        path = ctx.output(f.get("path"), (".ckpt",))
-        save_checkpoint(path, result.G)
-    elif what == "latent":
-        path = ctx.output(f.get("path"), (".npz",))
-        save_latent(path, SavedLatent(result.ws, result.camera, settings, result.noise))
-    else:
+    if what not in ("latent", "tuned"):
         raise FieldError("what must be latent or tuned")
-    return _path_result(ctx, f"saved {what} to {path}", path)
+    if what == "tuned" and result.G is None:
+        raise FieldError("this inversion has no tuned weights (tune_steps was 0)")
+    path = ctx.output(f.get("path"), (".ckpt",) if what == "tuned" else (".npz",))
+    return _path_result(ctx, write_inversion(result, settings, what, path), path)
 
 
-HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {
-    "ExportMesh": export_mesh, "ExportVideo": export_video, "ComputePCA": compute_pca,
-    "InspectPlanes": inspect_planes, "SaveLatent": save_latent, "StartInversion": start_inversion,
-    "SaveInversion": save_inversion}
+HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {kind.__name__: handler for kind, handler in {
+    ExportMesh: export_mesh, ExportVideo: export_video, ComputePCA: compute_pca, InspectPlanes: inspect_planes,
+    SaveLatent: save_latent, StartInversion: start_inversion, SaveInversion: save_inversion}.items()}
 """Job kind (the studio's action type name) -> handler(context, fields, progress) -> result JSON."""
 
 

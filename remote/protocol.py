@@ -158,6 +158,18 @@ MAX_SAMPLE_SCALE = 8.0
 MAX_RESOLUTION = 1024
 
 
+def to_json(value: Any, changed_only: bool = False) -> Any:
+    """Dataclasses (nested too) and tuples as plain JSON values; `changed_only`: of a dataclass, only the
+    fields that differ from its defaults (the receiver fills those in, as dataclass_from_json does)."""
+    if changed_only and dataclasses.is_dataclass(value):
+        defaults = type(value)()
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                 if getattr(value, f.name) != getattr(defaults, f.name)}
+    elif dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.loads(encode_text(value))
+
+
 def request_to_json(req: RenderRequest) -> dict[str, Any]:
     """A RenderRequest as plain JSON values (tuples become lists)."""
     return json.loads(encode_text(dataclasses.asdict(req)))
@@ -266,6 +278,7 @@ def _like(default: Any, value: Any, what: str, bound: tuple[float, float] | None
     if isinstance(default, tuple):
         if not isinstance(value, list) or len(value) > MAX_ITEMS:
             raise FieldError(f"{what} must be a list of at most {MAX_ITEMS} items")
-        proto = default[0] if default else 0.0
+        # a tuple of numbers with any float (say (0, 0.0)) holds floats: ints are accepted where floats are
+        proto = next((d for d in default if isinstance(d, float)), default[0]) if default else 0.0
         return tuple(_like(proto, v, what, bound) for v in value)
     raise FieldError(f"{what} cannot be set remotely")

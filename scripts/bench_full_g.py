@@ -20,14 +20,14 @@ import time
 def main() -> None:
     from core import memory  # noqa: I001  (first: `import core` sets the OpenMP wait policy before torch loads it)
     import torch
-    from core.bench import ffhq_generator
+    from core.bench import bench_generator
     from core.cameras import frontal_label
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     load_before = os.getloadavg()[0]
-    G = ffhq_generator("cpu")
+    G = bench_generator("ffhq512", "cpu")
     z = torch.randn(1, 512)
     c = frontal_label(G.options, device="cpu")
     wall, cpu = [], []

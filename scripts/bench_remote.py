@@ -3,6 +3,7 @@ frames per second while dragging (preview rung) and at rest (super-resolved fram
 full frame at rest adds over the link.
 
     .venv/bin/python -m scripts.bench_remote [--seconds 6] [--link loopback|netem|proxy] [--rtt-ms 30] [--mbit 50]
+    DISPLAY=:N .venv/bin/python -m scripts.bench_remote --studio    # the studio itself, local vs --connect
 
 Requests are the studio's own ladder (app.state.render_ladder): the drag preview and the final SR frame,
 the camera orbiting a little for every request. "streamed": a request every 1/60 s, as the studio submits
@@ -32,6 +33,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "assets" / "default_model.ckpt"
+TARGET_FPS = 30.0
+"""--studio: the Render panel's target frame rate (the preview size adapts to the measured round trip)."""
 NS, HOST_IF, NS_IF, HOST_IP, NS_IP = "triplane-bench", "tpbench0", "tpbench1", "10.231.0.1", "10.231.0.2"
 
 
@@ -106,6 +109,46 @@ def measure(target, options, nrr: int, seconds: float, encodings: dict[str, str]
     return out
 
 
+def measure_studio(studio, seconds: float) -> dict[str, float]:
+    """The studio's own loop (app.studio.Studio, local or attached): while the camera turns a little every
+    UI frame as a left drag turns it (the session's preview rung, its size adapted to TARGET_FPS),
+    the frames shown per second and the UI frames per second; then the time from the last input to the
+    final frame on screen (the settle delay after input, then raw and SR at full size)."""
+    s = studio.state
+    s.view.target_fps = TARGET_FPS
+
+    def settle() -> float:
+        start = time.monotonic()
+        while not studio.settled:
+            studio.step()
+            if time.monotonic() - start > 120:
+                raise SystemExit(f"the studio did not settle: {s.status}")
+        return time.monotonic() - start
+
+    def drag(length: float) -> tuple[float, float]:
+        shown, steps, start = studio.frames_shown, 0, time.monotonic()
+        while time.monotonic() - start < length:
+            s.camera.orbit(0.01, 0.0)
+            s.interaction.touch()
+            studio.step()
+            steps += 1
+        elapsed = time.monotonic() - start
+        return (studio.frames_shown - shown) / elapsed, steps / elapsed
+
+    settle()
+    drag(1.0)   # warm up (and let the preview size adapt)
+    settle()
+    out = {}
+    out["studio: frames shown while dragging (fps)"], out["studio: UI frames while dragging (fps)"] = drag(seconds)
+    rests = []
+    for _ in range(5):
+        drag(0.2)
+        rests.append(settle())
+    out["studio: last input to final frame (ms)"] = 1000 * statistics.median(rests)
+    out["studio: preview scale after dragging"] = s.perf.preview_scale
+    return out
+
+
 def sh(*cmd: str, ns: bool = False) -> None:
     subprocess.run((["ip", "netns", "exec", NS] if ns else []) + list(cmd), check=True)
 
@@ -177,6 +220,31 @@ def start_server(token: Path, host: str, port: int, ns: bool, device: str) -> su
     return proc
 
 
+def studio_rounds(url: str, token: Path, tmp: Path, args) -> list[tuple[dict, dict]]:
+    """measure_studio on a local Studio and on an attached one, alternately, `args.rounds` times."""
+    from app.attached import attach
+    from app.studio import Studio
+    rounds = []
+    for r in range(args.rounds):
+        figures = []
+        for attached in (False, True):
+            backend = attach(url, str(token)) if attached else None
+            studio = Studio(url if attached else str(MODEL), torch_device(args.device), window_size=(1000, 640),
+                            settings_dir=tmp / f"settings-{r}-{attached}", backend=backend)
+            try:
+                figures.append(measure_studio(studio, args.seconds))
+            finally:
+                studio.close()
+        rounds.append((figures[0], figures[1]))
+        print(f"round {r + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    return rounds
+
+
+def torch_device(name: str):
+    import torch
+    return torch.device(name)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=5.0, help="length of each streamed run")
@@ -187,6 +255,8 @@ def main() -> int:
     p.add_argument("--preview", default="jpeg", help="encoding of drag previews attached (jpeg, png, raw)")
     p.add_argument("--full", default="png", help="encoding of full frames attached (png, raw)")
     p.add_argument("--device", default="cpu", help="where the server and the local engine render (cpu, cuda)")
+    p.add_argument("--studio", action="store_true", help="measure the studio's own loop (needs a display, e.g. "
+                   "Xvfb): a Studio on the local engine against a Studio attached with --connect's backend")
     p.add_argument("--run-proxy", nargs=3, metavar=("LISTEN", "TARGET", "DELAY_S"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.run_proxy:
@@ -225,12 +295,16 @@ def main() -> int:
                     time.sleep(1.0)
                 url = f"ws://{NS_IP}:{7990 if args.link == 'netem' else 7991}"
             from remote.client import read_token
-            engine = RemoteEngine(url, read_token(token))
-            for r in range(args.rounds):  # alternating, so that a change of the machine's load hits both
-                rounds.append((measure(worker, options, nrr, args.seconds, {}),
-                               measure(engine, options, nrr, args.seconds, encodings)))
-                print(f"round {r + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
-            engine.close()
+            if args.studio:
+                worker.close()
+                rounds = studio_rounds(url, token, Path(tmp), args)
+            else:
+                engine = RemoteEngine(url, read_token(token))
+                for r in range(args.rounds):  # alternating, so that a change of the machine's load hits both
+                    rounds.append((measure(worker, options, nrr, args.seconds, {}),
+                                   measure(engine, options, nrr, args.seconds, encodings)))
+                    print(f"round {r + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
+                engine.close()
         finally:
             worker.close()
             for proc in reversed(helpers):
@@ -239,8 +313,9 @@ def main() -> int:
             if args.link != "loopback":
                 link_down()
     link = "loopback" if args.link == "loopback" else f"{args.link}, {args.rtt_ms:g} ms RTT, {args.mbit:g} Mbit/s"
-    print(f"| figure (median of {args.rounds} rounds) | local | attached ({link}; previews {args.preview}, "
-          f"full frames {args.full}) | attached / local (median of the rounds' ratios) |")
+    frames = "PNG frames" if args.studio else f"previews {args.preview}, full frames {args.full}"
+    print(f"| figure (median of {args.rounds} rounds) | local | attached ({link}; {frames}) "
+          "| attached / local (median of the rounds' ratios) |")
     print("|---|---|---|---|")
     for key in rounds[0][1]:
         mine = [local.get(key) for local, _ in rounds]

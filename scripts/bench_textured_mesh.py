@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from core.progress import Progress
@@ -58,10 +57,10 @@ class PhaseTimer(Progress):
 
 
 def main() -> None:
-    from core.bench import ffhq_generator
+    from core.bench import bench_generator, random_model_level
     from core.checkpoint import load_generator
     from core.images import seed_ws
-    from core.mesh import MeshOptions, density_volume, extract_mesh, write_mesh
+    from core.mesh import MeshOptions, extract_mesh, write_mesh
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("default", "ffhq512"), default="default")
     p.add_argument("--seed", type=int, default=0)
@@ -78,16 +77,13 @@ def main() -> None:
     if args.model == "default":
         G = load_generator(Path(__file__).resolve().parents[1] / "assets" / "default_model.ckpt", device)
     else:
-        G = ffhq_generator(device)
+        G = bench_generator("ffhq512", device)
     load_s = time.perf_counter() - t0
     timer = PhaseTimer(device)
     with torch.no_grad():
         ws = seed_ws(G, args.seed, 0.7)
         planes = G.planes(ws)
-        level = 10.0
-        if args.model == "ffhq512":
-            probe = density_volume(G, planes, MeshOptions(resolution=32), dense=True)
-            level = float(np.percentile(probe, 90))
+        level = random_model_level(G, planes) if args.model == "ffhq512" else 10.0
         timer.mark("planes")
         options = MeshOptions(resolution=args.res, level=level, faces=args.faces or None, texture=args.texture,
                               texture_from=args.texture_from, num_views=args.views)

@@ -14,7 +14,6 @@ table and saves OUT/seedN.png (rows: views; columns: SR image, decoder texture, 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,6 @@ UNBAKED = (0.25, 0.2)
 """Between baked views, at a pitch none of them has."""
 INTERIOR = 2
 """Pixels taken off the compared mask's border for the interior score."""
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """uint8 images [H,W,3] compared over mask [H,W] -> dB."""
-    mse = float(np.mean((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2))
-    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
 
 
 class MeshRenderer:
@@ -133,15 +126,15 @@ def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str,
     from scipy import ndimage
 
     from core.cameras import OrbitCamera
-    opts = G.options
+    from core.imaging import to_uint8
+    from scripts.bench_invert import psnr
     rows, scores = [], {}
     renderer = None
     for view, (yaw, pitch) in views.items():
-        label = OrbitCamera(yaw=yaw, pitch=pitch, radius=opts.avg_camera_radius,
-                            pivot=tuple(opts.avg_camera_pivot), fov_deg=opts.avg_camera_fov).label(planes.device)
+        label = OrbitCamera.from_options(G.options, None, yaw, pitch).label(planes.device)
         with torch.no_grad():
             out = G.render_planes(planes, ws, label)
-        sr = ((out["image"][0].float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        sr = to_uint8(out["image"][0])
         opacity = torch.nn.functional.interpolate(out["image_opacity"].float(), size=sr.shape[:2], mode="bilinear",
                                                   align_corners=False)[0, 0].cpu().numpy()
         if renderer is None:
@@ -152,7 +145,7 @@ def compare(G, planes: torch.Tensor, ws: torch.Tensor, mesh, textures: dict[str,
             image, covered = renderer.draw(label)
             mask = covered & (opacity >= 0.5)
             interior = ndimage.binary_erosion(mask, iterations=INTERIOR)
-            scores[(view, name)] = (psnr(image, sr, mask), psnr(image, sr, interior))
+            scores[(view, name)] = (psnr(image[mask], sr[mask]), psnr(image[interior], sr[interior]))
             row.append(image)
         rows.append(np.concatenate(row, axis=1))
     return scores, np.concatenate(rows, axis=0)

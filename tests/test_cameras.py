@@ -17,10 +17,6 @@ from core.cameras import (
     gaussian_pose,
     intrinsics_from_focal,
     lookat_pose,
-    opencv_to_opengl,
-    opengl_projection,
-    opengl_to_opencv,
-    opengl_view_matrix,
     orbit_360,
     split_label,
     uniform_pose,
@@ -135,30 +131,6 @@ def test_fov_focal_inverse():
         fov_to_intrinsics(0.0)
 
 
-def test_opengl_conversion_view_and_projection():
-    m = lookat_pose(1.9, 1.3, 2.7, (0.0, 0.0, 0.2))
-    gl = opencv_to_opengl(m)
-    assert torch.equal(opengl_to_opencv(gl), m)
-    assert torch.equal(gl[..., 1], -m[..., 1]) and torch.equal(gl[..., 0], m[..., 0])
-    view = opengl_view_matrix(m)
-    assert torch.allclose(view @ gl, torch.eye(4).expand(1, 4, 4), atol=1e-6)
-    pivot_eye = view[0] @ torch.tensor([0.0, 0.0, 0.2, 1.0])
-    assert pivot_eye[2] < -2.0  # in front of an OpenGL camera
-    k = intrinsics_from_focal(4.2647)
-    clip = opengl_projection(k, 0.1, 10.0) @ pivot_eye
-    assert torch.allclose(clip[:2] / clip[3], torch.zeros(2), atol=1e-5)
-    assert -1 < (clip[2] / clip[3]).item() < 1
-    # An arbitrary point lands where the OpenCV intrinsics put it (NDC x = 2u-1, y = 1-2v).
-    point = (0.12, -0.07, 0.3)
-    label = camera_label(m, k)
-    u, v = project(label, point)
-    clip = opengl_projection(k) @ view[0] @ torch.tensor([*point, 1.0])
-    assert torch.allclose(clip[:2] / clip[3], torch.tensor([2 * u - 1, 1 - 2 * v], dtype=torch.float32), atol=1e-5)
-    # Vertical FOV matches: tan(fovy / 2) = 0.5 / fy.
-    p = opengl_projection(k)
-    assert p[1, 1].item() == pytest.approx(1 / (0.5 / 4.2647), rel=1e-6)
-
-
 def test_orbit_camera_with_origin_pivot_equals_lookat():
     for yaw, pitch in [(0.0, 0.0), (0.4, -0.2), (-1.1, 0.7)]:
         cam = OrbitCamera(yaw=yaw, pitch=pitch, radius=2.3, pivot=(0.0, 0.0, 0.0))
@@ -208,15 +180,6 @@ def test_orbit_camera_snap_and_validation():
     with pytest.raises(ValueError, match="pivot"):
         OrbitCamera(pivot=(0.0, 0.0))
     assert OrbitCamera(pitch=3.0).pitch == pytest.approx(cameras.MAX_PITCH)
-
-
-def test_orbit_camera_gl_overlay_lines_up():
-    cam = OrbitCamera(yaw=0.5, pitch=-0.3, radius=2.5, pivot=(0.05, -0.1, 0.2), fov_deg=25.0)
-    point = (0.2, 0.15, 0.0)
-    u, v = project(cam.label(), point)
-    clip = cam.projection_matrix() @ cam.view_matrix() @ np.array([*point, 1.0], dtype=np.float32)
-    assert clip[:2] / clip[3] == pytest.approx((2 * u - 1, 1 - 2 * v), abs=1e-5)
-    assert cam.view_matrix().dtype == np.float32 and cam.projection_matrix(aspect=1.5).shape == (4, 4)
 
 
 def test_central_ray_passes_through_pivot():

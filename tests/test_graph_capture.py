@@ -13,7 +13,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from core.bench import small_generator
+from core.bench import bench_generator
 from core.cameras import frontal_label
 from core.renderer import planes_table
 
@@ -47,7 +47,7 @@ class HostDataWatch(TorchFunctionMode):
 
 
 def test_frame_path_uses_no_host_data():
-    G = small_generator("meta")
+    G = bench_generator("small", "meta")
     z = torch.randn(1, G.z_dim, device="meta")
     c = frontal_label(G.options, device="meta", yaw=0.3, pitch=0.1)
     watch = HostDataWatch()

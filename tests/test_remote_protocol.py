@@ -77,6 +77,14 @@ def test_option_dataclasses_from_json_keep_types_and_bounds():
             P.dataclass_from_json(MeshOptions, bad, "options", {"resolution": (8, 1024)})
 
 
+def test_inversion_options_round_trip_whole():
+    # every field sent, defaults included: (yaw, pitch) pairs written as (0, 0.0) must come back
+    from training.inversion import InversionOptions
+    opts = InversionOptions(candidates=((10.5, -3.0), (0.0, 20.0)), space="w+", tune_steps=7)
+    for sent in (InversionOptions(), opts):
+        assert P.dataclass_from_json(InversionOptions, P.to_json(sent), "options") == sent
+
+
 def test_frames_travel_losslessly_except_jpeg(small_G):
     engine = RenderEngine(small_G, "cpu")
     frame = engine.render(RenderRequest(latent=Latent(seed=2), generation=5))

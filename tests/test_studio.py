@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from studio_helpers import DrawnItems
 
+from app.actions import CancelJob, SaveFramePNG, SaveWindowPNG, StartRecording, StopRecording
 from app.state import AppState, next_request, render_ladder
 from app.training_panel import series
 
@@ -179,8 +180,7 @@ def test_bad_dropped_file_is_an_error_line_not_a_crash(studio, tmp_path):
 
 
 def actions_done(studio) -> bool:
-    session = studio.session
-    return session.action_job is None and not session.actions and not studio.state.actions
+    return not studio.session.busy
 
 
 def first_video_frame(path: Path) -> np.ndarray:
@@ -214,7 +214,7 @@ def test_export_textured_mesh_shows_its_phases_and_cancels(studio, tmp_path):
     for phase in ("refining", "unwrap", "bake"):
         export.export_mesh(studio.state)
         run_until(studio, lambda p=phase: p in studio.state.job.message or actions_done(studio), f"phase {phase}")
-        studio.state.job.cancel = True
+        studio.state.actions.append(CancelJob())
         run_until(studio, lambda: actions_done(studio), "the cancelled export")
         assert studio.state.status.endswith("cancelled"), (phase, studio.state.status)
         assert not list(tmp_path.iterdir())
@@ -234,10 +234,8 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
 
     from studio_helpers import assert_same_picture, load
 
-    from app.actions import SaveFramePNG
     from app.state import StartView
     from core.checkpoint import load_generator
-    from core.config import RenderOptions
     from core.images import View, export_stills
     G = load_generator(snapshot_pkl, "cpu")
     export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path / "render", ["image_raw"],
@@ -245,8 +243,7 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
     reference = load(tmp_path / "render" / "seed0003_yaw+30_pitch+10_image_raw.png")
     settle(studio)                                   # the model is loaded (loading resets the camera)
     s = studio.state
-    options = RenderOptions.from_kwargs(s.model.rendering_kwargs)
-    StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(s, options)
+    StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(s, s.model.options)
     s.view.sample_scale, s.view.resolution = 1.0, 0
     try:
         settle(studio)
@@ -273,9 +270,9 @@ def test_frame_png_video_and_recording_show_the_view(studio, snapshot_pkl, tmp_p
         assert_same_picture(first, reference, "interpolation video", tolerance=40)
         assert np.abs(last - reference).mean() > 3, "the interpolation video did not move the latent"
 
-        s.recording.path, s.recording.want = str(tmp_path / "rec.mp4"), True
+        s.actions.append(StartRecording(str(tmp_path / "rec.mp4")))
         run_until(studio, lambda: s.recording.frames >= 5, "recorded frames")
-        s.recording.want = False
+        s.actions.append(StopRecording())
         studio.step()
         assert "saved recording" in s.status, s.status
         with imageio.get_reader(tmp_path / "rec.mp4") as reader:
@@ -294,13 +291,11 @@ def test_latent_saved_in_the_studio_renders_from_the_command_line(studio, snapsh
     from studio_helpers import assert_same_picture, load
 
     import main
-    from app.actions import SaveFramePNG
     from app.state import StartView
-    from core.config import RenderOptions
     settle(studio)
     s = studio.state
     StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode="image_raw").apply(
-        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+        s, s.model.options)
     s.view.sample_scale, s.view.resolution = 1.0, 0
     panel = next(p for p in studio.panels if p.name == "Latent")
     try:
@@ -413,7 +408,7 @@ def test_training_panel_watches_a_run_and_hot_reloads(studio, small_G, tmp_path)
 
 def test_window_screenshot_and_settings_persist(studio, tmp_path):
     out = tmp_path / "window.png"
-    studio.state.screenshot_request = str(out)
+    studio.state.actions.append(SaveWindowPNG(str(out)))
     studio.step()
     from PIL import Image
     pixels = np.asarray(Image.open(out))

@@ -98,7 +98,6 @@ def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
 
     from app.state import StartView
     from core.checkpoint import load_generator
-    from core.config import RenderOptions
     from core.images import View, export_stills
     settle(studio)                                    # the model is loaded (it resets the camera)
     s = studio.state
@@ -106,7 +105,7 @@ def test_viewport_equals_render_for_every_view(studio, tmp_path, mode):
     G = load_generator(MODEL, "cpu")
     export_stills(G, [3], [View(math.radians(30), math.radians(10))], tmp_path, [mode], psi=0.7, sheet=False)
     StartView(seed=3, yaw_deg=30, pitch_deg=10, psi=0.7, mode=mode).apply(
-        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+        s, s.model.options)
     try:
         shown = settle(studio)
         assert_same_picture(shown, load(tmp_path / f"seed0003_yaw+30_pitch+10_{mode}.png"), f"viewport ({mode})")
@@ -123,7 +122,6 @@ def test_depth_view_masks_the_background_as_render_does(studio, tmp_path, mask):
 
     from app.state import StartView
     from core.checkpoint import load_generator
-    from core.config import RenderOptions
     from core.images import View, export_stills
     settle(studio)
     s = studio.state
@@ -132,7 +130,7 @@ def test_depth_view_masks_the_background_as_render_does(studio, tmp_path, mask):
     export_stills(G, [1], [View(math.radians(35), 0.0)], tmp_path, ["image_depth"], psi=0.7, sheet=False,
                   depth_mask=mask)
     StartView(seed=1, yaw_deg=35, pitch_deg=0, psi=0.7, mode="image_depth").apply(
-        s, RenderOptions.from_kwargs(s.model.rendering_kwargs))
+        s, s.model.options)
     s.view.depth_mask = mask
     try:
         shown = settle(studio)

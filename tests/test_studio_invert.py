@@ -16,6 +16,8 @@ import studio_helpers
 import torch
 from studio_helpers import assert_same_picture, load
 
+from app.actions import OpenModel, SaveWindowPNG
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
 WAIT_S = 240
@@ -60,10 +62,8 @@ def settle(studio) -> np.ndarray:
 
 def look_from(studio, yaw_deg: float) -> None:
     from app.state import StartView
-    from core.config import RenderOptions
     run_until(studio, lambda: studio.state.model.path is not None, "the model")
-    StartView(yaw_deg=yaw_deg, pitch_deg=0.0).apply(studio.state,
-                                                    RenderOptions.from_kwargs(studio.state.model.rendering_kwargs))
+    StartView(yaw_deg=yaw_deg, pitch_deg=0.0).apply(studio.state, studio.state.model.options)
 
 
 def invert(studio, wait_for=None) -> dict:
@@ -81,7 +81,7 @@ def invert(studio, wait_for=None) -> dict:
 
 def save(studio, what: str) -> None:
     studio.invert_panel.save(studio.state, what)
-    run_until(studio, lambda: not studio.state.actions and not studio.session.inversion.busy, f"saving the {what}")
+    run_until(studio, lambda: not studio.session.busy, f"saving the {what}")
     assert studio.state.status.startswith(f"saved {what}"), studio.state.status
 
 
@@ -94,7 +94,8 @@ def test_invert_given_camera_then_orbit_save_and_back_to_seeds(studio, G, target
     png, goal = target
     studio.window.dropped.append(str(png))      # a dropped image goes to the Invert panel, not the Model one
     run_until(studio, lambda: s.invert.target is not None, "the prepared target")
-    assert panel.path_text == str(png) and s.model.path == str(MODEL) and s.model.open_request is None
+    assert panel.path_text == str(png) and s.model.path == str(MODEL)
+    assert s.model.loading is None and not s.model.error, "the image was opened as a model"
     np.testing.assert_array_equal(s.invert.target, goal)   # 128 px already: no crop or resize
     panel.camera, panel.yaw_deg, panel.pitch_deg = 1, 25.0, 0.0   # yaw/pitch
     panel.steps, panel.tune_steps = 20, 1
@@ -115,7 +116,7 @@ def test_invert_given_camera_then_orbit_save_and_back_to_seeds(studio, G, target
         start = ((G.synthesis(w_avg, c)["image"][0].clamp(-1, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
                  .permute(1, 2, 0).numpy().astype(np.int16))
     assert np.abs(shown - goal).mean() < np.abs(start - goal).mean(), "the result is no closer than the start"
-    studio.state.screenshot_request = str(tmp_path / "invert_panel.png")   # the panel after a run
+    studio.state.actions.append(SaveWindowPNG(str(tmp_path / "invert_panel.png")))   # the panel after a run
     studio.step()
     assert load(tmp_path / "invert_panel.png").std() > 10
 
@@ -158,8 +159,9 @@ def test_stop_midway_keeps_the_best_result(studio, G, target, tmp_path):
                   ws=apply_latent(G_latent, latent))
     (png,) = (tmp_path / "r").glob("*.png")
     assert_same_picture(shown, load(png), "stopped result in the viewport")
-    s.model.open_request, s.model.keep_view = s.model.path, True   # Reload: the seeds are back, unchanged
-    run_until(studio, lambda: s.model.loading is None and s.model.open_request is None, "the reload")
+    generation = s.model.generation
+    s.actions.append(OpenModel(s.model.path, keep_view=True))   # Reload: the seeds are back, unchanged
+    run_until(studio, lambda: s.model.generation > generation and s.model.loading is None, "the reload")
     assert np.array_equal(settle(studio), seeds_view) and s.latent.source is None and s.invert.result is None
     assert not s.status_is_error, s.status
 
@@ -180,7 +182,8 @@ def test_unreadable_image_and_nothing_to_save_are_one_log_line(studio, tmp_path)
         run_until(studio, lambda name=name: s.status_is_error and name in s.status, f"the {how} error")
         lines = [text for _, text, _ in studio.log_handler.snapshot() if name in text]
         assert len(lines) == 1 and "\n" not in lines[0], lines
-        assert s.model.path == model and s.model.open_request is None, "an image was opened as a model"
+        assert s.model.path == model and s.model.loading is None and not s.model.error, \
+            "an image was opened as a model"
         assert s.invert.target is None and name in s.invert.target_info
     studio.invert_panel.save(s, "latent")       # nothing inverted into the reloaded model
     run_until(studio, lambda: s.status_is_error and "no inversion result" in s.status, "the save error")

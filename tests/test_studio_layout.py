@@ -14,6 +14,8 @@ import pytest
 from conftest import start_xvfb
 from studio_helpers import DrawnItems, run_until
 
+from app.actions import SaveWindowPNG
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"
 WAIT_S = 90
@@ -134,7 +136,7 @@ def test_every_panel_fits_at_common_screen_sizes(screen, tmp_path):
                 x0, y0, x1, y1 = status[-1]["rect"]
                 assert y1 <= status[-1]["clip"][3] + 0.5 and y1 <= h, f"status line ends at y {y1} of {h}"
                 assert imgui.get_main_viewport().work_size.y > 0
-                studio.state.screenshot_request = str(tmp_path / f"{mode}-{k}.png")
+                studio.state.actions.append(SaveWindowPNG(str(tmp_path / f"{mode}-{k}.png")))
                 studio.step()
         problems = sorted(set(problems))
         assert not problems, f"{len(problems)} layout problems:\n" + "\n".join(problems)

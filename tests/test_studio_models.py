@@ -36,8 +36,8 @@ def viewport_during_switch(studio, path: str, keep_view: bool, tmp_path: Path) -
     """Ask for another model and capture the viewport in the same UI frame (the load has started)."""
     from PIL import Image
     shot = tmp_path / f"switch-{time.monotonic_ns()}.png"
-    studio.state.model.open_request, studio.state.model.keep_view = path, keep_view
-    studio.state.viewport_request = str(shot)
+    from app.actions import OpenModel, SaveViewportPNG
+    studio.state.actions += [OpenModel(path, keep_view), SaveViewportPNG(str(shot))]
     studio.step()
     assert studio.state.model.loading == path, "the load finished within one frame: cannot check the greying"
     return np.asarray(Image.open(shot)).astype(np.int16)

@@ -3,6 +3,7 @@ resolution, refinement-step timings, training started through training.runner (a
 reason), and one-line log records."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -116,6 +117,7 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     import numpy as np
 
     from app.actions import ComputePCA, SaveLatent
+    from app.handlers import run_action
     from app.latent_panel import latent_settings, restore_settings
     from app.state import LatentState
     from core.cameras import OrbitCamera
@@ -125,8 +127,8 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     engine = RenderEngine(small_G, "cpu")
     lat = LatentState(seed=9, psi=0.5, mix_enabled=True, mix_layers=[False] * 10 + [True] * 4)
     camera = OrbitCamera(yaw=0.3, pitch=-0.1, radius=2.5, pivot=(0.1, 0.0, 0.2))
-    action = SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent(), camera)
-    assert "saved" in action.run(engine, Progress())
+    action = SaveLatent(tmp_path / "l.npz", latent_settings(lat), lat.latent(), tuple(camera.label()[0].tolist()))
+    assert "saved" in run_action(action, engine, Progress())
     saved = load_latent(tmp_path / "l.npz")
     assert torch.equal(saved.ws, engine.ws(lat.latent()))
     assert torch.equal(saved.camera, camera.label()[0]) and not saved.noise
@@ -140,7 +142,7 @@ def test_save_latent_action_round_trip(small_G, tmp_path):
     restored = LatentState()
     restore_settings(tmp_path / "old.npz", restored)
     assert restored.latent() == lat.latent()
-    assert "ready" in ComputePCA().run(engine, Progress())
+    assert "ready" in run_action(ComputePCA(), engine, Progress())
 
 
 def test_eta_after_the_run_is_over():
@@ -194,3 +196,48 @@ def test_window_fits_the_work_area():
     x, y, w, h = fit_to_workarea(None, (0, 0, 1920, 1080))
     assert (w, h) == (round(1920 * FIRST_START_SHARE), round(1080 * FIRST_START_SHARE))
     assert fit_to_workarea(None, (0, 0, 1280, 720)) == (0, 0, 1280, 720)     # small screens: all of it
+
+
+def test_actions_run_by_type_and_wait_for_their_model(snapshot_pkl, tmp_path, caplog):
+    """Without a window: of two opens queued together only the newer loads; actions queued before any model
+    exists wait for it (the inversion's image) or say why they cannot run (an export); then two exports run
+    one after the other, a plane inspection beside them, and an action nothing handles is one error line."""
+    from app.actions import Action, ComputePCA, InspectPlanes, OpenInvertImage, OpenModel, SaveLatent
+    from core.latents import load_latent
+    session = make_session(tmp_path)
+    s = session.state
+    s.actions += [SaveLatent(tmp_path / "early.npz", {}, s.latent.latent(), (0.0,) * 25),
+                  OpenInvertImage(str(tmp_path / "missing.png")), OpenModel(str(tmp_path / "gone.pkl")),
+                  OpenModel(str(snapshot_pkl))]
+    session.tick(0.0)
+    assert "no model loaded" in s.status and s.status_is_error
+    assert [type(a) for a in s.actions] == [OpenInvertImage], "the image must wait for the model"
+
+    def run_until(done, what: str) -> None:
+        start = time.monotonic()
+        while not done():
+            assert time.monotonic() - start < 120, f"{what}: {s.status}"
+            session.tick(0.05)
+            time.sleep(0.02)
+    try:
+        run_until(lambda: not session.busy, "the model and the image")
+        assert s.model.path == str(snapshot_pkl) and "gone.pkl" not in caplog.text, "the superseded open ran"
+        assert s.invert.target is None and "missing.png" in s.invert.target_info
+        camera = tuple(s.camera.label()[0].tolist())
+        latent = dataclasses.replace(s.latent.latent(), seed=4)
+        s.actions += [SaveLatent(tmp_path / "a.npz", {}, latent, camera), ComputePCA(),
+                      InspectPlanes(("k",), latent, 0)]
+        session.tick(0.0)
+        assert [type(a) for a in s.actions] == [ComputePCA], "one engine action at a time, in order"
+        run_until(lambda: not session.busy, "the queued actions")
+        assert s.pca_ready and (tmp_path / "a.npz").exists()
+        assert s.planes[0] == ("k",) and isinstance(s.planes[1], dict)
+        assert torch.equal(load_latent(tmp_path / "a.npz").camera, torch.tensor(camera))
+
+        class Unknown(Action):
+            pass
+        s.actions.append(Unknown())
+        session.tick(0.0)
+        assert s.status_is_error and "Unknown" in s.status and not s.actions
+    finally:
+        session.close()
