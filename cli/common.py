@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core import interrupts
 from core.errors import StudioError, one_line
 
 if TYPE_CHECKING:  # annotations only: the commands import torch when they run, not at --help
@@ -34,6 +35,7 @@ again after this long, until the command has stopped."""
 
 def _on_signal(signum: int, frame) -> None:
     global _pending
+    interrupts.record(signum)
     _pending = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
     signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
     raise _pending()
@@ -84,8 +86,9 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
             if threading.current_thread() is threading.main_thread():
                 signal.setitimer(signal.ITIMER_REAL, 0)
     except KeyboardInterrupt as e:
-        print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        term = isinstance(e, Terminated) or interrupts.received() == signal.SIGTERM
+        print("terminated" if term else "interrupted", file=sys.stderr)
+        return 143 if term else 130
     except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, like other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush must not fail
         return 141

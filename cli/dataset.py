@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "synth":
         return _synth(args, TqdmProgress("rendering", unit="img"))
     if args.action == "check":
-        from training.dataset import open_dataset
+        from training.dataset import check_trainable, open_dataset
         ds = open_dataset(args.path, progress=TqdmProgress("checking", unit="img"), decode=True)
+        check_trainable(ds)
         print(ds.info().describe())
         return 0
     from training.dataset import mirror_dataset

@@ -60,12 +60,14 @@ def _novel_views() -> list[tuple[str, float, float]]:
 
 def run(args: argparse.Namespace) -> int:
     import math
+    import signal
     import sys
     from pathlib import Path
 
     import torch
 
     from cli.common import pick_device, writable_dir
+    from core import interrupts
     from core.cameras import frontal_label
     from core.checkpoint import load_generator, save_checkpoint
     from core.errors import StudioError
@@ -138,5 +140,5 @@ def run(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(p) for p in written))
     if result.interrupted:
         print(f"interrupted: kept the best result so far ({len(result.history)} steps run)", file=sys.stderr)
-        return 130
+        return interrupts.exit_code(interrupts.received() or signal.SIGINT)
     return 0

@@ -8,7 +8,9 @@ HELP = """Train an EG3D tri-plane GAN on a posed dataset (EG3D dataset.json form
 
 The run directory receives training_options.json, metrics.jsonl, image grids of G_ema and
 network-snapshot-*.ckpt files (open them in the studio). --resume RUN_DIR continues a run from
-its newest snapshot with optimizer state, schedules and random state."""
+its newest snapshot with optimizer state, schedules and random state. SIGTERM or Ctrl-C stops within
+seconds with a snapshot of the last completed step (exit 143 / 130); the same command plus --resume
+RUN_DIR continues it."""
 
 EXAMPLES = """examples:
   python main.py dataset synth --out data/shapes --count 3000 --res 128
@@ -25,7 +27,10 @@ EXAMPLES = """examples:
       main.py train --data ffhq.zip --out runs/ffhq --config ffhq --batch 64 --batch-gpu 4"""
 
 
-RESUMABLE = ("kimg", "snap", "tick", "swd_images", "grid_size", "inception", "fid_images")
+MAX_GRID_CELLS = 256
+"""Images in a snapshot grid (the original's largest is 15x8 = 120)."""
+
+RESUMABLE = ("kimg", "snap", "tick", "swd_images", "grid_size", "grid_fixed", "inception", "fid_images")
 """Options that --resume may change; the others are the run's recipe."""
 
 
@@ -37,12 +42,12 @@ def _bool(text: str) -> bool:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from cli.common import add_device_argument, float_in, int_in
+    from cli.common import add_device_argument, float_in, grid_spec, int_in
     from core.superresolution import SR_CLASSES
     from training.config import AUG_MODES, PRESETS
     p.add_argument("--data", help="dataset folder or zip (default when resuming: the run's dataset)")
     p.add_argument("--out", help="run directory (default when resuming: the resumed run)")
-    p.add_argument("--config", "--cfg", default="tiny", choices=sorted(PRESETS), help="preset (default tiny)")
+    p.add_argument("--config", "--cfg", choices=sorted(PRESETS), help="preset (default tiny; when resuming: the run's)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its newest snapshot")
     p.add_argument("--init", metavar="NETWORK", help="start from a network pickle or .ckpt (G, D, G_ema and their "
                    "architecture); image counter at 0, no blur or pose-conditioning fade, no EMA ramp-up")
@@ -57,7 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inception", metavar="FILE", help="local FID Inception-v3 weights (pytorch-fid's "
                    "pt_inception-2015-12-05-6726825d.pth): FID and KID at each snapshot; nothing is downloaded")
     g.add_argument("--fid-images", type=int_in(2, 1 << 20), help="images per set for FID/KID (default 1000)")
-    g.add_argument("--grid", metavar="WxH", help="image-grid size in images (default per config, e.g. 8x4)")
+    g.add_argument("--grid", metavar="WxH", type=grid_spec(MAX_GRID_CELLS),
+                   help=f"image-grid size in images, at most {MAX_GRID_CELLS} (default: the config's on a GPU, "
+                        "e.g. 15x8 for ffhq; a small grid on a CPU)")
     g = p.add_argument_group("batch and optimisation")
     g.add_argument("--batch", type=int_in(1, 16384), help="total batch size over all processes")
     g.add_argument("--batch-gpu", "--batch_gpu", dest="batch_gpu", type=int_in(1, 16384),
@@ -121,10 +128,12 @@ OPTION_NAMES = ("kimg", "snap", "tick", "seed", "swd_images", "inception", "fid_
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import sys
 
     import torch
 
     from cli.common import pick_device
+    from core import interrupts
     from core.errors import DatasetError, StudioError
     from core.progress import TqdmProgress
     from training.config import SR_NONE, TrainOptions, preset
@@ -132,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in OPTION_NAMES}
     overrides["grid_size"] = _grid(args.grid)
+    overrides["grid_fixed"] = True if args.grid else None
     if args.inception:
         overrides["inception"] = str(Path(args.inception).resolve())
     if overrides["sr_module"] == "none":
@@ -139,17 +149,17 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     if args.resume:
         run_dir = Path(args.resume)
-        fixed = [k for k, v in overrides.items() if v is not None and k not in RESUMABLE]
-        if fixed or args.init:
-            name = "init" if args.init else fixed[0]
-            raise StudioError(f"--{name.replace('_', '-')} cannot change when resuming (a run keeps its recipe); "
-                              f"only --kimg, --snap, --tick, --swd-images, --grid, --inception and --fid-images can")
         if args.out and Path(args.out).resolve() != run_dir.resolve():
             raise StudioError("--resume continues in the run directory itself; leave out --out")
         if (run_dir / OPTIONS_FILE).exists():
             opts = TrainOptions.load(run_dir / OPTIONS_FILE)
-        elif rank > 0:  # another machine: the options and snapshot come from rank 0
-            opts = preset(args.config)
+            _check_unchanged(opts, overrides, args)
+        elif rank > 0 or (args.data and not list_snapshots(run_dir)):
+            # another machine (the options and snapshot come from rank 0), or a job whose script always says
+            # --resume and that was stopped before its run began: the command's own options
+            opts = preset(args.config or "tiny", init=args.init, **overrides)
+            if rank == 0:
+                print(f"{run_dir} holds no run yet: starting it", file=sys.stderr, flush=True)
         else:
             raise StudioError(f"--resume {run_dir}: not a training run directory (no {OPTIONS_FILE})")
         for k in RESUMABLE:
@@ -162,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir, data = Path(args.out), args.data
         if list_snapshots(run_dir):
             raise StudioError(f"{run_dir} already holds snapshots; use --resume {run_dir} or another --out")
-        opts = preset(args.config, init=args.init, **overrides)
+        opts = preset(args.config or "tiny", init=args.init, **overrides)
     if not Path(data).exists():
         raise DatasetError(f"{data}: no such dataset folder or zip")
     _check_writable(run_dir)
@@ -184,9 +194,42 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         progress.close()
+    signum = interrupts.received()
+    if signum is not None:  # the trainer stopped early and saved the last completed step
+        where = f"saved {last}" if last is not None else "no snapshot written (this process is not rank 0)"
+        print(f"stopped by {interrupts.name(signum)}: {where}; continue with the same command plus "
+              f"--resume {run_dir}", file=sys.stderr, flush=True)
+        return interrupts.exit_code(signum)
     if last is not None:
         print(f"done: {last}")
     return 0
+
+
+def _check_unchanged(opts, overrides: dict, args: argparse.Namespace) -> None:
+    """A resumed run keeps its recipe: options given again with the run's values are accepted (a cluster
+    restarts a job with the same command plus --resume); a real change is refused naming both values."""
+    from core.errors import StudioError
+    given = {k: v for k, v in overrides.items() if v is not None and k not in RESUMABLE}
+    if args.config is not None:
+        given["config"] = args.config
+    if args.init is not None:
+        given["init"] = args.init
+    for name, new in given.items():
+        old = getattr(opts, name)
+        if name == "init" and old is not None and Path(old).resolve() == Path(new).resolve():
+            continue
+        if new != old:
+            raise StudioError(f"--{name.replace('_', '-')} cannot change when resuming: run has {_shown(old)}, "
+                              f"command says {_shown(new)} (a run keeps its recipe; only --kimg, --snap, --tick, "
+                              "--swd-images, --grid, --inception and --fid-images can change)")
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _oom_message(opts) -> str:

@@ -38,9 +38,16 @@ def decimate(mesh: Mesh, target_faces: int) -> Mesh:
     if target_faces == len(mesh.faces):
         return Mesh(mesh.vertices, mesh.faces)
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-        vertices, faces = child.submit(_edge_collapse, mesh.vertices, mesh.faces, target_faces).result()
+
+    from core.fileio import deferred_signals
+    with deferred_signals():  # an interrupt inside Pool() would leave a child that nothing stops
+        child = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        vertices, faces = child.apply(_edge_collapse, (mesh.vertices, mesh.faces, target_faces))
+    finally:  # on SIGTERM or Ctrl-C too: the child is killed, not waited for (an executor's shutdown, cut by
+        with deferred_signals():  # the interrupt, used to leave the parent waiting for it for good)
+            child.terminate()
+            child.join()
     return drop_degenerate_faces(Mesh(vertices, faces))
 
 

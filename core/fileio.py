@@ -29,7 +29,8 @@ _FILE_MODE = _file_mode()
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them to the handlers that were there.
+    """Hold SIGINT and SIGTERM (and SIGALRM, which the CLI uses to repeat an interrupt) until the block ends,
+    then deliver them to the handlers that were there.
 
     For the few steps that must not be cut in two: a temp file created but not yet owned by a cleanup, a
     child process started but not yet known to whoever would stop it (an ffmpeg orphaned that way writes
@@ -40,7 +41,7 @@ def deferred_signals() -> Iterator[None]:
         return
     held: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
     try:
         yield
     finally:

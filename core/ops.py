@@ -21,17 +21,67 @@ def fir_filter(device: torch.device | None = None) -> torch.Tensor:
     return f / f.sum()
 
 
+class _BiasActGrad(torch.autograd.Function):
+    """clamp(act(x + b) * gain) that keeps only its output for backward.
+
+    Autograd through the separate steps keeps x + b, the activation and the scaled values (three tensors of
+    x's size per layer: most of a training step's memory). The derivative is recomputed from the output
+    alone: gain > 0 keeps signs, so y > 0 tells the activation's slope, and |y| < clamp where the clamp did
+    not cut. The backward is written in differentiable ops, so R1's double backward goes through it.
+    """
+
+    @staticmethod
+    def forward(ctx, x, b, slope: float, gain: float, clamp: float | None, dim: int):
+        if b is not None:
+            shape = [1] * x.ndim
+            shape[dim] = -1
+            x = x + b.reshape(shape)
+        else:
+            x = x.clone()
+        if slope != 1:
+            x = F.leaky_relu_(x, slope)
+        if gain != 1:
+            x = x.mul_(gain)
+        if clamp is not None:
+            x = x.clamp_(-clamp, clamp)
+        ctx.save_for_backward(x)
+        ctx.slope, ctx.gain, ctx.clamp, ctx.dim, ctx.has_bias = slope, gain, clamp, dim, b is not None
+        return x
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        return _bias_act_backward(dy, y, ctx.slope, ctx.gain, ctx.clamp, ctx.dim, ctx.has_bias)
+
+
+def _bias_act_backward(dy, y, slope, gain, clamp, dim, has_bias):
+    factor = torch.where(y > 0, gain, gain * slope).to(dy.dtype) if slope != 1 else None
+    if clamp is not None:
+        keep = y.abs() < clamp
+        factor = keep.to(dy.dtype) * (gain if factor is None else factor)
+    dx = dy * factor if factor is not None else dy * gain
+    db = None
+    if has_bias:
+        dims = [d for d in range(dx.ndim) if d != dim % dx.ndim]
+        db = dx.sum(dim=dims)
+    return dx, db, None, None, None, None
+
+
 def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float = 1.0,
              clamp: float | None = None, dim: int = 1) -> torch.Tensor:
     """y = clamp(act(x + b) * gain); act is 'linear' or 'lrelu' (slope 0.2, built-in gain sqrt 2).
 
     Without autograd the steps after the first run in place (same values, a quarter of the memory
-    traffic on the large super-resolution tensors); `x` itself is never modified.
+    traffic on the large super-resolution tensors); `x` itself is never modified. With autograd one
+    function keeps only the output for backward (_BiasActGrad).
     """
     if act == "lrelu":
         gain = gain * SQRT2
     elif act != "linear":
         raise ValueError(f"unsupported activation {act!r}")
+    if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)) \
+            and (act == "lrelu" or clamp is not None):
+        return _BiasActGrad.apply(x, b, 0.2 if act == "lrelu" else 1.0, gain, clamp, dim)
     if b is not None:
         shape = [1] * x.ndim
         shape[dim] = -1

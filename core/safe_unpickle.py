@@ -35,6 +35,8 @@ MAX_DIMS = 8
 MAX_STUB_CLASSES = 1_000
 MAX_NODES = 1_000_000
 """Nodes visited by any walk over loaded data: shared references (a DAG) must not make a walk exponential."""
+MAX_COLLISIONS = 64
+"""Keys of one dict or set that may share one hash."""
 MAX_SET_ITEMS = 1_000_000
 """Items copied by set()/frozenset() calls in one file (each call copies its argument)."""
 MAX_OPS = 500_000
@@ -316,6 +318,7 @@ class SafeUnpickler(pickle._Unpickler):
         self._stubs: dict[tuple[str, str], type] = {}
         self._storages: dict[int, tuple[Any, _Storage]] = {}
         self._set_items = MAX_SET_ITEMS
+        self._hashes: dict[int, collections.Counter] = {}
 
     def find_class(self, module: Any, name: Any) -> Any:
         if (module, name) in self.allowed:
@@ -346,9 +349,17 @@ class SafeUnpickler(pickle._Unpickler):
         if n > MAX_ITEMS:
             raise CheckpointError(f"a container with more than {MAX_ITEMS:,} items")
 
-    def _keys(self, keys) -> None:
+    def _keys(self, keys, target: Any = None) -> None:
+        """Keys are plain values, and few share one hash within one container (`target`, filled by several
+        opcodes, or the batch itself): equal hashes make each insertion scan all the others (quadratic time:
+        50,000 equal-hash integers in one set took about a minute)."""
         if not all(isinstance(k, _KEY_TYPES) for k in keys):
             raise CheckpointError("a dict key or set member that is not a plain value")
+        counts = collections.Counter() if target is None else self._hashes.setdefault(id(target), collections.Counter())
+        hashes = [hash(k) for k in keys]
+        counts.update(hashes)
+        if any(counts[h] > MAX_COLLISIONS for h in hashes):
+            raise CheckpointError("dict keys or set members chosen to share one hash")
 
     def load(self) -> Any:
         """pickle._Unpickler.load with an opcode budget (each opcode creates at most one small object)."""
@@ -424,7 +435,7 @@ class SafeUnpickler(pickle._Unpickler):
         value, key, target = self.stack[-1], self.stack[-2], self.stack[-3]
         if type(target) not in (dict, collections.OrderedDict, _EasyDict):
             self._refuse(f"item assignment on {type(target).__name__}")
-        self._keys([key])
+        self._keys([key], target)
         target[key] = value
         self._sized(len(target))
         del self.stack[-2:]
@@ -436,7 +447,7 @@ class SafeUnpickler(pickle._Unpickler):
         if type(target) not in (dict, collections.OrderedDict, _EasyDict):
             self._refuse(f"item assignment on {type(target).__name__}")
         self._sized(len(items) // 2 + len(target))
-        self._keys(items[0::2])
+        self._keys(items[0::2], target)
         for i in range(0, len(items) - 1, 2):
             target[items[i]] = items[i + 1]
     dispatch[pickle.SETITEMS[0]] = load_setitems
@@ -464,9 +475,9 @@ class SafeUnpickler(pickle._Unpickler):
         target = self.stack[-1]
         if type(target) is not set:
             self._refuse(f"set update on {type(target).__name__}")
-        self._keys(items)
+        self._sized(len(items) + len(target))  # counted before the update: a flood costs nothing
+        self._keys(items, target)
         target.update(items)
-        self._sized(len(target))
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
     def load_frozenset(self):

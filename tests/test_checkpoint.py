@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import types
 import warnings
 import zipfile
@@ -336,6 +337,62 @@ def test_fifty_thousand_key_dict_fails_fast(tmp_path):
     t = torch.zeros(1)  # pickled once, then referenced from the memo
     path.write_bytes(pickle.dumps({"G_ema": {f"k{i}": t for i in range(50_000)}}))
     with pytest.raises(CheckpointError, match="more than 10,000 items"):
+        read_network_pickle(path)
+
+
+_M61 = (1 << 61) - 1  # integers i * _M61 + 1 all hash to 1
+
+
+def _equal_hash_ints(n: int, batch: int, close: bytes) -> bytes:
+    """MARK, n LONG1 integers of one hash, `close`; repeated in batches of `batch` items."""
+    out = []
+    for start in range(0, n, batch):
+        out.append(pickle.MARK)
+        for i in range(start, min(n, start + batch)):
+            raw = (1 + i * _M61).to_bytes(16, "little")
+            out.append(pickle.LONG1 + bytes([len(raw)]) + raw)
+        out.append(close)
+    return b"".join(out)
+
+
+def _flood(kind: str, n: int) -> bytes:
+    """A network pickle {'G_ema': <container of n equal-hash integers>} built opcode by opcode."""
+    head = pickle.PROTO + b"\x04" + pickle.EMPTY_DICT + pickle.SHORT_BINUNICODE + b"\x05G_ema"
+    if kind == "set":  # one ADDITEMS
+        body = pickle.EMPTY_SET + _equal_hash_ints(n, n, pickle.ADDITEMS)
+    elif kind == "set-batches":  # ADDITEMS of 1,000 (as pickle writes them)
+        body = pickle.EMPTY_SET + _equal_hash_ints(n, 1000, pickle.ADDITEMS)
+    elif kind == "set-small-batches":  # ADDITEMS of 50: no batch repeats many hashes, the set does
+        body = pickle.EMPTY_SET + _equal_hash_ints(n, 50, pickle.ADDITEMS)
+    elif kind == "frozenset":
+        body = _equal_hash_ints(n, n, pickle.FROZENSET)
+    else:  # set(list) / frozenset(list) calls
+        name = kind.split("-")[0]
+        body = (pickle.GLOBAL + b"builtins\n" + name.encode() + b"\n" + pickle.MARK + pickle.EMPTY_LIST
+                + _equal_hash_ints(n, 1000, pickle.APPENDS) + pickle.TUPLE + pickle.REDUCE)
+    return head + body + pickle.SETITEM + pickle.STOP
+
+
+@pytest.mark.parametrize("kind", ["set", "set-batches", "set-small-batches", "frozenset", "set-call",
+                                  "frozenset-call"])
+@pytest.mark.parametrize("n", [50_000, 200_000])
+def test_equal_hash_set_floods_are_refused_in_seconds(tmp_path, kind, n):
+    """Sets of integers that all share one hash (insertion is quadratic) are refused before the set grows."""
+    path = tmp_path / "flood.pkl"
+    path.write_bytes(_flood(kind, n))
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match="more than 10,000 items|share one hash"):
+        read_network_pickle(path)
+    assert time.perf_counter() - t0 < 3.0
+
+
+def test_equal_hash_dict_keys_are_refused(tmp_path):
+    head = pickle.PROTO + b"\x04" + pickle.EMPTY_DICT + pickle.SHORT_BINUNICODE + b"\x05G_ema" + pickle.EMPTY_DICT
+    items = b"".join(pickle.LONG1 + b"\x10" + (1 + i * _M61).to_bytes(16, "little") + pickle.NONE
+                     for i in range(5000))
+    path = tmp_path / "keys.pkl"
+    path.write_bytes(head + pickle.MARK + items + pickle.SETITEMS + pickle.SETITEM + pickle.STOP)
+    with pytest.raises(CheckpointError, match="share one hash"):
         read_network_pickle(path)
 
 

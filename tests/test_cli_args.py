@@ -31,6 +31,8 @@ MODEL = str(ROOT / "assets" / "default_model.ckpt")
     (["video", MODEL, "--seeds", "0", "--out", "o.mp4", "--fps", "inf"], "--fps"),
     (["video", MODEL, "--seeds", "0", "--out", "o.mp4", "--grid", "1000x1000"], "--grid"),
     (["video", MODEL, "--seeds", "0", "--out", "o.mp4", "--frames", "-1"], "--frames"),
+    (["train", "--data", "d", "--out", "o", "--grid", "1000x1000"], "--grid"),
+    (["train", "--data", "d", "--out", "o", "--grid", "17x16"], "--grid"),
     (["mesh", MODEL, "--seeds", "0", "--out", "o", "--res", "100000"], "--res"),
     (["mesh", MODEL, "--seeds", "0", "--out", "o", "--level", "nan"], "--level"),
     (["dataset", "synth", "--out", "o", "--res", "100000"], "--res"),

@@ -164,14 +164,39 @@ def test_object_stays_put_across_views(tmp_path):
 
 
 def test_cli_check_reports_and_fails_cleanly(tmp_path):
-    good = _make(tmp_path / "good")
+    good = _make(tmp_path / "good", size=(32, 32))
     run = lambda *a: subprocess.run([sys.executable, str(ROOT / "main.py"), "dataset", *a],  # noqa: E731
                                     capture_output=True, text=True, cwd=ROOT)
     r = run("check", str(good))
-    assert r.returncode == 0 and "2 images, 16x16" in r.stdout
+    assert r.returncode == 0 and "2 images, 32x32" in r.stdout
     bad = _make(tmp_path / "bad", labels=[["a.png", _label()]])
     r = run("check", str(bad))
     assert r.returncode == 2 and "error: sub/b.png: image has no label" in r.stderr
+
+
+def _focal_zero_label() -> list[float]:
+    label = _label()
+    label[16] = 0.0
+    return label
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("focal", "sub/b.png: focal length fx = 0 in dataset.json; it must be positive"),
+    ("resolution", "images are 48x48; training needs a power of two"),
+])
+def test_check_applies_every_rule_train_applies(tmp_path, case, expected):
+    """A dataset that `train` refuses is refused by `dataset check` with the same line (issue 30)."""
+    if case == "focal":
+        root = _make(tmp_path / "ds", size=(32, 32), labels=[["a.png", _label()], ["sub/b.png", _focal_zero_label()]])
+    else:
+        root = _make(tmp_path / "ds", size=(48, 48))
+    main = [sys.executable, str(ROOT / "main.py")]
+    check = subprocess.run([*main, "dataset", "check", str(root)], capture_output=True, text=True, cwd=ROOT)
+    train = subprocess.run([*main, "train", "--data", str(root), "--out", str(tmp_path / "run"), "--batch", "2",
+                            "--kimg", "0.002", "--device", "cpu"], capture_output=True, text=True, cwd=ROOT)
+    for r in (check, train):
+        assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # ---- hostile datasets (issue 13) ----------------------------------------------------------------------------

@@ -244,6 +244,38 @@ def test_resume_falls_back_past_a_truncated_newest_snapshot(data32, tmp_path, ca
     assert load_checkpoint(list_snapshots(run)[-1])["training"]["cur_nimg"] == 6
 
 
+def test_the_same_command_resumes_and_only_real_changes_are_refused(data32, tmp_path, capsys):
+    """A cluster restarts a job with its command plus --resume: equal options are accepted, a changed one is
+    refused naming the run's value and the command's (issue 30)."""
+    run = tmp_path / "run"
+    command = ["train", "--data", str(data32), "--out", str(run), "--config", "tiny", "--batch", "2", "--gamma",
+               "0.3", "--snap", "0.002", "--tick", "0.002", "--swd-images", "0", "--grid", "1x1", "--device", "cpu"]
+    assert main.main([*command, "--kimg", "0.002", "--resume", str(run)]) == 0  # the first start says it too
+    assert "holds no run yet: starting it" in capsys.readouterr().err
+    assert main.main([*command, "--kimg", "0.004", "--resume", str(run)]) == 0
+    assert load_checkpoint(list_snapshots(run)[-1])["training"]["cur_nimg"] == 4
+    capsys.readouterr()
+    changed = [*command, "--kimg", "0.006", "--resume", str(run)]
+    changed[changed.index("--batch") + 1] = "4"
+    assert main.main(changed) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --batch cannot change when resuming: run has 2, command says 4 (a run keeps its recipe; "
+                   "only --kimg, --snap, --tick, --swd-images, --grid, --inception and --fid-images can change)")
+    assert main.main([*command, "--kimg", "0.006", "--resume", str(run), "--config", "ffhq"]) == 2
+    assert "--config cannot change when resuming: run has tiny, command says ffhq" in capsys.readouterr().err
+    assert load_checkpoint(list_snapshots(run)[-1])["training"]["cur_nimg"] == 4
+
+
+def test_snapshot_grids_are_sized_to_the_device():
+    """The original's 15x8 grid of 512^2 images on a GPU; a CPU gets at most 2^20 pixels unless --grid chose."""
+    ffhq = preset("ffhq")
+    assert ffhq.snapshot_grid(512, "cuda") == ((15, 8), False)
+    assert ffhq.snapshot_grid(512, "cpu") == ((2, 2), True)
+    assert ffhq.snapshot_grid(128, "cpu") == ((8, 8), True)
+    assert preset("tiny").snapshot_grid(128, "cpu") == ((8, 4), False)
+    assert preset("ffhq", grid_size=(15, 8), grid_fixed=True).snapshot_grid(512, "cpu") == ((15, 8), False)
+
+
 def test_ada_augments_both_images_alike_and_adapts_p():
     g = torch.Generator().manual_seed(0)
     image = torch.nn.functional.interpolate(torch.rand(8, 3, 8, 8, generator=g), size=64, mode="bilinear") * 2 - 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,10 @@ SR_NONE = "SuperresolutionNone"
 """Our extension for resolutions without an original module: the neural rendering resized to the image size."""
 MIN_RESOLUTION = 32
 AUG_MODES = ("noaug", "ada", "fixed")
+
+
+CPU_GRID_PIXELS = 1 << 20
+"""Pixels of a snapshot grid on a CPU unless --grid says otherwise (64 images of 128^2, 4 of 512^2)."""
 
 
 def default_sr_module(resolution: int) -> str:
@@ -107,6 +112,19 @@ class TrainOptions:
     fid_images: int = 1000
     """Images per set for FID/KID (with --inception)."""
     grid_size: tuple[int, int] = (8, 4)
+    """Snapshot image grid (columns, rows): the original's on a GPU; on a CPU see snapshot_grid."""
+    grid_fixed: bool = False
+    """grid_size was chosen with --grid: used on every device."""
+
+    def snapshot_grid(self, resolution: int, device_type: str) -> tuple[tuple[int, int], bool]:
+        """(columns, rows) of the snapshot grids and whether they were made smaller than grid_size: a CPU takes
+        many minutes for the original's 120 images of 512^2, so there the grid holds at most CPU_GRID_PIXELS."""
+        gw, gh = self.grid_size
+        if self.grid_fixed or device_type != "cpu" or gw * gh * resolution ** 2 <= CPU_GRID_PIXELS:
+            return (gw, gh), False
+        cells = max(1, CPU_GRID_PIXELS // resolution ** 2)
+        cols = math.ceil(math.sqrt(cells))
+        return (cols, max(1, cells // cols)), True
 
     def rendering_kwargs(self, resolution: int) -> dict:
         sr = self.sr_module or default_sr_module(resolution)

@@ -254,6 +254,21 @@ def open_dataset(path: str | Path, progress: Progress | None = None, decode: boo
 
 
 
+def check_trainable(ds: PosedDataset) -> None:
+    """The rules `train` applies to a dataset beyond its format, in one place so that `dataset check` applies
+    every one of them too: a power-of-two resolution the networks can make, positive focal lengths."""
+    from training.config import MIN_RESOLUTION
+    res = ds.resolution
+    if res < MIN_RESOLUTION or res & (res - 1):
+        raise DatasetError(f"{ds.path.name}: images are {res}x{res}; training needs a power of two from "
+                           f"{MIN_RESOLUTION} up (resize the dataset)")
+    for col, name in ((16, "fx"), (20, "fy")):
+        bad = np.flatnonzero(~(ds.labels[:, col] > 0))
+        if len(bad):
+            raise DatasetError(f"{ds.names[bad[0]]}: focal length {name} = {ds.labels[bad[0], col]:g} in "
+                               f"dataset.json; it must be positive ({len(bad)} label(s) like this)")
+
+
 def flip_label(label: np.ndarray) -> np.ndarray:
     """Label of the x-mirrored image: cam2world' = D cam2world D with D = diag(-1,1,1,1) (ref §5.2)."""
     out = np.array(label, dtype=np.float32, copy=True)

@@ -12,20 +12,20 @@ TensorBoard event files are written beside metrics.jsonl when tensorboard is ins
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import resource
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from core import interrupts
 from core.cameras import focal_to_fov
 from core.checkpoint import load_checkpoint, read_networks, save_checkpoint
 from core.errors import CheckpointError, StudioError
@@ -38,7 +38,7 @@ from core.triplane import TriPlaneGenerator
 from training import distributed as dist_utils
 from training.augment import AugmentPipe, adjust_p
 from training.config import TrainOptions
-from training.dataset import PosedDataset, open_dataset
+from training.dataset import PosedDataset, check_trainable, open_dataset
 from training.discriminator import DualDiscriminator
 from training.fid import FEATURES, FeatureStats, fid_kid, load_inception
 from training.loss import EG3DLoss, schedule
@@ -150,6 +150,7 @@ class Trainer:
         torch.manual_seed(seed)
         self.data_gen = torch.Generator().manual_seed(seed)
         self.ds: PosedDataset = open_dataset(data)
+        check_trainable(self.ds)
         res = self.ds.resolution
         # Rank 0 reads the snapshot or network file and sends it to the others (no shared disk needed).
         resume_from = dist_utils.broadcast_object(
@@ -215,7 +216,12 @@ class Trainer:
             self._trim_metrics()
         for m in (self.G, self.D, self.G_ema):
             dist_utils.broadcast_module(m, self.info)
-        gw, gh = opts.grid_size
+        (gw, gh), smaller = opts.snapshot_grid(res, self.device.type)
+        self.grid_wh = gw, gh
+        if smaller and self.info.is_main:
+            print(f"snapshot grids: {gw}x{gh} images of {res}x{res} on the CPU (the {opts.config} config's "
+                  f"{opts.grid_size[0]}x{opts.grid_size[1]} is for GPUs; --grid WxH to choose)",
+                  file=sys.stderr, flush=True)
         g = torch.Generator().manual_seed(123)
         self.grid_idx = torch.randperm(len(self.ds), generator=g)[:gw * gh]
         if len(self.grid_idx) < gw * gh:
@@ -238,18 +244,27 @@ class Trainer:
         return build_generator(kwargs, _without_label_std(state_dict), kwargs.get("rendering_kwargs"),
                                source="the network file")
 
-    def request_stop(self, *_args) -> None:
-        """Finish the current step, write a snapshot and return (SIGINT/SIGTERM do this; a second
-        Ctrl-C interrupts at once)."""
+    def request_stop(self) -> None:
+        """Finish the current step, write a snapshot and return (SIGINT/SIGTERM stop sooner: see run)."""
         self._stop_requested = True
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _should_stop(self) -> bool:
+        stop = self._stop_requested or interrupts.received() is not None
         if self.info.world_size == 1:
-            return self._stop_requested
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+            return stop
+        flag = torch.tensor([float(stop)], device=self.device)
         return bool(dist_utils.all_reduce_sum(flag, self.info).item() > 0)
+
+    def _optional(self, work, stop: bool):
+        """Work a stop skips or cuts short (image grids, metrics): its result, or None when skipped or cut.
+        `stop` is the decision all processes share; one process alone also skips or cuts at a signal (with
+        several, work is never cut half-way: the others would wait for this one in a collective)."""
+        if stop or (self.info.world_size == 1 and interrupts.received() is not None):
+            return None
+        try:
+            return work()
+        except interrupts.Interrupted:
+            return None
 
     # ---- resume -----------------------------------------------------------------------------------
     def _resume_checkpoint(self) -> dict | None:
@@ -320,7 +335,7 @@ class Trainer:
             f.flush()
 
     def _write_grids(self) -> None:
-        gw, gh = self.opts.grid_size
+        gw, gh = self.grid_wh
         if not (self.run_dir / "reals.png").exists():
             reals = self.ds.batch(self.grid_idx)[0].permute(0, 2, 3, 1).numpy()
             _save_grid(self.run_dir / "reals.png", reals, gw, gh)
@@ -340,6 +355,8 @@ class Trainer:
         c = torch.from_numpy(self.ds.labels[torch.randint(len(self.ds), (n,), generator=g).numpy()])
         mine = torch.arange(self.info.rank, n, self.info.world_size)
         for i in range(0, len(mine), self.batch_gpu):
+            if self.info.world_size == 1:  # a safe point between batches (the metric's own work has no modules)
+                interrupts.check()
             part = mine[i:i + self.batch_gpu]
             real = self.ds.batch(idx[part])[0].to(self.device).float() / 127.5 - 1
             out = self.G_ema(z[part].to(self.device), c[part].to(self.device), noise_mode="const")
@@ -389,7 +406,6 @@ class Trainer:
         return fid_kid(*stats) if self.info.is_main else None
 
     def _snapshot(self, metrics: dict[str, float]) -> None:
-        self._write_grids()
         opt = {ph.name[0]: ph.opt for ph in self.phases}
         rng = {"torch": torch.get_rng_state(), "data": self.data_gen.get_state()}
         if self.device.type == "cuda":
@@ -502,22 +518,23 @@ class Trainer:
         return entry
 
     def run(self) -> Path | None:
-        """Train until opts.kimg (or a stop request); returns the last snapshot path (rank 0)."""
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        """Train until opts.kimg or a stop; returns the last snapshot path (rank 0).
+
+        SIGTERM or Ctrl-C (core.interrupts) stop within seconds wherever the run is: a training step is cut
+        (its partial gradients are dropped), image grids and metrics are skipped or cut, and a resumable
+        snapshot of the last completed step is written; interrupts.received() then names the signal. With
+        several processes the step in flight is finished first, so that every rank stops at the same step."""
+        interrupts.clear()
+        cut = interrupts.torch_checks() if self.info.world_size == 1 else contextlib.nullcontext()
+        with interrupts.cooperative(), cut:
             return self._run()
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
 
     def _run(self) -> Path | None:
         total = int(round(self.opts.kimg * 1000))
         snap, tick = max(int(self.opts.snap * 1000), 1), max(int(self.opts.tick * 1000), 1)
         start_nimg = self.cur_nimg
         if self.info.is_main and not list(self.run_dir.glob("fakes*.png")):
-            self._write_grids()
+            self._optional(self._write_grids, False)
         if self.info.is_main and self.progress is not None:
             self.progress.update(0, total - start_nimg, f"kimg {self.cur_nimg / 1000:.2f}")
         tick_start, tick_nimg = time.perf_counter(), self.cur_nimg
@@ -525,14 +542,22 @@ class Trainer:
         while self.cur_nimg < total:
             t0 = time.perf_counter()
             prev = self.cur_nimg
-            for k, v in self.step().items():
+            try:
+                losses = self.step()
+            except interrupts.Interrupted:  # cut mid-step: drop its partial gradients, save the last step
+                for ph in self.phases:
+                    ph.opt.zero_grad(set_to_none=True)
+                    ph.module.requires_grad_(False)
+                losses = {}
+            for k, v in losses.items():
                 self._stats.setdefault(k, []).append(v)
                 if math.isfinite(v):
                     self._last[k] = v
             self.train_time += time.perf_counter() - t0
-            done = self.cur_nimg >= total or self._should_stop()
+            stop = self._should_stop()
+            done = self.cur_nimg >= total or stop
             if self.info.is_main:
-                if self.cur_nimg // tick > prev // tick or done:
+                if self.cur_nimg // tick > prev // tick or (done and self.cur_nimg > tick_nimg):
                     now = time.perf_counter()
                     entry = self._tick_entry(self.cur_nimg - tick_nimg, now - tick_start)
                     self._log(entry)
@@ -542,11 +567,13 @@ class Trainer:
                     self.progress.update(self.cur_nimg - start_nimg, total - start_nimg,
                                          f"kimg {self.cur_nimg / 1000:.2f} G {g:.3f} D {d:.3f}")
             if self.cur_nimg // snap > prev // snap or done:
-                metrics = self._swd() if self.opts.swd_images > 0 else {}  # every process contributes
+                metrics = (self._optional(self._swd, stop) if self.opts.swd_images > 0 else {}) or {}
                 if self.inception is not None:
-                    metrics = {**(metrics or {}), **(self._fid() or {})}
+                    metrics = {**metrics, **(self._optional(self._fid, stop) or {})}
                 if self.info.is_main:
-                    self._snapshot(metrics)
+                    self._optional(self._write_grids, stop)
+                    with interrupts.shielded():
+                        self._snapshot(metrics)
                     last = self.run_dir / snapshot_name(self.cur_nimg)
                 dist_utils.barrier(self.info)
             if done:
