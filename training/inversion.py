@@ -33,6 +33,7 @@ from torch import nn
 
 from core.cameras import _cam2world, _normalize, _sphere_point, focal_to_fov, fov_to_focal, split_label
 from core.progress import Cancelled, Progress
+from training.camera_estimate import CameraSearch, estimate_camera
 from training.perceptual import feature_distance
 
 Space = Literal["w", "w+"]
@@ -267,6 +268,15 @@ class Inverter:
         return candidates[best:best + 1]
 
     # ---- camera search -----------------------------------------------------------------------------
+    def estimate_camera(self, fov_deg: float, search: CameraSearch | None = None) -> OrbitLabel:
+        """training.camera_estimate's batched, coarse-to-fine view search from the mean w."""
+        o = self.G.options
+        w_avg, _ = self._w_stats(OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach())
+        yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, search or CameraSearch(), self.opts.seed,
+                                     self._tick)
+        cam = OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot, self.opts.fit_fov)
+        return cam.to(self.device)
+
     def search_camera(self, fov_deg: float) -> list[OrbitLabel]:
         """Short raw-image fits of w and camera from each candidate view; their cameras, best first."""
         o = self.G.options
