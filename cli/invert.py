@@ -14,8 +14,12 @@ EXAMPLES = """examples:
 The image is centre-cropped to a square and resized to the model's resolution; transparency is
 composited on the model's background. --yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated: a short search from 8 views, then
-a refinement scored by fits with the camera held fixed (a few minutes on a 2-core CPU).
+dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search batched (default):
+a bank of random latents rendered at a grid of views inside the model's training camera range (raw
+images at 16x16, colour plus a silhouette cue: the model's opacity against the image's non-background
+pixels), then a pattern search around the best views, each view scored by a short W fit with the camera
+held fixed, many views in one batch. --camera-search refine: the older search from 8 views refined one
+view at a time (several minutes on a 2-core CPU).
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -41,10 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
                         "result is the wrong kind of object)")
+    p.add_argument("--camera-search", choices=("batched", "refine"), default="batched",
+                   help="how the camera is estimated without --yaw/--pitch/--camera (default batched; see below)")
     p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
-                   help="steps per candidate view when the camera is estimated (default 30)")
+                   help="--camera-search refine: steps per candidate view (default 30)")
     p.add_argument("--refine-steps", type=int_in(0, 10000), default=50,
-                   help="steps of each fixed-camera fit that scores a view while the estimated camera is "
+                   help="--camera-search refine: steps of each fixed-camera fit that scores a view while the camera is "
                         "refined (default 50; 0 = no refinement: faster, the projection moves the camera)")
     p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "
                    "perceptual loss instead of the checkpoint's discriminator")
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from core.imaging import contact_sheet, save_png, to_uint8
     from core.latents import SavedLatent, prepare_image, read_camera, save_latent
     from core.progress import TqdmProgress
+    from training.camera_estimate import CameraSearch
     from training.inversion import InversionOptions, Inverter, OrbitLabel
     from training.perceptual import DiscriminatorFeatures, load_discriminator, load_vgg16
 
@@ -102,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
                               pitch=math.radians(args.pitch or 0.0))[0]
     opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune, fit_fov=args.fit_fov,
                             search_steps=args.search_steps, refine_steps=args.refine_steps,
-                            starts=args.starts, seed=args.seed)
+                            starts=args.starts, seed=args.seed,
+                            camera_search=CameraSearch() if args.camera_search == "batched" else None)
     torch.manual_seed(args.seed)
     progress = TqdmProgress("invert", unit="step")
     try:
