@@ -150,6 +150,27 @@ def test_camera_estimate_lands_near_the_truth(G):
     assert views % 50 == 0 and 5 <= views // 50 <= 15 and phases.count("w") == 30, (views, sorted(set(phases)))
 
 
+def test_heldout_toys_are_all_kinds_at_the_cameras_their_labels_hold():
+    """The real-image benchmark's targets: every kind, views above and below the horizon, and labels that
+    read back (as the studio's yaw/pitch) to the yaw and elevation the tracer rendered."""
+    from training.camera_estimate import pitch_to_elevation
+    from training.heldout_toys import heldout_toys
+    from training.inversion import OrbitLabel
+    from training.toys import CATEGORIES
+    targets = heldout_toys(12, 24)
+    assert {t.kind for t in targets} == set(CATEGORIES) and len({t.seed for t in targets}) == 12
+    assert min(t.input.elevation for t in targets) < 0 < max(t.input.elevation for t in targets)
+    for t in targets:
+        for v in [t.input] + t.novel:
+            cam = OrbitLabel.from_label(v.label, (0.0, 0.0, 0.0))
+            yaw_err = (math.degrees(cam.yaw.item()) - v.yaw + 180) % 360 - 180
+            assert abs(yaw_err) < 0.01 and abs(pitch_to_elevation(cam.pitch.item()) - v.elevation) < 0.01
+            assert v.image.shape == (24, 24, 3) and (v.image < 200).any()  # the object is in the frame
+        assert np.abs(t.novel[2].image.astype(int) - t.input.image).mean() > 0.5  # another elevation
+    again = heldout_toys(1, 24, first=5)[0]
+    assert np.array_equal(again.input.image, targets[5].input.image)
+
+
 def test_refinement_moves_an_off_view_to_the_truth(G, seed_target):
     """A view 12 deg off in yaw and 8 deg in pitch is pulled back within the pattern's finest spacing:
     the fits that score views hold the camera fixed, so the true view scores lowest. (Seed 3: from the
