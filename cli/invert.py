@@ -12,7 +12,9 @@ EXAMPLES = """examples:
   python main.py mesh inv/tuned.ckpt --latent inv/latent.npz --out mesh
 
 The image is centre-cropped to a square and resized to the model's resolution; transparency is
-composited on the model's background. --yaw/--pitch mean what they mean for `render` (degrees from
+composited on the model's background. A casual photo of an object on a plain backdrop: --frame 0.64
+(the backdrop becomes the model's background, the object is centred and scaled to the training framing).
+--yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
 dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search batched (default):
 a bank of random latents rendered at a grid of views inside the model's training camera range (raw
@@ -52,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-steps", type=int_in(0, 10000), default=50,
                    help="--camera-search refine: steps of each fixed-camera fit that scores a view while the camera is "
                         "refined (default 50; 0 = no refinement: faster, the projection moves the camera)")
+    p.add_argument("--frame", type=float_in(0.05, 1.0), metavar="FRACTION",
+                   help="for a photo on a plain backdrop: replace the backdrop (the border's median colour) "
+                        "with the model's background, centre the object and scale its larger side to FRACTION "
+                        "of the frame (0.64: the default model's toys, median of their training framing)")
     p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "
                    "perceptual loss instead of the checkpoint's discriminator")
     p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="random seed (default 0)")
@@ -93,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)
     device = pick_device(args.device)
     G = load_generator(args.network, device)
-    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back)
+    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back, args.frame)
     print(f"image: {prep}")
     if args.vgg:
         perceptual, loss_name = load_vgg16(args.vgg).to(device), "multi-scale pixel MSE + VGG16 features (--vgg)"

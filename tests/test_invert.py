@@ -320,6 +320,24 @@ def test_image_preparation(tmp_path):
     assert (x[0, :, :12] < -0.99).all()  # black background
 
 
+def test_frame_puts_an_off_centre_object_on_white_at_the_training_scale(tmp_path):
+    """A photo of a small object off to one side on a grey backdrop: with --frame the object ends up
+    centred on white, its larger side the requested fraction of the frame."""
+    from PIL import Image
+
+    from core.latents import prepare_image
+    photo = np.full((300, 400, 3), 140, dtype=np.uint8)
+    photo[40:100, 250:280] = (200, 30, 30)  # a red object 60 px tall, 30 wide, top right
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    x, note = prepare_image(tmp_path / "photo.png", 64, True, frame=0.5)
+    img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+    red = (img[..., 0] > 150) & (img[..., 1] < 110)
+    ys, xs = np.nonzero(red)
+    assert abs(ys.max() - ys.min() + 1 - 32) <= 2 and abs(xs.max() - xs.min() + 1 - 16) <= 2
+    assert abs((ys.min() + ys.max()) / 2 - 31.5) <= 1.5 and abs((xs.min() + xs.max()) / 2 - 31.5) <= 1.5
+    assert (img[~red] > 240).all() and "object centred" in note
+
+
 def test_read_camera_formats(tmp_path):
     from core.latents import read_camera
     label = np.arange(25, dtype=np.float32) / 7
