@@ -16,12 +16,14 @@ composited on the model's background. A casual photo of an object on a plain bac
 (the backdrop becomes the model's background, the object is centred and scaled to the training framing).
 --yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search batched (default):
+dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search refine (default): a
+short search from 8 views refined one view at a time by fits with the camera held fixed (several
+minutes on a 2-core CPU). --camera-search batched (experimental, BENCHMARKS.md: 1 of 4 held-out toys
+within 5 deg so far):
 a bank of random latents rendered at a grid of views inside the model's training camera range (raw
 images at 16x16, colour plus a silhouette cue: the model's opacity against the image's non-background
 pixels), then a pattern search around the best views, each view scored by a short W fit with the camera
-held fixed, many views in one batch. --camera-search refine: the older search from 8 views refined one
-view at a time (several minutes on a 2-core CPU).
+held fixed, many views in one batch.
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -47,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
                         "result is the wrong kind of object)")
-    p.add_argument("--camera-search", choices=("batched", "refine"), default="batched",
-                   help="how the camera is estimated without --yaw/--pitch/--camera (default batched; see below)")
+    p.add_argument("--camera-search", choices=("batched", "refine"), default="refine",
+                   help="how the camera is estimated without --yaw/--pitch/--camera (default refine; see below)")
     p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
                    help="--camera-search refine: steps per candidate view (default 30)")
     p.add_argument("--refine-steps", type=int_in(0, 10000), default=50,
