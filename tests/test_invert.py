@@ -171,6 +171,22 @@ def test_heldout_toys_are_all_kinds_at_the_cameras_their_labels_hold():
     assert np.array_equal(again.input.image, targets[5].input.image)
 
 
+def test_batched_camera_search_projects_at_the_view_it_found(G, seed_target):
+    """--camera-search batched: the projection runs at the searched view, which stays inside the search's
+    elevation range, and the result renders at the camera it reports."""
+    from training.camera_estimate import CameraSearch, pitch_to_elevation
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    search = CameraSearch(yaws=4, elevations=(10.0,), latents=2, keep=1, spacings=(8.0,), fine_steps=2,
+                          elevation_range=(0.0, 20.0))
+    torch.manual_seed(0)
+    res = Inverter(G, seed_target[1], InversionOptions(steps=3, camera_search=search)).run(None)
+    phases = [h[0] for h in res.history]
+    assert phases.count("camera grid") == 1 and phases.count("camera views") == 2 and phases.count("w") == 3
+    assert 0.0 <= pitch_to_elevation(res.pitch) <= 20.0
+    cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot)
+    assert torch.allclose(cam().detach()[0], res.camera, atol=1e-5)
+
+
 def test_refinement_moves_an_off_view_to_the_truth(G, seed_target):
     """A view 12 deg off in yaw and 8 deg in pitch is pulled back within the pattern's finest spacing:
     the fits that score views hold the camera fixed, so the true view scores lowest. (Seed 3: from the
