@@ -12,10 +12,18 @@ EXAMPLES = """examples:
   python main.py mesh inv/tuned.ckpt --latent inv/latent.npz --out mesh
 
 The image is centre-cropped to a square and resized to the model's resolution; transparency is
-composited on the model's background. --yaw/--pitch mean what they mean for `render` (degrees from
+composited on the model's background. A casual photo of an object on a plain backdrop: --frame 0.64
+(the backdrop becomes the model's background, the object is centred and scaled to the training framing).
+--yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated: a short search from 8 views, then
-a refinement scored by fits with the camera held fixed (a few minutes on a 2-core CPU).
+dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search refine (default): a
+short search from 8 views refined one view at a time by fits with the camera held fixed (several
+minutes on a 2-core CPU). --camera-search batched (experimental, BENCHMARKS.md: 1 of 4 held-out toys
+within 5 deg so far):
+a bank of random latents rendered at a grid of views inside the model's training camera range (raw
+images at 16x16, colour plus a silhouette cue: the model's opacity against the image's non-background
+pixels), then a pattern search around the best views, each view scored by a short W fit with the camera
+held fixed, many views in one batch.
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -41,11 +49,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
                         "result is the wrong kind of object)")
+    p.add_argument("--camera-search", choices=("batched", "refine"), default="refine",
+                   help="how the camera is estimated without --yaw/--pitch/--camera (default refine; see below)")
     p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
-                   help="steps per candidate view when the camera is estimated (default 30)")
+                   help="--camera-search refine: steps per candidate view (default 30)")
     p.add_argument("--refine-steps", type=int_in(0, 10000), default=50,
-                   help="steps of each fixed-camera fit that scores a view while the estimated camera is "
+                   help="--camera-search refine: steps of each fixed-camera fit that scores a view while the camera is "
                         "refined (default 50; 0 = no refinement: faster, the projection moves the camera)")
+    p.add_argument("--frame", type=float_in(0.05, 1.0), metavar="FRACTION",
+                   help="for a photo on a plain backdrop: replace the backdrop (the border's median colour) "
+                        "with the model's background, centre the object and scale its larger side to FRACTION "
+                        "of the frame (0.64: the default model's toys, median of their training framing)")
     p.add_argument("--vgg", metavar="FILE", help="local VGG16 weights (torchvision state_dict) for the "
                    "perceptual loss instead of the checkpoint's discriminator")
     p.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0, help="random seed (default 0)")
@@ -74,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from core.imaging import contact_sheet, save_png, to_uint8
     from core.latents import SavedLatent, prepare_image, read_camera, save_latent
     from core.progress import TqdmProgress
+    from training.camera_estimate import CameraSearch
     from training.inversion import InversionOptions, Inverter, OrbitLabel
     from training.perceptual import DiscriminatorFeatures, load_discriminator, load_vgg16
 
@@ -88,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)
     device = pick_device(args.device)
     G = load_generator(args.network, device)
-    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back)
+    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back, args.frame)
     print(f"image: {prep}")
     if args.vgg:
         perceptual, loss_name = load_vgg16(args.vgg).to(device), "multi-scale pixel MSE + VGG16 features (--vgg)"
@@ -104,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                               pitch=math.radians(args.pitch or 0.0))[0]
     opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune, fit_fov=args.fit_fov,
                             search_steps=args.search_steps, refine_steps=args.refine_steps,
-                            starts=args.starts, seed=args.seed)
+                            starts=args.starts, seed=args.seed,
+                            camera_search=CameraSearch() if args.camera_search == "batched" else None)
     torch.manual_seed(args.seed)
     progress = TqdmProgress("invert", unit="step")
     try:

@@ -57,12 +57,42 @@ MIN_IMAGE_SIZE = 32
 """Shorter side (pixels) below which an input image is refused: too little to invert."""
 
 
-def prepare_image(path: str | os.PathLike, resolution: int, white_back: bool
+def frame_object(rgb: np.ndarray, fill: float, background: tuple[int, int, int], tolerance: int = 24
+                 ) -> tuple[np.ndarray, str]:
+    """Photo uint8 [H,W,3] -> square uint8 image with the object centred, its larger side `fill` of the
+    frame, on the model's background; and what was done.
+
+    The photo's own background is taken to be the median colour of its border; pixels within
+    `tolerance` of it (max over channels) become `background` (a plain backdrop, not a cluttered
+    scene, is what this handles). The object is the bounding box of the other pixels.
+    """
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]).astype(int)
+    back_seen = np.median(border, axis=0)
+    fg = np.abs(rgb.astype(int) - back_seen).max(axis=-1) > tolerance
+    if not fg.any():
+        return rgb, "no object found against the border's colour: framing left as it was"
+    out = np.where(fg[..., None], rgb, np.array(background, dtype=np.uint8))
+    ys, xs = np.nonzero(fg)
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    side = max(int(round(max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) / fill)), 1)
+    top, left = int(round(cy - side / 2)), int(round(cx - side / 2))
+    square = np.empty((side, side, 3), dtype=np.uint8)
+    square[:] = background
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + side, rgb.shape[0]), min(left + side, rgb.shape[1])
+    square[y0 - top:y1 - top, x0 - left:x1 - left] = out[y0:y1, x0:x1]
+    return square, (f"background (border colour {tuple(int(v) for v in back_seen)}) set to {tuple(background)}, "
+                    f"object centred and scaled to {fill:.2f} of the frame")
+
+
+def prepare_image(path: str | os.PathLike, resolution: int, white_back: bool, frame: float | None = None
                   ) -> tuple[torch.Tensor, str]:
     """Any image PIL reads -> target [1,3,R,R] in [-1,1] and a sentence saying what was done.
 
     Transparency is composited on the model's background (white with white_back, else black), then
     the largest centred square is cropped and resized to R (Lanczos; antialiased when shrinking).
+    With `frame`, instead: the photo's plain background becomes the model's and the object is centred
+    and scaled so that its larger side fills that fraction of the frame (`frame_object`).
     """
     from PIL import Image, UnidentifiedImageError
     try:
@@ -81,15 +111,22 @@ def prepare_image(path: str | os.PathLike, resolution: int, white_back: bool
                           f"{MIN_IMAGE_SIZE} pixels on the shorter side)")
     background = (255, 255, 255, 255) if white_back else (0, 0, 0, 255)
     rgb = Image.alpha_composite(Image.new("RGBA", size, background), rgba).convert("RGB")
+    framed = ""
+    if frame is not None:
+        square_px, framed = frame_object(np.asarray(rgb), frame, background[:3])
+        rgb = Image.fromarray(square_px)
+        w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
     square = rgb.crop((left, top, left + side, top + side))
     if side != resolution:
         square = square.resize((resolution, resolution), Image.LANCZOS)
     x = torch.from_numpy(np.asarray(square, dtype=np.float32).copy()).permute(2, 0, 1)[None]
-    steps = [f"read {w}x{h} {mode}"]
+    steps = [f"read {size[0]}x{size[1]} {mode}"]
     if has_alpha:
         steps.append(f"composited on {'white' if white_back else 'black'}")
+    if framed:
+        steps.append(framed)
     if w != h:
         steps.append(f"centre-cropped to {side}x{side}")
     if side != resolution:

@@ -150,6 +150,43 @@ def test_camera_estimate_lands_near_the_truth(G):
     assert views % 50 == 0 and 5 <= views // 50 <= 15 and phases.count("w") == 30, (views, sorted(set(phases)))
 
 
+def test_heldout_toys_are_all_kinds_at_the_cameras_their_labels_hold():
+    """The real-image benchmark's targets: every kind, views above and below the horizon, and labels that
+    read back (as the studio's yaw/pitch) to the yaw and elevation the tracer rendered."""
+    from training.camera_estimate import pitch_to_elevation
+    from training.heldout_toys import heldout_toys
+    from training.inversion import OrbitLabel
+    from training.toys import CATEGORIES
+    targets = heldout_toys(12, 24)
+    assert {t.kind for t in targets} == set(CATEGORIES) and len({t.seed for t in targets}) == 12
+    assert min(t.input.elevation for t in targets) < 0 < max(t.input.elevation for t in targets)
+    for t in targets:
+        for v in [t.input] + t.novel:
+            cam = OrbitLabel.from_label(v.label, (0.0, 0.0, 0.0))
+            yaw_err = (math.degrees(cam.yaw.item()) - v.yaw + 180) % 360 - 180
+            assert abs(yaw_err) < 0.01 and abs(pitch_to_elevation(cam.pitch.item()) - v.elevation) < 0.01
+            assert v.image.shape == (24, 24, 3) and (v.image < 200).any()  # the object is in the frame
+        assert np.abs(t.novel[2].image.astype(int) - t.input.image).mean() > 0.5  # another elevation
+    again = heldout_toys(1, 24, first=5)[0]
+    assert np.array_equal(again.input.image, targets[5].input.image)
+
+
+def test_batched_camera_search_projects_at_the_view_it_found(G, seed_target):
+    """--camera-search batched: the projection runs at the searched view, which stays inside the search's
+    elevation range, and the result renders at the camera it reports."""
+    from training.camera_estimate import CameraSearch, pitch_to_elevation
+    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    search = CameraSearch(yaws=4, elevations=(10.0,), latents=2, keep=1, spacings=(8.0,), fine_steps=2,
+                          elevation_range=(0.0, 20.0))
+    torch.manual_seed(0)
+    res = Inverter(G, seed_target[1], InversionOptions(steps=3, camera_search=search)).run(None)
+    phases = [h[0] for h in res.history]
+    assert phases.count("camera grid") == 1 and phases.count("camera views") == 2 and phases.count("w") == 3
+    assert 0.0 <= pitch_to_elevation(res.pitch) <= 20.0
+    cam = OrbitLabel(res.yaw, res.pitch, res.fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot)
+    assert torch.allclose(cam().detach()[0], res.camera, atol=1e-5)
+
+
 def test_refinement_moves_an_off_view_to_the_truth(G, seed_target):
     """A view 12 deg off in yaw and 8 deg in pitch is pulled back within the pattern's finest spacing:
     the fits that score views hold the camera fixed, so the true view scores lowest. (Seed 3: from the
@@ -297,6 +334,24 @@ def test_image_preparation(tmp_path):
     np.testing.assert_allclose(rgb[18:], np.broadcast_to([0, 255, 0], rgb[18:].shape), atol=2)  # no red band
     x, _ = prepare_image(tmp_path / "a.png", 32, white_back=False)
     assert (x[0, :, :12] < -0.99).all()  # black background
+
+
+def test_frame_puts_an_off_centre_object_on_white_at_the_training_scale(tmp_path):
+    """A photo of a small object off to one side on a grey backdrop: with --frame the object ends up
+    centred on white, its larger side the requested fraction of the frame."""
+    from PIL import Image
+
+    from core.latents import prepare_image
+    photo = np.full((300, 400, 3), 140, dtype=np.uint8)
+    photo[40:100, 250:280] = (200, 30, 30)  # a red object 60 px tall, 30 wide, top right
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    x, note = prepare_image(tmp_path / "photo.png", 64, True, frame=0.5)
+    img = ((x[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+    red = (img[..., 0] > 150) & (img[..., 1] < 110)
+    ys, xs = np.nonzero(red)
+    assert abs(ys.max() - ys.min() + 1 - 32) <= 2 and abs(xs.max() - xs.min() + 1 - 16) <= 2
+    assert abs((ys.min() + ys.max()) / 2 - 31.5) <= 1.5 and abs((xs.min() + xs.max()) / 2 - 31.5) <= 1.5
+    assert (img[~red] > 240).all() and "object centred" in note
 
 
 def test_read_camera_formats(tmp_path):

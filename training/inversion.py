@@ -33,6 +33,7 @@ from torch import nn
 
 from core.cameras import _cam2world, _normalize, _sphere_point, focal_to_fov, fov_to_focal, split_label
 from core.progress import Cancelled, Progress
+from training.camera_estimate import CameraSearch, estimate_camera
 from training.perceptual import feature_distance
 
 Space = Literal["w", "w+"]
@@ -167,6 +168,10 @@ class InversionOptions:
     projection starts from the best of them once the view is known (the camera search and the fits that
     score views start from the mean: a latent picked before the view is known commits the fit to a wrong
     view). Off by default: it helps some targets by several dB and costs others as much (BENCHMARKS.md)."""
+    camera_search: CameraSearch | None = None
+    """With the camera estimated: training.camera_estimate's batched search (a latent bank at a grid of
+    views, then fixed-camera W fits of many views at once, raw images only) instead of the candidate
+    search and refinement above; the projection then runs at its view."""
     w_avg_samples: int = 2000
     seed: int = 0
 
@@ -267,6 +272,15 @@ class Inverter:
         return candidates[best:best + 1]
 
     # ---- camera search -----------------------------------------------------------------------------
+    def estimate_camera(self, fov_deg: float, search: CameraSearch | None = None) -> OrbitLabel:
+        """training.camera_estimate's batched, coarse-to-fine view search from the mean w."""
+        o = self.G.options
+        w_avg, _ = self._w_stats(OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach())
+        yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, search or CameraSearch(), self.opts.seed,
+                                     self._tick)
+        cam = OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot, self.opts.fit_fov)
+        return cam.to(self.device)
+
     def search_camera(self, fov_deg: float) -> list[OrbitLabel]:
         """Short raw-image fits of w and camera from each candidate view; their cameras, best first."""
         o = self.G.options
@@ -461,11 +475,14 @@ class Inverter:
         estimate = label is None
         fov_deg = fov_deg or G.options.avg_camera_fov
         tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
-        refine = estimate and opts.refine_steps > 0
-        search = len(opts.candidates) * opts.search_steps if estimate else 0
+        batched = estimate and opts.camera_search is not None
+        refine = estimate and opts.refine_steps > 0 and not batched
+        search = len(opts.candidates) * opts.search_steps if estimate and not batched else 0
+        if batched:  # one tick per batch of views
+            search = 2 + len(opts.camera_search.spacings)
         if refine:  # refinement gives back what it did not use
             search += tries * self._refine_views() * opts.refine_steps
-        projections = tries if estimate and not refine else 1
+        projections = tries if estimate and not refine and not batched else 1
         self.total = search + projections * opts.steps + opts.tune_steps
         state: dict = {}
         view_fit: dict = {}  # the best fit that scored a view: the result if stopped before projecting
@@ -476,7 +493,11 @@ class Inverter:
                else None)
         fixed_label = label.to(self.device).reshape(1, 25) if not estimate else None
         try:
-            if estimate:
+            if batched:
+                cameras = [self.estimate_camera(fov_deg, opts.camera_search)]
+                cam = cameras[0]
+                seconds["camera search"] = time.perf_counter() - t0
+            elif estimate:
                 cameras = self.search_camera(fov_deg)[:tries]
                 if refine:  # the best refined view, held fixed while projecting
                     cameras = [min((self.refine_camera(c, view_fit) for c in cameras), key=lambda r: r[0])[1]]
@@ -487,7 +508,7 @@ class Inverter:
             for candidate in cameras if estimate else [fixed_label]:  # `state` keeps the best try
                 for k, v in noise.items():  # each try starts from the same noise
                     self.noise_bufs[k].copy_(v)
-                self.project(candidate, estimate and not refine, state)
+                self.project(candidate, estimate and not refine and not batched, state)
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True

@@ -1,0 +1,155 @@
+"""Camera estimate for inversion: which view of the model's object space explains one image.
+
+Views are scored by short fits of w with the camera held fixed (a fit with the camera free lets w and
+the view trade off and stalls far from the truth), many views at once in one batch, on the raw
+neural rendering only (the super-resolution adds detail, not pose): the raw image against the area-
+downsampled target, plus a silhouette cue, the model's opacity against the target's foreground mask
+(pixels away from the plain background). The search covers the model's pose prior, the training
+camera distribution (yaw all around, elevation in `elevations`' range), coarse to fine: a grid of
+views at a low rendering resolution first, then a pattern search around the best few at the model's
+resolution.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class CameraSearch:
+    yaws: int = 24
+    """Coarse grid: this many yaws, evenly all around."""
+    elevations: tuple[float, ...] = (-4.0, 10.0, 24.0, 38.0)
+    """Coarse grid elevations (degrees above the horizon): the default model's training range, -8.6..43."""
+    elevation_range: tuple[float, float] = (-9.0, 44.0)
+    """The fine search stays inside this range (the pose prior: the model never saw views outside)."""
+    latents: int = 16
+    """Random latents (besides the mean w) rendered at every grid view: the object kinds to match."""
+    psi: float = 0.7
+    coarse_resolution: int = 16
+    keep: int = 2
+    """Coarse views passed on to the fine search."""
+    spacings: tuple[float, ...] = (8.0, 4.0, 2.0)
+    """Pattern search spacings (degrees, yaw and elevation); each view is scored by a W fit of
+    `fine_steps` from the bank latent that matched its centre best."""
+    fine_steps: int = 25
+    lr: float = 0.02
+    silhouette_weight: float = 1.0
+
+
+def elevation_to_pitch(elevation_deg: float) -> float:
+    """Elevation above the horizon (degrees) -> the studio's pitch offset (radians, > 0 lower)."""
+    return -math.pi / 2 * math.sin(math.radians(elevation_deg))
+
+
+def pitch_to_elevation(pitch: float) -> float:
+    """The studio's pitch offset (radians) -> elevation above the horizon (degrees)."""
+    return math.degrees(math.asin(max(-1.0, min(1.0, -2 * pitch / math.pi))))
+
+
+def foreground_mask(image: torch.Tensor, white_back: bool = True, threshold: float = 0.08) -> torch.Tensor:
+    """[N,3,R,R] in [-1,1] -> [N,1,R,R] soft mask of pixels away from the plain background colour."""
+    back = 1.0 if white_back else -1.0
+    dist = (image - back).abs().amax(dim=1, keepdim=True) / 2
+    return (dist / threshold).clamp(0, 1)
+
+
+def fit_views(G, target: torch.Tensor, labels: torch.Tensor, w_start: torch.Tensor, steps: int, lr: float,
+              resolution: int, silhouette_weight: float = 1.0) -> torch.Tensor:
+    """Short W fits of the raw image at fixed cameras labels [B,25], all at once, from
+    w_start [1 or B,1,w_dim] -> final losses [B]."""
+    raw = F.interpolate(target, size=(resolution, resolution), mode="area")
+    mask = foreground_mask(raw, bool(G.rendering_kwargs.get("white_back", True)))
+    b = labels.shape[0]
+    w = w_start.reshape(-1, 1, w_start.shape[-1]).expand(b, 1, -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+
+    def losses() -> torch.Tensor:
+        ws = w.expand(-1, G.num_ws, -1)
+        out = G.render_planes(G.planes(ws), ws, labels, neural_rendering_resolution=resolution,
+                              superresolution=False)
+        fit = (out["image_raw"] - raw).square().mean(dim=(1, 2, 3))
+        return fit + silhouette_weight * (out["image_opacity"] - mask).square().mean(dim=(1, 2, 3))
+
+    for _ in range(steps):
+        loss = losses()
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()  # the views' ws are independent: one backward serves them all
+        opt.step()
+    with torch.no_grad():
+        return losses()
+
+
+def _bank_scores(G, target: torch.Tensor, ws: torch.Tensor, labels: torch.Tensor, resolution: int,
+                 silhouette_weight: float) -> torch.Tensor:
+    """Every latent ws [N,num_ws,w_dim] rendered (raw) at every camera labels [V,25] -> losses [N,V]."""
+    raw = F.interpolate(target, size=(resolution, resolution), mode="area")
+    mask = foreground_mask(raw, bool(G.rendering_kwargs.get("white_back", True)))
+    v = labels.shape[0]
+    rows = []
+    with torch.no_grad():
+        for i in range(ws.shape[0]):
+            w = ws[i:i + 1]
+            planes = G.planes(w)
+            out = G.render_planes(planes.expand(v, *planes.shape[1:]), w.expand(v, -1, -1), labels,
+                                  neural_rendering_resolution=resolution, superresolution=False)
+            rows.append((out["image_raw"] - raw).square().mean(dim=(1, 2, 3))
+                        + silhouette_weight * (out["image_opacity"] - mask).square().mean(dim=(1, 2, 3)))
+    return torch.stack(rows)
+
+
+def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
+                    search: CameraSearch = CameraSearch(), seed: int = 0,
+                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]."""
+    from training.inversion import OrbitLabel
+    o = G.options
+
+    def labels(views: list[tuple[float, float]]) -> torch.Tensor:
+        return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius,
+                                     o.avg_camera_pivot)().detach() for y, e in views]).to(target.device)
+
+    # 1. a bank of latents (kinds of object) at a grid of views, low resolution, no fitting
+    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
+    with torch.no_grad():
+        w = G.mapping(z, labels([(0.0, 0.0)]).expand(search.latents, -1))[:, :1]
+    bank = torch.cat([w_avg, w_avg + search.psi * (w - w_avg)])
+    grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
+    losses = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), labels(grid), search.coarse_resolution,
+                          search.silhouette_weight)
+    best_latent = losses.argmin(dim=0)
+    per_view = losses.min(dim=0).values
+    if tick is not None:
+        tick("camera grid", len(grid), float(per_view.min()))
+    order = per_view.argsort().tolist()[:search.keep]
+
+    # 2. pattern search around the best views, each view scored by a short W fit from its latent
+    res = G.neural_rendering_resolution
+    lo, hi = search.elevation_range
+    starts = {grid[i]: bank[best_latent[i]] for i in order}
+    scores: dict[tuple[float, float], float] = {}
+    origin: dict[tuple[float, float], torch.Tensor] = {}
+
+    def score(views: list[tuple[float, float]], latents: list[torch.Tensor]) -> None:
+        got = fit_views(G, target, labels(views), torch.stack(latents), search.fine_steps, search.lr, res,
+                        search.silhouette_weight)
+        scores.update(zip(views, got.tolist()))
+        origin.update(zip(views, latents))
+        if tick is not None:
+            tick("camera views", len(views), float(got.min()))
+
+    score(list(starts), list(starts.values()))
+    for spacing in search.spacings:
+        s = math.radians(spacing)
+        centres = sorted(scores, key=scores.__getitem__)[:search.keep]
+        new = {(y + dy, min(hi, max(lo, e + de))): origin[(y, e)]
+               for y, e in centres for dy, de in ((s, 0), (-s, 0), (0, spacing), (0, -spacing))}
+        new = {k: v for k, v in new.items() if k not in scores}
+        if new:
+            score(list(new), list(new.values()))
+    yaw, elev = min(scores, key=scores.__getitem__)
+    return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)
