@@ -14,11 +14,12 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from pathlib import Path
+from typing import NamedTuple
 
-from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.actions import OpenInvertImage, SaveInversion, StartInversion
+from app.inversion import InversionSlots
 from app.jobs import Job
-from app.state import AppState, render_camera
+from app.state import AppState
 from remote.protocol import to_json
 
 log = logging.getLogger(__name__)
@@ -26,103 +27,45 @@ LOSS_MESSAGE = re.compile(r"^(\S+) loss ([0-9.eE+-]+)$")
 LOSS_NAME = "chosen on the server: the checkpoint's discriminator features when it has them, else pixel MSE"
 
 
-class AttachedInversion:
-    """InversionJobs' interface (handlers, poll, busy, model_changed, close) over server jobs."""
+class _Ran(NamedTuple):
+    summary: dict
+    losses: object
+    generation: int
+
+
+class AttachedInversion(InversionSlots):
+    """The inversion as server jobs (upload, StartInversion, SaveInversion) with the server's progress."""
 
     def __init__(self, state: AppState, backend):
         """`backend`: the session's app.attached.RemoteBackend."""
-        self.state, self.backend = state, backend
-        self.prepare_job: Job | None = None
-        self.run_job: Job | None = None
-        self.save_job: Job | None = None
+        super().__init__(state)
+        self.backend = backend
         self.remote_job = None
         """The server's StartInversion job while it runs (progress, previews)."""
-        self.running: StartInversion | None = None
         self.source: str | None = None
         """The server's name of the last result (for SaveInversion)."""
         self._seen: tuple[int, str] = (-1, "")
         """The server progress (step, message) last added to the loss curve."""
 
-    @property
-    def busy(self) -> bool:
-        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
+    def _ready(self) -> bool:
+        return self.state.model.path is not None
 
-    def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
-        """The session's handlers of the inversion actions (False: not now, keep it queued)."""
-        return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
-                SaveInversion: self._save}
+    def _forget(self) -> None:
+        self.source = None
 
-    def _open_image(self, action: OpenInvertImage) -> bool:
-        if self.state.model.path is None or self.prepare_job is not None:
-            return False
-        self._start_prepare(action)
-        return True
-
-    def _start(self, action: StartInversion) -> bool:
-        if self.run_job is not None:
-            self.state.set_status("an inversion is already running: stop it first", error=True)
-            return True
-        if self.state.model.path is None:
-            return False
-        self._start_run(action)
-        return True
-
-    def _stop(self, action: StopInversion) -> bool:
-        self.state.actions = [a for a in self.state.actions if not isinstance(a, StartInversion)]
-        if self.run_job is not None:
-            self.run_job.cancel()
-        return True
-
-    def _save(self, action: SaveInversion) -> bool:
-        if self.save_job is not None:
-            return False
-        self._start_save(action)
-        return True
-
-    def model_changed(self) -> None:
-        inv = self.state.invert
-        if self.run_job is not None:
-            self.run_job.cancel()
-        self.source, inv.result, inv.loss_name = None, None, ""
-        self.state.latent.source = None
-        if inv.image:
-            self.state.actions.append(OpenInvertImage(inv.image))
-
-    def close(self) -> None:
-        for job in (self.prepare_job, self.run_job, self.save_job):
-            if job is not None:
-                job.cancel()
-                job.wait(60)
-
-    # ---- per frame ----------------------------------------------------------------------------------
-    def poll(self) -> None:
-        self._poll_prepare()
-        self._poll_run()
-        self._poll_save()
-
-    def _start_prepare(self, action: OpenInvertImage) -> None:
-        s = self.state
-        s.invert.image = action.path
-        resolution, white = s.model.image_resolution, s.model.options.white_back
+    def _prepare(self, action: OpenInvertImage) -> Callable:
+        resolution, white = self.state.model.image_resolution, self.state.model.options.white_back
 
         def prepare(_progress):
             from core.imaging import to_uint8
             from core.latents import prepare_image
             target, info = prepare_image(action.path, resolution, white)
             return to_uint8(target[0]), info
-        self.prepare_job = Job(f"open image {action.path}", prepare)
+        return prepare
 
-    def _poll_prepare(self) -> None:
-        job, inv = self.prepare_job, self.state.invert
-        if job is None or not job.done:
-            return
-        self.prepare_job = None
-        if job.error:
-            inv.target, inv.target_info = None, f"cannot use {Path(inv.image).name}: {job.error}"
-            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
-            return
-        (inv.target, inv.target_info), inv.loss_name = job.result, LOSS_NAME
-        self.state.set_status(f"inversion target: {inv.target_info}")
+    def _prepared(self, result) -> None:
+        inv = self.state.invert
+        (inv.target, inv.target_info), inv.loss_name = result, LOSS_NAME
 
     # ---- the inversion on the server ----------------------------------------------------------------
     def _start_run(self, action: StartInversion) -> None:
@@ -148,7 +91,7 @@ class AttachedInversion:
                 raise Cancelled("stopped before the first step")
             if job.error:
                 raise RuntimeError(job.error)
-            return job.result, job.arrays.get("losses"), generation
+            return _Ran(job.result, job.arrays.get("losses"), generation)
 
         self.running = action
         inv.running, inv.fraction, inv.message = True, 0.0, "uploading"
@@ -157,7 +100,7 @@ class AttachedInversion:
         self.run_job = Job("invert", run)
 
     def _poll_run(self) -> None:
-        job, s, inv = self.run_job, self.state, self.state.invert
+        job, inv = self.run_job, self.state.invert
         if job is None:
             return
         remote = self.remote_job
@@ -170,20 +113,10 @@ class AttachedInversion:
                 inv.losses = inv.losses + [(found[1], float(found[2]))]
             if remote.preview_version != inv.preview_version and "reconstruction" in remote.previews:
                 inv.preview, inv.preview_version = remote.previews["reconstruction"], remote.preview_version
-        if not job.done:
+        ended = self._end_run() if job.done else None
+        if ended is None:
             return
-        self.run_job, action, self.running = None, self.running, None
-        inv.running = False
-        if job.cancelled:
-            s.set_status("inversion stopped before its first step: no result")
-            return
-        if job.error:
-            s.set_status(f"inversion failed: {job.error}", error=True)
-            return
-        summary, losses, generation = job.result
-        if generation != s.model.generation:
-            s.set_status("inversion result dropped: another model was loaded meanwhile", error=True)
-            return
+        action, (summary, losses, _) = ended
         if remote is not None and "reconstruction" in remote.previews:
             inv.preview, inv.preview_version = remote.previews["reconstruction"], remote.preview_version + 1
         if losses is not None:
@@ -192,19 +125,13 @@ class AttachedInversion:
         self._show(summary, action)
 
     def _show(self, r: dict, action: StartInversion) -> None:
-        import copy
         s = self.state
         self.source = r["source"]
         s.invert.result = {
             "name": r["source"], "yaw_deg": r["yaw_deg"], "pitch_deg": r["pitch_deg"], "fov_deg": r["fov_deg"],
             "loss": r["loss"], "steps": r["steps"], "tune_steps": action.options.tune_steps if r["tuned"] else 0,
             "search_steps": 0, "interrupted": r["interrupted"], "tuned": r["tuned"], "camera": action.camera}
-        s.latent.source, s.latent.animate = r["source"], False
-        if action.camera == "viewport":
-            s.camera = copy.deepcopy(action.view)
-        else:
-            s.camera = render_camera(s.model.options, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]),
-                                     r["fov_deg"] if action.camera == "estimate" else None)
+        self._view_result(r["source"], action, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]), r["fov_deg"])
         stopped = " (stopped: best so far)" if r["interrupted"] else ""
         s.set_status(f"inversion done on the server{stopped}: image loss {r['loss']:.4f}; the viewport shows "
                      "the result")
@@ -222,14 +149,3 @@ class AttachedInversion:
             backend.fetch(backend.job("SaveInversion", fields, progress), action.path, progress)
             return f"saved {'tuned checkpoint' if action.what == 'tuned' else 'latent'} to {action.path}"
         self.save_job = Job(f"save {action.what} {action.path}", save)
-
-    def _poll_save(self) -> None:
-        job = self.save_job
-        if job is None or not job.done:
-            return
-        self.save_job = None
-        if job.error:
-            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
-        else:
-            log.info("%s", job.result)
-            self.state.set_status(job.result)

@@ -34,18 +34,6 @@ log = logging.getLogger(__name__)
 PREVIEW_S = 2.0
 """The live reconstruction is re-rendered at most this often, and at most a fifth of the job's time goes
 to it (each preview is a forward pass the optimisation waits for)."""
-PIXEL_LOSS = "multi-scale pixel MSE only (the checkpoint has no discriminator)"
-D_LOSS = "multi-scale pixel MSE + the checkpoint's discriminator features"
-
-
-def perceptual_for(model_path: str, device: torch.device) -> tuple[torch.nn.Module | None, str]:
-    """(feature extractor or None, the loss's name): the checkpoint's discriminator features when it
-    stores a discriminator, as `main.py invert` picks them without --vgg."""
-    from training.perceptual import DiscriminatorFeatures, load_discriminator
-    D = load_discriminator(model_path)
-    if D is None:
-        return None, PIXEL_LOSS
-    return DiscriminatorFeatures(D.to(device)), D_LOSS
 
 
 class _Live:
@@ -89,39 +77,44 @@ class _Outcome:
     """state.model.generation of the model it was inverted into."""
 
 
-class InversionJobs:
-    """The Invert panel's actions for the Session (`handlers`); `poll` once per UI frame."""
+class InversionSlots:
+    """The Invert panel's three job slots (target image, inversion, saving) and the session's handlers of
+    its actions (False: not now, keep it queued); `poll` once per UI frame. Subclasses say how each job
+    runs: InversionJobs on this machine's engine, app.attached_inversion.AttachedInversion on a server."""
 
-    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None]):
-        """`engine`: the session's current engine."""
-        self.state, self.engine = state, engine
+    def __init__(self, state: AppState):
+        self.state = state
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
-        self.live: _Live | None = None
         self.running: StartInversion | None = None
-        self.outcome: _Outcome | None = None
-        self.count = 0
-        self._perceptual: tuple[int, object, str] | None = None
-        """(model generation, feature extractor or None, loss name) of the loaded model."""
 
     @property
     def busy(self) -> bool:
         return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
 
     def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
-        """The session's handlers of the inversion actions (False: not now, keep it queued)."""
-        return {OpenInvertImage: self._start_prepare, StartInversion: self._start, StopInversion: self._stop,
-                SaveInversion: self._start_save}
+        return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
+                SaveInversion: self._save}
+
+    def _ready(self) -> bool:
+        """A model is there to work on."""
+        raise NotImplementedError
+
+    def _open_image(self, action: OpenInvertImage) -> bool:
+        if not self._ready() or self.prepare_job is not None:
+            return False
+        self.state.invert.image = action.path
+        self.prepare_job = Job(f"open image {action.path}", self._prepare(action))
+        return True
 
     def _start(self, action: StartInversion) -> bool:
         if self.run_job is not None:
             self._fail("an inversion is already running: stop it first")
             return True
-        engine = self.engine()
-        if engine is None:
+        if not self._ready():
             return False
-        self._start_run(action, engine)
+        self._start_run(action)
         return True
 
     def _stop(self, action: StopInversion) -> bool:
@@ -130,13 +123,19 @@ class InversionJobs:
             self.run_job.cancel()
         return True
 
+    def _save(self, action: SaveInversion) -> bool:
+        if self.save_job is not None:
+            return False
+        self._start_save(action)
+        return True
+
     def model_changed(self) -> None:
         """A model was (re)loaded: results and the loss choice belong to the previous one; a run in
         progress is stopped (its result could not be shown), an opened image is prepared again."""
         inv = self.state.invert
         if self.run_job is not None:
             self.run_job.cancel()
-        self.outcome, self._perceptual = None, None
+        self._forget()
         inv.result, inv.loss_name = None, ""
         self.state.latent.source = None
         if inv.image:
@@ -159,26 +158,6 @@ class InversionJobs:
         log.error("%s", message)
         self.state.set_status(message, error=True)
 
-    # ---- the target image ---------------------------------------------------------------------------
-    def _start_prepare(self, action: OpenInvertImage) -> bool:
-        engine = self.engine()
-        if engine is None or self.prepare_job is not None:
-            return False
-        s, model_path, generation = self.state, self.state.model.path, self.state.model.generation
-        s.invert.image = action.path
-        cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
-
-        def prepare(_progress):
-            from core.imaging import to_uint8
-            from core.latents import prepare_image
-            with engine.lock:
-                resolution, white = engine.base_G.img_resolution, engine.base_G.options.white_back
-            target, info = prepare_image(action.path, resolution, white)
-            features, loss = cached[1:] if cached else perceptual_for(model_path, engine.device)
-            return to_uint8(target[0]), info, (generation, features, loss)
-        self.prepare_job = Job(f"open image {action.path}", prepare)
-        return True
-
     def _poll_prepare(self) -> None:
         job, inv = self.prepare_job, self.state.invert
         if job is None or not job.done:
@@ -188,15 +167,111 @@ class InversionJobs:
             inv.target, inv.target_info = None, f"cannot use {Path(inv.image).name}: {job.error}"
             self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
             return
-        inv.target, inv.target_info, perceptual = job.result
-        if perceptual[0] == self.state.model.generation:
-            self._perceptual, inv.loss_name = perceptual, perceptual[2]
+        self._prepared(job.result)
         self.state.set_status(f"inversion target: {inv.target_info}")
 
+    def _end_run(self) -> tuple[StartInversion, object] | None:
+        """The finished run's action and result, once, when it ended with one for the loaded model."""
+        job, s = self.run_job, self.state
+        self.run_job, action, self.running = None, self.running, None
+        s.invert.running = False
+        if job.cancelled:
+            s.set_status("inversion stopped before its first step: no result")
+        elif job.error:
+            s.set_status(f"inversion failed: {job.error}", error=True)
+        elif job.result.generation != s.model.generation:   # finished just before another model loaded
+            s.set_status("inversion result dropped: another model was loaded meanwhile", error=True)
+        else:
+            return action, job.result
+        return None
+
+    def _view_result(self, name: str, action: StartInversion, yaw: float, pitch: float, fov_deg: float) -> None:
+        """Point the viewport at a result: its latent source, and the camera (radians) it was fitted from."""
+        s = self.state
+        s.latent.source, s.latent.animate = name, False
+        if action.camera == "viewport":
+            s.camera = copy.deepcopy(action.view)
+        else:
+            s.camera = render_camera(s.model.options, yaw, pitch, fov_deg if action.camera == "estimate" else None)
+
+    def _poll_save(self) -> None:
+        job = self.save_job
+        if job is None or not job.done:
+            return
+        self.save_job = None
+        if job.error:   # logged by the job
+            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
+        else:
+            log.info("%s", job.result)
+            self.state.set_status(job.result)
+
+    # ---- what subclasses do -------------------------------------------------------------------------
+    def _prepare(self, action: OpenInvertImage) -> Callable:
+        """The job that prepares the target image; its result goes to `_prepared`."""
+        raise NotImplementedError
+
+    def _prepared(self, result) -> None:
+        raise NotImplementedError
+
+    def _start_run(self, action: StartInversion) -> None:
+        raise NotImplementedError
+
+    def _poll_run(self) -> None:
+        raise NotImplementedError
+
+    def _start_save(self, action: SaveInversion) -> None:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Drop the results of the previous model."""
+        raise NotImplementedError
+
+
+class InversionJobs(InversionSlots):
+    """The inversion on this machine's engine (a copy of its generator), with live loss and previews."""
+
+    def __init__(self, state: AppState, engine: Callable[[], RenderEngine | None]):
+        """`engine`: the session's current engine."""
+        super().__init__(state)
+        self.engine = engine
+        self.live: _Live | None = None
+        self.outcome: _Outcome | None = None
+        self.count = 0
+        self._perceptual: tuple[int, object, str] | None = None
+        """(model generation, feature extractor or None, loss name) of the loaded model."""
+
+    def _ready(self) -> bool:
+        return self.engine() is not None
+
+    def _forget(self) -> None:
+        self.outcome, self._perceptual = None, None
+
+    # ---- the target image ---------------------------------------------------------------------------
+    def _prepare(self, action: OpenInvertImage) -> Callable:
+        engine, model_path, generation = self.engine(), self.state.model.path, self.state.model.generation
+        cached = self._perceptual if self._perceptual and self._perceptual[0] == generation else None
+
+        def prepare(_progress):
+            from core.imaging import to_uint8
+            from core.latents import prepare_image
+            from training.image_inversion import perceptual_loss
+            with engine.lock:
+                resolution, white = engine.base_G.img_resolution, engine.base_G.options.white_back
+            target, info = prepare_image(action.path, resolution, white)
+            features, loss = cached[1:] if cached else perceptual_loss(model_path, engine.device)
+            return to_uint8(target[0]), info, (generation, features, loss)
+        return prepare
+
+    def _prepared(self, result) -> None:
+        inv = self.state.invert
+        inv.target, inv.target_info, perceptual = result
+        if perceptual[0] == self.state.model.generation:
+            self._perceptual, inv.loss_name = perceptual, perceptual[2]
+
     # ---- the inversion ------------------------------------------------------------------------------
-    def _start_run(self, action: StartInversion, engine: RenderEngine) -> None:
-        from training.inversion import InversionOptions, Inverter
-        s, inv = self.state, self.state.invert
+    def _start_run(self, action: StartInversion) -> None:
+        from training.inversion import InversionOptions
+        s, inv, engine = self.state, self.state.invert, self.engine()
         if s.model.path is None:
             self._fail("invert: no model loaded")
             return
@@ -213,12 +288,12 @@ class InversionJobs:
 
         def run(progress):
             from core.cameras import frontal_label
-            from core.latents import prepare_image
+            from training.image_inversion import invert_image, perceptual_loss, prepare_target
             with engine.lock:   # our own copy: the viewport renders on while we optimise
                 base = engine.base_G
                 G = copy.deepcopy(base)
-            target, info = prepare_image(action.image, G.img_resolution, G.options.white_back)
-            features, loss_name = cached[1:] if cached else perceptual_for(model_path, engine.device)
+            target = prepare_target(G, action.image)
+            perceptual = cached[1:] if cached else perceptual_loss(model_path, engine.device)
             if action.camera == "viewport":
                 label = action.view.label(engine.device)[0]
             elif action.camera == "angles":
@@ -226,33 +301,19 @@ class InversionJobs:
                                       pitch=math.radians(action.pitch_deg))[0]
             else:
                 label = None
-            torch.manual_seed(action.options.seed)   # as `main.py invert`: the same settings, the same result
-            inverter = Inverter(G, target, action.options, features, progress, on_best=live.on_best)
-            live.inverter = inverter
             try:
-                result = inverter.run(label)
+                inverted = invert_image(G, target, action.options, label, perceptual, progress,
+                                        network=model_path, on_best=live.on_best,
+                                        on_start=lambda inverter: setattr(live, "inverter", inverter))
             except KeyboardInterrupt:   # stopped before the first projection step: nothing to keep
                 raise Cancelled("stopped before the first step") from None
-            shown = result.G
-            if shown is None:   # the untuned copy with the inverted noise maps
-                shown = G
-                buffers = dict(G.named_buffers())
-                for key, value in result.noise.items():
-                    buffers[key].copy_(value)
-            live.on_best(result.ws, result.camera.to(engine.device).view(1, 25), shown, force=True)
+            result = inverted.result
+            live.on_best(result.ws, result.camera.to(engine.device).view(1, 25), inverted.G, force=True)
             with engine.lock:
                 if engine.base_G is not base:
                     raise StudioError("another model was loaded meanwhile: the result was dropped")
-                engine.set_source(name, result.ws, shown)
-            settings = {
-                "network": str(Path(model_path).resolve()), "image": str(Path(action.image).resolve()),
-                "image_preparation": info, "loss": loss_name,
-                "camera": "estimated" if label is None else "given", "space": action.options.space,
-                "steps": action.options.steps, "tune": action.options.tune_steps,
-                "yaw_deg": math.degrees(result.yaw), "pitch_deg": math.degrees(result.pitch),
-                "fov_deg": result.fov_deg, "final_loss": result.loss, "interrupted": result.interrupted,
-                "seconds": result.seconds, "seed": action.options.seed}
-            return _Outcome(name, result, settings, generation)
+                engine.set_source(name, result.ws, inverted.G)
+            return _Outcome(name, result, inverted.settings, generation)
 
         self.live, self.running = live, action
         inv.running, inv.fraction, inv.message = True, 0.0, "starting"
@@ -260,7 +321,7 @@ class InversionJobs:
         self.run_job = Job("invert", run)
 
     def _poll_run(self) -> None:
-        job, s, inv = self.run_job, self.state, self.state.invert
+        job, inv = self.run_job, self.state.invert
         if job is None:
             return
         live = self.live
@@ -271,20 +332,9 @@ class InversionJobs:
         with live.lock:
             if live.version != inv.preview_version and live.preview is not None:
                 inv.preview, inv.preview_version = live.preview, live.version
-        if not job.done:
-            return
-        self.run_job, action, self.running = None, self.running, None
-        inv.running = False
-        if job.cancelled:
-            s.set_status("inversion stopped before its first step: no result")
-            return
-        if job.error:
-            s.set_status(f"inversion failed: {job.error}", error=True)
-            return
-        if job.result.generation != s.model.generation:   # finished just before another model loaded
-            s.set_status("inversion result dropped: another model was loaded meanwhile", error=True)
-            return
-        self._show(job.result, action)
+        ended = self._end_run() if job.done else None
+        if ended is not None:
+            self._show(ended[1], ended[0])
 
     def _show(self, outcome: _Outcome, action: StartInversion) -> None:
         """Switch the viewport to the result: the latent source, and the camera it was fitted from."""
@@ -297,22 +347,15 @@ class InversionJobs:
             "fov_deg": res.fov_deg, "loss": res.loss, "steps": steps, "tune_steps": tuned,
             "search_steps": len(phases) - steps - tuned, "interrupted": res.interrupted,
             "tuned": res.G is not None, "camera": action.camera}
-        s.latent.source, s.latent.animate = outcome.name, False
-        if action.camera == "viewport":
-            s.camera = copy.deepcopy(action.view)
-        else:
-            s.camera = render_camera(s.model.options, res.yaw, res.pitch,
-                                     res.fov_deg if action.camera == "estimate" else None)
+        self._view_result(outcome.name, action, res.yaw, res.pitch, res.fov_deg)
         stopped = " (stopped: best so far)" if res.interrupted else ""
         s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"
                      + (f" + {tuned} tuning steps" if tuned else "") + "; "
                      "the viewport shows the result")
 
     # ---- saving -------------------------------------------------------------------------------------
-    def _start_save(self, action: SaveInversion) -> bool:
+    def _start_save(self, action: SaveInversion) -> None:
         outcome = self.outcome
-        if self.save_job is not None:
-            return False
         if outcome is None:
             self._fail("save: no inversion result for the loaded model")
         elif action.what == "tuned" and outcome.result.G is None:
@@ -320,15 +363,3 @@ class InversionJobs:
         else:
             self.save_job = Job(f"save {action.what} {action.path}", lambda _progress: write_inversion(
                 outcome.result, outcome.settings, action.what, action.path))
-        return True
-
-    def _poll_save(self) -> None:
-        job = self.save_job
-        if job is None or not job.done:
-            return
-        self.save_job = None
-        if job.error:   # logged by the job
-            self.state.set_status(f"cannot {job.name}: {job.error}", error=True)
-        else:
-            log.info("%s", job.result)
-            self.state.set_status(job.result)

@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     import math
     import signal
     import sys
-    from pathlib import Path
 
     import torch
 
@@ -86,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
     from core.checkpoint import load_generator, save_checkpoint
     from core.errors import StudioError
     from core.imaging import contact_sheet, save_png, to_uint8
-    from core.latents import SavedLatent, prepare_image, read_camera, save_latent
+    from core.latents import SavedLatent, read_camera, save_latent
     from core.progress import TqdmProgress
     from training.camera_estimate import CameraSearch
-    from training.inversion import InversionOptions, Inverter, OrbitLabel
-    from training.perceptual import DiscriminatorFeatures, load_discriminator, load_vgg16
+    from training.image_inversion import invert_image, perceptual_loss, prepare_target
+    from training.inversion import InversionOptions, OrbitLabel
 
     camera_given = args.yaw is not None or args.pitch is not None
     if camera_given and args.camera:
@@ -103,17 +102,10 @@ def run(args: argparse.Namespace) -> int:
     out = writable_dir(args.out)
     device = pick_device(args.device)
     G = load_generator(args.network, device)
-    target, prep = prepare_image(args.image, G.img_resolution, G.options.white_back, args.frame)
-    print(f"image: {prep}")
-    if args.vgg:
-        perceptual, loss_name = load_vgg16(args.vgg).to(device), "multi-scale pixel MSE + VGG16 features (--vgg)"
-    else:
-        D = load_discriminator(args.network)
-        perceptual = DiscriminatorFeatures(D.to(device)) if D is not None else None
-        loss_name = ("multi-scale pixel MSE + the checkpoint's discriminator features" if D is not None else
-                     "multi-scale pixel MSE only (the checkpoint has no discriminator; --vgg FILE adds a "
-                     "perceptual term)")
-    print(f"loss: {loss_name}")
+    target = prepare_target(G, args.image, args.frame)
+    print(f"image: {target.prepared}")
+    perceptual = perceptual_loss(args.network, device, args.vgg)
+    print(f"loss: {perceptual[1]}")
     if camera_given:
         label = frontal_label(G.options, args.fov, device, yaw=math.radians(args.yaw or 0.0),
                               pitch=math.radians(args.pitch or 0.0))[0]
@@ -121,32 +113,24 @@ def run(args: argparse.Namespace) -> int:
                             search_steps=args.search_steps, refine_steps=args.refine_steps,
                             starts=args.starts, seed=args.seed,
                             camera_search=CameraSearch() if args.camera_search == "batched" else None)
-    torch.manual_seed(args.seed)
     progress = TqdmProgress("invert", unit="step")
     try:
-        result = Inverter(G, target, opts, perceptual, progress).run(label, args.fov)
+        inverted = invert_image(G, target, opts, label, perceptual, progress, network=args.network,
+                                fov_deg=args.fov)
     finally:
         progress.close()
-    how = "given" if label is not None else "estimated"
+    result, G_final = inverted.result, inverted.G
+    how = inverted.settings["camera"]
     print(f"camera ({how}): yaw {math.degrees(result.yaw):+.1f} deg, pitch {math.degrees(result.pitch):+.1f} deg, "
           f"fov {result.fov_deg:.2f} deg; final image loss {result.loss:.5f}")
-    settings = {"network": str(Path(args.network).resolve()), "image": str(Path(args.image).resolve()),
-                "image_preparation": prep, "loss": loss_name, "camera": how, "space": args.space,
-                "steps": args.steps, "starts": args.starts, "tune": args.tune, "yaw_deg": math.degrees(result.yaw),
-                "pitch_deg": math.degrees(result.pitch), "fov_deg": result.fov_deg, "final_loss": result.loss,
-                "interrupted": result.interrupted, "seconds": result.seconds, "seed": args.seed}
-    latent_path = save_latent(out / "latent.npz", SavedLatent(result.ws, result.camera, settings, result.noise))
+    latent_path = save_latent(out / "latent.npz", SavedLatent(result.ws, result.camera, inverted.settings,
+                                                              result.noise))
     written = [latent_path]
-    G_final = G
     if result.G is not None:
-        G_final = result.G
         save_checkpoint(out / "tuned.ckpt", result.G)
         written.append(out / "tuned.ckpt")
-    else:
-        for name, value in result.noise.items():  # the optimised noise maps belong to the result
-            dict(G.named_buffers())[name].copy_(value)
     cam = OrbitLabel.from_label(result.camera, G.options.avg_camera_pivot).to(device)
-    frames = [to_uint8(target[0])]
+    frames = [to_uint8(target.image[0])]
     with torch.no_grad():
         planes = G_final.planes(result.ws.to(device))
         for dy, dp in [(0.0, 0.0)] + [(v[1], v[2]) for v in _novel_views()]:

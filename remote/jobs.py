@@ -162,9 +162,8 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     estimated); the result is registered with the engine as a latent source the client can render."""
     from core.cameras import frontal_label
     from core.imaging import to_uint8
-    from core.latents import SavedLatent, apply_latent, prepare_image
-    from training.inversion import InversionOptions, Inverter
-    from training.perceptual import DiscriminatorFeatures, load_discriminator
+    from training.image_inversion import invert_image, perceptual_loss, prepare_target
+    from training.inversion import InversionOptions
     f = fields_of(f, {"image", "options", "camera", "label", "yaw_deg", "pitch_deg"}, "StartInversion")
     image = ctx.uploads.get(text(f.get("image"), "image", 64))
     if image is None:
@@ -175,7 +174,7 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     with engine.lock:
         base = engine.base_G
         G = copy.deepcopy(base)
-    target, prepared = prepare_image(image, G.img_resolution, G.options.white_back)
+    target = prepare_target(G, image)
     if camera == "label":
         label = request_from_json({"camera": f.get("label")}).camera
         if len(label) != 25:
@@ -189,8 +188,6 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
         label = None
     else:
         raise FieldError("camera must be label, angles or estimate")
-    D = load_discriminator(model.path)
-    features = DiscriminatorFeatures(D.to(engine.device)) if D is not None else None
     next_preview = [0.0]
 
     def on_best(ws: torch.Tensor, cam: torch.Tensor, G_now, force: bool = False) -> None:
@@ -199,14 +196,12 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
                 ctx.preview("reconstruction", to_uint8(G_now.synthesis(ws, cam)["image"][0]))
             next_preview[0] = time.monotonic() + PREVIEW_EVERY_S
 
-    torch.manual_seed(options.seed)
     try:
-        result = Inverter(G, target, options, features, progress, on_best=on_best).run(label)
+        inverted = invert_image(G, target, options, label, perceptual_loss(model.path, engine.device), progress,
+                                network=model.path, on_best=on_best)
     except KeyboardInterrupt:
         raise Cancelled("stopped before the first step") from None
-    shown = result.G if result.G is not None else G
-    if result.G is None:
-        apply_latent(shown, SavedLatent(result.ws, result.camera, {}, result.noise))
+    result, shown = inverted.result, inverted.G
     on_best(result.ws.to(engine.device), result.camera.to(engine.device).view(1, 25), shown, force=True)
     name = f"inversion-{ctx.client_id}-{len(ctx.results) + 1}"
     with engine.lock:
@@ -216,8 +211,9 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     summary = {"source": name, "yaw_deg": math.degrees(result.yaw), "pitch_deg": math.degrees(result.pitch),
                "fov_deg": result.fov_deg, "loss": result.loss, "interrupted": result.interrupted,
                "tuned": result.G is not None, "camera": result.camera.reshape(25).tolist(),
-               "image_preparation": prepared, "steps": len(result.history)}
-    ctx.results[name] = (result, dict(summary, model=model.name, options=f.get("options", {})))
+               "image_preparation": target.prepared, "steps": len(result.history)}
+    # the saved latent names the model as clients see it, not the server's own paths
+    ctx.results[name] = (result, dict(inverted.settings, network=model.name, image=Path(image).name))
     ctx.arrays["losses"] = np.array([loss for _, _, loss in result.history], dtype=np.float32)
     return summary
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from training.orbit_label import OrbitLabel
+
 
 @dataclass(frozen=True)
 class CameraSearch:
@@ -106,7 +108,6 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
                     search: CameraSearch = CameraSearch(), seed: int = 0,
                     tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
     """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]."""
-    from training.inversion import OrbitLabel
     o = G.options
 
     def labels(views: list[tuple[float, float]]) -> torch.Tensor:
