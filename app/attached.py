@@ -27,9 +27,10 @@ from remote.client import RemoteEngine, RemoteError, read_token
 from remote.protocol import request_to_json, to_json
 
 
-def loaded_model(described: dict[str, Any]) -> LoadedModel:
-    """The session's view of a model from the server's "model" message (no generator here)."""
-    rows = {str(k): str(v) for k, v in dict(described["rows"]).items()}
+def loaded_model(described: dict[str, Any], url: str) -> LoadedModel:
+    """The session's view of a model from the server's "model" message (no generator here); the Model
+    panel's first row names the server, so an attached studio says so."""
+    rows = {"server": url} | {str(k): str(v) for k, v in dict(described["rows"]).items()}
     name, file = str(described["name"]), str(described.get("file") or "")
     if file and file != Path(name).name:   # a served run: which snapshot
         rows["file"] = f"{name}/{file}"
@@ -65,7 +66,7 @@ class RemoteBackend:
         else:
             described = self.client.open(None if path == self.url else path)
         self._serial = self.client.model_serial
-        return loaded_model(described)
+        return loaded_model(described, self.url)
 
     def attach(self, loaded: LoadedModel) -> None:
         self._shown, self.worker = loaded, self.client
@@ -100,7 +101,7 @@ class RemoteBackend:
         if self._shown is None or self.client.model_serial == self._serial or self.client.model is None:
             return None
         self._serial = self.client.model_serial
-        model = loaded_model(self.client.model)
+        model = loaded_model(self.client.model, self.url)
         if (model.path, model.handle, model.info) == (self._shown.path, self._shown.handle, self._shown.info):
             return None
         return model

@@ -249,6 +249,7 @@ def test_a_served_run_is_watched_through_the_server_and_its_new_snapshot_reloads
             f.write(json.dumps({"event": "tick", "kimg": 0.4, "loss_G": 0.2}) + "\n")
         tick_until(lambda: state.model.generation > generation, "the hot reload")
         assert state.status.startswith("reloaded") and state.model.info["file"] == "run/network-snapshot-000004.ckpt"
+        assert state.model.info["server"] == served.url   # the Model panel says where the model is
         tick_until(lambda: len(reader.metrics()) == 4, "the new metric entry")
     finally:
         session.close()
