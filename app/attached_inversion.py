@@ -69,7 +69,7 @@ class AttachedInversion(InversionSlots):
 
     # ---- the inversion on the server ----------------------------------------------------------------
     def _start_run(self, action: StartInversion) -> None:
-        s, inv, client = self.state, self.state.invert, self.backend.client
+        s, client = self.state, self.backend.client
         generation = s.model.generation
         fields = {"options": to_json(action.options, changed_only=True)}
         if action.camera == "viewport":
@@ -93,11 +93,8 @@ class AttachedInversion(InversionSlots):
                 raise RuntimeError(job.error)
             return _Ran(job.result, job.arrays.get("losses"), generation)
 
-        self.running = action
-        inv.running, inv.fraction, inv.message = True, 0.0, "uploading"
-        inv.losses, inv.preview = [], None
         self.remote_job, self._seen = None, (-1, "")
-        self.run_job = Job("invert", run)
+        self._begin_run(action, run, "uploading")
 
     def _poll_run(self) -> None:
         job, inv = self.run_job, self.state.invert

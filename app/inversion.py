@@ -170,6 +170,14 @@ class InversionSlots:
         self._prepared(job.result)
         self.state.set_status(f"inversion target: {inv.target_info}")
 
+    def _begin_run(self, action: StartInversion, run: Callable, message: str) -> None:
+        """Start the run job: the panel shows it running, with a fresh loss curve and no preview."""
+        inv = self.state.invert
+        self.running = action
+        inv.running, inv.fraction, inv.message = True, 0.0, message
+        inv.losses, inv.preview = [], None
+        self.run_job = Job("invert", run)
+
     def _end_run(self) -> tuple[StartInversion, object] | None:
         """The finished run's action and result, once, when it ended with one for the loaded model."""
         job, s = self.run_job, self.state
@@ -271,7 +279,7 @@ class InversionJobs(InversionSlots):
     # ---- the inversion ------------------------------------------------------------------------------
     def _start_run(self, action: StartInversion) -> None:
         from training.inversion import InversionOptions
-        s, inv, engine = self.state, self.state.invert, self.engine()
+        s, engine = self.state, self.engine()
         if s.model.path is None:
             self._fail("invert: no model loaded")
             return
@@ -315,10 +323,8 @@ class InversionJobs(InversionSlots):
                 engine.set_source(name, result.ws, inverted.G)
             return _Outcome(name, result, inverted.settings, generation)
 
-        self.live, self.running = live, action
-        inv.running, inv.fraction, inv.message = True, 0.0, "starting"
-        inv.losses, inv.preview = [], None
-        self.run_job = Job("invert", run)
+        self.live = live
+        self._begin_run(action, run, "starting")
 
     def _poll_run(self) -> None:
         job, inv = self.run_job, self.state.invert
