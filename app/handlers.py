@@ -18,7 +18,7 @@ from core.latents import SavedLatent
 from core.latents import save_latent as write_latent
 from core.mesh import extract_mesh, write_mesh
 from core.planes import plane_images
-from core.progress import Progress
+from core.progress import Progress, report
 from core.video import VideoOptions, engine_frames, render_engine_video, render_video
 from training.inversion import InversionResult
 
@@ -31,6 +31,7 @@ def export_mesh(action: ExportMesh, engine: RenderEngine, progress: Progress) ->
         mesh = extract_mesh(engine.G, planes, ws, action.options, progress)
     if len(mesh.faces) == 0:
         raise ValueError(f"no surface at level {action.options.level}: try a lower iso level")
+    report(progress, 0, 1, f"writing {action.path.name}")   # the last point where Cancel leaves no file
     return f"wrote {write_mesh(mesh, action.path)}"
 
 

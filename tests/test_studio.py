@@ -209,15 +209,17 @@ def test_export_textured_mesh_shows_its_phases_and_cancels(studio, tmp_path):
     from app.export_panel import MESH_FACES, TEXTURE_SIZES
     export = studio.export_panel
     export.mesh_file.text, export.mesh_res, export.mesh_level = str(tmp_path / "shape.glb"), 1, 0.0  # 128^3 grid
-    export.mesh_faces, export.mesh_texture = MESH_FACES.index(10_000), TEXTURE_SIZES.index(512)
+    # cancelled runs bake 2048²: long enough in chunks that a Cancel taken one frame later lands inside it
+    export.mesh_faces, export.mesh_texture = MESH_FACES.index(10_000), TEXTURE_SIZES.index(2048)
     run_until(studio, lambda: studio.engine is not None, "the model to load")
-    for phase in ("refining", "unwrap", "bake"):
+    for phase in ("refining", "unwrap", "bake: decoder"):
         export.export_mesh(studio.state)
         run_until(studio, lambda p=phase: p in studio.state.job.message or actions_done(studio), f"phase {phase}")
         studio.state.actions.append(CancelJob())
         run_until(studio, lambda: actions_done(studio), "the cancelled export")
         assert studio.state.status.endswith("cancelled"), (phase, studio.state.status)
         assert not list(tmp_path.iterdir())
+    export.mesh_texture = TEXTURE_SIZES.index(512)
     export.export_mesh(studio.state)
     run_until(studio, lambda: actions_done(studio), "the textured export", limit=180)
     assert "wrote" in studio.state.status, studio.state.status
