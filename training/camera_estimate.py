@@ -1,13 +1,13 @@
 """Camera estimate for inversion: which view of the model's object space explains one image.
 
-Views are scored by short fits of w with the camera held fixed (a fit with the camera free lets w and
-the view trade off and stalls far from the truth), many views at once in one batch, on the raw
-neural rendering only (the super-resolution adds detail, not pose): the raw image against the area-
-downsampled target, plus a silhouette cue, the model's opacity against the target's foreground mask
-(pixels away from the plain background). The search covers the model's pose prior, the training
-camera distribution (yaw all around, elevation in `elevations`' range), coarse to fine: a grid of
-views at a low rendering resolution first, then a pattern search around the best few at the model's
-resolution.
+A pose regressor (training.pose_regressor: a small CNN trained per checkpoint on views at known
+cameras from the model's pose prior) reads yaw and elevation off the image in one forward pass and
+keeps the best few yaw peaks (a near-symmetric object, a round table or a lamp, leaves several yaws
+plausible). Each guess is then scored by a short fit of w with the camera held fixed (a fit with the
+camera free lets w and the view trade off and stalls far from the truth), on the raw neural rendering
+only (the super-resolution adds detail, not pose): the raw image against the area-downsampled target,
+plus a silhouette cue, the model's opacity against the target's foreground mask. A pattern search
+around the best guess then settles the view, all views of a round in one batch.
 """
 from __future__ import annotations
 
@@ -19,28 +19,33 @@ import torch
 import torch.nn.functional as F
 
 from training.orbit_label import OrbitLabel
+from training.pose_regressor import foreground_mask, pose_hypotheses
+from training.pose_training import regressor_for
 
 
 @dataclass(frozen=True)
 class CameraSearch:
-    yaws: int = 24
-    """Coarse grid: this many yaws, evenly all around."""
-    elevations: tuple[float, ...] = (-4.0, 10.0, 24.0, 38.0)
-    """Coarse grid elevations (degrees above the horizon): the default model's training range, -8.6..43."""
-    elevation_range: tuple[float, float] = (-9.0, 44.0)
-    """The fine search stays inside this range (the pose prior: the model never saw views outside)."""
+    hypotheses: int = 3
+    """Yaw peaks of the pose regressor kept as starting views (near-symmetric objects have several)."""
+    min_weight: float = 0.05
+    """Peaks holding less of the regressor's probability mass are dropped (the best always stays)."""
     latents: int = 16
-    """Random latents (besides the mean w) rendered at every grid view: the object kinds to match."""
+    """Random latents (besides the mean w) from which each view's fit may start: the one whose raw
+    rendering at that view matches best (the object's kind)."""
     psi: float = 0.7
-    coarse_resolution: int = 16
-    keep: int = 2
-    """Coarse views passed on to the fine search."""
-    spacings: tuple[float, ...] = (8.0, 4.0, 2.0)
-    """Pattern search spacings (degrees, yaw and elevation); each view is scored by a W fit of
-    `fine_steps` from the bank latent that matched its centre best."""
+    spacings: tuple[float, ...] = (4.0, 2.0)
+    """Pattern search spacings (degrees, yaw and elevation) around the best view so far."""
+    keep: int = 1
+    """Views whose neighbours are scored at each spacing."""
     fine_steps: int = 25
+    """Steps of each fixed-camera W fit that scores a view (0: take the regressor's best guess as is)."""
     lr: float = 0.02
     silhouette_weight: float = 1.0
+    elevation_range: tuple[float, float] = (-9.0, 44.0)
+    """Views stay inside this range (the pose prior: the model never saw views outside)."""
+    train_views: int = 6000
+    """A model without a shipped or cached regressor gets one trained on this many of its own samples."""
+    train_epochs: int = 30
 
 
 def elevation_to_pitch(elevation_deg: float) -> float:
@@ -51,13 +56,6 @@ def elevation_to_pitch(elevation_deg: float) -> float:
 def pitch_to_elevation(pitch: float) -> float:
     """The studio's pitch offset (radians) -> elevation above the horizon (degrees)."""
     return math.degrees(math.asin(max(-1.0, min(1.0, -2 * pitch / math.pi))))
-
-
-def foreground_mask(image: torch.Tensor, white_back: bool = True, threshold: float = 0.08) -> torch.Tensor:
-    """[N,3,R,R] in [-1,1] -> [N,1,R,R] soft mask of pixels away from the plain background colour."""
-    back = 1.0 if white_back else -1.0
-    dist = (image - back).abs().amax(dim=1, keepdim=True) / 2
-    return (dist / threshold).clamp(0, 1)
 
 
 def fit_views(G, target: torch.Tensor, labels: torch.Tensor, w_start: torch.Tensor, steps: int, lr: float,
@@ -106,32 +104,36 @@ def _bank_scores(G, target: torch.Tensor, ws: torch.Tensor, labels: torch.Tensor
 
 def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
                     search: CameraSearch = CameraSearch(), seed: int = 0,
-                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
-    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]."""
+                    tick: Callable[[str, int, float], None] | None = None,
+                    log: Callable[[str], None] | None = None) -> tuple[float, float]:
+    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the pose
+    regressor's best guesses, then a pattern search around the best-scoring one. `log` hears of a
+    regressor being trained (a model without one: minutes, once)."""
     o = G.options
+    white = bool(G.rendering_kwargs.get("white_back", True))
+    lo, hi = search.elevation_range
 
     def labels(views: list[tuple[float, float]]) -> torch.Tensor:
         return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius,
                                      o.avg_camera_pivot)().detach() for y, e in views]).to(target.device)
 
-    # 1. a bank of latents (kinds of object) at a grid of views, low resolution, no fitting
+    # 1. the regressor's guesses: one forward pass
+    net = regressor_for(G, log, search.train_views, search.train_epochs)
+    guesses = pose_hypotheses(net, target.cpu(), white, search.hypotheses, search.min_weight)
+    views = [(g.yaw, min(hi, max(lo, g.elevation))) for g in guesses]
+    if tick is not None:
+        tick("camera guess", len(views), 1.0 - guesses[0].weight)
+    if search.fine_steps <= 0:
+        return views[0][0], elevation_to_pitch(views[0][1])
+
+    # 2. each guess scored by a short W fit from the bank latent that matches it best
+    res = G.neural_rendering_resolution
     z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
     with torch.no_grad():
         w = G.mapping(z, labels([(0.0, 0.0)]).expand(search.latents, -1))[:, :1]
-    bank = torch.cat([w_avg, w_avg + search.psi * (w - w_avg)])
-    grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
-    losses = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), labels(grid), search.coarse_resolution,
-                          search.silhouette_weight)
-    best_latent = losses.argmin(dim=0)
-    per_view = losses.min(dim=0).values
-    if tick is not None:
-        tick("camera grid", len(grid), float(per_view.min()))
-    order = per_view.argsort().tolist()[:search.keep]
-
-    # 2. pattern search around the best views, each view scored by a short W fit from its latent
-    res = G.neural_rendering_resolution
-    lo, hi = search.elevation_range
-    starts = {grid[i]: bank[best_latent[i]] for i in order}
+    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    best_latent = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), labels(views), res,
+                               search.silhouette_weight).argmin(dim=0)
     scores: dict[tuple[float, float], float] = {}
     origin: dict[tuple[float, float], torch.Tensor] = {}
 
@@ -143,7 +145,8 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
         if tick is not None:
             tick("camera views", len(views), float(got.min()))
 
-    score(list(starts), list(starts.values()))
+    score(views, [bank[i] for i in best_latent.tolist()])
+    # 3. pattern search around the best
     for spacing in search.spacings:
         s = math.radians(spacing)
         centres = sorted(scores, key=scores.__getitem__)[:search.keep]
