@@ -37,6 +37,9 @@ class CameraSearch:
     """Pattern search spacings (degrees, yaw and elevation) around the best view so far."""
     keep: int = 1
     """Views whose neighbours are scored at each spacing."""
+    moves: int = 2
+    """Rounds per spacing at most: a round scores the neighbours of the best views so far; the next
+    spacing starts when they stay the best."""
     fine_steps: int = 25
     """Steps of each fixed-camera W fit that scores a view (0: take the regressor's best guess as is)."""
     lr: float = 0.02
@@ -102,58 +105,66 @@ def _bank_scores(G, target: torch.Tensor, ws: torch.Tensor, labels: torch.Tensor
     return torch.stack(rows)
 
 
-def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
-                    search: CameraSearch = CameraSearch(), seed: int = 0,
-                    tick: Callable[[str, int, float], None] | None = None,
-                    log: Callable[[str], None] | None = None) -> tuple[float, float]:
-    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the pose
-    regressor's best guesses, then a pattern search around the best-scoring one. `log` hears of a
-    regressor being trained (a model without one: minutes, once)."""
+def _labels(G, views: list[tuple[float, float]], fov_deg: float, device) -> torch.Tensor:
+    """(yaw radians, elevation degrees) views -> camera labels [V,25] on the model's orbit."""
     o = G.options
-    white = bool(G.rendering_kwargs.get("white_back", True))
+    return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach()
+                      for y, e in views]).to(device)
+
+
+def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, views: list[tuple[float, float]],
+                 search: CameraSearch = CameraSearch(), seed: int = 0,
+                 tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """The best of `views` (yaw radians, elevation degrees) and of a pattern search around it, each view
+    scored by a short fixed-camera W fit from the bank latent that matches it best -> (yaw, elevation)."""
     lo, hi = search.elevation_range
-
-    def labels(views: list[tuple[float, float]]) -> torch.Tensor:
-        return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius,
-                                     o.avg_camera_pivot)().detach() for y, e in views]).to(target.device)
-
-    # 1. the regressor's guesses: one forward pass
-    net = regressor_for(G, log, search.train_views, search.train_epochs)
-    guesses = pose_hypotheses(net, target.cpu(), white, search.hypotheses, search.min_weight)
-    views = [(g.yaw, min(hi, max(lo, g.elevation))) for g in guesses]
-    if tick is not None:
-        tick("camera guess", len(views), 1.0 - guesses[0].weight)
-    if search.fine_steps <= 0:
-        return views[0][0], elevation_to_pitch(views[0][1])
-
-    # 2. each guess scored by a short W fit from the bank latent that matches it best
     res = G.neural_rendering_resolution
     z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
     with torch.no_grad():
-        w = G.mapping(z, labels([(0.0, 0.0)]).expand(search.latents, -1))[:, :1]
+        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
     bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
-    best_latent = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), labels(views), res,
-                               search.silhouette_weight).argmin(dim=0)
+    best_latent = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, views, fov_deg, target.device),
+                               res, search.silhouette_weight).argmin(dim=0)
     scores: dict[tuple[float, float], float] = {}
     origin: dict[tuple[float, float], torch.Tensor] = {}
 
     def score(views: list[tuple[float, float]], latents: list[torch.Tensor]) -> None:
-        got = fit_views(G, target, labels(views), torch.stack(latents), search.fine_steps, search.lr, res,
-                        search.silhouette_weight)
+        got = fit_views(G, target, _labels(G, views, fov_deg, target.device), torch.stack(latents),
+                        search.fine_steps, search.lr, res, search.silhouette_weight)
         scores.update(zip(views, got.tolist()))
         origin.update(zip(views, latents))
         if tick is not None:
             tick("camera views", len(views), float(got.min()))
 
     score(views, [bank[i] for i in best_latent.tolist()])
-    # 3. pattern search around the best
     for spacing in search.spacings:
         s = math.radians(spacing)
-        centres = sorted(scores, key=scores.__getitem__)[:search.keep]
-        new = {(y + dy, min(hi, max(lo, e + de))): origin[(y, e)]
-               for y, e in centres for dy, de in ((s, 0), (-s, 0), (0, spacing), (0, -spacing))}
-        new = {k: v for k, v in new.items() if k not in scores}
-        if new:
-            score(list(new), list(new.values()))
-    yaw, elev = min(scores, key=scores.__getitem__)
+        for _ in range(search.moves):
+            centres = sorted(scores, key=scores.__getitem__)[:search.keep]
+            new = {(y + dy, min(hi, max(lo, e + de))): origin[(y, e)]
+                   for y, e in centres for dy, de in ((s, 0), (-s, 0), (0, spacing), (0, -spacing))}
+            new = {k: v for k, v in new.items() if k not in scores}
+            if new:
+                score(list(new), list(new.values()))
+            if sorted(scores, key=scores.__getitem__)[:search.keep] == centres:
+                break  # the centres stayed: the next, finer spacing
+    return min(scores, key=scores.__getitem__)
+
+
+def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
+                    search: CameraSearch = CameraSearch(), seed: int = 0,
+                    tick: Callable[[str, int, float], None] | None = None,
+                    log: Callable[[str], None] | None = None) -> tuple[float, float]:
+    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the pose
+    regressor's best guesses, then refine_views (fine_steps > 0). `log` hears of a regressor being
+    trained (a model without one: minutes, once)."""
+    lo, hi = search.elevation_range
+    net = regressor_for(G, log, search.train_views, search.train_epochs)
+    guesses = pose_hypotheses(net, target.cpu(), bool(G.rendering_kwargs.get("white_back", True)),
+                              search.hypotheses, search.min_weight)
+    views = [(g.yaw, min(hi, max(lo, g.elevation))) for g in guesses]
+    if tick is not None:
+        tick("camera guess", len(views), 1.0 - guesses[0].weight)
+    yaw, elev = views[0] if search.fine_steps <= 0 else refine_views(G, target, w_avg, fov_deg, views, search,
+                                                                      seed, tick)
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)

@@ -339,7 +339,7 @@ class Inverter:
         opts, G = self.opts, self.G
         estimate = label is None
         search = self.camera_search()
-        ticks = 1 + (1 + len(search.spacings) if search.fine_steps > 0 else 0)  # estimate_camera's ticks
+        ticks = 1 + (1 + len(search.spacings) * search.moves if search.fine_steps > 0 else 0)  # at most
         self.total = (ticks if estimate else 0) + opts.steps + opts.tune_steps
         state: dict = {}
         seconds: dict[str, float] = {}
@@ -350,6 +350,7 @@ class Inverter:
             if estimate:
                 cam = self.estimate_camera(fov_deg or G.options.avg_camera_fov)
                 label = cam().detach()[0]
+                self.total = self.done + opts.steps + opts.tune_steps  # the estimate's ticks as they were
                 seconds["camera search"] = time.perf_counter() - t0
             else:
                 cam = OrbitLabel.from_label(label, G.options.avg_camera_pivot).to(self.device)
