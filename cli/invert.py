@@ -16,10 +16,11 @@ composited on the model's background. A casual photo of an object on a plain bac
 (the backdrop becomes the model's background, the object is centred and scaled to the training framing).
 --yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated: a pose regressor (a small CNN
-trained on views at known cameras: the default model's ships in assets/, another model's is trained on
-its own samples the first time, a few minutes on a CPU, and cached in ~/.cache/triplane) gives the best
-few views, then short W fits with the camera held fixed pick and refine the best (BENCHMARKS.md).
+dataset.json:FILENAME); with neither, yaw and pitch are estimated (BENCHMARKS.md: minutes on a 2-core
+CPU, not yet reliable on images the model never made): a bank of random latents rendered at a grid of
+views inside the model's training camera range (raw images at 16x16, colour plus a silhouette cue: the
+model's opacity against the image's non-background pixels), then a pattern search around the best views,
+each view scored by a short W fit with the camera held fixed, many views in one batch.
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -45,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
                         "result is the wrong kind of object)")
     p.add_argument("--refine-steps", type=int_in(0, 10000), default=25,
-                   help="estimated camera: steps of each fixed-camera fit that scores a view around the pose "
-                        "regressor's guesses (default 25; 0 = the regressor's best guess as is)")
+                   help="estimated camera: steps of each fixed-camera fit that scores a view in the fine search "
+                        "(default 25; 0 = the best coarse grid view as is)")
     p.add_argument("--frame", type=float_in(0.05, 1.0), metavar="FRACTION",
                    help="for a photo on a plain backdrop: replace the backdrop (the border's median colour) "
                         "with the model's background, centre the object and scale its larger side to FRACTION "

@@ -1,13 +1,13 @@
 """Camera estimate for inversion: which view of the model's object space explains one image.
 
-A pose regressor (training.pose_regressor: a small CNN trained per checkpoint on views at known
-cameras from the model's pose prior) reads yaw and elevation off the image in one forward pass and
-keeps the best few yaw peaks (a near-symmetric object, a round table or a lamp, leaves several yaws
-plausible). Each guess is then scored by a short fit of w with the camera held fixed (a fit with the
-camera free lets w and the view trade off and stalls far from the truth), on the raw neural rendering
-only (the super-resolution adds detail, not pose): the raw image against the area-downsampled target,
-plus a silhouette cue, the model's opacity against the target's foreground mask. A pattern search
-around the best guess then settles the view, all views of a round in one batch.
+Views are scored by short fits of w with the camera held fixed (a fit with the camera free lets w and
+the view trade off and stalls far from the truth), many views at once in one batch, on the raw
+neural rendering only (the super-resolution adds detail, not pose): the raw image against the area-
+downsampled target, plus a silhouette cue, the model's opacity against the target's foreground mask
+(pixels away from the plain background). The search covers the model's pose prior, the training
+camera distribution (yaw all around, elevation in `elevations`' range), coarse to fine: a grid of
+views rendered from a bank of latents at a low resolution without fitting, then a pattern search
+around the best few at the model's resolution (refine_views).
 """
 from __future__ import annotations
 
@@ -19,36 +19,31 @@ import torch
 import torch.nn.functional as F
 
 from training.orbit_label import OrbitLabel
-from training.pose_regressor import foreground_mask, pose_hypotheses
-from training.pose_training import regressor_for
 
 
 @dataclass(frozen=True)
 class CameraSearch:
-    hypotheses: int = 3
-    """Yaw peaks of the pose regressor kept as starting views (near-symmetric objects have several)."""
-    min_weight: float = 0.05
-    """Peaks holding less of the regressor's probability mass are dropped (the best always stays)."""
+    yaws: int = 24
+    """Coarse grid: this many yaws, evenly all around."""
+    elevations: tuple[float, ...] = (-4.0, 10.0, 24.0, 38.0)
+    """Coarse grid elevations (degrees above the horizon): the default model's training range, -8.6..43."""
+    elevation_range: tuple[float, float] = (-9.0, 44.0)
+    """The fine search stays inside this range (the pose prior: the model never saw views outside)."""
     latents: int = 16
-    """Random latents (besides the mean w) from which each view's fit may start: the one whose raw
-    rendering at that view matches best (the object's kind)."""
+    """Random latents (besides the mean w) rendered at every grid view: the object kinds to match."""
     psi: float = 0.7
-    spacings: tuple[float, ...] = (4.0, 2.0)
-    """Pattern search spacings (degrees, yaw and elevation) around the best view so far."""
-    keep: int = 1
-    """Views whose neighbours are scored at each spacing."""
-    moves: int = 2
+    coarse_resolution: int = 16
+    keep: int = 2
+    """Coarse views passed on to the fine search, and views whose neighbours it scores at each round."""
+    spacings: tuple[float, ...] = (8.0, 4.0, 2.0)
+    """Pattern search spacings (degrees, yaw and elevation)."""
+    moves: int = 1
     """Rounds per spacing at most: a round scores the neighbours of the best views so far; the next
     spacing starts when they stay the best."""
     fine_steps: int = 25
-    """Steps of each fixed-camera W fit that scores a view (0: take the regressor's best guess as is)."""
+    """Steps of each fixed-camera W fit that scores a view (0: the best grid view as is)."""
     lr: float = 0.02
     silhouette_weight: float = 1.0
-    elevation_range: tuple[float, float] = (-9.0, 44.0)
-    """Views stay inside this range (the pose prior: the model never saw views outside)."""
-    train_views: int = 6000
-    """A model without a shipped or cached regressor gets one trained on this many of its own samples."""
-    train_epochs: int = 30
 
 
 def elevation_to_pitch(elevation_deg: float) -> float:
@@ -59,6 +54,13 @@ def elevation_to_pitch(elevation_deg: float) -> float:
 def pitch_to_elevation(pitch: float) -> float:
     """The studio's pitch offset (radians) -> elevation above the horizon (degrees)."""
     return math.degrees(math.asin(max(-1.0, min(1.0, -2 * pitch / math.pi))))
+
+
+def foreground_mask(image: torch.Tensor, white_back: bool = True, threshold: float = 0.08) -> torch.Tensor:
+    """[N,3,R,R] in [-1,1] -> [N,1,R,R] soft mask of pixels away from the plain background colour."""
+    back = 1.0 if white_back else -1.0
+    dist = (image - back).abs().amax(dim=1, keepdim=True) / 2
+    return (dist / threshold).clamp(0, 1)
 
 
 def fit_views(G, target: torch.Tensor, labels: torch.Tensor, w_start: torch.Tensor, steps: int, lr: float,
@@ -153,18 +155,19 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
 
 def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
                     search: CameraSearch = CameraSearch(), seed: int = 0,
-                    tick: Callable[[str, int, float], None] | None = None,
-                    log: Callable[[str], None] | None = None) -> tuple[float, float]:
-    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the pose
-    regressor's best guesses, then refine_views (fine_steps > 0). `log` hears of a regressor being
-    trained (a model without one: minutes, once)."""
-    lo, hi = search.elevation_range
-    net = regressor_for(G, log, search.train_views, search.train_epochs)
-    guesses = pose_hypotheses(net, target.cpu(), bool(G.rendering_kwargs.get("white_back", True)),
-                              search.hypotheses, search.min_weight)
-    views = [(g.yaw, min(hi, max(lo, g.elevation))) for g in guesses]
+                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the best
+    `keep` views of the coarse grid, then refine_views (fine_steps > 0)."""
+    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
+    with torch.no_grad():
+        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
+    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
+    per_view = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, grid, fov_deg, target.device),
+                            search.coarse_resolution, search.silhouette_weight).min(dim=0).values
     if tick is not None:
-        tick("camera guess", len(views), 1.0 - guesses[0].weight)
+        tick("camera grid", len(grid), float(per_view.min()))
+    views = [grid[i] for i in per_view.argsort().tolist()[:search.keep]]
     yaw, elev = views[0] if search.fine_steps <= 0 else refine_views(G, target, w_avg, fov_deg, views, search,
                                                                       seed, tick)
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)

@@ -13,8 +13,8 @@ images at w_r = w_p + alpha (w_z - w_p)/|w_z - w_p| must not change, so other la
 3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
 free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
 of the untuned generator, so fitting the one view does not reshape what it does not show. Without a
-camera, training.camera_estimate finds the view (a pose regressor's guesses, then short W fits with the
-camera held fixed) and the projection runs at that view.
+camera, training.camera_estimate finds the view (a coarse grid of views rendered from a bank of latents,
+then short W fits with the camera held fixed) and the projection runs at that view.
 """
 from __future__ import annotations
 
@@ -103,11 +103,11 @@ class InversionOptions:
     anchor_weight: float = 1.0
     """Weight of the depth/opacity anchor at unseen views during tuning."""
     search_steps: int = 30
-    """Not used since the pose regressor replaced the candidate-view search (kept because the Invert
-    panel and clients of the server still send it)."""
+    """Not used since the batched camera estimate replaced the candidate-view search (kept because the
+    Invert panel and clients of the server still send it)."""
     refine_steps: int = 25
-    """With the camera estimated: steps of each fixed-camera W fit that scores a view around the pose
-    regressor's guesses (0: its best guess as is); camera_search, when given, overrides it."""
+    """With the camera estimated: steps of each fixed-camera W fit that scores a view in the fine search
+    (0: the best coarse grid view as is); camera_search, when given, overrides it."""
     starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
     projection starts from the best of them once the view is known. Off by default: it helps some
@@ -216,12 +216,12 @@ class Inverter:
         """The camera estimate's settings: opts.camera_search, else the defaults with refine_steps."""
         return self.opts.camera_search or CameraSearch(fine_steps=self.opts.refine_steps)
 
-    def estimate_camera(self, fov_deg: float, log: Callable[[str], None] | None = None) -> OrbitLabel:
-        """training.camera_estimate's view (the pose regressor's guesses, then fixed-camera fits)."""
+    def estimate_camera(self, fov_deg: float) -> OrbitLabel:
+        """training.camera_estimate's view (a coarse grid from a latent bank, then fixed-camera fits)."""
         o = self.G.options
         w_avg, _ = self._w_stats(OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach())
         yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, self.camera_search(), self.opts.seed,
-                                     self._tick, log)
+                                     self._tick)
         return OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot).to(self.device)
 
     # ---- projection --------------------------------------------------------------------------------
