@@ -161,9 +161,7 @@ class InvertPanel(Panel):
         """'estimate': the Estimate button (a job), then the target next to the model at the estimated
         camera, with sliders to correct it; Start then inverts at that camera as given."""
         inv = state.invert
-        if inv.camera_check:
-            hint(inv.camera_check)
-        elif inv.estimating:
+        if inv.estimating:
             if imgui.button("Cancel##estimate"):
                 state.actions.append(CancelInvertCamera())
             self.note_item("cancel estimate")

@@ -256,8 +256,6 @@ class InvertState:
     view_at: tuple[float, float] | None = None
     """(yaw, pitch) in degrees that `view` shows."""
     view_version: int = 0
-    camera_check: str = ""
-    """Why the camera check (Estimate camera) is not offered here ('' where it is)."""
 
 
 @dataclass
