@@ -179,9 +179,7 @@ class InvertPanel(Panel):
                         "Without an estimate, Start searches the camera itself (the two step counts below).")
         if inv.estimate is None:
             return
-        if inv.estimate_version != self._estimate_seen:   # a new estimate: the sliders start there
-            self._estimate_seen = inv.estimate_version
-            self.yaw_deg, self.pitch_deg = inv.estimate
+        self._take_estimate(state)
         if inv.view is not None and inv.view_version != self._view_version:
             self._view_version = inv.view_version
             self.view_tex.upload(inv.view)
@@ -217,6 +215,13 @@ class InvertPanel(Panel):
             self.preview_view(state)
         hint("Start inverts at this camera, as given.")
 
+    def _take_estimate(self, state: AppState) -> None:
+        """A new estimate: the sliders start there."""
+        inv = state.invert
+        if inv.estimate is not None and inv.estimate_version != self._estimate_seen:
+            self._estimate_seen = inv.estimate_version
+            self.yaw_deg, self.pitch_deg = inv.estimate
+
     def _settings(self, state: AppState) -> None:
         _, self.camera = imgui.combo("camera", self.camera, CAMERA_LABELS)
         help_marker("viewport camera: the view on screen now; yaw / pitch: degrees from the frontal camera, "
@@ -247,7 +252,7 @@ class InvertPanel(Panel):
     def _run_controls(self, state: AppState) -> None:
         inv = state.invert
         ready = state.model.path is not None and bool(self.path_text.strip())
-        with disabled(inv.running or not ready):
+        with disabled(inv.running or inv.estimating or not ready):
             if imgui.button("Start"):
                 self.start(state)
         self.note_item("start")
@@ -350,6 +355,7 @@ class InvertPanel(Panel):
                                    refine_steps=max(int(self.refine_steps), 0))
         kind = INVERT_CAMERAS[self.camera]
         if kind == "estimate" and state.invert.estimate is not None and self._target_is_current(state, path):
+            self._take_estimate(state)
             kind = "angles"   # estimated, checked (and perhaps corrected) by hand: given
         state.actions.append(StartInversion(path, options, kind,
                                             copy.deepcopy(state.camera) if kind == "viewport" else None,
