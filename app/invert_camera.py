@@ -73,6 +73,6 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
         yaw, pitch = estimate_camera(G, target.image.to(device), w_avg, fov, search, seed, tick)
     finally:
         hook.remove()
-    yaw_deg, pitch_deg = math.degrees(yaw), math.degrees(pitch)
+    yaw_deg, pitch_deg = (float(np.float32(math.degrees(a))) for a in (yaw, pitch))   # as sliders hold them
     report(progress, phases[1], phases[1], "rendering the view")
     return yaw_deg, pitch_deg, render_view(engine, yaw_deg, pitch_deg)

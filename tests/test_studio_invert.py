@@ -227,7 +227,7 @@ def test_estimate_camera_check_correct_by_hand_then_invert(studio, G, target, tm
                         render_cli(tmp_path, "estimated", "--seeds", "0", "--psi", "0", "--yaw", repr(yaw),
                                    "--pitch", repr(pitch)), "the model at the estimated camera")
 
-    corrected = max(-80.0, min(80.0, pitch + 12.0))  # the user drags the pitch slider
+    corrected = float(np.float32(max(-80.0, min(80.0, pitch + 12.0))))   # the user drags the pitch slider
     panel.pitch_deg = corrected
     panel.preview_view(s)
     run_until(studio, lambda: s.invert.view_at == (yaw, corrected), "the thumbnail at the corrected camera")
