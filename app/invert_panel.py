@@ -126,7 +126,13 @@ class InvertPanel(Panel):
         if (changed or edited) and path and state.model.path is not None:
             self.open_image(state, path)   # show the target as it will be inverted
 
+    def _checking(self, state: AppState) -> bool:
+        """The camera check is shown: camera 'estimate' with an estimate for the target."""
+        return INVERT_CAMERAS[self.camera] == "estimate" and state.invert.estimate is not None
+
     def _images(self, state: AppState) -> None:
+        """The target, the model at the checked camera (camera 'estimate' once estimated) and the best
+        reconstruction, side by side."""
         inv = state.invert
         if inv.target is not self._target_shown:
             self._target_shown = inv.target
@@ -137,29 +143,31 @@ class InvertPanel(Panel):
         elif inv.preview_version != self._preview_version:
             self._preview_version = inv.preview_version
             self.preview_tex.upload(inv.preview)
-        side = self._images_side()
-        if inv.target is not None:
-            imgui.begin_group()
-            imgui.image(texture_ref(self.target_tex.id), imgui.ImVec2(side, side))
-            self.note_item("target")
-            imgui.text_disabled("target")
-            imgui.end_group()
-        if inv.preview is not None:
-            if inv.target is not None:
+        if inv.view is not None and inv.view_version != self._view_version:
+            self._view_version = inv.view_version
+            self.view_tex.upload(inv.view)
+        shown = [(self.target_tex, "target", "target", inv.target is not None),
+                 (self.view_tex, "mean w at this camera", "view", self._checking(state) and inv.view is not None),
+                 (self.preview_tex, "best reconstruction" + (" so far" if inv.running else ""), "preview",
+                  inv.preview is not None)]
+        shown = [item for item in shown if item[3]]
+        style = imgui.get_style()
+        side = min(em(8), max((imgui.get_content_region_avail().x - (len(shown) - 1) * style.item_spacing.x)
+                              / max(len(shown), 2), em(3)))
+        for i, (tex, label, key, _) in enumerate(shown):
+            if i:
                 imgui.same_line()
             imgui.begin_group()
-            imgui.image(texture_ref(self.preview_tex.id), imgui.ImVec2(side, side))
-            imgui.text_disabled("best reconstruction" + (" so far" if inv.running else ""))
+            imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
+            self.note_item(key)
+            imgui.text_disabled(label)
             imgui.end_group()
         if inv.target_info:
             imgui.text_wrapped(inv.target_info)
 
-    def _images_side(self) -> float:
-        return min(em(8), max((imgui.get_content_region_avail().x - em(1)) / 2, em(4)))
-
     def _camera_check(self, state: AppState) -> None:
-        """'estimate': the Estimate button (a job), then the target next to the model at the estimated
-        camera, with sliders to correct it; Start then inverts at that camera as given."""
+        """'estimate': the Estimate button (a job); once estimated, the model at that camera is shown next
+        to the target (above) with sliders here to correct it; Start then inverts at that camera as given."""
         inv = state.invert
         if inv.estimating:
             if imgui.button("Cancel##estimate"):
@@ -180,37 +188,24 @@ class InvertPanel(Panel):
         if inv.estimate is None:
             return
         self._take_estimate(state)
-        if inv.view is not None and inv.view_version != self._view_version:
-            self._view_version = inv.view_version
-            self.view_tex.upload(inv.view)
-        side = self._images_side()
-        for i, (tex, label) in enumerate(((self.target_tex, "target"), (self.view_tex, "model at this camera"))):
-            if i:
-                imgui.same_line()
-            imgui.begin_group()
-            if tex is self.target_tex and inv.target is None or tex is self.view_tex and inv.view is None:
-                imgui.dummy(imgui.ImVec2(side, side))
-            else:
-                imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
-            self.note_item("view" if i else "check target")
-            imgui.text_disabled(label)
-            imgui.end_group()
         moved_yaw, self.yaw_deg = imgui.slider_float("yaw##check", self.yaw_deg, -180.0, 180.0, "%.1f deg", CLAMP)
         self.note_item("check yaw")
         moved_pitch, self.pitch_deg = imgui.slider_float("pitch##check", self.pitch_deg, -85.0, 85.0, "%.1f deg",
                                                          CLAMP)
         self.note_item("check pitch")
-        help_marker("Degrees as for `main.py render` (pitch > 0 looks from below). The thumbnail re-renders "
-                    "as you move them.")
+        help_marker("Degrees as for `main.py render` (pitch > 0 looks from below). The model's view above "
+                    "re-renders as you move them.")
         from training.camera_estimate import pitch_to_elevation
         elevation = pitch_to_elevation(math.radians(self.pitch_deg))
+        imgui.text_disabled(f"elevation {elevation:+.1f} deg, seen from {'above' if elevation >= 0 else 'below'}")
         est_yaw, est_pitch = inv.estimate
-        imgui.text_disabled(f"elevation {elevation:+.1f} deg (seen from {'above' if elevation >= 0 else 'below'}); "
-                            f"estimate: yaw {est_yaw:+.1f}, pitch {est_pitch:+.1f}")
         with disabled((self.yaw_deg, self.pitch_deg) == inv.estimate):
             if imgui.button("Back to the estimate"):
                 self.yaw_deg, self.pitch_deg = inv.estimate
                 moved_yaw = True
+        self.note_item("back to estimate")
+        imgui.same_line()
+        hint(f"yaw {est_yaw:+.1f}, pitch {est_pitch:+.1f}")
         if moved_yaw or moved_pitch:
             self.preview_view(state)
         hint("Start inverts at this camera, as given.")
