@@ -291,7 +291,8 @@ class InvertPanel(Panel):
                                    + ")"
                                    + (f", then {r['tune_steps']} tuning steps" if r["tune_steps"] else "")
                                    + (" (stopped early)" if r["interrupted"] else "")),
-                    ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps")],
+                    ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps"),
+                    ("image", r["prepared"])],
                    "invert-result")
         lat = state.latent
         if lat.source == r["name"]:

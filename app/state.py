@@ -242,7 +242,7 @@ class InvertState:
     preview_version: int = 0
     result: dict | None = None
     """Summary of the last finished (or stopped) run: source name, yaw/pitch/fov in degrees, loss,
-    steps, interrupted, tuned; None: no result for the loaded model."""
+    steps, interrupted, tuned, prepared (what was done to the image); None: no result for the loaded model."""
     estimating: bool = False
     """The camera estimate runs (its progress: estimate_fraction, estimate_message)."""
     estimate_fraction: float = 0.0

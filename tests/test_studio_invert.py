@@ -271,7 +271,7 @@ def test_frame_option_reframes_an_off_centre_photo(studio, G, tmp_path):
     assert s.invert.target_info == info and "centred and scaled to 0.64" in info
 
     panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 0.0, 0.0, 2, 0
-    invert(studio)
+    assert invert(studio)["prepared"] == info     # the result says what was done to the photo
     panel.latent_file.text = str(tmp_path / "framed.npz")
     save(studio, "latent")
     assert load_latent(tmp_path / "framed.npz").settings["image_preparation"] == info
