@@ -14,6 +14,7 @@ from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
 from core.engine import Latent, RenderRequest
 from core.mesh import MeshOptions
+from training.camera_estimate import CameraSearch
 from training.inversion import InversionOptions
 from training.runner import TrainSpec
 
@@ -182,6 +183,8 @@ class EstimateInvertCamera(Action):
     then shows the model at that view next to the target and lets the user correct it by hand."""
     image: str
     frame: float | None = None
+    search: CameraSearch | None = None
+    """The estimator's settings (None: its defaults)."""
 
 
 @dataclass(frozen=True)

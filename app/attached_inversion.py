@@ -145,6 +145,8 @@ class AttachedInversion(InversionSlots):
             fields = {"image": backend.client.upload_image(action.image, progress)}
             if action.frame is not None:
                 fields["frame"] = action.frame
+            if action.search is not None:
+                fields["search"] = to_json(action.search, changed_only=True)
             job = backend.job("EstimateInvertCamera", fields, progress)
             return (job.result["yaw_deg"], job.result["pitch_deg"], job.arrays["view"], generation,
                     (action.image, action.frame))

@@ -461,7 +461,7 @@ class InversionJobs(InversionSlots):
 
         def run(progress):
             from app.invert_camera import estimate_view
-            return *estimate_view(engine, action.image, action.frame, progress), generation, \
+            return *estimate_view(engine, action.image, action.frame, progress, action.search), generation, \
                 (action.image, action.frame)
         return run
 

@@ -42,9 +42,10 @@ def render_view(engine: RenderEngine, yaw_deg: float, pitch_deg: float) -> np.nd
 
 
 def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float | None, progress: Progress,
-                  seed: int = 0) -> tuple[float, float, np.ndarray]:
+                  search=None, seed: int = 0) -> tuple[float, float, np.ndarray]:
     """(yaw, pitch) in degrees that best explain `image` (prepared as the inversion prepares it, `frame`:
-    re-framed), and the model's mean w rendered there. Cancel stops it within one rendering pass."""
+    re-framed), and the model's mean w rendered there; `search`: a training.camera_estimate.CameraSearch
+    (None: its defaults). Cancel stops it within one rendering pass."""
     from training.camera_estimate import CameraSearch, estimate_camera
     from training.image_inversion import prepare_target
     with engine.lock:
@@ -55,7 +56,7 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     z = torch.randn(W_AVG_SAMPLES, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     with torch.no_grad():
         w_avg = G.mapping(z, frontal_label(G.options, fov, device).expand(z.shape[0], -1))[:, :1].mean(0, keepdim=True)
-    search = CameraSearch()
+    search = search or CameraSearch()
     phases = [0, 2 + len(getattr(search, "spacings", ()))]
 
     def tick(phase: str, views: int, loss: float) -> None:

@@ -60,6 +60,8 @@ class InvertPanel(Panel):
         self.frame_on, self.frame = False, DEFAULT_FRAME
         """Re-frame the image as a casual photo (core.latents.frame_object) with the object this big."""
         self._estimate_seen = 0
+        self.camera_search = None
+        """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
         self.steps, self.space, self.tune_steps, self.search_steps, self.refine_steps = 300, 0, 0, 30, 50
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
@@ -326,7 +328,7 @@ class InvertPanel(Panel):
         path = self.path_text.strip()
         if not self._target_is_current(state, path):
             self.open_image(state, path)
-        state.actions.append(EstimateInvertCamera(path, self.frame_fraction))
+        state.actions.append(EstimateInvertCamera(path, self.frame_fraction, self.camera_search))
 
     def preview_view(self, state: AppState) -> None:
         """Render the model at the sliders' camera (the newest asked-for view wins)."""

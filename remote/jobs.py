@@ -61,6 +61,9 @@ MESH_LIMITS = {"resolution": (8, 1024), "chunk": (1024, 1 << 18), "num_views": (
 INVERSION_LIMITS = {"steps": (1, 100_000), "tune_steps": (0, 100_000), "search_steps": (1, 10_000),
                     "refine_steps": (0, 10_000), "w_avg_samples": (2, 100_000), "starts": (0, 10_000),
                     "seed": (0, 2**31 - 1), "camera_tries": (1, 64), "refine_moves": (0, 64)}
+SEARCH_LIMITS = {"yaws": (1, 360), "latents": (0, 256), "coarse_resolution": (4, 512), "keep": (1, 64),
+                 "fine_steps": (0, 10_000)}
+"""Bounds of training.camera_estimate.CameraSearch's integer fields sent by clients."""
 
 
 @dataclass
@@ -176,8 +179,10 @@ def estimate_invert_camera(ctx: JobContext, f: dict, progress: Progress) -> dict
     """The camera of an uploaded image (yaw/pitch in degrees) and the model's mean w at that view (array
     'view'), as the Invert panel's camera check shows it locally (app.invert_camera)."""
     from app.invert_camera import estimate_view
-    f = fields_of(f, {"image", "frame"}, "EstimateInvertCamera")
-    yaw, pitch, ctx.arrays["view"] = estimate_view(ctx.engine, _uploaded(ctx, f), _frame(f), progress)
+    from training.camera_estimate import CameraSearch
+    f = fields_of(f, {"image", "frame", "search"}, "EstimateInvertCamera")
+    search = dataclass_from_json(CameraSearch, f["search"], "search", SEARCH_LIMITS) if "search" in f else None
+    yaw, pitch, ctx.arrays["view"] = estimate_view(ctx.engine, _uploaded(ctx, f), _frame(f), progress, search)
     return {"yaw_deg": yaw, "pitch_deg": pitch}
 
 

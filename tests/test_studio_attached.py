@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import studio_helpers
 from remote_helpers import ROOT, start_server
-from studio_helpers import assert_same_picture, load, run_until, xdo
+from studio_helpers import assert_same_picture, load, quick_search, run_until, xdo
 
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"
 WAIT_S = 120
@@ -334,6 +334,7 @@ def test_camera_check_runs_on_the_server(studio, local_engine, tmp_path):
     StartView(seed=3, yaw_deg=-30, pitch_deg=0.0).apply(s, s.model.options)
     png = save_png(tmp_path / "target.png", settle(studio).astype(np.uint8))
     panel.path_text, panel.frame_on, panel.camera = str(png), False, 2   # camera: estimate
+    panel.camera_search = quick_search()   # sent to the server as JSON
     panel.estimate(s)
     run_until(studio, lambda: s.invert.estimating, "the estimate to start", WAIT_S)
     run_until(studio, lambda: not s.invert.estimating, "the estimate on the server", 4 * WAIT_S)

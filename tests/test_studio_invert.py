@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import studio_helpers
 import torch
-from studio_helpers import assert_same_picture, load
+from studio_helpers import assert_same_picture, load, quick_search
 
 from app.actions import OpenModel, SaveWindowPNG
 
@@ -214,6 +214,7 @@ def test_estimate_camera_check_correct_by_hand_then_invert(studio, G, target, tm
     s, panel = studio.state, studio.invert_panel
     run_until(studio, lambda: s.model.path is not None, "the model")
     panel.path_text, panel.frame_on, panel.camera = str(target[0]), False, 2   # camera: estimate
+    panel.camera_search = quick_search()
     panel.estimate(s)
     run_until(studio, lambda: s.invert.estimating, "the estimate to start")
     run_until(studio, lambda: not s.invert.estimating, "the camera estimate")
