@@ -17,7 +17,7 @@ import studio_helpers
 import torch
 from studio_helpers import assert_same_picture, load, quick_search
 
-from app.actions import OpenModel, SaveWindowPNG
+from app.actions import CancelInvertCamera, OpenModel, SaveWindowPNG
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
@@ -276,3 +276,19 @@ def test_frame_option_reframes_an_off_centre_photo(studio, G, tmp_path):
     panel.latent_file.text = str(tmp_path / "framed.npz")
     save(studio, "latent")
     assert load_latent(tmp_path / "framed.npz").settings["image_preparation"] == info
+
+
+def test_cancel_stops_the_camera_estimate_within_seconds(studio, target):
+    import time
+    s, panel = studio.state, studio.invert_panel
+    run_until(studio, lambda: s.model.path is not None, "the model")
+    panel.path_text, panel.frame_on, panel.camera, panel.camera_search = str(target[0]), False, 2, None   # minutes
+    panel.estimate(s)
+    run_until(studio, lambda: s.invert.estimating, "the estimate to start")
+    run_until(studio, lambda: s.invert.estimate_message.startswith("camera"), "the search to run")
+    asked = time.monotonic()
+    s.actions.append(CancelInvertCamera())          # the panel's Cancel button
+    run_until(studio, lambda: not s.invert.estimating, "the cancelled estimate", 30)
+    assert time.monotonic() - asked < 20, "Cancel waited for the search's phase to end"
+    assert s.invert.estimate is None and s.invert.view is None and "stopped" in s.status, s.status
+    assert not studio.session.inversion.busy
