@@ -188,7 +188,7 @@ class InversionSlots:
         self._drop_estimate()
         self.state.latent.source = None
         if inv.image:
-            self.state.actions.append(OpenInvertImage(inv.image))
+            self.state.actions.append(OpenInvertImage(inv.image, inv.frame))
 
     def close(self) -> None:
         for job in (self.prepare_job, self.run_job, self.save_job, self.estimate_job, self.view_job):

@@ -17,7 +17,7 @@ import studio_helpers
 import torch
 from studio_helpers import assert_same_picture, load, quick_search
 
-from app.actions import CancelInvertCamera, OpenModel, SaveWindowPNG
+from app.actions import CancelInvertCamera, OpenInvertImage, OpenModel, SaveWindowPNG
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
@@ -276,6 +276,11 @@ def test_frame_option_reframes_an_off_centre_photo(studio, G, tmp_path):
     panel.latent_file.text = str(tmp_path / "framed.npz")
     save(studio, "latent")
     assert load_latent(tmp_path / "framed.npz").settings["image_preparation"] == info
+    generation = s.model.generation
+    s.actions.append(OpenModel(s.model.path, keep_view=True))   # Reload: the target is prepared again, framed
+    run_until(studio, lambda: s.model.generation > generation and s.model.loading is None and not studio.session.busy
+              and not any(isinstance(a, OpenInvertImage) for a in s.actions), "the reload and the target")
+    np.testing.assert_array_equal(s.invert.target, to_uint8(framed[0]))
 
 
 def test_cancel_stops_the_camera_estimate_within_seconds(studio, target):
