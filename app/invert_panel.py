@@ -2,11 +2,14 @@
 in the viewport. A view of AppState.invert; the work is app.inversion's (through actions).
 
 Open an image by path or drop it on the window; the panel shows the prepared target (what was done to
-it), the camera (the viewport's, yaw/pitch as for `render`, or estimated), the settings and the loss the
-run will use. Start runs the inversion off the UI thread with its loss curve and best reconstruction
-shown as they improve; Stop keeps the best result so far. The result then becomes the viewport's latent
-(the Latent panel offers going back to the seeds), and can be saved as latent.npz (the format of
-`main.py invert`, read by `render/video/mesh --latent`) and, after pivotal tuning, as a checkpoint.
+it; "frame the object" re-frames a casual photo as `invert --frame` does), the camera (the viewport's,
+yaw/pitch as for `render`, or estimated), the settings and the loss the run will use. With the camera
+estimated, Estimate camera runs the estimate first and shows the model at that view beside the target,
+with sliders to correct it by hand; Start then inverts at that camera as given. Start runs the inversion
+off the UI thread with its loss curve and best reconstruction shown as they improve; Stop keeps the best
+result so far. The result then becomes the viewport's latent (the Latent panel offers going back to the
+seeds), and can be saved as latent.npz (the format of `main.py invert`, read by `render/video/mesh
+--latent`) and, after pivotal tuning, as a checkpoint.
 """
 from __future__ import annotations
 
