@@ -201,6 +201,22 @@ def render_cli(tmp_path: Path, name: str, *args: str) -> np.ndarray:
     return load(png)
 
 
+def type_into(studio, rect: tuple[float, float, float, float], text: str) -> None:
+    """Ctrl+click the slider at `rect` (window coordinates) and type a value, through the X server."""
+    from studio_helpers import xdo
+    x, y = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    xdo(studio, "mousemove", "--window", "WINDOW", int(x), int(y))
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "keydown", "ctrl", "click", "1", "keyup", "ctrl")
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "key", "ctrl+a", "type", text)
+    xdo(studio, "key", "Return")
+    for _ in range(3):
+        studio.step()
+
+
 def mean_w_view(G, yaw_deg: float, pitch_deg: float) -> np.ndarray:
     """The test model's mean w at yaw/pitch through a fresh engine, int16 pixels."""
     from app.invert_camera import render_view
@@ -228,9 +244,9 @@ def test_estimate_camera_check_correct_by_hand_then_invert(studio, G, target, tm
                         render_cli(tmp_path, "estimated", "--seeds", "0", "--psi", "0", "--yaw", repr(yaw),
                                    "--pitch", repr(pitch)), "the model at the estimated camera")
 
-    corrected = float(np.float32(max(-80.0, min(80.0, pitch + 12.0))))   # the user drags the pitch slider
-    panel.pitch_deg = corrected
-    panel.preview_view(s)
+    corrected = float(np.float32(round(max(-80.0, min(80.0, pitch + 12.0)), 1)))
+    type_into(studio, panel.item_rects["check pitch"], f"{corrected:.1f}")   # Ctrl+click the slider, type
+    assert panel.pitch_deg == corrected, panel.pitch_deg
     run_until(studio, lambda: s.invert.view_at == (yaw, corrected), "the thumbnail at the corrected camera")
     np.testing.assert_array_equal(s.invert.view, mean_w_view(G, yaw, corrected))
     assert np.abs(s.invert.view.astype(np.int16) - mean_w_view(G, yaw, pitch)).mean() > 1, "the view did not move"
