@@ -261,11 +261,7 @@ def check_amplification(tensors: Iterable[torch.Tensor]) -> None:
                               "storage (views repeated to inflate memory)")
 
 
-def _storage_globals() -> dict[tuple[str, str], Any]:
-    return {("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()}
-
-
-_STORAGE_GLOBALS = _storage_globals()
+_STORAGE_GLOBALS = {("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()}
 
 PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent,
@@ -294,6 +290,7 @@ CKPT_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 _KEY_TYPES = (str, int, float, bool, type(None))
+_DICTS = (dict, collections.OrderedDict, _EasyDict)
 
 
 # ---- the restricted unpickler ---------------------------------------------------------------------------
@@ -348,6 +345,13 @@ class SafeUnpickler(pickle._Unpickler):
     def _sized(self, n: int) -> None:
         if n > MAX_ITEMS:
             raise CheckpointError(f"a container with more than {MAX_ITEMS:,} items")
+
+    def _target(self, types: tuple[type, ...], what: str, depth: int = 1) -> Any:
+        """The container `depth` below the top of the stack, refused unless exactly one of `types`."""
+        target = self.stack[-depth]
+        if type(target) not in types:
+            self._refuse(f"{what} on {type(target).__name__}")
+        return target
 
     def _keys(self, keys, target: Any = None) -> None:
         """Keys are plain values, and few share one hash within one container (`target`, filled by several
@@ -432,9 +436,7 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
     def load_setitem(self):
-        value, key, target = self.stack[-1], self.stack[-2], self.stack[-3]
-        if type(target) not in (dict, collections.OrderedDict, _EasyDict):
-            self._refuse(f"item assignment on {type(target).__name__}")
+        value, key, target = self.stack[-1], self.stack[-2], self._target(_DICTS, "item assignment", 3)
         self._keys([key], target)
         target[key] = value
         self._sized(len(target))
@@ -443,9 +445,7 @@ class SafeUnpickler(pickle._Unpickler):
 
     def load_setitems(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) not in (dict, collections.OrderedDict, _EasyDict):
-            self._refuse(f"item assignment on {type(target).__name__}")
+        target = self._target(_DICTS, "item assignment")
         self._sized(len(items) // 2 + len(target))
         self._keys(items[0::2], target)
         for i in range(0, len(items) - 1, 2):
@@ -453,9 +453,7 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.SETITEMS[0]] = load_setitems
 
     def load_append(self):
-        value, target = self.stack[-1], self.stack[-2]
-        if type(target) is not list:
-            self._refuse(f"append on {type(target).__name__}")
+        value, target = self.stack[-1], self._target((list,), "append", 2)
         target.append(value)
         self._sized(len(target))
         del self.stack[-1]
@@ -463,18 +461,14 @@ class SafeUnpickler(pickle._Unpickler):
 
     def load_appends(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) is not list:
-            self._refuse(f"append on {type(target).__name__}")
+        target = self._target((list,), "append")
         target.extend(items)
         self._sized(len(target))
     dispatch[pickle.APPENDS[0]] = load_appends
 
     def load_additems(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) is not set:
-            self._refuse(f"set update on {type(target).__name__}")
+        target = self._target((set,), "set update")
         self._sized(len(items) + len(target))  # counted before the update: a flood costs nothing
         self._keys(items, target)
         target.update(items)
