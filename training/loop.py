@@ -293,11 +293,9 @@ class Trainer:
         t = data["training"]
         self.G.neural_rendering_resolution = self.G_ema.neural_rendering_resolution = int(
             data["neural_rendering_resolution"])
-        phases_by_module = {}
-        for ph in self.phases:
-            phases_by_module.setdefault(ph.name[0], ph.opt)
-        phases_by_module["G"].load_state_dict(t["G_opt"])
-        phases_by_module["D"].load_state_dict(t["D_opt"])
+        opt = {ph.name[0]: ph.opt for ph in self.phases}  # a network's phases share its optimizer
+        opt["G"].load_state_dict(t["G_opt"])
+        opt["D"].load_state_dict(t["D_opt"])
         self.cur_nimg, self.batch_idx = int(t["cur_nimg"]), int(t["batch_idx"])
         self.train_time = float(t["training_time_s"])
         if self.augment is not None and "augment_p" in t:
@@ -340,11 +338,9 @@ class Trainer:
             reals = self.ds.batch(self.grid_idx)[0].permute(0, 2, 3, 1).numpy()
             _save_grid(self.run_dir / "reals.png", reals, gw, gh)
         out = generate(self.G_ema, self.grid_z, self.grid_c, self.batch_gpu)
-        stem = f"fakes{self.cur_nimg:09d}"
-        _save_grid(self.run_dir / f"{stem}.png", to_uint8(out["image"]), gw, gh)
-        _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
         depth = _depth_to_rgb(out["image_depth"], out["image_opacity"])
-        _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(depth), gw, gh)
+        for suffix, images in (("", out["image"]), ("_raw", out["image_raw"]), ("_depth", depth)):
+            _save_grid(self.run_dir / f"fakes{self.cur_nimg:09d}{suffix}.png", to_uint8(images), gw, gh)
 
     def _metric_images(self, n: int, seed: int):
         """This process's share of n (real, G_ema) image batches in [-1, 1] for a metric: the same n reals,
