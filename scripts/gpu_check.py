@@ -106,25 +106,16 @@ def section_env(args) -> dict:
 
 
 def ceilings(torch) -> dict:
-    """The two rates METHOD.md asks for first: device copy bandwidth and a large bf16 matrix product."""
-    def timed(fn, reps: int) -> float:
-        fn()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1000 / reps
-    def copy_seconds() -> float:
-        src = torch.rand(2**30, device="cuda")  # 4 GiB of random float32, freed on return
-        dst = torch.empty_like(src)
-        return timed(lambda: dst.copy_(src), 5)
-
-    def matmul_seconds() -> float:
-        a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        return timed(lambda: a @ b, 10)
-    copy_s, mm_s = copy_seconds(), matmul_seconds()
+    """The two rates METHOD.md asks for first: device copy bandwidth and a large bf16 matrix product
+    (median seconds per call through core.bench.median_time)."""
+    from core.bench import median_time
+    cuda = torch.device("cuda")
+    src = torch.rand(2**30, device=cuda)  # 4 GiB of random float32, freed before the matrices
+    dst = torch.empty_like(src)
+    copy_s = median_time(lambda: dst.copy_(src), 5, cuda)
+    src = dst = None
+    a, b = (torch.randn(8192, 8192, device=cuda, dtype=torch.bfloat16) for _ in range(2))
+    mm_s = median_time(lambda: a @ b, 10, cuda)
     return {"device copy TB/s (read + write)": round(2 * 4 * 2**30 / copy_s / 1e12, 2),
             "bf16 8192³ matmul TFLOP/s": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
