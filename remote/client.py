@@ -104,7 +104,7 @@ class RemoteEngine:
             wire = next(self._gen)
             self._sent[wire] = (request, time.monotonic(), encoding, seq)
         msg = {"type": "render", "encoding": encoding,
-               "request": P.request_to_json(request) | {"generation": wire}}
+               "request": P.to_json(request) | {"generation": wire}}
         if not self.link.send_quiet(msg):
             with self._cv:
                 self._sent.pop(wire, None)
