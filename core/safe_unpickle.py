@@ -232,20 +232,22 @@ def _legacy_storage(blob: Any) -> _Storage:
     return _flat_from_bytes(raw, stype.dtype, numel)
 
 
-def all_tensors(value: Any, depth: int = 0, budget: Budget | None = None) -> Iterator[torch.Tensor]:
-    """Every tensor in a tree of dicts and lists."""
+def named_tensors(value: Any, name: str = "", depth: int = 0, budget: Budget | None = None
+                  ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a tree of dicts and lists with its path ('/key/0/...'), in a fixed order (dict keys
+    sorted)."""
     budget = budget or Budget()
     budget.spend("checkpoint")
     if depth > MAX_DEPTH:
-        raise CheckpointError("nested too deeply (or cyclic)")
+        raise CheckpointError("checkpoint nested too deeply (or cyclic)")
     if isinstance(value, torch.Tensor):
-        yield value
+        yield name, value
     elif isinstance(value, dict):
-        for v in value.values():
-            yield from all_tensors(v, depth + 1, budget)
+        for k in sorted(value, key=str):
+            yield from named_tensors(value[k], f"{name}/{k}", depth + 1, budget)
     elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from all_tensors(v, depth + 1, budget)
+        for i, v in enumerate(value):
+            yield from named_tensors(v, f"{name}/{i}", depth + 1, budget)
 
 
 def check_amplification(tensors: Iterable[torch.Tensor]) -> None:
