@@ -80,10 +80,6 @@ def _make_phases(G, D, opts: TrainOptions) -> list[_Phase]:
     return phases
 
 
-def _save_grid(path: Path, images: np.ndarray, gw: int, gh: int) -> None:
-    save_png(path, grid(images[:gw * gh], gw))
-
-
 @torch.no_grad()
 def generate(G: TriPlaneGenerator, z: torch.Tensor, c: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
     """G(z, c) with c as conditioning and camera, in batches -> image, image_raw, image_depth,
@@ -333,14 +329,14 @@ class Trainer:
             f.flush()
 
     def _write_grids(self) -> None:
-        gw, gh = self.grid_wh
+        gw = self.grid_wh[0]  # grid_idx, grid_z and grid_c hold exactly one grid's cells
         if not (self.run_dir / "reals.png").exists():
             reals = self.ds.batch(self.grid_idx)[0].permute(0, 2, 3, 1).numpy()
-            _save_grid(self.run_dir / "reals.png", reals, gw, gh)
+            save_png(self.run_dir / "reals.png", grid(reals, gw))
         out = generate(self.G_ema, self.grid_z, self.grid_c, self.batch_gpu)
         depth = _depth_to_rgb(out["image_depth"], out["image_opacity"])
         for suffix, images in (("", out["image"]), ("_raw", out["image_raw"]), ("_depth", depth)):
-            _save_grid(self.run_dir / f"fakes{self.cur_nimg:09d}{suffix}.png", to_uint8(images), gw, gh)
+            save_png(self.run_dir / f"fakes{self.cur_nimg:09d}{suffix}.png", grid(to_uint8(images), gw))
 
     def _metric_images(self, n: int, seed: int):
         """This process's share of n (real, G_ema) image batches in [-1, 1] for a metric: the same n reals,
