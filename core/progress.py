@@ -64,6 +64,7 @@ def report(progress: Progress | None, done: int, total: int, message: str = "") 
     if progress is not None:
         progress.update(done, total, message)
 
+
 class TqdmProgress(Progress):
     """Progress shown as a tqdm bar on stderr (rate and ETA included)."""
 

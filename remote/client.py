@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.engine import Frame, RenderRequest
-from core.progress import Progress
+from core.progress import Progress, report
 from remote import protocol as P
 from remote.frames import decode_frame, decode_rgb
 from remote.link import PING_S, Link, RemoteError
@@ -243,8 +243,7 @@ class RemoteEngine:
                     raise RemoteError(f"{path} shrank while it was uploaded")
                 self.link.send(P.pack({"type": "upload_chunk", "id": upload_id, "offset": offset}, [data]))
                 offset += len(data)
-                if progress is not None:
-                    progress.update(offset, size, f"uploading {path.name}")
+                report(progress, offset, size, f"uploading {path.name}")
         return self._request({"type": "upload_end", "id": upload_id}, "upload_end", timeout)
 
     # ---- the connection's events (on its thread) ------------------------------------------------------
