@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cli.common import pick_device
+    from cli.common import out_of_memory, pick_device
     from core import interrupts
     from core.errors import DatasetError, StudioError
     from core.progress import TqdmProgress
@@ -186,12 +186,10 @@ def run(args: argparse.Namespace) -> int:
     progress = TqdmProgress("training", unit="img")
     try:
         last = train(data, run_dir, opts, device, resume=bool(args.resume), progress=progress)
-    except (torch.OutOfMemoryError, MemoryError) as e:
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
         raise StudioError(_oom_message(opts)) from e
-    except RuntimeError as e:
-        if "out of memory" in str(e) or "can't allocate memory" in str(e):
-            raise StudioError(_oom_message(opts)) from e
-        raise
     finally:
         progress.close()
     signum = interrupts.received()
