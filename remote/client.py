@@ -27,6 +27,7 @@ import numpy as np
 
 from core.engine import Frame, RenderRequest
 from core.progress import Progress, report
+from core.worker import FrameSource
 from remote import protocol as P
 from remote.frames import decode_frame, decode_rgb
 from remote.link import PING_S, Link, RemoteError
@@ -38,7 +39,7 @@ STATS_WINDOW = 30
 __all__ = ["RemoteEngine", "RemoteError", "RemoteJob", "read_token"]
 
 
-class RemoteEngine:
+class RemoteEngine(FrameSource):
     def __init__(self, url: str, token: str, *, encoding: str = "png", reconnect: bool = True,
                  connect_timeout: float = 30.0, name: str = "triplane-studio", ping_s: float = PING_S):
         """Connect to `url` (ws://HOST:PORT) with `token`; blocks until the server welcomed us
@@ -110,18 +111,8 @@ class RemoteEngine:
                 self._sent.pop(wire, None)
                 self._unsent = self._unsent or (request, encoding, seq)
 
-    def latest(self) -> Frame | None:
-        with self._cv:
-            return self._latest
-
-    @property
-    def busy(self) -> bool:
-        with self._cv:
-            return bool(self._sent) or self._unsent is not None
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._sent and self._unsent is None, timeout)
+    def _idle(self) -> bool:
+        return not self._sent and self._unsent is None
 
     def render(self, request: RenderRequest, encoding: str | None = None, timeout: float = 120.0) -> Frame:
         """Render one request and wait for its frame (scripts, tests, benchmarks)."""
