@@ -148,7 +148,7 @@ class Studio:
         self.frames_shown += 1
         p, r = self.state.perf, frame.request
         p.frame_resolution = (f"neural {r.resolution}px x{r.sample_scale:g} samples"
-                              + (f", SR {self.display.resolution}px" if frame.image is not None else ""))
+                              + (f", SR {frame.image.shape[-1]}px" if frame.image is not None else ""))
         p.texture_path, p.texture_reason = self.uploader.path, self.uploader.reason
 
     @property
