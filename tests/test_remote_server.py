@@ -181,7 +181,7 @@ def test_hostile_connections_are_closed_while_another_client_is_served(served, c
             assert e.value.rcvd is None  # no close frame, no message: nothing answered
         slow = raw_client(served)  # asks for frames and never reads them
         for i in range(100):
-            slow.send(P.encode_text({"type": "render", "encoding": "raw", "request": P.request_to_json(
+            slow.send(P.encode_text({"type": "render", "encoding": "raw", "request": P.to_json(
                 RenderRequest(latent=Latent(seed=i % 3)))}))
         hostile = ["{not json", P.encode_text({"type": "shutdown"}), "[" * 20000 + "]" * 20000,
                    b"\x00\x00\x00\x05hello", P.pack({"type": "upload_chunk", "id": "x", "offset": 0}, [b"data"]),
@@ -236,10 +236,10 @@ def test_twenty_clients_at_once_are_all_served(served, client):
 def test_a_client_vanishing_mid_frame_frees_what_it_held(served, client):
     ws = raw_client(served)
     ws.send(P.encode_text({"type": "upload_begin", "id": "u", "kind": "image", "name": "a.png", "size": 10}))
-    ws.send(P.encode_text({"type": "render", "request": P.request_to_json(
+    ws.send(P.encode_text({"type": "render", "request": P.to_json(
         RenderRequest(latent=Latent(seed=77), resolution=64))}))
     ws.send(P.encode_text({"type": "job", "id": "v", "kind": "ExportVideo", "fields": {
-        "path": "vanish.mp4", "frames": 2000, "request": P.request_to_json(RenderRequest(**SMALL))}}))
+        "path": "vanish.mp4", "frames": 2000, "request": P.to_json(RenderRequest(**SMALL))}}))
     _wait_for(lambda: client.server_stats()["jobs"] == 1, "the job to start")
     ws.socket.shutdown(socket.SHUT_RDWR)  # gone, without a closing handshake
     ws.socket.close()
@@ -297,7 +297,7 @@ def test_jobs_export_into_the_served_folder_and_download_with_progress(served, c
     with pytest.raises(RemoteError, match="no such file"):
         client.download("../model.ckpt".replace("../", ""), tmp_path / "m.ckpt")
     video = client.job("ExportVideo", {"path": "long.mp4", "frames": 2000,
-                                       "request": P.request_to_json(RenderRequest(**SMALL))})
+                                       "request": P.to_json(RenderRequest(**SMALL))})
     _wait_for(lambda: video.progress.done > 0, "video frames")
     video.cancel()
     assert video.wait(60) and video.cancelled
