@@ -327,6 +327,30 @@ def test_an_uploaded_image_inverts_into_a_latent_the_client_renders(served, clie
     assert latent.ws.shape == (1, client.model["num_ws"], client.model["w_dim"])
 
 
+def test_the_invert_panels_camera_check_and_framing_run_as_jobs(client, tmp_path):
+    """PreviewInvertView sends the model's mean w at yaw/pitch (what the server streams for psi 0 there);
+    StartInversion's frame re-frames an uploaded photo; bad fields come back as one-line job errors."""
+    from PIL import Image
+    options = RenderOptions.from_kwargs(client.model["rendering_kwargs"])
+    job = client.job("PreviewInvertView", {"yaw_deg": 30.0, "pitch_deg": -12.5})
+    assert job.wait(120) and job.error is None, job.error
+    frame = client.render(RenderRequest(latent=Latent(seed=0, psi=0.0), camera=_render_label(30.0, -12.5, options)))
+    assert np.array_equal(job.arrays["view"], to_uint8(frame.image))
+    photo = np.full((150, 220, 3), 128, np.uint8)   # grey backdrop, the object off centre
+    photo[90:140, 150:200] = (200, 60, 40)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    upload = client.upload_image(tmp_path / "photo.png")
+    run = client.job("StartInversion", {"image": upload, "camera": "angles", "frame": 0.64,
+                                        "options": {"steps": 1, "w_avg_samples": 20}})
+    assert run.wait(300) and run.error is None, run.error
+    assert "centred and scaled to 0.64" in run.result["image_preparation"]
+    for kind, fields, why in (("PreviewInvertView", {"yaw_deg": 30.0, "pitch_deg": 120}, "pitch_deg"),
+                              ("EstimateInvertCamera", {"image": upload, "frame": 3}, "frame"),
+                              ("EstimateInvertCamera", {"image": "nothing"}, "uploaded")):
+        bad = client.job(kind, fields)
+        assert bad.wait(60) and why in bad.error and "\n" not in bad.error, bad.error
+
+
 def test_serving_imports_no_gl_glfw_or_imgui(tmp_path):
     """A bare GPU node has no GL: run `serve` in a fresh interpreter, render a frame and run a job through it,
     then look at what that interpreter imported."""
