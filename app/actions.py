@@ -14,6 +14,7 @@ from core.camera_path import CameraPath
 from core.cameras import OrbitCamera
 from core.engine import Latent, RenderRequest
 from core.mesh import MeshOptions
+from training.camera_estimate import CameraSearch
 from training.inversion import InversionOptions
 from training.runner import TrainSpec
 
@@ -156,6 +157,9 @@ estimate: optimised with the latent from the best of several candidate views."""
 class OpenInvertImage(Action):
     """Prepare an image as the inversion's target (shown in the Invert panel)."""
     path: str
+    frame: float | None = None
+    """Re-frame a photo (core.latents.frame_object): its plain backdrop becomes the model's background and
+    the object is centred, its larger side this fraction of the frame; None: centre crop only."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,31 @@ class StartInversion(Action):
     """camera 'viewport': a copy of the on-screen camera (the label fitted, and the view shown after)."""
     yaw_deg: float = 0.0
     pitch_deg: float = 0.0
+    frame: float | None = None
+    """As OpenInvertImage.frame."""
+
+
+@dataclass(frozen=True)
+class EstimateInvertCamera(Action):
+    """Estimate the camera of `image` (training.camera_estimate) as a job, before inverting it: the panel
+    then shows the model at that view next to the target and lets the user correct it by hand."""
+    image: str
+    frame: float | None = None
+    search: CameraSearch | None = None
+    """The estimator's settings (None: its defaults)."""
+
+
+@dataclass(frozen=True)
+class CancelInvertCamera(Action):
+    """Stop the camera estimate (no estimate is kept)."""
+
+
+@dataclass(frozen=True)
+class PreviewInvertView(Action):
+    """Render the model's mean w at yaw/pitch (degrees, `render`'s meaning) for the Invert panel's camera
+    check; only the newest asked-for view is rendered."""
+    yaw_deg: float
+    pitch_deg: float
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from core.config import RenderOptions
 from core.progress import Cancelled, Progress
 from remote.auth import default_token_file
 from remote.client import RemoteEngine, RemoteError, read_token
-from remote.protocol import request_to_json, to_json
+from remote.protocol import to_json
 
 
 def loaded_model(described: dict[str, Any], url: str) -> LoadedModel:
@@ -152,7 +152,7 @@ def _mesh(a: RemoteBackend, action: ExportMesh, progress: Progress) -> str:
 
 
 def _video(a: RemoteBackend, action: ExportVideo, progress: Progress) -> str:
-    fields = {"path": action.path.name, "request": request_to_json(action.request), "camera": to_json(action.camera),
+    fields = {"path": action.path.name, "request": to_json(action.request), "camera": to_json(action.camera),
               "kind": action.kind, "frames": action.frames, "fps": action.fps, "mode": action.mode,
               "interp_seed": action.interp_seed, "depth_mask": action.depth_mask}
     if action.keyframes is not None:

@@ -6,7 +6,8 @@ and background, as the server prepares it), uploaded when a run starts, and inve
 StartInversion job: its progress messages ("phase loss x") give the live loss curve, its previews the best
 reconstruction, Stop cancels it (the server keeps the best result so far, as locally). The result is a
 latent source registered on the server, which the viewport then renders; saving runs SaveInversion there
-and downloads the file to the path the panel chose.
+and downloads the file to the path the panel chose. The camera check runs there too: EstimateInvertCamera
+(the uploaded image) and PreviewInvertView send back yaw/pitch and the model's view as arrays.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from app.actions import OpenInvertImage, SaveInversion, StartInversion
+from app.actions import EstimateInvertCamera, OpenInvertImage, PreviewInvertView, SaveInversion, StartInversion
 from app.inversion import InversionSlots
 from app.jobs import Job
 from app.state import AppState
@@ -59,7 +60,7 @@ class AttachedInversion(InversionSlots):
         def prepare(_progress):
             from core.imaging import to_uint8
             from core.latents import prepare_image
-            target, info = prepare_image(action.path, resolution, white)
+            target, info = prepare_image(action.path, resolution, white, action.frame)
             return to_uint8(target[0]), info
         return prepare
 
@@ -78,6 +79,8 @@ class AttachedInversion(InversionSlots):
             fields |= {"camera": "angles", "yaw_deg": action.yaw_deg, "pitch_deg": action.pitch_deg}
         else:
             fields["camera"] = "estimate"
+        if action.frame is not None:
+            fields["frame"] = action.frame
 
         def run(progress):
             image = client.upload_image(action.image, progress)
@@ -127,11 +130,36 @@ class AttachedInversion(InversionSlots):
         s.invert.result = {
             "name": r["source"], "yaw_deg": r["yaw_deg"], "pitch_deg": r["pitch_deg"], "fov_deg": r["fov_deg"],
             "loss": r["loss"], "steps": r["steps"], "tune_steps": action.options.tune_steps if r["tuned"] else 0,
-            "search_steps": 0, "interrupted": r["interrupted"], "tuned": r["tuned"], "camera": action.camera}
+            "search_steps": 0, "interrupted": r["interrupted"], "tuned": r["tuned"], "camera": action.camera,
+            "prepared": r["image_preparation"]}
         self._view_result(r["source"], action, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]), r["fov_deg"])
         stopped = " (stopped: best so far)" if r["interrupted"] else ""
         s.set_status(f"inversion done on the server{stopped}: image loss {r['loss']:.4f}; the viewport shows "
                      "the result")
+
+    # ---- the camera check on the server ------------------------------------------------------------
+    def _estimate_run(self, action: EstimateInvertCamera) -> Callable:
+        backend, generation = self.backend, self.state.model.generation
+
+        def run(progress):
+            fields = {"image": backend.client.upload_image(action.image, progress)}
+            if action.frame is not None:
+                fields["frame"] = action.frame
+            if action.search is not None:
+                fields["search"] = to_json(action.search, changed_only=True)
+            job = backend.job("EstimateInvertCamera", fields, progress)
+            return (job.result["yaw_deg"], job.result["pitch_deg"], job.arrays["view"], generation,
+                    (action.image, action.frame))
+        return run
+
+    def _view_run(self, action: PreviewInvertView) -> Callable:
+        backend, generation = self.backend, self.state.model.generation
+
+        def run(progress):
+            job = backend.job("PreviewInvertView", {"yaw_deg": action.yaw_deg, "pitch_deg": action.pitch_deg},
+                              progress)
+            return job.arrays["view"], generation, (action.yaw_deg, action.pitch_deg)
+        return run
 
     # ---- saving -------------------------------------------------------------------------------------
     def _start_save(self, action: SaveInversion) -> None:

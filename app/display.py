@@ -88,14 +88,6 @@ class FrameDisplay:
                 self.foreground_range = (float(fg.min()), float(fg.max()))
         self.frame, self.stale = frame, False
 
-    @property
-    def resolution(self) -> int:
-        """Side of the displayed image in texels (the SR size when present)."""
-        if self.frame is None:
-            return 0
-        img = self.frame.image if self.frame.image is not None else self.frame.image_raw
-        return int(img.shape[-1])
-
     def native_size(self, view: ViewState) -> int:
         """Side in texels of the image `view` shows (SR size in image mode, else the neural size)."""
         f = self.frame

@@ -9,6 +9,7 @@ machine, CI under Xvfb) the button is left out and the text field is all there i
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -73,10 +74,8 @@ def output_path(text: str, folder: str | Path) -> Path:
     (and any subfolder the name gives) is created first; failures are left to the writer to report."""
     path = resolve(text, folder)
     if not Path(text.strip()).expanduser().is_absolute():
-        try:
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass
     return path
 
 

@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.actions import Action, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.actions import (
+    Action,
+    CancelInvertCamera,
+    EstimateInvertCamera,
+    OpenInvertImage,
+    PreviewInvertView,
+    SaveInversion,
+    StartInversion,
+    StopInversion,
+)
 from app.handlers import write_inversion
 from app.jobs import Job
 from app.state import AppState, render_camera
@@ -78,24 +87,31 @@ class _Outcome:
 
 
 class InversionSlots:
-    """The Invert panel's three job slots (target image, inversion, saving) and the session's handlers of
-    its actions (False: not now, keep it queued); `poll` once per UI frame. Subclasses say how each job
-    runs: InversionJobs on this machine's engine, app.attached_inversion.AttachedInversion on a server."""
+    """The Invert panel's job slots (target image, inversion, saving, and the camera check: estimate and
+    view) and the session's handlers of its actions (False: not now, keep it queued); `poll` once per UI
+    frame. Subclasses say how each job runs: InversionJobs on this machine's engine,
+    app.attached_inversion.AttachedInversion on a server."""
 
     def __init__(self, state: AppState):
         self.state = state
         self.prepare_job: Job | None = None
         self.run_job: Job | None = None
         self.save_job: Job | None = None
+        self.estimate_job: Job | None = None
+        self.view_job: Job | None = None
+        self.view_next: PreviewInvertView | None = None
+        """The newest view asked for while one renders (the ones in between are skipped)."""
         self.running: StartInversion | None = None
 
     @property
     def busy(self) -> bool:
-        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job))
+        return any(j is not None for j in (self.prepare_job, self.run_job, self.save_job, self.estimate_job,
+                                           self.view_job))
 
     def handlers(self) -> dict[type[Action], Callable[[Action], bool]]:
         return {OpenInvertImage: self._open_image, StartInversion: self._start, StopInversion: self._stop,
-                SaveInversion: self._save}
+                SaveInversion: self._save, EstimateInvertCamera: self._estimate,
+                CancelInvertCamera: self._cancel_estimate, PreviewInvertView: self._preview_view}
 
     def _ready(self) -> bool:
         """A model is there to work on."""
@@ -104,8 +120,40 @@ class InversionSlots:
     def _open_image(self, action: OpenInvertImage) -> bool:
         if not self._ready() or self.prepare_job is not None:
             return False
-        self.state.invert.image = action.path
+        inv = self.state.invert
+        inv.image, inv.frame = action.path, action.frame
+        self._drop_estimate()   # it was made for the previous target
         self.prepare_job = Job(f"open image {action.path}", self._prepare(action))
+        return True
+
+    def _drop_estimate(self) -> None:
+        inv = self.state.invert
+        if self.estimate_job is not None:
+            self.estimate_job.cancel()
+        inv.estimate, inv.view, inv.view_at, self.view_next = None, None, None, None
+
+    def _estimate(self, action: EstimateInvertCamera) -> bool:
+        if self.estimate_job is not None:
+            self._fail("a camera estimate is already running: cancel it first")
+            return True
+        if not self._ready() or any(isinstance(a, OpenInvertImage) for a in self.state.actions):
+            return False   # the target it is for opens first
+        inv = self.state.invert
+        self._drop_estimate()
+        inv.estimating, inv.estimate_fraction, inv.estimate_message = True, 0.0, "starting"
+        self.estimate_job = Job("estimate the camera", self._estimate_run(action))
+        return True
+
+    def _cancel_estimate(self, action: CancelInvertCamera) -> bool:
+        self.state.actions = [a for a in self.state.actions if not isinstance(a, EstimateInvertCamera)]
+        if self.estimate_job is not None:
+            self.estimate_job.cancel()
+        return True
+
+    def _preview_view(self, action: PreviewInvertView) -> bool:
+        if not self._ready():
+            return False
+        self.view_next = action
         return True
 
     def _start(self, action: StartInversion) -> bool:
@@ -137,12 +185,13 @@ class InversionSlots:
             self.run_job.cancel()
         self._forget()
         inv.result, inv.loss_name = None, ""
+        self._drop_estimate()
         self.state.latent.source = None
         if inv.image:
-            self.state.actions.append(OpenInvertImage(inv.image))
+            self.state.actions.append(OpenInvertImage(inv.image, inv.frame))
 
     def close(self) -> None:
-        for job in (self.prepare_job, self.run_job, self.save_job):
+        for job in (self.prepare_job, self.run_job, self.save_job, self.estimate_job, self.view_job):
             if job is not None:
                 job.cancel()
                 job.wait(60)
@@ -152,6 +201,8 @@ class InversionSlots:
         self._poll_prepare()
         self._poll_run()
         self._poll_save()
+        self._poll_estimate()
+        self._poll_view()
 
     def _fail(self, message: str) -> None:
         """A user error of the panel: one line in the log and the status line."""
@@ -169,6 +220,41 @@ class InversionSlots:
             return
         self._prepared(job.result)
         self.state.set_status(f"inversion target: {inv.target_info}")
+
+    def _poll_estimate(self) -> None:
+        job, inv = self.estimate_job, self.state.invert
+        if job is None:
+            return
+        inv.estimate_fraction, inv.estimate_message = job.progress.fraction, job.progress.message
+        if not job.done:
+            return
+        self.estimate_job, inv.estimating = None, False
+        if job.cancelled:
+            self.state.set_status("camera estimate stopped: no estimate")
+        elif job.error:   # logged by the job
+            self.state.set_status(f"camera estimate failed: {job.error}", error=True)
+        elif job.result[3] != self.state.model.generation or job.result[4] != (inv.image, inv.frame):
+            self.state.set_status("camera estimate dropped: the model or the image changed meanwhile", error=True)
+        else:
+            yaw, pitch, view = job.result[:3]
+            inv.estimate, inv.estimate_version = (yaw, pitch), inv.estimate_version + 1
+            inv.view, inv.view_at = view, (yaw, pitch)
+            inv.view_version += 1
+            self.state.set_status(f"camera estimated: yaw {yaw:+.1f} deg, pitch {pitch:+.1f} deg; compare the "
+                                  "model at that view with the target, correct it if needed, then Start")
+
+    def _poll_view(self) -> None:
+        job, inv = self.view_job, self.state.invert
+        if job is not None and job.done:
+            self.view_job = None
+            if job.error:   # logged by the job
+                self.state.set_status(f"cannot render the view: {job.error}", error=True)
+            elif not job.cancelled and job.result[1] == self.state.model.generation and inv.estimate is not None:
+                inv.view, inv.view_at = job.result[0], job.result[2]
+                inv.view_version += 1
+        if self.view_job is None and self.view_next is not None and self._ready():
+            action, self.view_next = self.view_next, None
+            self.view_job = Job("render the view", self._view_run(action))
 
     def _begin_run(self, action: StartInversion, run: Callable, message: str) -> None:
         """Start the run job: the panel shows it running, with a fresh loss curve and no preview."""
@@ -230,6 +316,15 @@ class InversionSlots:
     def _start_save(self, action: SaveInversion) -> None:
         raise NotImplementedError
 
+    def _estimate_run(self, action: EstimateInvertCamera) -> Callable:
+        """The estimate job: its result is (yaw_deg, pitch_deg, view [R,R,3] uint8, model generation,
+        (image, frame) it was made for)."""
+        raise NotImplementedError
+
+    def _view_run(self, action: PreviewInvertView) -> Callable:
+        """The view job: its result is (view [R,R,3] uint8, model generation, (yaw_deg, pitch_deg))."""
+        raise NotImplementedError
+
     def _forget(self) -> None:
         """Drop the results of the previous model."""
         raise NotImplementedError
@@ -265,7 +360,7 @@ class InversionJobs(InversionSlots):
             from training.image_inversion import perceptual_loss
             with engine.lock:
                 resolution, white = engine.base_G.img_resolution, engine.base_G.options.white_back
-            target, info = prepare_image(action.path, resolution, white)
+            target, info = prepare_image(action.path, resolution, white, action.frame)
             features, loss = cached[1:] if cached else perceptual_loss(model_path, engine.device)
             return to_uint8(target[0]), info, (generation, features, loss)
         return prepare
@@ -300,7 +395,7 @@ class InversionJobs(InversionSlots):
             with engine.lock:   # our own copy: the viewport renders on while we optimise
                 base = engine.base_G
                 G = copy.deepcopy(base)
-            target = prepare_target(G, action.image)
+            target = prepare_target(G, action.image, action.frame)
             perceptual = cached[1:] if cached else perceptual_loss(model_path, engine.device)
             if action.camera == "viewport":
                 label = action.view.label(engine.device)[0]
@@ -352,12 +447,32 @@ class InversionJobs(InversionSlots):
             "name": outcome.name, "yaw_deg": math.degrees(res.yaw), "pitch_deg": math.degrees(res.pitch),
             "fov_deg": res.fov_deg, "loss": res.loss, "steps": steps, "tune_steps": tuned,
             "search_steps": len(phases) - steps - tuned, "interrupted": res.interrupted,
-            "tuned": res.G is not None, "camera": action.camera}
+            "tuned": res.G is not None, "camera": action.camera,
+            "prepared": outcome.settings["image_preparation"]}
         self._view_result(outcome.name, action, res.yaw, res.pitch, res.fov_deg)
         stopped = " (stopped: best so far)" if res.interrupted else ""
         s.set_status(f"inversion done{stopped}: image loss {res.loss:.4f} after {steps} steps"
                      + (f" + {tuned} tuning steps" if tuned else "") + "; "
                      "the viewport shows the result")
+
+    # ---- the camera check -------------------------------------------------------------------------
+    def _estimate_run(self, action: EstimateInvertCamera) -> Callable:
+        engine, generation = self.engine(), self.state.model.generation
+
+        def run(progress):
+            from app.invert_camera import estimate_view
+            return *estimate_view(engine, action.image, action.frame, progress, action.search), generation, \
+                (action.image, action.frame)
+        return run
+
+    def _view_run(self, action: PreviewInvertView) -> Callable:
+        engine, generation = self.engine(), self.state.model.generation
+
+        def run(_progress):
+            from app.invert_camera import render_view
+            return render_view(engine, action.yaw_deg, action.pitch_deg), generation, \
+                (action.yaw_deg, action.pitch_deg)
+        return run
 
     # ---- saving -------------------------------------------------------------------------------------
     def _start_save(self, action: SaveInversion) -> None:

@@ -2,21 +2,34 @@
 in the viewport. A view of AppState.invert; the work is app.inversion's (through actions).
 
 Open an image by path or drop it on the window; the panel shows the prepared target (what was done to
-it), the camera (the viewport's, yaw/pitch as for `render`, or estimated), the settings and the loss the
-run will use. Start runs the inversion off the UI thread with its loss curve and best reconstruction
-shown as they improve; Stop keeps the best result so far. The result then becomes the viewport's latent
-(the Latent panel offers going back to the seeds), and can be saved as latent.npz (the format of
-`main.py invert`, read by `render/video/mesh --latent`) and, after pivotal tuning, as a checkpoint.
+it; "frame the object" re-frames a casual photo as `invert --frame` does), the camera (the viewport's,
+yaw/pitch as for `render`, or estimated), the settings and the loss the run will use. With the camera
+estimated, Estimate camera runs the estimate first and shows the model at that view beside the target,
+with sliders to correct it by hand; Start then inverts at that camera as given. Start runs the inversion
+off the UI thread with its loss curve and best reconstruction shown as they improve; Stop keeps the best
+result so far. The result then becomes the viewport's latent (the Latent panel offers going back to the
+seeds), and can be saved as latent.npz (the format of `main.py invert`, read by `render/video/mesh
+--latent`) and, after pivotal tuning, as a checkpoint.
 """
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from app.actions import INVERT_CAMERAS, OpenInvertImage, SaveInversion, StartInversion, StopInversion
+from app.actions import (
+    INVERT_CAMERAS,
+    CancelInvertCamera,
+    EstimateInvertCamera,
+    OpenInvertImage,
+    PreviewInvertView,
+    SaveInversion,
+    StartInversion,
+    StopInversion,
+)
 from app.files import FileField, shown_folder
 from app.gl import Texture, texture_ref
 from app.imgui_utils import CLAMP, buttons_width, disabled, em, help_marker, hint, info_table
@@ -27,6 +40,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """Dropped files with these suffixes go to the Invert panel; anything else is opened as a model."""
 CAMERA_LABELS = ["viewport camera", "yaw / pitch", "estimate"]
 SPACES = ["w", "w+"]
+DEFAULT_FRAME = 0.64
+"""Object size for re-framed photos: the default model's toys, median of their training framing."""
 
 
 def is_image_path(path: str) -> bool:
@@ -44,12 +59,18 @@ class InvertPanel(Panel):
         self.camera = 0
         """Index into INVERT_CAMERAS."""
         self.yaw_deg, self.pitch_deg = 0.0, 0.0
+        """The camera of 'yaw / pitch', and of 'estimate' once estimated (then corrected by hand)."""
+        self.frame_on, self.frame = False, DEFAULT_FRAME
+        """Re-frame the image as a casual photo (core.latents.frame_object) with the object this big."""
+        self._estimate_seen = 0
+        self.camera_search = None
+        """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
         self.steps, self.space, self.tune_steps, self.search_steps, self.refine_steps = 300, 0, 0, 30, 50
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
-        self.target_tex, self.preview_tex = Texture(), Texture()
+        self.target_tex, self.preview_tex, self.view_tex = Texture(), Texture(), Texture()
         self._target_shown: np.ndarray | None = None
-        self._preview_version = -1
+        self._preview_version = self._view_version = -1
         self._was_running = False
 
     # ---- drawing ------------------------------------------------------------------------------------
@@ -58,6 +79,8 @@ class InvertPanel(Panel):
         if inv.image != self._seen_image:   # opened by a drop: show its path here
             self.image.text = self._seen_image = inv.image
         self._image_row(state)
+        with disabled(inv.running):
+            self._frame_row(state)
         self._images(state)
         if imgui.collapsing_header("Camera and settings", imgui.TreeNodeFlags_.default_open):
             with disabled(inv.running):
@@ -87,7 +110,34 @@ class InvertPanel(Panel):
                     "here. It is centre-cropped to a square and resized to the model's output size, and "
                     "transparency is composited on the model's background.")
 
+    @property
+    def frame_fraction(self) -> float | None:
+        """The re-framing the panel asks for (None: off)."""
+        return float(self.frame) if self.frame_on else None
+
+    def _frame_row(self, state: AppState) -> None:
+        changed, self.frame_on = imgui.checkbox("frame the object", self.frame_on)
+        self.note_item("frame")
+        imgui.same_line()
+        with disabled(not self.frame_on):
+            imgui.set_next_item_width(em(6))
+            _, self.frame = imgui.drag_float("of the frame##fraction", self.frame, 0.005, 0.05, 1.0, "%.2f", CLAMP)
+            edited = imgui.is_item_deactivated_after_edit()   # let go or typed: not every frame of a drag
+        help_marker("For a casual photo of one object on a plain backdrop: the backdrop (the colour of the "
+                    "photo's border) becomes the model's background, and the object is centred and scaled so "
+                    f"that its larger side is this fraction of the frame ({DEFAULT_FRAME} for the default "
+                    "model: its training framing). What was done is said under the target.")
+        path = self.path_text.strip()
+        if (changed or edited) and path and state.model.path is not None:
+            self.open_image(state, path)   # show the target as it will be inverted
+
+    def _checking(self, state: AppState) -> bool:
+        """The camera check is shown: camera 'estimate' with an estimate for the target."""
+        return INVERT_CAMERAS[self.camera] == "estimate" and state.invert.estimate is not None
+
     def _images(self, state: AppState) -> None:
+        """The target, the model at the checked camera (camera 'estimate' once estimated) and the best
+        reconstruction, side by side."""
         inv = state.invert
         if inv.target is not self._target_shown:
             self._target_shown = inv.target
@@ -98,32 +148,92 @@ class InvertPanel(Panel):
         elif inv.preview_version != self._preview_version:
             self._preview_version = inv.preview_version
             self.preview_tex.upload(inv.preview)
-        side = min(em(8), max((imgui.get_content_region_avail().x - em(1)) / 2, em(4)))
-        if inv.target is not None:
-            imgui.begin_group()
-            imgui.image(texture_ref(self.target_tex.id), imgui.ImVec2(side, side))
-            self.note_item("target")
-            imgui.text_disabled("target")
-            imgui.end_group()
-        if inv.preview is not None:
-            if inv.target is not None:
+        if inv.view is not None and inv.view_version != self._view_version:
+            self._view_version = inv.view_version
+            self.view_tex.upload(inv.view)
+        shown = [(self.target_tex, "target", "target", inv.target is not None),
+                 (self.view_tex, "mean w at this camera", "view", self._checking(state) and inv.view is not None),
+                 (self.preview_tex, "best reconstruction" + (" so far" if inv.running else ""), "preview",
+                  inv.preview is not None)]
+        shown = [item for item in shown if item[3]]
+        style = imgui.get_style()
+        side = min(em(8), max((imgui.get_content_region_avail().x - (len(shown) - 1) * style.item_spacing.x)
+                              / max(len(shown), 2), em(3)))
+        for i, (tex, label, key, _) in enumerate(shown):
+            if i:
                 imgui.same_line()
             imgui.begin_group()
-            imgui.image(texture_ref(self.preview_tex.id), imgui.ImVec2(side, side))
-            imgui.text_disabled("best reconstruction" + (" so far" if inv.running else ""))
+            imgui.image(texture_ref(tex.id), imgui.ImVec2(side, side))
+            self.note_item(key)
+            imgui.text_disabled(label)
             imgui.end_group()
         if inv.target_info:
             imgui.text_wrapped(inv.target_info)
 
+    def _camera_check(self, state: AppState) -> None:
+        """'estimate': the Estimate button (a job); once estimated, the model at that camera is shown next
+        to the target (above) with sliders here to correct it; Start then inverts at that camera as given."""
+        inv = state.invert
+        if inv.estimating:
+            if imgui.button("Cancel##estimate"):
+                state.actions.append(CancelInvertCamera())
+            self.note_item("cancel estimate")
+            imgui.same_line()
+            imgui.progress_bar(inv.estimate_fraction, imgui.ImVec2(-1, 0), inv.estimate_message or "starting")
+        else:
+            ready = state.model.path is not None and bool(self.path_text.strip())
+            with disabled(not ready):
+                if imgui.button("Estimate camera"):
+                    self.estimate(state)
+            self.note_item("estimate")
+            help_marker("Searches the view that explains the image (training.camera_estimate; a minute or more "
+                        "on a CPU), then shows the model (its mean w) at that view next to the target: correct "
+                        "yaw and pitch by hand where they differ, and Start inverts at that camera as given. "
+                        "Without an estimate, Start searches the camera itself (the two step counts below).")
+        if inv.estimate is None:
+            return
+        self._take_estimate(state)
+        moved_yaw, self.yaw_deg = imgui.slider_float("yaw##check", self.yaw_deg, -180.0, 180.0, "%.1f deg", CLAMP)
+        self.note_item("check yaw")
+        moved_pitch, self.pitch_deg = imgui.slider_float("pitch##check", self.pitch_deg, -85.0, 85.0, "%.1f deg",
+                                                         CLAMP)
+        self.note_item("check pitch")
+        help_marker("Degrees as for `main.py render` (pitch > 0 looks from below). The model's view above "
+                    "re-renders as you move them.")
+        from training.camera_estimate import pitch_to_elevation
+        elevation = pitch_to_elevation(math.radians(self.pitch_deg))
+        imgui.text_disabled(f"elevation {elevation:+.1f} deg, seen from {'above' if elevation >= 0 else 'below'}")
+        est_yaw, est_pitch = inv.estimate
+        with disabled((self.yaw_deg, self.pitch_deg) == inv.estimate):
+            if imgui.button("Back to the estimate"):
+                self.yaw_deg, self.pitch_deg = inv.estimate
+                moved_yaw = True
+        self.note_item("back to estimate")
+        imgui.same_line()
+        hint(f"yaw {est_yaw:+.1f}, pitch {est_pitch:+.1f}")
+        if moved_yaw or moved_pitch:
+            self.preview_view(state)
+        hint("Start inverts at this camera, as given.")
+
+    def _take_estimate(self, state: AppState) -> None:
+        """A new estimate: the sliders start there."""
+        inv = state.invert
+        if inv.estimate is not None and inv.estimate_version != self._estimate_seen:
+            self._estimate_seen = inv.estimate_version
+            self.yaw_deg, self.pitch_deg = inv.estimate
+
     def _settings(self, state: AppState) -> None:
         _, self.camera = imgui.combo("camera", self.camera, CAMERA_LABELS)
         help_marker("viewport camera: the view on screen now; yaw / pitch: degrees from the frontal camera, "
-                    "as for `main.py render` (pitch > 0 looks from below); estimate: searched from 8 candidate "
-                    "views, then refined by short fits with the view held fixed (minutes on a CPU).")
+                    "as for `main.py render` (pitch > 0 looks from below); estimate: Estimate camera shows the "
+                    "estimated view to check and correct before Start; without it, Start searches from 8 "
+                    "candidate views, refined by short fits with the view held fixed (minutes on a CPU).")
         if INVERT_CAMERAS[self.camera] == "angles":
             _, self.yaw_deg = imgui.drag_float("yaw##deg", self.yaw_deg, 0.5, -180.0, 180.0, "%.1f deg", CLAMP)
             _, self.pitch_deg = imgui.drag_float("pitch##deg", self.pitch_deg, 0.5, -85.0, 85.0, "%.1f deg", CLAMP)
         elif INVERT_CAMERAS[self.camera] == "estimate":
+            self._camera_check(state)
+        if INVERT_CAMERAS[self.camera] == "estimate" and state.invert.estimate is None:
             _, self.search_steps = imgui.drag_int("steps/candidate", self.search_steps, 1.0, 1, 10_000, "%d", CLAMP)
             help_marker("W fit steps for each of the 8 candidate views of the camera search.")
             _, self.refine_steps = imgui.drag_int("steps/refined", self.refine_steps, 1.0, 0, 10_000, "%d", CLAMP)
@@ -142,7 +252,7 @@ class InvertPanel(Panel):
     def _run_controls(self, state: AppState) -> None:
         inv = state.invert
         ready = state.model.path is not None and bool(self.path_text.strip())
-        with disabled(inv.running or not ready):
+        with disabled(inv.running or inv.estimating or not ready):
             if imgui.button("Start"):
                 self.start(state)
         self.note_item("start")
@@ -186,7 +296,8 @@ class InvertPanel(Panel):
                                    + ")"
                                    + (f", then {r['tune_steps']} tuning steps" if r["tune_steps"] else "")
                                    + (" (stopped early)" if r["interrupted"] else "")),
-                    ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps")],
+                    ("weights", "tuned (PTI)" if r["tuned"] else "the model's, with the inverted noise maps"),
+                    ("image", r["prepared"])],
                    "invert-result")
         lat = state.latent
         if lat.source == r["name"]:
@@ -210,7 +321,21 @@ class InvertPanel(Panel):
 
     # ---- what the buttons do (tests call these too) -----------------------------------------------------
     def open_image(self, state: AppState, path: str) -> None:
-        state.actions.append(OpenInvertImage(path))
+        state.actions.append(OpenInvertImage(path, self.frame_fraction))
+
+    def _target_is_current(self, state: AppState, path: str) -> bool:
+        return (path, self.frame_fraction) == (state.invert.image, state.invert.frame)
+
+    def estimate(self, state: AppState) -> None:
+        """Ask for the camera estimate of the image (opened first if it is not the shown target)."""
+        path = self.path_text.strip()
+        if not self._target_is_current(state, path):
+            self.open_image(state, path)
+        state.actions.append(EstimateInvertCamera(path, self.frame_fraction, self.camera_search))
+
+    def preview_view(self, state: AppState) -> None:
+        """Render the model at the sliders' camera (the newest asked-for view wins)."""
+        state.actions.append(PreviewInvertView(float(self.yaw_deg), float(self.pitch_deg)))
 
     def update(self, state: AppState) -> None:
         """Come to the front when an image arrives or a run starts (e.g. by a drop on the window)."""
@@ -222,7 +347,7 @@ class InvertPanel(Panel):
         """Ask the session to invert the image with the panel's settings."""
         from training.inversion import InversionOptions
         path = self.path_text.strip()
-        if path != state.invert.image:
+        if not self._target_is_current(state, path):
             self.open_image(state, path)   # show what is inverted
         steps, tune = max(int(self.steps), 1), max(int(self.tune_steps), 0)
         self.steps, self.tune_steps = steps, tune
@@ -230,9 +355,12 @@ class InvertPanel(Panel):
                                    search_steps=max(int(self.search_steps), 1),
                                    refine_steps=max(int(self.refine_steps), 0))
         kind = INVERT_CAMERAS[self.camera]
+        if kind == "estimate" and state.invert.estimate is not None and self._target_is_current(state, path):
+            self._take_estimate(state)
+            kind = "angles"   # estimated, checked (and perhaps corrected) by hand: given
         state.actions.append(StartInversion(path, options, kind,
                                             copy.deepcopy(state.camera) if kind == "viewport" else None,
-                                            float(self.yaw_deg), float(self.pitch_deg)))
+                                            float(self.yaw_deg), float(self.pitch_deg), self.frame_fraction))
 
     def stop(self, state: AppState) -> None:
         state.actions.append(StopInversion())
@@ -244,3 +372,4 @@ class InvertPanel(Panel):
     def close(self) -> None:
         self.target_tex.delete()
         self.preview_tex.delete()
+        self.view_tex.delete()

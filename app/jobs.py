@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.progress import Cancelled, Progress
+from core.progress import Cancelled, Progress, Task
 
 log = logging.getLogger(__name__)
 _live: set[Job] = set()
@@ -25,16 +25,12 @@ def live_jobs() -> list[Job]:
         return list(_live)
 
 
-class Job:
+class Job(Task):
     """One run of `fn(progress)` on a daemon thread."""
 
     def __init__(self, name: str, fn: Callable[[Progress], Any]):
+        super().__init__(Progress())
         self.name = name
-        self.progress = Progress()
-        self.result: Any = None
-        self.error: str | None = None
-        self.cancelled = False
-        self._done = threading.Event()
         with _live_lock:
             _live.add(self)
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"job-{name}", daemon=True)
@@ -52,13 +48,3 @@ class Job:
             with _live_lock:
                 _live.discard(self)
             self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def cancel(self) -> None:
-        self.progress.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)

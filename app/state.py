@@ -224,6 +224,8 @@ class InvertState:
     """The Invert panel's data, filled in by the session (app.inversion) from its jobs."""
     image: str = ""
     """The image last opened or dropped for inversion."""
+    frame: float | None = None
+    """The re-framing it was prepared with (OpenInvertImage.frame)."""
     target: np.ndarray | None = None
     """The prepared target as the inversion sees it, [R, R, 3] uint8 (None: no readable image)."""
     target_info: str = ""
@@ -240,7 +242,20 @@ class InvertState:
     preview_version: int = 0
     result: dict | None = None
     """Summary of the last finished (or stopped) run: source name, yaw/pitch/fov in degrees, loss,
-    steps, interrupted, tuned; None: no result for the loaded model."""
+    steps, interrupted, tuned, prepared (what was done to the image); None: no result for the loaded model."""
+    estimating: bool = False
+    """The camera estimate runs (its progress: estimate_fraction, estimate_message)."""
+    estimate_fraction: float = 0.0
+    estimate_message: str = ""
+    estimate: tuple[float, float] | None = None
+    """(yaw, pitch) in degrees (`render`'s meaning) estimated for the shown target; None: none yet."""
+    estimate_version: int = 0
+    """Counts finished estimates, so the panel knows when to set its sliders to a new one."""
+    view: np.ndarray | None = None
+    """The model's mean w rendered at view_at, [R, R, 3] uint8: the camera check next to the target."""
+    view_at: tuple[float, float] | None = None
+    """(yaw, pitch) in degrees that `view` shows."""
+    view_version: int = 0
 
 
 @dataclass

@@ -114,10 +114,10 @@ class Studio:
         """Sleep on GLFW events at rest (off: redraw continuously, for comparison benchmarks)."""
         self.screenshot_error: OSError | None = None
         self._shots: dict[str, str] = {}
-        """'window' / 'viewport' -> PNG path, saved at the end of the frame."""
+        """'window' / 'viewport' -> PNG path, saved as displayed at the end of the frame."""
         self.session.handlers.update({
-            SaveFramePNG: self._save_frame, SaveWindowPNG: lambda a: self._shoot("window", a.path),
-            SaveViewportPNG: lambda a: self._shoot("viewport", a.path),
+            SaveFramePNG: self._save_frame, SaveWindowPNG: lambda a: self._shots.update(window=a.path) or True,
+            SaveViewportPNG: lambda a: self._shots.update(viewport=a.path) or True,
             StartRecording: lambda a: self.recorder.start(self.state, a.path) or True,
             StopRecording: lambda a: self.recorder.stop(self.state) or True})
         self._capture: bool | np.ndarray = False
@@ -148,7 +148,7 @@ class Studio:
         self.frames_shown += 1
         p, r = self.state.perf, frame.request
         p.frame_resolution = (f"neural {r.resolution}px x{r.sample_scale:g} samples"
-                              + (f", SR {self.display.resolution}px" if frame.image is not None else ""))
+                              + (f", SR {frame.image.shape[-1]}px" if frame.image is not None else ""))
         p.texture_path, p.texture_reason = self.uploader.path, self.uploader.reason
 
     @property
@@ -219,6 +219,8 @@ class Studio:
         self.viewport.window(self.state)
         for panel in self.panels:
             panel.window(self.state)
+        for panel in self.panels:
+            panel.update(self.state)
 
     # ---- loop ---------------------------------------------------------------------------------------
     def step(self) -> None:
@@ -238,13 +240,9 @@ class Studio:
         view = self.state.view
         view.depth_shown = self.display.shown_depth_range(view) if self.display.frame is not None else None
         self._draw_ui()
-        for panel in self.panels:
-            panel.update(self.state)
         while self.window.input_pending() and time.perf_counter() - start < CATCH_UP_S:
             self.window.next_pass()     # typed text shows in this frame, not one character per frame
             self._draw_ui()
-            for panel in self.panels:
-                panel.update(self.state)
         self.recorder.update(self.state, self.display)
         self.session.submit()
         self.window.end_frame(before_swap=self._take_screenshot)
@@ -276,11 +274,6 @@ class Studio:
             s.set_status(f"saved frame to {action.path}")
         except (OSError, ValueError) as e:
             s.set_status(f"cannot save {action.path}: {e}", error=True)
-        return True
-
-    def _shoot(self, what: str, path: str) -> bool:
-        """Save the window or the viewport as displayed at the end of this frame."""
-        self._shots[what] = path
         return True
 
     @property

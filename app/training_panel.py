@@ -21,7 +21,7 @@ from app.gl import Texture, texture_ref
 from app.imgui_utils import CLAMP, disabled, em, help_marker, info_table
 from app.panel import Panel
 from app.state import AppState, TrainingState
-from training.runner import RunReader
+from training.runner import RunReader, series
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
@@ -29,16 +29,6 @@ STALE_TICKS = 5
 """A watched run that has not logged for this many tick intervals is shown as not progressing."""
 STALE_MIN_S = 300.0
 PLOTS = {"losses": ("loss_G", "loss_D_real", "loss_D_fake"), "regularizers": ("reg_r1", "reg_density", "reg_sr")}
-
-
-def series(entries: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(kimg, value) arrays of one logged quantity over the tick entries, for plotting."""
-    rows = [(e["kimg"], e[key]) for e in entries
-            if e.get("event") == "tick" and isinstance(e.get(key), (int, float)) and "kimg" in e]
-    if not rows:
-        return np.zeros(0), np.zeros(0)
-    xs, ys = np.asarray(rows, np.float64).T
-    return np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
 def eta_text(ticks: list[dict], target_kimg: float | None, ended: str = "") -> str:
@@ -130,8 +120,8 @@ class TrainingPanel(Panel):
                 implot.setup_axis_scale(implot.ImAxis_.y1, implot.Scale_.sym_log)
             for key in keys:
                 xs, ys = series(self.ticks, key)
-                if len(xs):
-                    implot.plot_line(key, xs, ys)
+                if xs:
+                    implot.plot_line(key, np.asarray(xs), np.asarray(ys))
         finally:
             implot.end_plot()
 

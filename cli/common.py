@@ -56,13 +56,14 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
 
 
-def _out_of_memory(e: BaseException) -> bool:
+def out_of_memory(e: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, or a RuntimeError saying so (CUDA, or the CPU allocator's)."""
     if isinstance(e, MemoryError):
         return True
     torch = sys.modules.get("torch")
     oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
     return (oom is not None and isinstance(e, oom)) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+        isinstance(e, RuntimeError) and any(s in str(e).lower() for s in ("out of memory", "can't allocate memory")))
 
 
 def _memory_hint(args: argparse.Namespace) -> str:
@@ -96,7 +97,7 @@ def run_guarded(fn: Callable[[argparse.Namespace], int | None], args: argparse.N
         print(f"error: {one_line(e, 400)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:
-        if not _out_of_memory(e):
+        if not out_of_memory(e):
             raise
         print(f"error: out of memory ({one_line(e, 120)}); {_memory_hint(args)}", file=sys.stderr)
         return 3

@@ -132,15 +132,16 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from cli.common import pick_device
+    from cli.common import out_of_memory, pick_device
     from core import interrupts
     from core.errors import DatasetError, StudioError
+    from core.imaging import parse_grid
     from core.progress import TqdmProgress
     from training.config import SR_NONE, TrainOptions, preset
     from training.loop import OPTIONS_FILE, list_snapshots, train
 
     overrides = {name: getattr(args, name) for name in OPTION_NAMES}
-    overrides["grid_size"] = _grid(args.grid)
+    overrides["grid_size"] = parse_grid(args.grid) if args.grid else None
     overrides["grid_fixed"] = True if args.grid else None
     if args.inception:
         overrides["inception"] = str(Path(args.inception).resolve())
@@ -186,12 +187,10 @@ def run(args: argparse.Namespace) -> int:
     progress = TqdmProgress("training", unit="img")
     try:
         last = train(data, run_dir, opts, device, resume=bool(args.resume), progress=progress)
-    except (torch.OutOfMemoryError, MemoryError) as e:
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
         raise StudioError(_oom_message(opts)) from e
-    except RuntimeError as e:
-        if "out of memory" in str(e) or "can't allocate memory" in str(e):
-            raise StudioError(_oom_message(opts)) from e
-        raise
     finally:
         progress.close()
     signum = interrupts.received()
@@ -252,11 +251,6 @@ def _check_writable(run_dir: Path) -> None:
         raise StudioError(f"run directory {run_dir} is not writable ({probe} is read-only)")
 
 
-def _grid(text: str | None) -> tuple[int, int] | None:
-    from core.imaging import parse_grid
-    return None if text is None else parse_grid(text)
-
-
 def _run_dataset(run_dir: Path, snapshots: list[Path]) -> str:
     """The dataset path recorded in the run's newest snapshot."""
     from core.checkpoint import load_checkpoint
@@ -269,5 +263,3 @@ def _run_dataset(run_dir: Path, snapshots: list[Path]) -> str:
         if "dataset" in training:
             return training["dataset"]
     raise StudioError(f"{run_dir}: cannot tell which dataset it used; pass --data")
-
-

@@ -26,7 +26,7 @@ from core.exchange import is_exchange_dir, read_exchange_dir
 from core.fileio import atomic_path
 from core.generator_build import build_generator, plain
 from core.network_pickle import read_network_pickle
-from core.safe_unpickle import MAX_DEPTH, Budget, all_tensors, check_amplification, open_regular, unpickle_torch_zip
+from core.safe_unpickle import check_amplification, named_tensors, open_regular, unpickle_torch_zip
 from core.triplane import TriPlaneGenerator
 
 FORMAT = "triplane-studio"
@@ -38,24 +38,11 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pkl", ".pt", ".pth")
 def tensor_digest(data: Any) -> str:
     """sha256 over every tensor's name (its path in the dict), dtype, shape and bytes, in a fixed order."""
     h = hashlib.sha256()
-    budget = Budget()
-
-    def walk(name: str, value: Any, depth: int) -> None:
-        budget.spend("checkpoint")
-        if depth > MAX_DEPTH:
-            raise CheckpointError("checkpoint nested too deeply (or cyclic)")
-        if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-            if t.numel():
-                h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-        elif isinstance(value, dict):
-            for k in sorted(value, key=str):
-                walk(f"{name}/{k}", value[k], depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(f"{name}/{i}", v, depth + 1)
-    walk("", {k: v for k, v in data.items() if k != "digest"}, 0)
+    for name, value in named_tensors({k: v for k, v in data.items() if k != "digest"}):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return "sha256:" + h.hexdigest()
 
 
@@ -107,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         for key in ("G_kwargs", "G_ema"):
             if key not in data:
                 raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
-        check_amplification(all_tensors(data))
+        check_amplification(t for _, t in named_tensors(data))
         if "digest" in data and data["digest"] != tensor_digest(data):
             raise CheckpointError(f"{path}: the weights do not match the digest recorded when the file was "
                                   "written (the file is damaged)")

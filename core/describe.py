@@ -51,15 +51,10 @@ def describe_checkpoint(path: str | os.PathLike) -> dict:
     return {"path": str(f.path), "format": FORMAT_NAMES[f.format], **describe_generator(f.generator()), **extra}
 
 
-def format_name(path: str | os.PathLike) -> str:
-    """'pickle', 'studio' or 'original state_dict dir' for a resolved checkpoint path."""
-    return "original state_dict dir" if is_exchange_dir(path) else sniff_format(path)
-
-
 def model_rows(G, path: str | os.PathLike) -> dict[str, str]:
     """Short rows for the studio's model panel."""
     o = G.options
-    fmt = format_name(path)
+    fmt = "original state_dict dir" if is_exchange_dir(path) else sniff_format(path)
     ext = extensions(constructor_kwargs(G))
     return {"file": str(path), "format": fmt,
             "output": f"{G.img_resolution}px", "neural res": f"{G.neural_rendering_resolution}px",

@@ -94,7 +94,7 @@ def remove_stale_temps(directory: str | os.PathLike) -> int:
         return 0
     for p in candidates:
         m = _TEMP_NAME.match(p.name)
-        if not m or int(m[1]) == os.getpid() or _process_alive(int(m[1])):
+        if not m or int(m[1]) == os.getpid() or process_alive(int(m[1])):
             continue
         with contextlib.suppress(OSError):
             p.unlink()
@@ -105,7 +105,8 @@ def remove_stale_temps(directory: str | os.PathLike) -> int:
 _TEMP_NAME = re.compile(r"^\..*\.(\d{1,10})-[A-Za-z0-9_]+\.tmp(\.[^.]*)?$")
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one of another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -7,6 +7,7 @@ reads the same object from its UI thread.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 
 class Cancelled(Exception):
@@ -36,11 +37,33 @@ class Progress:
         return self.done / self.total if self.total else 0.0
 
 
+class Task:
+    """Work that runs elsewhere (a thread, a server) and ends once: a result, an error or cancelled.
+    Pollers read `done` and `progress`; `cancel` asks the work to stop at its next progress update."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.result: Any = None
+        self.error: str | None = None
+        self.cancelled = False
+        self._done = threading.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        self.progress.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
 
 def report(progress: Progress | None, done: int, total: int, message: str = "") -> None:
     """`progress.update(done, total, message)` when there is a Progress: long work takes None for none."""
     if progress is not None:
         progress.update(done, total, message)
+
 
 class TqdmProgress(Progress):
     """Progress shown as a tqdm bar on stderr (rate and ETA included)."""

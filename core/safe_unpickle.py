@@ -232,20 +232,22 @@ def _legacy_storage(blob: Any) -> _Storage:
     return _flat_from_bytes(raw, stype.dtype, numel)
 
 
-def all_tensors(value: Any, depth: int = 0, budget: Budget | None = None) -> Iterator[torch.Tensor]:
-    """Every tensor in a tree of dicts and lists."""
+def named_tensors(value: Any, name: str = "", depth: int = 0, budget: Budget | None = None
+                  ) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a tree of dicts and lists with its path ('/key/0/...'), in a fixed order (dict keys
+    sorted)."""
     budget = budget or Budget()
     budget.spend("checkpoint")
     if depth > MAX_DEPTH:
-        raise CheckpointError("nested too deeply (or cyclic)")
+        raise CheckpointError("checkpoint nested too deeply (or cyclic)")
     if isinstance(value, torch.Tensor):
-        yield value
+        yield name, value
     elif isinstance(value, dict):
-        for v in value.values():
-            yield from all_tensors(v, depth + 1, budget)
+        for k in sorted(value, key=str):
+            yield from named_tensors(value[k], f"{name}/{k}", depth + 1, budget)
     elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from all_tensors(v, depth + 1, budget)
+        for i, v in enumerate(value):
+            yield from named_tensors(v, f"{name}/{i}", depth + 1, budget)
 
 
 def check_amplification(tensors: Iterable[torch.Tensor]) -> None:
@@ -261,11 +263,7 @@ def check_amplification(tensors: Iterable[torch.Tensor]) -> None:
                               "storage (views repeated to inflate memory)")
 
 
-def _storage_globals() -> dict[tuple[str, str], Any]:
-    return {("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()}
-
-
-_STORAGE_GLOBALS = _storage_globals()
+_STORAGE_GLOBALS = {("torch", name): _StorageType(dtype) for name, dtype in _STORAGE_DTYPES.items()}
 
 PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent,
@@ -294,6 +292,7 @@ CKPT_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 _KEY_TYPES = (str, int, float, bool, type(None))
+_DICTS = (dict, collections.OrderedDict, _EasyDict)
 
 
 # ---- the restricted unpickler ---------------------------------------------------------------------------
@@ -348,6 +347,13 @@ class SafeUnpickler(pickle._Unpickler):
     def _sized(self, n: int) -> None:
         if n > MAX_ITEMS:
             raise CheckpointError(f"a container with more than {MAX_ITEMS:,} items")
+
+    def _target(self, types: tuple[type, ...], what: str, depth: int = 1) -> Any:
+        """The container `depth` below the top of the stack, refused unless exactly one of `types`."""
+        target = self.stack[-depth]
+        if type(target) not in types:
+            self._refuse(f"{what} on {type(target).__name__}")
+        return target
 
     def _keys(self, keys, target: Any = None) -> None:
         """Keys are plain values, and few share one hash within one container (`target`, filled by several
@@ -432,9 +438,7 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
     def load_setitem(self):
-        value, key, target = self.stack[-1], self.stack[-2], self.stack[-3]
-        if type(target) not in (dict, collections.OrderedDict, _EasyDict):
-            self._refuse(f"item assignment on {type(target).__name__}")
+        value, key, target = self.stack[-1], self.stack[-2], self._target(_DICTS, "item assignment", 3)
         self._keys([key], target)
         target[key] = value
         self._sized(len(target))
@@ -443,9 +447,7 @@ class SafeUnpickler(pickle._Unpickler):
 
     def load_setitems(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) not in (dict, collections.OrderedDict, _EasyDict):
-            self._refuse(f"item assignment on {type(target).__name__}")
+        target = self._target(_DICTS, "item assignment")
         self._sized(len(items) // 2 + len(target))
         self._keys(items[0::2], target)
         for i in range(0, len(items) - 1, 2):
@@ -453,9 +455,7 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.SETITEMS[0]] = load_setitems
 
     def load_append(self):
-        value, target = self.stack[-1], self.stack[-2]
-        if type(target) is not list:
-            self._refuse(f"append on {type(target).__name__}")
+        value, target = self.stack[-1], self._target((list,), "append", 2)
         target.append(value)
         self._sized(len(target))
         del self.stack[-1]
@@ -463,18 +463,14 @@ class SafeUnpickler(pickle._Unpickler):
 
     def load_appends(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) is not list:
-            self._refuse(f"append on {type(target).__name__}")
+        target = self._target((list,), "append")
         target.extend(items)
         self._sized(len(target))
     dispatch[pickle.APPENDS[0]] = load_appends
 
     def load_additems(self):
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) is not set:
-            self._refuse(f"set update on {type(target).__name__}")
+        target = self._target((set,), "set update")
         self._sized(len(items) + len(target))  # counted before the update: a flood costs nothing
         self._keys(items, target)
         target.update(items)

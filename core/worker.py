@@ -10,7 +10,28 @@ import threading
 from core.engine import Frame, RenderEngine, RenderRequest
 
 
-class RenderWorker:
+class FrameSource:
+    """The polling side of a render path (RenderWorker here, remote.client.RemoteEngine): subclasses hold
+    `_cv` and `_latest` and say in `_idle()` (called with `_cv` held) whether no request is in flight."""
+
+    def latest(self) -> Frame | None:
+        """The most recently finished frame (None before the first)."""
+        with self._cv:
+            return self._latest
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is waiting or rendering."""
+        with self._cv:
+            return not self._idle()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no request is waiting or rendering (for scripts and tests). False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(self._idle, timeout)
+
+
+class RenderWorker(FrameSource):
     def __init__(self, engine: RenderEngine):
         self.engine = engine
         self._cv = threading.Condition()
@@ -27,21 +48,8 @@ class RenderWorker:
             self._pending = request
             self._cv.notify()
 
-    def latest(self) -> Frame | None:
-        """The most recently finished frame (None before the first)."""
-        with self._cv:
-            return self._latest
-
-    @property
-    def busy(self) -> bool:
-        """True while a render is running or waiting."""
-        with self._cv:
-            return self._busy or self._pending is not None
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is queued or running (for scripts and tests). False on timeout."""
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._busy and self._pending is None, timeout)
+    def _idle(self) -> bool:
+        return not self._busy and self._pending is None
 
     def close(self) -> None:
         with self._cv:

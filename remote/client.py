@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from core.engine import Frame, RenderRequest
-from core.progress import Progress
+from core.progress import Progress, report
+from core.worker import FrameSource
 from remote import protocol as P
 from remote.frames import decode_frame, decode_rgb
 from remote.link import PING_S, Link, RemoteError
@@ -38,7 +39,7 @@ STATS_WINDOW = 30
 __all__ = ["RemoteEngine", "RemoteError", "RemoteJob", "read_token"]
 
 
-class RemoteEngine:
+class RemoteEngine(FrameSource):
     def __init__(self, url: str, token: str, *, encoding: str = "png", reconnect: bool = True,
                  connect_timeout: float = 30.0, name: str = "triplane-studio", ping_s: float = PING_S):
         """Connect to `url` (ws://HOST:PORT) with `token`; blocks until the server welcomed us
@@ -104,24 +105,14 @@ class RemoteEngine:
             wire = next(self._gen)
             self._sent[wire] = (request, time.monotonic(), encoding, seq)
         msg = {"type": "render", "encoding": encoding,
-               "request": P.request_to_json(request) | {"generation": wire}}
+               "request": P.to_json(request) | {"generation": wire}}
         if not self.link.send_quiet(msg):
             with self._cv:
                 self._sent.pop(wire, None)
                 self._unsent = self._unsent or (request, encoding, seq)
 
-    def latest(self) -> Frame | None:
-        with self._cv:
-            return self._latest
-
-    @property
-    def busy(self) -> bool:
-        with self._cv:
-            return bool(self._sent) or self._unsent is not None
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._sent and self._unsent is None, timeout)
+    def _idle(self) -> bool:
+        return not self._sent and self._unsent is None
 
     def render(self, request: RenderRequest, encoding: str | None = None, timeout: float = 120.0) -> Frame:
         """Render one request and wait for its frame (scripts, tests, benchmarks)."""
@@ -243,8 +234,7 @@ class RemoteEngine:
                     raise RemoteError(f"{path} shrank while it was uploaded")
                 self.link.send(P.pack({"type": "upload_chunk", "id": upload_id, "offset": offset}, [data]))
                 offset += len(data)
-                if progress is not None:
-                    progress.update(offset, size, f"uploading {path.name}")
+                report(progress, offset, size, f"uploading {path.name}")
         return self._request({"type": "upload_end", "id": upload_id}, "upload_end", timeout)
 
     # ---- the connection's events (on its thread) ------------------------------------------------------

@@ -24,9 +24,11 @@ import torch
 from app.actions import (
     VIDEO_PATHS,
     ComputePCA,
+    EstimateInvertCamera,
     ExportMesh,
     ExportVideo,
     InspectPlanes,
+    PreviewInvertView,
     SaveInversion,
     SaveLatent,
     StartInversion,
@@ -59,6 +61,9 @@ MESH_LIMITS = {"resolution": (8, 1024), "chunk": (1024, 1 << 18), "num_views": (
 INVERSION_LIMITS = {"steps": (1, 100_000), "tune_steps": (0, 100_000), "search_steps": (1, 10_000),
                     "refine_steps": (0, 10_000), "w_avg_samples": (2, 100_000), "starts": (0, 10_000),
                     "seed": (0, 2**31 - 1), "camera_tries": (1, 64), "refine_moves": (0, 64)}
+SEARCH_LIMITS = {"yaws": (1, 360), "latents": (0, 256), "coarse_resolution": (4, 512), "keep": (1, 64),
+                 "fine_steps": (0, 10_000)}
+"""Bounds of training.camera_estimate.CameraSearch's integer fields sent by clients."""
 
 
 @dataclass
@@ -157,6 +162,39 @@ def save_latent(ctx: JobContext, f: dict, progress: Progress) -> dict:
 
 # ---- inversion ------------------------------------------------------------------------------------
 
+def _uploaded(ctx: JobContext, f: dict) -> Path:
+    """The uploaded image the field 'image' names."""
+    image = ctx.uploads.get(text(f.get("image"), "image", 64))
+    if image is None:
+        raise FieldError("image must name an image uploaded on this connection")
+    return image
+
+
+def _frame(f: dict) -> float | None:
+    """The optional re-framing of a photo (app.actions.OpenInvertImage.frame)."""
+    return None if f.get("frame") is None else number(f["frame"], 0.05, 1.0, "frame")
+
+
+def estimate_invert_camera(ctx: JobContext, f: dict, progress: Progress) -> dict:
+    """The camera of an uploaded image (yaw/pitch in degrees) and the model's mean w at that view (array
+    'view'), as the Invert panel's camera check shows it locally (app.invert_camera)."""
+    from app.invert_camera import estimate_view
+    from training.camera_estimate import CameraSearch
+    f = fields_of(f, {"image", "frame", "search"}, "EstimateInvertCamera")
+    search = dataclass_from_json(CameraSearch, f["search"], "search", SEARCH_LIMITS) if "search" in f else None
+    yaw, pitch, ctx.arrays["view"] = estimate_view(ctx.engine, _uploaded(ctx, f), _frame(f), progress, search)
+    return {"yaw_deg": yaw, "pitch_deg": pitch}
+
+
+def preview_invert_view(ctx: JobContext, f: dict, progress: Progress) -> dict:
+    """The model's mean w at yaw/pitch (degrees, `render`'s meaning) as the array 'view'."""
+    from app.invert_camera import render_view
+    f = fields_of(f, {"yaw_deg", "pitch_deg"}, "PreviewInvertView")
+    ctx.arrays["view"] = render_view(ctx.engine, number(f.get("yaw_deg", 0.0), -360, 360, "yaw_deg"),
+                                     number(f.get("pitch_deg", 0.0), -90, 90, "pitch_deg"))
+    return {}
+
+
 def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     """Invert an uploaded image into the client's model (camera given as a label or yaw/pitch, or
     estimated); the result is registered with the engine as a latent source the client can render."""
@@ -164,17 +202,15 @@ def start_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
     from core.imaging import to_uint8
     from training.image_inversion import invert_image, perceptual_loss, prepare_target
     from training.inversion import InversionOptions
-    f = fields_of(f, {"image", "options", "camera", "label", "yaw_deg", "pitch_deg"}, "StartInversion")
-    image = ctx.uploads.get(text(f.get("image"), "image", 64))
-    if image is None:
-        raise FieldError("image must name an image uploaded on this connection")
+    f = fields_of(f, {"image", "options", "camera", "label", "yaw_deg", "pitch_deg", "frame"}, "StartInversion")
+    image = _uploaded(ctx, f)
     options = dataclass_from_json(InversionOptions, f.get("options", {}), "options", INVERSION_LIMITS)
     camera = f.get("camera", "label")
     engine, model = ctx.engine, ctx.model
     with engine.lock:
         base = engine.base_G
         G = copy.deepcopy(base)
-    target = prepare_target(G, image)
+    target = prepare_target(G, image, _frame(f))
     if camera == "label":
         label = request_from_json({"camera": f.get("label")}).camera
         if len(label) != 25:
@@ -236,7 +272,8 @@ def save_inversion(ctx: JobContext, f: dict, progress: Progress) -> dict:
 
 HANDLERS: dict[str, Callable[[JobContext, dict, Progress], dict]] = {kind.__name__: handler for kind, handler in {
     ExportMesh: export_mesh, ExportVideo: export_video, ComputePCA: compute_pca, InspectPlanes: inspect_planes,
-    SaveLatent: save_latent, StartInversion: start_inversion, SaveInversion: save_inversion}.items()}
+    SaveLatent: save_latent, StartInversion: start_inversion, SaveInversion: save_inversion,
+    EstimateInvertCamera: estimate_invert_camera, PreviewInvertView: preview_invert_view}.items()}
 """Job kind (the studio's action type name) -> handler(context, fields, progress) -> result JSON."""
 
 

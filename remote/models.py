@@ -7,9 +7,9 @@ snapshot from the one they saw.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -140,7 +140,5 @@ class ModelPool:
 
 
 def _remove(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        path.unlink()

@@ -170,13 +170,8 @@ def to_json(value: Any, changed_only: bool = False) -> Any:
     return json.loads(encode_text(value))
 
 
-def request_to_json(req: RenderRequest) -> dict[str, Any]:
-    """A RenderRequest as plain JSON values (tuples become lists)."""
-    return json.loads(encode_text(dataclasses.asdict(req)))
-
-
 def latent_from_json(obj: Any) -> Latent:
-    """The inverse of the "latent" part of request_to_json, with every field checked."""
+    """The inverse of the "latent" part of to_json(request), with every field checked."""
     o = fields_of(obj, {f.name for f in dataclasses.fields(Latent)}, "latent")
     d = Latent()
     seed = lambda key: integer(o.get(key, getattr(d, key)), *SEED_RANGE, f"latent.{key}")

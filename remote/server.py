@@ -26,6 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from core.checkpoint import resolve_checkpoint
+from core.fileio import process_alive
 from remote import protocol as P
 from remote.auth import same_token
 from remote.frames import ENCODINGS, PARTS, encode_rgb
@@ -381,21 +382,11 @@ def _upload_folder() -> Path:
     for old in base.glob("triplane-serve-*-*") if os.name == "posix" else ():
         pid = old.name.split("-")[2]
         try:
-            if pid.isdigit() and old.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            if pid.isdigit() and old.stat().st_uid == os.getuid() and not process_alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
     return Path(tempfile.mkdtemp(prefix=f"triplane-serve-{os.getpid()}-"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _rss_bytes() -> int:

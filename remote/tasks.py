@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
-from core.progress import Cancelled, Progress
+from core.progress import Cancelled, Progress, Task
 from remote import protocol as P
 from remote.link import RemoteError
 
@@ -28,31 +27,17 @@ class JobProgress(Progress):
             self._cancel_remote()
 
 
-class RemoteJob:
+class RemoteJob(Task):
     """One job on the server: progress and live previews, then a result (dict and arrays), an error or
-    cancelled. Polled like app.jobs.Job (done, progress, cancel, wait)."""
+    cancelled. Polled like app.jobs.Job."""
 
     def __init__(self, job_id: str, kind: str, cancel_remote: Callable[[], object]):
+        super().__init__(JobProgress(cancel_remote))
         self.id, self.kind = job_id, kind
-        self.progress = JobProgress(cancel_remote)
-        self.result: dict | None = None
         self.arrays: dict[str, np.ndarray] = {}
         self.previews: dict[str, np.ndarray] = {}
         """Live images by name (an inversion's reconstruction), uint8 [H,W,3]."""
         self.preview_version = 0
-        self.error: str | None = None
-        self.cancelled = False
-        self._done = threading.Event()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def cancel(self) -> None:
-        self.progress.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
 
     def finish(self, result: dict | None = None, error: str | None = None, cancelled: bool = False) -> None:
         self.result, self.error, self.cancelled = result, error, cancelled

@@ -222,6 +222,8 @@ def start_server(token: Path, host: str, port: int, ns: bool, device: str) -> su
 
 def studio_rounds(url: str, token: Path, tmp: Path, args) -> list[tuple[dict, dict]]:
     """measure_studio on a local Studio and on an attached one, alternately, `args.rounds` times."""
+    import torch
+
     from app.attached import attach
     from app.studio import Studio
     rounds = []
@@ -229,7 +231,7 @@ def studio_rounds(url: str, token: Path, tmp: Path, args) -> list[tuple[dict, di
         figures = []
         for attached in (False, True):
             backend = attach(url, str(token)) if attached else None
-            studio = Studio(url if attached else str(MODEL), torch_device(args.device), window_size=(1000, 640),
+            studio = Studio(url if attached else str(MODEL), torch.device(args.device), window_size=(1000, 640),
                             settings_dir=tmp / f"settings-{r}-{attached}", backend=backend)
             try:
                 figures.append(measure_studio(studio, args.seconds))
@@ -238,11 +240,6 @@ def studio_rounds(url: str, token: Path, tmp: Path, args) -> list[tuple[dict, di
         rounds.append((figures[0], figures[1]))
         print(f"round {r + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
     return rounds
-
-
-def torch_device(name: str):
-    import torch
-    return torch.device(name)
 
 
 def main() -> int:

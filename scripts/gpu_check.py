@@ -12,7 +12,8 @@ Sections:
   env      torch/CUDA/driver versions, nvidia-smi
   parity   tests/test_parity.py on the device: every stage of the fixture generator against the original
            implementation's CPU results (shared/fixtures/eg3d_small), TF32 off
-  bench    `main.py bench --modes ...` on the ffhq512-128-size model: fps per frame mode
+  bench    core.bench.run_frame_modes (as `main.py bench --modes`) on the ffhq512-128-size model: fps per
+           frame mode
   interop  an EGL (or $DISPLAY GLX) context; the studio's TextureUploader with the CUDA-GL copy and
            with the host copy: same pixels?, milliseconds per 512² upload
   train    images/s of training steps (training.bench) for the tiny and ffhq presets, fp32 and the preset's
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -48,9 +50,7 @@ SECTIONS = ("env", "parity", "bench", "interop", "train", "invert", "serve", "me
 # Upper limits in seconds per section (--budget, 420 s by default, caps the sum); --quick uses them too.
 BUDGETS = {"env": 20, "parity": 60, "bench": 200, "interop": 45, "train": 120, "invert": 90, "serve": 90,
            "mesh": 90}
-# Frame modes, in groups that share one process (a graph capture or compile that goes wrong
-# cannot take the eager figures with it), each with its own time limit in seconds.
-# A killed group keeps the scenarios it finished (main.py bench --json is rewritten after each one).
+# Frame modes, in groups that share one process (section_runs), each with its own time limit in seconds.
 BENCH_GROUPS = [
     (["fp32", "tf32", "bf16", "fp16"], 70),
     (["bf16+graph", "fp16+graph", "fp32+graph", "bf16+graph+onechunk"], 65),
@@ -106,25 +106,16 @@ def section_env(args) -> dict:
 
 
 def ceilings(torch) -> dict:
-    """The two rates METHOD.md asks for first: device copy bandwidth and a large bf16 matrix product."""
-    def timed(fn, reps: int) -> float:
-        fn()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1000 / reps
-    def copy_seconds() -> float:
-        src = torch.rand(2**30, device="cuda")  # 4 GiB of random float32, freed on return
-        dst = torch.empty_like(src)
-        return timed(lambda: dst.copy_(src), 5)
-
-    def matmul_seconds() -> float:
-        a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        return timed(lambda: a @ b, 10)
-    copy_s, mm_s = copy_seconds(), matmul_seconds()
+    """The two rates METHOD.md asks for first: device copy bandwidth and a large bf16 matrix product
+    (median seconds per call through core.bench.median_time)."""
+    from core.bench import median_time
+    cuda = torch.device("cuda")
+    src = torch.rand(2**30, device=cuda)  # 4 GiB of random float32, freed before the matrices
+    dst = torch.empty_like(src)
+    copy_s = median_time(lambda: dst.copy_(src), 5, cuda)
+    src = dst = None
+    a, b = (torch.randn(8192, 8192, device=cuda, dtype=torch.bfloat16) for _ in range(2))
+    mm_s = median_time(lambda: a @ b, 10, cuda)
     return {"device copy TB/s (read + write)": round(2 * 4 * 2**30 / copy_s / 1e12, 2),
             "bf16 8192³ matmul TFLOP/s": round(2 * 8192**3 / mm_s / 1e12, 1)}
 
@@ -133,17 +124,15 @@ def pytest_on_device(args, tests: list[str], keyword: str | None = None) -> dict
     """The suite's own tests on the device (TRIPLANE_TEST_DEVICE, tests/conftest.py): one entry per test,
     passed / failed (with its first line) / skipped (with the reason)."""
     import xml.etree.ElementTree as ET
-    env = {**os.environ, "TRIPLANE_TEST_DEVICE": args.device}
+    env = {"TRIPLANE_TEST_DEVICE": args.device}
     if (d := fixture_dir()) is not None:
         env["TRIPLANE_SHARED"] = str(d.parents[1])
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests,
-                               *(["-k", keyword] if keyword else []), f"--junitxml={report}"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=args.section_budget, env=env)
-        print(proc.stdout[-4000:], proc.stderr[-2000:], flush=True)
+        run = run_child([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests,
+                         *(["-k", keyword] if keyword else []), f"--junitxml={report}"], args.section_budget, env=env)
         if not report.is_file():
-            return {"error": f"pytest wrote no report (exit {proc.returncode})"}
+            return {"error": f"pytest wrote no report ({run.get('error') or run['rc']})"}
         results: dict[str, str] = {}
         for case in ET.parse(report).iter("testcase"):
             outcome = "passed"
@@ -155,7 +144,7 @@ def pytest_on_device(args, tests: list[str], keyword: str | None = None) -> dict
             results[case.get("name")] = outcome
     failed = [k for k, v in results.items() if v.startswith("failed")]
     return {"device": args.device, "tests": results, "passed": sum(v == "passed" for v in results.values()),
-            "failed": failed, "pass": proc.returncode == 0 and not failed}
+            "failed": failed, "pass": run["rc"] == 0 and not failed}
 
 
 def section_parity(args) -> dict:
@@ -179,9 +168,7 @@ def section_serve(args) -> dict:
                                      else SERVE_TESTS)}
     cmd = [sys.executable, "-m", "scripts.bench_remote", "--device", args.device, "--rounds", "1",
            "--seconds", "1" if args.quick else "3"]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget)
-    print(r.stdout[-3000:], r.stderr[-1500:], flush=True)
-    out["bench_remote"] = {"rc": r.returncode, "table": r.stdout.strip().splitlines()[-12:]}
+    out["bench_remote"] = run_child(cmd, args.section_budget)
     return out
 
 
@@ -194,13 +181,10 @@ def section_mesh(args) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for source in ("decoder", "views"):
-            t = time.perf_counter()
             cmd = [sys.executable, "main.py", "mesh", "assets/default_model.ckpt", "--seeds", "0", "--format", "glb",
                    "--texture", "256" if args.quick else "1024", "--texture-from", source, "--device", args.device,
                    "--res", "64" if args.quick else "256", "--out", f"{tmp}/{source}"]
-            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget / 3)
-            entry = {"rc": r.returncode, "seconds": round(time.perf_counter() - t, 1),
-                     "stdout": r.stdout.strip().splitlines()[-2:], "stderr": r.stderr.strip().splitlines()[-2:]}
+            entry = run_child(cmd, args.section_budget / 3)
             glb = Path(tmp, source, "seed0000.glb")
             if glb.is_file():
                 geometry = next(iter(trimesh.load(glb, process=False).geometry.values()))
@@ -211,44 +195,32 @@ def section_mesh(args) -> dict:
             out[f"default model, {source}"] = entry
     cmd = [sys.executable, "-m", "scripts.bench_textured_mesh", "--model", "default" if args.quick else "ffhq512",
            "--faces", "0", "--texture-from", "views", "--device", args.device] + (["--res", "64"] if args.quick else [])
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.section_budget / 3)
-    print(r.stdout[-3000:], r.stderr[-1500:], flush=True)
-    out["bench_textured_mesh"] = {"rc": r.returncode, "output": r.stdout.strip().splitlines()[-14:]}
+    out["bench_textured_mesh"] = run_child(cmd, args.section_budget / 3)
     return out
 
 
-def section_bench(args, log) -> dict:
-    """Each group of frame modes through `main.py bench --modes`, in its own process and time limit."""
-    results: dict = {"groups": []}
-    deadline = time.monotonic() + args.section_budget
+def section_bench(args) -> dict:
+    """One group of frame modes through core.bench.run_frame_modes; the result file is rewritten after every
+    scenario, so a group killed at its time limit keeps the figures it finished."""
+    import torch
+
+    from core.bench import FrameMode, machine_description, run_frame_modes
+    device = torch.device(args.device)
     model, frames, seconds = ("small", 5, 2.0) if args.quick else ("ffhq512", 200, 2.5)
-    groups = [(["fp32", "bf16", "fp16+onechunk"], 120), (["fp32+graph"], 60)] if args.quick else BENCH_GROUPS
-    for modes, limit in groups:
-        remaining = deadline - time.monotonic()
-        if remaining < 15:
-            results["groups"].append({"modes": modes, "skipped": "out of time"})
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            out_json = Path(tmp) / "bench.json"
-            cmd = [sys.executable, str(ROOT / "main.py"), "bench", "--device", args.device, "--model", model,
-                   "--modes", ",".join(modes), "--frames", str(frames), "--seconds", str(seconds),
-                   "--json", str(out_json)]
-            entry = run_child(cmd, min(limit, remaining), log)
-            try:
-                entry.update(json.loads(out_json.read_text()))
-            except (OSError, ValueError) as e:  # killed before its first scenario: keep the others' figures
-                entry["results_file"] = first_line(e)
-        entry["modes_asked"] = modes
-        results["groups"].append(entry)
-    results["summary"] = bench_summary(results["groups"])
-    return results
+    machine = machine_description(device)
+
+    def save(results: dict) -> None:
+        write_result(args.result, {"machine": machine, "results": results})
+    results = run_frame_modes(device, [FrameMode.parse(m) for m in args.modes.split(",")], model, frames, seconds,
+                              on_update=save)
+    return {"machine": machine, "results": results}
 
 
-def bench_summary(groups: list[dict]) -> dict:
+def bench_summary(groups: dict) -> dict:
     """fps per mode and scenario, plus the fastest mode for the 512² orbit frame."""
     table: dict[str, dict] = {}
     orbit: dict[str, float] = {}
-    for g in groups:
+    for g in groups.values():
         for mode, scen in g.get("results", {}).get("modes", {}).items():
             for name, r in scen.items():
                 if isinstance(r, dict):
@@ -460,8 +432,9 @@ def section_invert(args) -> dict:
     return results
 
 
-def run_child(cmd: list[str], limit: float, log, env: dict | None = None) -> dict:
-    """Run a child with a time limit; its output goes to the log. Returns rc/seconds/error."""
+def run_child(cmd: list[str], limit: float, log=print, env: dict | None = None) -> dict:
+    """Run a child with a time limit; its output goes to the log. Returns rc, seconds, error and its last
+    lines."""
     log(f"$ {' '.join(cmd)}  (limit {limit:.0f} s)")
     t = time.monotonic()
     try:
@@ -478,11 +451,11 @@ def run_child(cmd: list[str], limit: float, log, env: dict | None = None) -> dic
         tail = ["(killed at the time limit)"]
     for line in (out or "").splitlines():
         log("  | " + line)
-    entry = {"rc": proc.returncode, "seconds": round(time.monotonic() - t, 1)}
+    lines = [ln for ln in (out or "").splitlines() if ln.strip()]
+    entry = {"rc": proc.returncode, "seconds": round(time.monotonic() - t, 1), "output": lines[-12:]}
     if tail:
         entry["error"] = f"timed out after {limit:.0f} s"
     elif proc.returncode:
-        lines = [ln for ln in (out or "").splitlines() if ln.strip()]
         entry["error"] = lines[-1] if lines else f"exit code {proc.returncode}"
     return entry
 
@@ -494,8 +467,15 @@ def child_section(args) -> int:
     except Exception as e:
         traceback.print_exc()
         result = {"error": first_line(e)}
-    Path(args.result).write_text(json.dumps(result, indent=1, default=str))
+    write_result(args.result, result)
     return 0
+
+
+def write_result(path: str, result: dict) -> None:
+    """Replace the result file whole: a child killed at any moment leaves the last complete result."""
+    from core.fileio import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=str))
 
 
 def orchestrate(args) -> int:
@@ -523,29 +503,20 @@ def orchestrate(args) -> int:
             continue
         log(f"== {name} (up to {limit:.0f} s)")
         t = time.monotonic()
-        if name == "bench":  # orchestrates its own children (one per group of modes)
-            args.section_budget = limit
-            try:
-                result = section_bench(args, log)
-            except Exception as e:
-                result = {"error": first_line(e)}
-        elif name == "train":
-            result = {}
-            runs = [(f"{p} {q}", ["--preset", p, "--precision", q]) for p, q in TRAIN_RUNS
-                    if not (args.quick and p == "ffhq")]
-            if args.quick:
-                result["ffhq"] = {"skipped": "--quick: the ffhq preset is too large for a CPU"}
-            runs.append(("default-model batch sweep", ["--batches", "4,8" if args.quick else SWEEP_BATCHES]))
-            for i, (key, extra) in enumerate(runs):
-                left = deadline - time.monotonic()
-                share = min(limit - (time.monotonic() - t), left) / (len(runs) - i)
-                if share < 10:
-                    result[key] = {"skipped": "out of time"}
-                    continue
-                result[key] = run_section_child(name, args, share, log, extra)
-        else:
-            env = {"PYOPENGL_PLATFORM": "egl"} if name == "interop" and not os.environ.get("DISPLAY") else None
+        env = {"PYOPENGL_PLATFORM": "egl"} if name == "interop" and not os.environ.get("DISPLAY") else None
+        runs = section_runs(name, args)
+        if runs is None:
             result = run_section_child(name, args, limit, log, [], env)
+        else:  # one child each, sharing the section's time: a crash or hang costs only its own figures
+            result = {}
+            for i, (key, extra, cap) in enumerate(runs):
+                share = min(cap, (limit - (time.monotonic() - t)) / (len(runs) - i))
+                result[key] = run_section_child(name, args, share, log, extra) if share >= 10 else \
+                    {"skipped": "out of time"}
+            if name == "bench":
+                result["summary"] = bench_summary(result)
+            elif args.quick:
+                result["ffhq"] = {"skipped": "--quick: the ffhq preset is too large for a CPU"}
         result["section_seconds"] = round(time.monotonic() - t, 1)
         report["sections"][name] = result
         json_path.write_text(json.dumps(report, indent=1, default=str))
@@ -559,6 +530,20 @@ def orchestrate(args) -> int:
     return 0
 
 
+def section_runs(name: str, args) -> list[tuple[str, list[str], float]] | None:
+    """The children of a section that runs several, as (result key, arguments, time cap); None for one child.
+    bench: a group of frame modes each (a graph capture or compile that goes wrong cannot take the eager
+    figures with it); train: each preset and precision, and the default model's batch sweep."""
+    if name == "bench":
+        groups = [(["fp32", "bf16", "fp16+onechunk"], 120), (["fp32+graph"], 60)] if args.quick else BENCH_GROUPS
+        return [(",".join(modes), ["--modes", ",".join(modes)], cap) for modes, cap in groups]
+    if name == "train":
+        return [(f"{p} {q}", ["--preset", p, "--precision", q], math.inf) for p, q in TRAIN_RUNS
+                if not (args.quick and p == "ffhq")] + \
+            [("default-model batch sweep", ["--batches", "4,8" if args.quick else SWEEP_BATCHES], math.inf)]
+    return None
+
+
 def run_section_child(name: str, args, limit: float, log, extra: list[str], env: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
@@ -567,12 +552,13 @@ def run_section_child(name: str, args, limit: float, log, extra: list[str], env:
         if args.quick:
             cmd.append("--quick")
         entry = run_child(cmd, limit, log, env)
-        if result_path.is_file():
+        try:
             result = json.loads(result_path.read_text())
-            if entry.get("rc"):
-                result["child"] = entry
-            return result
-        return {"error": entry.get("error", "no result"), "child": entry}
+        except (OSError, ValueError):  # killed or crashed before its first result
+            return {"error": entry.get("error", "no result"), "child": entry}
+        if entry.get("rc"):
+            result["child"] = entry
+        return result
 
 
 def summary_line(name: str, r: dict) -> str:
@@ -615,7 +601,7 @@ def summary_line(name: str, r: dict) -> str:
     return ""
 
 
-SECTION_FUNCS = {"env": section_env, "parity": section_parity, "interop": section_interop,
+SECTION_FUNCS = {"env": section_env, "parity": section_parity, "bench": section_bench, "interop": section_interop,
                  "train": section_train, "invert": section_invert, "serve": section_serve, "mesh": section_mesh}
 
 
@@ -632,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="tiny", help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--batches", help=argparse.SUPPRESS)
+    p.add_argument("--modes", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:

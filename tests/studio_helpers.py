@@ -186,3 +186,13 @@ class DrawnItems:
             if "needed" in it and it["needed"] > it["has"] + slack:
                 out.append(f"{where} shows {it['shown']!r} in {it['has']:.0f} px, needs {it['needed']:.0f}")
         return sorted(set(out))
+
+
+def quick_search():
+    """A cheaper camera search (the estimator's own defaults take minutes on a shared 2-core machine): only
+    the fields training.camera_estimate.CameraSearch has, as that estimator is being reworked."""
+    import dataclasses
+
+    from training.camera_estimate import CameraSearch
+    cheap = {"yaws": 12, "elevations": (0.0, 20.0), "latents": 4, "spacings": (6.0,), "fine_steps": 10}
+    return CameraSearch(**{k: v for k, v in cheap.items() if k in {f.name for f in dataclasses.fields(CameraSearch)}})

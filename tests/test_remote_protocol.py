@@ -30,7 +30,7 @@ FULL = RenderRequest(
 
 
 def test_a_request_survives_json_with_every_field():
-    wire = json.loads(P.encode_text(P.request_to_json(FULL)))
+    wire = json.loads(P.encode_text(P.to_json(FULL)))
     back = P.request_from_json(wire)
     assert back == FULL and hash(back.latent) == hash(FULL.latent)  # equal cache keys on both sides
 
@@ -44,7 +44,7 @@ def test_a_request_survives_json_with_every_field():
     ({"latent": {"directions": [[0, "a"]]}}, "direction amount"), ({"latent": {"source": "\x00"}}, "latent.source"),
 ])
 def test_bad_request_values_are_refused_naming_the_field(change, field):
-    wire = P.request_to_json(RenderRequest()) | change
+    wire = P.to_json(RenderRequest()) | change
     with pytest.raises(P.FieldError, match=field.replace(".", r"\.")):
         P.request_from_json(wire)
 
@@ -155,5 +155,5 @@ def test_the_token_file_is_private_and_compared_in_full(tmp_path):
 def test_request_fields_match_the_engine_dataclasses():
     """A field added to RenderRequest or Latent must be added to the codec (it reads them by name)."""
     names = {f.name for f in dataclasses.fields(RenderRequest)} | {f.name for f in dataclasses.fields(Latent)}
-    wire = P.request_to_json(FULL)
+    wire = P.to_json(FULL)
     assert names == set(wire) | set(wire["latent"])

@@ -181,7 +181,7 @@ def test_hostile_connections_are_closed_while_another_client_is_served(served, c
             assert e.value.rcvd is None  # no close frame, no message: nothing answered
         slow = raw_client(served)  # asks for frames and never reads them
         for i in range(100):
-            slow.send(P.encode_text({"type": "render", "encoding": "raw", "request": P.request_to_json(
+            slow.send(P.encode_text({"type": "render", "encoding": "raw", "request": P.to_json(
                 RenderRequest(latent=Latent(seed=i % 3)))}))
         hostile = ["{not json", P.encode_text({"type": "shutdown"}), "[" * 20000 + "]" * 20000,
                    b"\x00\x00\x00\x05hello", P.pack({"type": "upload_chunk", "id": "x", "offset": 0}, [b"data"]),
@@ -236,10 +236,10 @@ def test_twenty_clients_at_once_are_all_served(served, client):
 def test_a_client_vanishing_mid_frame_frees_what_it_held(served, client):
     ws = raw_client(served)
     ws.send(P.encode_text({"type": "upload_begin", "id": "u", "kind": "image", "name": "a.png", "size": 10}))
-    ws.send(P.encode_text({"type": "render", "request": P.request_to_json(
+    ws.send(P.encode_text({"type": "render", "request": P.to_json(
         RenderRequest(latent=Latent(seed=77), resolution=64))}))
     ws.send(P.encode_text({"type": "job", "id": "v", "kind": "ExportVideo", "fields": {
-        "path": "vanish.mp4", "frames": 2000, "request": P.request_to_json(RenderRequest(**SMALL))}}))
+        "path": "vanish.mp4", "frames": 2000, "request": P.to_json(RenderRequest(**SMALL))}}))
     _wait_for(lambda: client.server_stats()["jobs"] == 1, "the job to start")
     ws.socket.shutdown(socket.SHUT_RDWR)  # gone, without a closing handshake
     ws.socket.close()
@@ -297,7 +297,7 @@ def test_jobs_export_into_the_served_folder_and_download_with_progress(served, c
     with pytest.raises(RemoteError, match="no such file"):
         client.download("../model.ckpt".replace("../", ""), tmp_path / "m.ckpt")
     video = client.job("ExportVideo", {"path": "long.mp4", "frames": 2000,
-                                       "request": P.request_to_json(RenderRequest(**SMALL))})
+                                       "request": P.to_json(RenderRequest(**SMALL))})
     _wait_for(lambda: video.progress.done > 0, "video frames")
     video.cancel()
     assert video.wait(60) and video.cancelled
@@ -325,6 +325,30 @@ def test_an_uploaded_image_inverts_into_a_latent_the_client_renders(served, clie
     from core.latents import load_latent
     latent = load_latent(client.download("inv/latent.npz", tmp_path / "latent.npz"))
     assert latent.ws.shape == (1, client.model["num_ws"], client.model["w_dim"])
+
+
+def test_the_invert_panels_camera_check_and_framing_run_as_jobs(client, tmp_path):
+    """PreviewInvertView sends the model's mean w at yaw/pitch (what the server streams for psi 0 there);
+    StartInversion's frame re-frames an uploaded photo; bad fields come back as one-line job errors."""
+    from PIL import Image
+    options = RenderOptions.from_kwargs(client.model["rendering_kwargs"])
+    job = client.job("PreviewInvertView", {"yaw_deg": 30.0, "pitch_deg": -12.5})
+    assert job.wait(120) and job.error is None, job.error
+    frame = client.render(RenderRequest(latent=Latent(seed=0, psi=0.0), camera=_render_label(30.0, -12.5, options)))
+    assert np.array_equal(job.arrays["view"], to_uint8(frame.image))
+    photo = np.full((150, 220, 3), 128, np.uint8)   # grey backdrop, the object off centre
+    photo[90:140, 150:200] = (200, 60, 40)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    upload = client.upload_image(tmp_path / "photo.png")
+    run = client.job("StartInversion", {"image": upload, "camera": "angles", "frame": 0.64,
+                                        "options": {"steps": 1, "w_avg_samples": 20}})
+    assert run.wait(300) and run.error is None, run.error
+    assert "centred and scaled to 0.64" in run.result["image_preparation"]
+    for kind, fields, why in (("PreviewInvertView", {"yaw_deg": 30.0, "pitch_deg": 120}, "pitch_deg"),
+                              ("EstimateInvertCamera", {"image": upload, "frame": 3}, "frame"),
+                              ("EstimateInvertCamera", {"image": "nothing"}, "uploaded")):
+        bad = client.job(kind, fields)
+        assert bad.wait(60) and why in bad.error and "\n" not in bad.error, bad.error
 
 
 def test_serving_imports_no_gl_glfw_or_imgui(tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import studio_helpers
 from remote_helpers import ROOT, start_server
-from studio_helpers import assert_same_picture, load, run_until, xdo
+from studio_helpers import assert_same_picture, load, quick_search, run_until, xdo
 
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"
 WAIT_S = 120
@@ -321,3 +321,31 @@ def test_stop_midway_keeps_the_servers_best_result(studio, tmp_path):
     assert s.invert.result["name"] != earlier
     assert 3 <= s.invert.result["steps"] < 5000 and s.latent.source == s.invert.result["name"]
     s.latent.source = None
+
+
+def test_camera_check_runs_on_the_server(studio, local_engine, tmp_path):
+    """Estimate camera attached: the server estimates and renders the model's mean w at the estimate (what a
+    local engine renders there), the sliders start at it, and moving one re-renders the view on the server."""
+    from app.invert_camera import render_view
+    from app.state import StartView
+    from core.imaging import save_png
+    s, panel = studio.state, studio.invert_panel
+    settle(studio)
+    StartView(seed=3, yaw_deg=-30, pitch_deg=0.0).apply(s, s.model.options)
+    png = save_png(tmp_path / "target.png", settle(studio).astype(np.uint8))
+    panel.path_text, panel.frame_on, panel.camera = str(png), False, 2   # camera: estimate
+    panel.camera_search = quick_search()   # sent to the server as JSON
+    panel.estimate(s)
+    run_until(studio, lambda: s.invert.estimating, "the estimate to start", WAIT_S)
+    run_until(studio, lambda: not s.invert.estimating, "the estimate on the server", 4 * WAIT_S)
+    assert s.invert.estimate is not None and s.invert.image == str(png), s.status
+    pump(studio)
+    yaw, pitch = s.invert.estimate
+    assert (panel.yaw_deg, panel.pitch_deg) == (yaw, pitch) and s.invert.view_at == (yaw, pitch)
+    assert_same_picture(s.invert.view.astype(np.int16), render_view(local_engine, yaw, pitch).astype(np.int16),
+                        "the server's view at the estimate")   # another process: 1 level of rounding allowed
+    panel.yaw_deg = yaw + 20.0
+    panel.preview_view(s)
+    run_until(studio, lambda: s.invert.view_at == (yaw + 20.0, pitch), "the view at the corrected camera", WAIT_S)
+    assert_same_picture(s.invert.view.astype(np.int16), render_view(local_engine, yaw + 20.0, pitch).astype(np.int16),
+                        "the server's view at the corrected camera")

@@ -5,6 +5,7 @@ run midway and keep its best result; unreadable images are one log line. Few ste
 and the machine shared, so quality is checked relative to the inversion's own start."""
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import sys
@@ -14,9 +15,9 @@ import numpy as np
 import pytest
 import studio_helpers
 import torch
-from studio_helpers import assert_same_picture, load
+from studio_helpers import assert_same_picture, load, quick_search
 
-from app.actions import OpenModel, SaveWindowPNG
+from app.actions import CancelInvertCamera, OpenInvertImage, OpenModel, SaveWindowPNG
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"  # tests/data/README.md: why not the default model
@@ -188,3 +189,127 @@ def test_unreadable_image_and_nothing_to_save_are_one_log_line(studio, tmp_path)
     studio.invert_panel.save(s, "latent")       # nothing inverted into the reloaded model
     run_until(studio, lambda: s.status_is_error and "no inversion result" in s.status, "the save error")
     assert sum("no inversion result" in text for _, text, _ in studio.log_handler.snapshot()) == 1
+
+
+def render_cli(tmp_path: Path, name: str, *args: str) -> np.ndarray:
+    """`main.py render` of the test model (extra args) -> its one image PNG's pixels."""
+    out = tmp_path / name
+    r = subprocess.run([sys.executable, "main.py", "render", str(MODEL), *args, "--out", str(out), "--device", "cpu"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    (png,) = [p for p in out.glob("*_image.png") if not p.name.startswith("grid")]
+    return load(png)
+
+
+def type_into(studio, rect: tuple[float, float, float, float], text: str) -> None:
+    """Ctrl+click the slider at `rect` (window coordinates) and type a value, through the X server."""
+    from studio_helpers import xdo
+    x, y = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    xdo(studio, "mousemove", "--window", "WINDOW", int(x), int(y))
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "keydown", "ctrl", "click", "1", "keyup", "ctrl")
+    for _ in range(3):
+        studio.step()
+    xdo(studio, "key", "ctrl+a", "type", text)
+    xdo(studio, "key", "Return")
+    for _ in range(3):
+        studio.step()
+
+
+def mean_w_view(G, yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """The test model's mean w at yaw/pitch through a fresh engine, int16 pixels."""
+    from app.invert_camera import render_view
+    from core.engine import RenderEngine
+    return render_view(RenderEngine(copy.deepcopy(G), "cpu"), yaw_deg, pitch_deg).astype(np.int16)
+
+
+def test_estimate_camera_check_correct_by_hand_then_invert(studio, G, target, tmp_path):
+    from core.cameras import frontal_label
+    from core.latents import load_latent
+    s, panel = studio.state, studio.invert_panel
+    run_until(studio, lambda: s.model.path is not None, "the model")
+    panel.path_text, panel.frame_on, panel.camera = str(target[0]), False, 2   # camera: estimate
+    panel.camera_search = quick_search()
+    panel.estimate(s)
+    run_until(studio, lambda: s.invert.estimating, "the estimate to start")
+    run_until(studio, lambda: not s.invert.estimating, "the camera estimate", 600)   # 124 s on a loaded machine
+    assert s.invert.estimate is not None, s.status
+    studio.step()                                   # the panel draws the check
+    yaw, pitch = s.invert.estimate
+    assert (panel.yaw_deg, panel.pitch_deg) == (yaw, pitch), "the sliders do not start at the estimate"
+    assert s.invert.view_at == (yaw, pitch)
+    np.testing.assert_array_equal(s.invert.view, mean_w_view(G, yaw, pitch))
+    assert_same_picture(s.invert.view.astype(np.int16),
+                        render_cli(tmp_path, "estimated", "--seeds", "0", "--psi", "0", "--yaw", repr(yaw),
+                                   "--pitch", repr(pitch)), "the model at the estimated camera")
+
+    corrected = float(np.float32(round(max(-80.0, min(80.0, pitch + 12.0)), 1)))
+    type_into(studio, panel.item_rects["check pitch"], f"{corrected:.1f}")   # Ctrl+click the slider, type
+    assert panel.pitch_deg == corrected, panel.pitch_deg
+    run_until(studio, lambda: s.invert.view_at == (yaw, corrected), "the thumbnail at the corrected camera")
+    np.testing.assert_array_equal(s.invert.view, mean_w_view(G, yaw, corrected))
+    assert np.abs(s.invert.view.astype(np.int16) - mean_w_view(G, yaw, pitch)).mean() > 1, "the view did not move"
+
+    panel.steps, panel.tune_steps = 12, 0
+    result = invert(studio)
+    assert abs(result["yaw_deg"] - yaw) < 1e-3 and abs(result["pitch_deg"] - corrected) < 1e-3, result
+    assert result["search_steps"] == 0, "the inversion searched the camera again"
+    shown = settle(studio)
+    panel.latent_file.text = str(tmp_path / "checked.npz")
+    save(studio, "latent")
+    latent = load_latent(tmp_path / "checked.npz")
+    assert latent.settings["camera"] == "given"
+    assert torch.allclose(latent.camera, frontal_label(G.options, None, yaw=math.radians(yaw),
+                                                       pitch=math.radians(corrected))[0], atol=1e-6)
+    assert_same_picture(shown, render_cli(tmp_path, "checked", "--latent", str(tmp_path / "checked.npz"),
+                                          "--yaw", repr(yaw), "--pitch", repr(corrected)), "the corrected inversion")
+
+
+def test_frame_option_reframes_an_off_centre_photo(studio, G, tmp_path):
+    from PIL import Image
+
+    from core.imaging import to_uint8
+    from core.latents import load_latent, prepare_image
+    s, panel = studio.state, studio.invert_panel
+    run_until(studio, lambda: s.model.path is not None, "the model")
+    photo = np.full((180, 260, 3), 128, np.uint8)   # a grey backdrop, the object low and to the right
+    photo[100:160, 170:230] = (200, 40, 40)
+    photo[120:140, 185:215] = (30, 30, 160)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    panel.path_text, panel.frame_on, panel.frame = str(tmp_path / "photo.png"), True, 0.64
+    panel.open_image(s, panel.path_text)
+    run_until(studio, lambda: s.invert.target is not None and s.invert.frame == 0.64 and not studio.session.busy,
+              "the framed target")
+    framed, info = prepare_image(tmp_path / "photo.png", G.img_resolution, G.options.white_back, 0.64)
+    np.testing.assert_array_equal(s.invert.target, to_uint8(framed[0]))
+    plain, _ = prepare_image(tmp_path / "photo.png", G.img_resolution, G.options.white_back)
+    assert not np.array_equal(s.invert.target, to_uint8(plain[0]))
+    assert s.invert.target_info == info and "centred and scaled to 0.64" in info
+
+    panel.camera, panel.yaw_deg, panel.pitch_deg, panel.steps, panel.tune_steps = 1, 0.0, 0.0, 2, 0
+    assert invert(studio)["prepared"] == info     # the result says what was done to the photo
+    panel.latent_file.text = str(tmp_path / "framed.npz")
+    save(studio, "latent")
+    assert load_latent(tmp_path / "framed.npz").settings["image_preparation"] == info
+    generation = s.model.generation
+    s.actions.append(OpenModel(s.model.path, keep_view=True))   # Reload: the target is prepared again, framed
+    run_until(studio, lambda: s.model.generation > generation and s.model.loading is None and not studio.session.busy
+              and not any(isinstance(a, OpenInvertImage) for a in s.actions), "the reload and the target")
+    np.testing.assert_array_equal(s.invert.target, to_uint8(framed[0]))
+
+
+def test_cancel_stops_the_camera_estimate_within_seconds(studio, target):
+    import time
+    s, panel = studio.state, studio.invert_panel
+    run_until(studio, lambda: s.model.path is not None, "the model")
+    panel.path_text, panel.frame_on, panel.camera, panel.camera_search = str(target[0]), False, 2, None   # minutes
+    panel.estimate(s)
+    run_until(studio, lambda: s.invert.estimating, "the estimate to start")
+    run_until(studio, lambda: s.invert.estimate_message.startswith("camera"), "the search to run")
+    asked = time.monotonic()
+    s.actions.append(CancelInvertCamera())          # the panel's Cancel button
+    run_until(studio, lambda: not s.invert.estimating, "the cancelled estimate", 30)
+    assert time.monotonic() - asked < 20, "Cancel did not stop the estimate promptly"
+    assert s.invert.estimate is None and s.invert.view is None and "stopped" in s.status, s.status
+    assert not studio.session.inversion.busy

@@ -93,6 +93,8 @@ def fill_panels(studio, run: Path) -> None:
     Image.fromarray(np.full((64, 128, 3), 200, np.uint8)).save(run / "fakes000000400.png")
     next(p for p in studio.panels if p.name == "Training").watch(s, str(run))
     s.invert.losses = [("w" if k < 30 else "w+", 1.0 / (k + 1)) for k in range(60)]
+    s.invert.estimate, s.invert.estimate_version = (17.0, -18.7), 1   # the camera check (camera: estimate)
+    s.invert.view, s.invert.view_at, s.invert.view_version = np.full((128, 128, 3), 90, np.uint8), (17.0, -18.7), 1
     s.model.error = "cannot open /no/such/folder/network-snapshot-000400.pkl: No such file or directory"
 
 

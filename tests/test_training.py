@@ -21,7 +21,7 @@ from training.discriminator import DualDiscriminator
 from training.loop import Trainer, list_snapshots
 from training.loss import blur, schedule, sr_consistency
 from training.metrics import swd
-from training.runner import RunReader, TrainSpec
+from training.runner import RunReader, TrainSpec, series
 from training.synthetic import SynthSettings, write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,10 +235,10 @@ def test_run_reader_tolerates_a_partial_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"event": "tick", "kimg": 0.1, "nimg": 100, "loss_G": 1.5}\n'
                                             '{"event": "tick", "kimg": 0.2, "ni')
     reader = RunReader(tmp_path)
-    assert reader.series("loss_G") == ([0.1], [1.5])
+    assert series(reader.metrics(), "loss_G") == ([0.1], [1.5])
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('mg": 200, "loss_G": 1.25}\n')
-    assert reader.series("loss_G") == ([0.1, 0.2], [1.5, 1.25])
+    assert series(reader.metrics(), "loss_G") == ([0.1, 0.2], [1.5, 1.25])
     assert reader.newest_snapshot() is None and reader.newest_grids() == {}
     spec = TrainSpec(run_dir="runs/x", data="d", kimg=2.5, snap=0.5)
     assert spec.argv() == ["train", "--out", "runs/x", "--config", "tiny", "--data", "d", "--kimg", "2.5",

@@ -17,7 +17,6 @@ import contextlib
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from core.bench import peak_rss_gb
 from core.layers import set_precision
 from training.config import preset
 from training.loop import Trainer
@@ -104,7 +104,7 @@ def time_steps(trainer: Trainer, steps: int, warmup: int = 0, max_seconds: float
            "images_per_s": round(batch * len(wall) / sum(wall), 2) if wall else None,
            "losses_finite": all(math.isfinite(v) for v in stats.values()),
            "activation_dtypes": sorted(dtypes),
-           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}
+           "peak_rss_gb": round(peak_rss_gb(), 2)}
     if device.type == "cuda":
         out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
     return out

@@ -156,10 +156,8 @@ class TrainOptions:
         return batch_gpu, self.batch // world_size // batch_gpu
 
     def check(self, resolution: int, world_size: int = 1) -> None:
-        """Refuse combinations that cannot train, naming the flag to change (before any work starts)."""
-        if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
-            raise ValueError(f"the dataset's images are {resolution}x{resolution}; training needs a power of two "
-                             f"from {MIN_RESOLUTION} up (resize the dataset)")
+        """Refuse combinations that cannot train, naming the flag to change (before any work starts; the
+        dataset's own rules, a power-of-two resolution included, are training.dataset.check_trainable's)."""
         self.per_process_batch(world_size)
         sr = (self.sr_module or default_sr_module(resolution)).rsplit(".", 1)[-1]
         from core.superresolution import SR_CLASSES

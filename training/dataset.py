@@ -26,7 +26,7 @@ from PIL import Image
 
 from core.errors import DatasetError, one_line
 from core.fileio import atomic_path
-from core.progress import Progress
+from core.progress import Progress, report
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 LABEL_DIM = 25
@@ -184,8 +184,8 @@ class PosedDataset:
             elif w != resolution:
                 raise DatasetError(f"{name}: image is {w}x{h} but {first} is {resolution}x{resolution} "
                                    f"(mixed resolutions)")
-            if progress is not None and (i % 256 == 0 or i == len(self.names) - 1):
-                progress.update(i + 1, len(self.names), "checking images")
+            if i % 256 == 0 or i == len(self.names) - 1:
+                report(progress, i + 1, len(self.names), "checking images")
         return resolution
 
     def __len__(self) -> int:
@@ -253,7 +253,6 @@ def open_dataset(path: str | Path, progress: Progress | None = None, decode: boo
     return PosedDataset(path, progress=progress, decode=decode)
 
 
-
 def check_trainable(ds: PosedDataset) -> None:
     """The rules `train` applies to a dataset beyond its format, in one place so that `dataset check` applies
     every one of them too: a power-of-two resolution the networks can make, positive focal lengths."""
@@ -296,8 +295,7 @@ def mirror_dataset(src: str | Path, dst: str | Path, progress: Progress | None =
             with atomic_path(dst / rel) as tmp:
                 im.save(tmp, format="PNG")
             entries.append([rel, [float(v) for v in label]])
-        if progress is not None:
-            progress.update(i + 1, len(ds), "mirroring")
+        report(progress, i + 1, len(ds), "mirroring")
     with atomic_path(dst / "dataset.json") as tmp:
         tmp.write_text(json.dumps({"labels": entries}))
     return dst

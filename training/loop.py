@@ -80,10 +80,6 @@ def _make_phases(G, D, opts: TrainOptions) -> list[_Phase]:
     return phases
 
 
-def _save_grid(path: Path, images: np.ndarray, gw: int, gh: int) -> None:
-    save_png(path, grid(images[:gw * gh], gw))
-
-
 @torch.no_grad()
 def generate(G: TriPlaneGenerator, z: torch.Tensor, c: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
     """G(z, c) with c as conditioning and camera, in batches -> image, image_raw, image_depth,
@@ -293,11 +289,9 @@ class Trainer:
         t = data["training"]
         self.G.neural_rendering_resolution = self.G_ema.neural_rendering_resolution = int(
             data["neural_rendering_resolution"])
-        phases_by_module = {}
-        for ph in self.phases:
-            phases_by_module.setdefault(ph.name[0], ph.opt)
-        phases_by_module["G"].load_state_dict(t["G_opt"])
-        phases_by_module["D"].load_state_dict(t["D_opt"])
+        opt = {ph.name[0]: ph.opt for ph in self.phases}  # a network's phases share its optimizer
+        opt["G"].load_state_dict(t["G_opt"])
+        opt["D"].load_state_dict(t["D_opt"])
         self.cur_nimg, self.batch_idx = int(t["cur_nimg"]), int(t["batch_idx"])
         self.train_time = float(t["training_time_s"])
         if self.augment is not None and "augment_p" in t:
@@ -335,16 +329,14 @@ class Trainer:
             f.flush()
 
     def _write_grids(self) -> None:
-        gw, gh = self.grid_wh
+        gw = self.grid_wh[0]  # grid_idx, grid_z and grid_c hold exactly one grid's cells
         if not (self.run_dir / "reals.png").exists():
             reals = self.ds.batch(self.grid_idx)[0].permute(0, 2, 3, 1).numpy()
-            _save_grid(self.run_dir / "reals.png", reals, gw, gh)
+            save_png(self.run_dir / "reals.png", grid(reals, gw))
         out = generate(self.G_ema, self.grid_z, self.grid_c, self.batch_gpu)
-        stem = f"fakes{self.cur_nimg:09d}"
-        _save_grid(self.run_dir / f"{stem}.png", to_uint8(out["image"]), gw, gh)
-        _save_grid(self.run_dir / f"{stem}_raw.png", to_uint8(out["image_raw"]), gw, gh)
         depth = _depth_to_rgb(out["image_depth"], out["image_opacity"])
-        _save_grid(self.run_dir / f"{stem}_depth.png", to_uint8(depth), gw, gh)
+        for suffix, images in (("", out["image"]), ("_raw", out["image_raw"]), ("_depth", depth)):
+            save_png(self.run_dir / f"fakes{self.cur_nimg:09d}{suffix}.png", grid(to_uint8(images), gw))
 
     def _metric_images(self, n: int, seed: int):
         """This process's share of n (real, G_ema) image batches in [-1, 1] for a metric: the same n reals,

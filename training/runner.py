@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LOG_FILE = "train.log"
 
 
+def series(entries: list[dict], key: str, event: str = "tick") -> tuple[list[float], list[float]]:
+    """(kimg, value) pairs of one logged quantity over a run's metrics entries, for plotting."""
+    rows = [(float(e["kimg"]), float(e[key])) for e in entries
+            if e.get("event") == event and isinstance(e.get(key), (int, float)) and "kimg" in e]
+    return [x for x, _ in rows], [y for _, y in rows]
+
+
 class RunReader:
     """Incremental view of a run directory: metrics entries, newest grids and snapshot."""
 
@@ -54,15 +61,6 @@ class RunReader:
                 continue
         self._offset += end
         return self._entries
-
-    def series(self, key: str, event: str = "tick") -> tuple[list[float], list[float]]:
-        """(kimg, value) pairs of one logged quantity, for plotting."""
-        xs, ys = [], []
-        for e in self.metrics():
-            if e.get("event") == event and isinstance(e.get(key), (int, float)):
-                xs.append(float(e["kimg"]))
-                ys.append(float(e[key]))
-        return xs, ys
 
     def newest_snapshot(self) -> Path | None:
         snaps = list_snapshots(self.run_dir)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from core.cameras import camera_label, intrinsics_from_focal, lookat_pose
 from core.fileio import atomic_path
-from core.progress import Progress
+from core.progress import Progress, report
 from training.heads import head_sdf, random_heads
 from training.primitives import KINDS, euler_rotation, scene_sdf
 from training.toys import random_toys
@@ -191,8 +191,7 @@ def write_synthetic_dataset(out: str | Path, count: int, resolution: int, seed: 
             with atomic_path(out / rel) as tmp:
                 Image.fromarray(images[i]).save(tmp, format="PNG", compress_level=1)
             labels.append([rel, [round(float(v), 7) for v in label[i]]])
-        if progress is not None:
-            progress.update(start + n, count, f"{torch_threads} threads")
+        report(progress, start + n, count, f"{torch_threads} threads")
     meta = {"labels": labels, "synthetic": {**asdict(settings), "seed": seed, "resolution": resolution}}
     with atomic_path(out / "dataset.json") as tmp:
         tmp.write_text(json.dumps(meta))
