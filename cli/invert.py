@@ -16,14 +16,11 @@ composited on the model's background. A casual photo of an object on a plain bac
 (the backdrop becomes the model's background, the object is centred and scaled to the training framing).
 --yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated. --camera-search refine (default): a
-short search from 8 views refined one view at a time by fits with the camera held fixed (several
-minutes on a 2-core CPU). --camera-search batched (experimental, BENCHMARKS.md: 1 of 4 held-out toys
-within 5 deg so far):
-a bank of random latents rendered at a grid of views inside the model's training camera range (raw
-images at 16x16, colour plus a silhouette cue: the model's opacity against the image's non-background
-pixels), then a pattern search around the best views, each view scored by a short W fit with the camera
-held fixed, many views in one batch.
+dataset.json:FILENAME); with neither, yaw and pitch are estimated (BENCHMARKS.md: minutes on a 2-core
+CPU, not yet reliable on images the model never made): a bank of random latents rendered at a grid of
+views inside the model's training camera range (raw images at 16x16, colour plus a silhouette cue: the
+model's opacity against the image's non-background pixels), then a pattern search around the best views,
+each view scored by a short W fit with the camera held fixed, many views in one batch.
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -37,9 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pitch", type=float_in(-85, 85), help="camera pitch in degrees, > 0 = lower")
     p.add_argument("--camera", metavar="FILE", help="25-number camera label: JSON list, .npy or dataset.json:NAME")
     p.add_argument("--fov", type=float_in(0, 179, open_lo=True),
-                   help="field of view in degrees with --yaw/--pitch or as the estimate's start "
+                   help="field of view in degrees with --yaw/--pitch or for the estimated camera "
                         "(default: the checkpoint's)")
-    p.add_argument("--fit-fov", action="store_true", help="estimate the FOV too (only without a camera)")
     p.add_argument("--steps", type=int_in(1, 100000), default=300, help="projection steps (default 300)")
     p.add_argument("--space", choices=("w", "w+"), default="w",
                    help="w: one w for all layers (default); w+: W first, then one w per layer")
@@ -49,13 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
                         "result is the wrong kind of object)")
-    p.add_argument("--camera-search", choices=("batched", "refine"), default="refine",
-                   help="how the camera is estimated without --yaw/--pitch/--camera (default refine; see below)")
-    p.add_argument("--search-steps", type=int_in(1, 10000), default=30,
-                   help="--camera-search refine: steps per candidate view (default 30)")
-    p.add_argument("--refine-steps", type=int_in(0, 10000), default=50,
-                   help="--camera-search refine: steps of each fixed-camera fit that scores a view while the camera is "
-                        "refined (default 50; 0 = no refinement: faster, the projection moves the camera)")
+    p.add_argument("--refine-steps", type=int_in(0, 10000), default=25,
+                   help="estimated camera: steps of each fixed-camera fit that scores a view in the fine search "
+                        "(default 25; 0 = the best coarse grid view as is)")
     p.add_argument("--frame", type=float_in(0.05, 1.0), metavar="FRACTION",
                    help="for a photo on a plain backdrop: replace the backdrop (the border's median colour) "
                         "with the model's background, centre the object and scale its larger side to FRACTION "
@@ -87,15 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from core.imaging import contact_sheet, save_png, to_uint8
     from core.latents import SavedLatent, read_camera, save_latent
     from core.progress import TqdmProgress
-    from training.camera_estimate import CameraSearch
     from training.image_inversion import invert_image, perceptual_loss, prepare_target
     from training.inversion import InversionOptions, OrbitLabel
 
     camera_given = args.yaw is not None or args.pitch is not None
     if camera_given and args.camera:
         raise StudioError("give either --yaw/--pitch or --camera, not both")
-    if args.fit_fov and (camera_given or args.camera):
-        raise StudioError("--fit-fov estimates the FOV with the camera: leave out --yaw/--pitch/--camera")
     if args.camera and args.fov is not None:
         raise StudioError("--fov does not apply with --camera (the label holds the intrinsics)")
     label = read_camera(args.camera) if args.camera else None
@@ -109,10 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if camera_given:
         label = frontal_label(G.options, args.fov, device, yaw=math.radians(args.yaw or 0.0),
                               pitch=math.radians(args.pitch or 0.0))[0]
-    opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune, fit_fov=args.fit_fov,
-                            search_steps=args.search_steps, refine_steps=args.refine_steps,
-                            starts=args.starts, seed=args.seed,
-                            camera_search=CameraSearch() if args.camera_search == "batched" else None)
+    opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune,
+                            refine_steps=args.refine_steps, starts=args.starts, seed=args.seed)
     progress = TqdmProgress("invert", unit="step")
     try:
         inverted = invert_image(G, target, opts, label, perceptual, progress, network=args.network,

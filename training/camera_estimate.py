@@ -6,8 +6,8 @@ neural rendering only (the super-resolution adds detail, not pose): the raw imag
 downsampled target, plus a silhouette cue, the model's opacity against the target's foreground mask
 (pixels away from the plain background). The search covers the model's pose prior, the training
 camera distribution (yaw all around, elevation in `elevations`' range), coarse to fine: a grid of
-views at a low rendering resolution first, then a pattern search around the best few at the model's
-resolution.
+views rendered from a bank of latents at a low resolution without fitting, then a pattern search
+around the best few at the model's resolution (refine_views).
 """
 from __future__ import annotations
 
@@ -34,11 +34,14 @@ class CameraSearch:
     psi: float = 0.7
     coarse_resolution: int = 16
     keep: int = 2
-    """Coarse views passed on to the fine search."""
+    """Coarse views passed on to the fine search, and views whose neighbours it scores at each round."""
     spacings: tuple[float, ...] = (8.0, 4.0, 2.0)
-    """Pattern search spacings (degrees, yaw and elevation); each view is scored by a W fit of
-    `fine_steps` from the bank latent that matched its centre best."""
+    """Pattern search spacings (degrees, yaw and elevation)."""
+    moves: int = 1
+    """Rounds per spacing at most: a round scores the neighbours of the best views so far; the next
+    spacing starts when they stay the best."""
     fine_steps: int = 25
+    """Steps of each fixed-camera W fit that scores a view (0: the best grid view as is)."""
     lr: float = 0.02
     silhouette_weight: float = 1.0
 
@@ -104,53 +107,67 @@ def _bank_scores(G, target: torch.Tensor, ws: torch.Tensor, labels: torch.Tensor
     return torch.stack(rows)
 
 
-def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
-                    search: CameraSearch = CameraSearch(), seed: int = 0,
-                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
-    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]."""
+def _labels(G, views: list[tuple[float, float]], fov_deg: float, device) -> torch.Tensor:
+    """(yaw radians, elevation degrees) views -> camera labels [V,25] on the model's orbit."""
     o = G.options
+    return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach()
+                      for y, e in views]).to(device)
 
-    def labels(views: list[tuple[float, float]]) -> torch.Tensor:
-        return torch.cat([OrbitLabel(y, elevation_to_pitch(e), fov_deg, o.avg_camera_radius,
-                                     o.avg_camera_pivot)().detach() for y, e in views]).to(target.device)
 
-    # 1. a bank of latents (kinds of object) at a grid of views, low resolution, no fitting
+def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, views: list[tuple[float, float]],
+                 search: CameraSearch = CameraSearch(), seed: int = 0,
+                 tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """The best of `views` (yaw radians, elevation degrees) and of a pattern search around it, each view
+    scored by a short fixed-camera W fit from the bank latent that matches it best -> (yaw, elevation)."""
+    lo, hi = search.elevation_range
+    res = G.neural_rendering_resolution
     z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
     with torch.no_grad():
-        w = G.mapping(z, labels([(0.0, 0.0)]).expand(search.latents, -1))[:, :1]
-    bank = torch.cat([w_avg, w_avg + search.psi * (w - w_avg)])
-    grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
-    losses = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), labels(grid), search.coarse_resolution,
-                          search.silhouette_weight)
-    best_latent = losses.argmin(dim=0)
-    per_view = losses.min(dim=0).values
-    if tick is not None:
-        tick("camera grid", len(grid), float(per_view.min()))
-    order = per_view.argsort().tolist()[:search.keep]
-
-    # 2. pattern search around the best views, each view scored by a short W fit from its latent
-    res = G.neural_rendering_resolution
-    lo, hi = search.elevation_range
-    starts = {grid[i]: bank[best_latent[i]] for i in order}
+        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
+    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    best_latent = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, views, fov_deg, target.device),
+                               res, search.silhouette_weight).argmin(dim=0)
     scores: dict[tuple[float, float], float] = {}
     origin: dict[tuple[float, float], torch.Tensor] = {}
 
     def score(views: list[tuple[float, float]], latents: list[torch.Tensor]) -> None:
-        got = fit_views(G, target, labels(views), torch.stack(latents), search.fine_steps, search.lr, res,
-                        search.silhouette_weight)
+        got = fit_views(G, target, _labels(G, views, fov_deg, target.device), torch.stack(latents),
+                        search.fine_steps, search.lr, res, search.silhouette_weight)
         scores.update(zip(views, got.tolist()))
         origin.update(zip(views, latents))
         if tick is not None:
             tick("camera views", len(views), float(got.min()))
 
-    score(list(starts), list(starts.values()))
+    score(views, [bank[i] for i in best_latent.tolist()])
     for spacing in search.spacings:
         s = math.radians(spacing)
-        centres = sorted(scores, key=scores.__getitem__)[:search.keep]
-        new = {(y + dy, min(hi, max(lo, e + de))): origin[(y, e)]
-               for y, e in centres for dy, de in ((s, 0), (-s, 0), (0, spacing), (0, -spacing))}
-        new = {k: v for k, v in new.items() if k not in scores}
-        if new:
-            score(list(new), list(new.values()))
-    yaw, elev = min(scores, key=scores.__getitem__)
+        for _ in range(search.moves):
+            centres = sorted(scores, key=scores.__getitem__)[:search.keep]
+            new = {(y + dy, min(hi, max(lo, e + de))): origin[(y, e)]
+                   for y, e in centres for dy, de in ((s, 0), (-s, 0), (0, spacing), (0, -spacing))}
+            new = {k: v for k, v in new.items() if k not in scores}
+            if new:
+                score(list(new), list(new.values()))
+            if sorted(scores, key=scores.__getitem__)[:search.keep] == centres:
+                break  # the centres stayed: the next, finer spacing
+    return min(scores, key=scores.__getitem__)
+
+
+def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
+                    search: CameraSearch = CameraSearch(), seed: int = 0,
+                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the best
+    `keep` views of the coarse grid, then refine_views (fine_steps > 0)."""
+    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
+    with torch.no_grad():
+        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
+    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
+    per_view = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, grid, fov_deg, target.device),
+                            search.coarse_resolution, search.silhouette_weight).min(dim=0).values
+    if tick is not None:
+        tick("camera grid", len(grid), float(per_view.min()))
+    views = [grid[i] for i in per_view.argsort().tolist()[:search.keep]]
+    yaw, elev = views[0] if search.fine_steps <= 0 else refine_views(G, target, w_avg, fov_deg, views, search,
+                                                                      seed, tick)
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)

@@ -13,14 +13,12 @@ images at w_r = w_p + alpha (w_z - w_p)/|w_z - w_p| must not change, so other la
 3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
 free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
 of the untuned generator, so fitting the one view does not reshape what it does not show. Without a
-camera, short fits of w and the view (optionally the FOV) from several candidate views find rough
-views; the best of those are refined by a pattern search whose views are scored by short W fits with
-the camera held fixed, and the projection runs at the winner.
+camera, training.camera_estimate finds the view (a coarse grid of views rendered from a bank of latents,
+then short W fits with the camera held fixed) and the projection runs at that view.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -93,8 +91,6 @@ class InversionOptions:
     """Pivotal tuning steps after projection (0 = none)."""
     lr: float = 0.01
     tune_lr: float = 3e-4
-    camera_lr: float = 0.02
-    """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
     initial_w_noise: float = 0.05
     """Std of the noise added to w at the start, in units of w_std; it decays to 0 at 75% of the steps."""
     noise_weight: float = 1e5
@@ -106,31 +102,18 @@ class InversionOptions:
     locality_alpha: float = 30.0
     anchor_weight: float = 1.0
     """Weight of the depth/opacity anchor at unseen views during tuning."""
-    fit_fov: bool = False
-    candidates: tuple[tuple[float, float], ...] = tuple((y, 0.0) for y in (0, 45, 90, 135, 180, -135, -90, -45))
-    """Starting (yaw, pitch) in degrees when the camera is estimated."""
     search_steps: int = 30
-    """Steps of the short W + camera fit from each candidate view (raw images only)."""
-    camera_tries: int = 2
-    """With the camera estimated: how many of the best searched views are refined."""
-    refine_steps: int = 50
-    """Steps of each fixed-camera W fit that scores a view during refinement (0: no refinement, the
-    projection then moves the camera itself)."""
-    refine_spacing: tuple[float, ...] = (12.0, 6.0, 3.0)
-    """Refinement pattern (degrees): at each spacing the views that far in yaw and in pitch from the
-    best so far are scored and the best becomes the centre, up to `refine_moves` times, then the
-    next, finer spacing follows."""
-    refine_moves: int = 2
-    """Moves of the centre at most per spacing."""
+    """Not used since the batched camera estimate replaced the candidate-view search (kept because the
+    Invert panel and clients of the server still send it)."""
+    refine_steps: int = 25
+    """With the camera estimated: steps of each fixed-camera W fit that scores a view in the fine search
+    (0: the best coarse grid view as is); camera_search, when given, overrides it."""
     starts: int = 0
     """Random latents (mapping(z, c) truncated at psi 0.7) scored against the target besides the mean w;
-    projection starts from the best of them once the view is known (the camera search and the fits that
-    score views start from the mean: a latent picked before the view is known commits the fit to a wrong
-    view). Off by default: it helps some targets by several dB and costs others as much (BENCHMARKS.md)."""
+    projection starts from the best of them once the view is known. Off by default: it helps some
+    targets by several dB and costs others as much (BENCHMARKS.md)."""
     camera_search: CameraSearch | None = None
-    """With the camera estimated: training.camera_estimate's batched search (a latent bank at a grid of
-    views, then fixed-camera W fits of many views at once, raw images only) instead of the candidate
-    search and refinement above; the projection then runs at its view."""
+    """The camera estimate's settings (training.camera_estimate) when not the defaults."""
     w_avg_samples: int = 2000
     seed: int = 0
 
@@ -203,8 +186,6 @@ class Inverter:
         gradients straight through, else an overshooting pixel could never be pulled back), and the
         discriminator's raw input taken from that image as it is for the target (the target has no
         neural rendering)."""
-        if "image" not in out:  # raw-only renders (the camera search): the downsampled target
-            return F.mse_loss(out["image_raw"], self.target_raw)
         image = out["image"] + (out["image"].clamp(-1, 1) - out["image"]).detach()
         loss = multiscale_mse(image, self.target)
         if self.perceptual is not None:
@@ -230,109 +211,36 @@ class Inverter:
         best = min(range(len(losses)), key=losses.__getitem__)
         return candidates[best:best + 1]
 
-    # ---- camera search -----------------------------------------------------------------------------
-    def estimate_camera(self, fov_deg: float, search: CameraSearch | None = None) -> OrbitLabel:
-        """training.camera_estimate's batched, coarse-to-fine view search from the mean w."""
+    # ---- camera estimate ---------------------------------------------------------------------------
+    def camera_search(self) -> CameraSearch:
+        """The camera estimate's settings: opts.camera_search, else the defaults with refine_steps."""
+        return self.opts.camera_search or CameraSearch(fine_steps=self.opts.refine_steps)
+
+    def estimate_camera(self, fov_deg: float) -> OrbitLabel:
+        """training.camera_estimate's view (a coarse grid from a latent bank, then fixed-camera fits)."""
         o = self.G.options
         w_avg, _ = self._w_stats(OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach())
-        yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, search or CameraSearch(), self.opts.seed,
+        yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, self.camera_search(), self.opts.seed,
                                      self._tick)
-        cam = OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot, self.opts.fit_fov)
-        return cam.to(self.device)
-
-    def search_camera(self, fov_deg: float) -> list[OrbitLabel]:
-        """Short raw-image fits of w and camera from each candidate view; their cameras, best first."""
-        o = self.G.options
-        found = []
-        for yaw_deg, pitch_deg in self.opts.candidates:
-            cam = OrbitLabel(math.radians(yaw_deg), math.radians(pitch_deg), fov_deg, o.avg_camera_radius,
-                             o.avg_camera_pivot, self.opts.fit_fov).to(self.device)
-            w_avg, _ = self._w_stats(cam().detach())
-            w = w_avg.clone().requires_grad_(True)
-            opt = torch.optim.Adam([{"params": [w], "lr": self.opts.lr},
-                                    {"params": [p for p in cam.parameters() if p.requires_grad],
-                                     "lr": self.opts.camera_lr * 3}], betas=(0.9, 0.999))
-            for step in range(self.opts.search_steps):
-                _, out = self._render(self.G, w.expand(-1, self.G.num_ws, -1), cam(), sr=False)
-                loss = self._objective(out)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                self._tick(f"camera {yaw_deg:+.0f}", step, loss.item())
-            found.append((loss.item(), cam))
-        return [cam for _, cam in sorted(found, key=lambda f: f[0])]
-
-    def _refine_views(self) -> int:
-        """The most views one refinement scores: the centre, 4 for a spacing's first move, 3 per further one."""
-        return 1 + len(self.opts.refine_spacing) * (4 + 3 * (max(1, self.opts.refine_moves) - 1))
-
-    def refine_camera(self, cam: OrbitLabel, best_fit: dict | None = None) -> tuple[float, OrbitLabel]:
-        """Pattern search over views around `cam`, each scored by a short W fit with the camera held
-        fixed. A fit with the camera free lets w and the view trade off against each other and tends to
-        stall 10-25 deg from the truth; fixed-camera fits score the true view lowest (BENCHMARKS.md).
-        `best_fit` receives the best of those fits (a result for a run stopped before projecting)."""
-        noise = {k: v.clone() for k, v in self.noise_bufs.items()}
-        scores: dict[tuple[float, float], float] = {}
-        opts = self.opts
-
-        def score(yaw: float, pitch: float) -> float:
-            key = (round(yaw, 4), round(pitch, 4))
-            if key not in scores:
-                for k, v in noise.items():
-                    self.noise_bufs[k].copy_(v)
-                state: dict = {}
-                view = OrbitLabel(yaw, pitch, cam.fov_deg, cam.radius, cam.pivot[0].tolist()).to(self.device)
-                with torch.random.fork_rng(devices=[]):  # every view is scored with the same draws
-                    torch.manual_seed(opts.seed)
-                    self.project(view, False, state, opts.refine_steps, "view")
-                scores[key] = state["loss"]
-                if best_fit is not None and state["loss"] < best_fit.get("loss", math.inf):
-                    best_fit.update(state)
-            return scores[key]
-
-        best = (cam.yaw.item(), cam.pitch.item())
-        for spacing in map(math.radians, opts.refine_spacing):
-            for _ in range(max(1, opts.refine_moves)):
-                y, p = centre = best
-                best = min([centre, (y - spacing, p), (y + spacing, p), (y, p - spacing), (y, p + spacing)],
-                           key=lambda v: score(*v))
-                if best == centre:
-                    break
-        self.total -= (self._refine_views() - len(scores)) * opts.refine_steps  # run() counted the most
-        for k, v in noise.items():
-            self.noise_bufs[k].copy_(v)
-        found = OrbitLabel(best[0], best[1], cam.fov_deg, cam.radius, cam.pivot[0].tolist(),
-                           opts.fit_fov).to(self.device)
-        found.log_focal.data.copy_(cam.log_focal.data)
-        return score(*best), found
+        return OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot).to(self.device)
 
     # ---- projection --------------------------------------------------------------------------------
-    def project(self, cam: OrbitLabel | torch.Tensor, fit_camera: bool, state: dict,
-                steps: int | None = None, phase: str | None = None) -> None:
-        """W (then W+) projection; `state` always holds the best ws/noise/camera so far. With `steps`,
-        a W projection of that length whose steps are logged as `phase` (the fits that score views)."""
-        G = self.G
-        opts = self.opts if steps is None else dataclasses.replace(self.opts, steps=steps, space="w")
-        label = cam().detach() if isinstance(cam, OrbitLabel) else cam
+    def project(self, label: torch.Tensor, state: dict) -> None:
+        """W (then W+) projection at the camera label [1,25]; `state` always holds the best ws/noise so far."""
+        G, opts = self.G, self.opts
         w_avg, w_std = self._w_stats(label)
         noises = list(self.noise_bufs.values())
         for n in noises:
             n.copy_((n - n.mean()) / n.std())
             n.requires_grad_(True)
-        w = (w_avg if fit_camera or steps is not None else self._start_w(w_avg, label)).clone().requires_grad_(True)
-        cam_params = [p for p in cam.parameters() if p.requires_grad] if fit_camera else []
+        w = self._start_w(w_avg, label).clone().requires_grad_(True)
         w_steps = opts.steps if opts.space == "w" else opts.steps // 2
-        groups = [{"params": [w] + noises, "lr": opts.lr}]
-        if cam_params:
-            groups.append({"params": cam_params, "lr": opts.camera_lr})
-        opt = torch.optim.Adam(groups, betas=(0.9, 0.999))
+        opt = torch.optim.Adam([{"params": [w] + noises, "lr": opts.lr}], betas=(0.9, 0.999))
         ws_plus = None
         try:
             for step in range(opts.steps):
                 if step == w_steps and opts.space == "w+":  # switch to one w per layer, from the W solution
                     ws_plus = w.detach().repeat(1, G.num_ws, 1).requires_grad_(True)
-                    for p in cam_params:  # the camera stays where W put it: per-layer ws can explain a photo
-                        p.requires_grad_(False)  # from a wrong view
                     opt = torch.optim.Adam([{"params": [ws_plus] + noises, "lr": 0.0}], betas=(0.9, 0.999))
                 if ws_plus is None:
                     phase_t = step / w_steps
@@ -341,13 +249,11 @@ class Inverter:
                 else:  # W+ refines the W solution: a tenth of the step, no ramp-up, no exploration noise
                     ramp = 0.1 * _lr_ramp((step - w_steps) / max(1, opts.steps - w_steps), rampup=0)
                     sigma = 0.0
-                for g, base in zip(opt.param_groups, [opts.lr, opts.camera_lr]):
-                    g["lr"] = base * ramp
+                opt.param_groups[0]["lr"] = opts.lr * ramp
                 if ws_plus is None:
                     ws = (w + torch.randn_like(w) * sigma).expand(-1, G.num_ws, -1)
                 else:
                     ws = ws_plus + torch.randn_like(ws_plus) * sigma
-                label = cam() if isinstance(cam, OrbitLabel) else cam
                 planes, out = self._render(G, ws, label)
                 fit = self._objective(out)
                 loss = fit + opts.noise_weight * noise_penalty(noises)
@@ -357,17 +263,16 @@ class Inverter:
                     loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
                 if fit.item() < state.get("loss", math.inf):  # keep what was rendered, before the step moves it
                     state.update(loss=fit.item(), ws=ws.detach().clone(),
-                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()},
-                                 camera=copy.deepcopy(cam.state_dict()) if isinstance(cam, OrbitLabel) else None)
+                                 noise={k: v.detach().clone() for k, v in self.noise_bufs.items()})
                     if self.on_best is not None:
-                        self.on_best(state["ws"], label.detach(), G)
+                        self.on_best(state["ws"], label, G)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 with torch.no_grad():
                     for n in noises:
                         n.sub_(n.mean()).div_(n.std())
-                self._tick(phase or ("w+" if ws_plus is not None else "w"), step, fit.item())
+                self._tick("w+" if ws_plus is not None else "w", step, fit.item())
         finally:
             for n in noises:
                 n.requires_grad_(False)
@@ -429,72 +334,47 @@ class Inverter:
 
     # ---- everything --------------------------------------------------------------------------------
     def run(self, label: torch.Tensor | None = None, fov_deg: float | None = None) -> InversionResult:
-        """Invert with the camera label [25] given, or estimated when None."""
+        """Invert with the camera label [25] given, or estimated when None (then held fixed while
+        projecting)."""
         opts, G = self.opts, self.G
         estimate = label is None
-        fov_deg = fov_deg or G.options.avg_camera_fov
-        tries = max(1, min(opts.camera_tries, len(opts.candidates))) if estimate else 1
-        batched = estimate and opts.camera_search is not None
-        refine = estimate and opts.refine_steps > 0 and not batched
-        search = len(opts.candidates) * opts.search_steps if estimate and not batched else 0
-        if batched:  # one tick per batch of views
-            search = 2 + len(opts.camera_search.spacings)
-        if refine:  # refinement gives back what it did not use
-            search += tries * self._refine_views() * opts.refine_steps
-        projections = tries if estimate and not refine and not batched else 1
-        self.total = search + projections * opts.steps + opts.tune_steps
+        search = self.camera_search()
+        ticks = 1 + (1 + len(search.spacings) * search.moves if search.fine_steps > 0 else 0)  # at most
+        self.total = (ticks if estimate else 0) + opts.steps + opts.tune_steps
         state: dict = {}
-        view_fit: dict = {}  # the best fit that scored a view: the result if stopped before projecting
         seconds: dict[str, float] = {}
         interrupted, tuned = False, None
         t0 = time.perf_counter()
-        cam = (OrbitLabel.from_label(label, G.options.avg_camera_pivot).to(self.device) if not estimate
-               else None)
-        fixed_label = label.to(self.device).reshape(1, 25) if not estimate else None
+        cam = None
         try:
-            if batched:
-                cameras = [self.estimate_camera(fov_deg, opts.camera_search)]
-                cam = cameras[0]
+            if estimate:
+                cam = self.estimate_camera(fov_deg or G.options.avg_camera_fov)
+                label = cam().detach()[0]
+                self.total = self.done + opts.steps + opts.tune_steps  # the estimate's ticks as they were
                 seconds["camera search"] = time.perf_counter() - t0
-            elif estimate:
-                cameras = self.search_camera(fov_deg)[:tries]
-                if refine:  # the best refined view, held fixed while projecting
-                    cameras = [min((self.refine_camera(c, view_fit) for c in cameras), key=lambda r: r[0])[1]]
-                cam = cameras[0]
-                seconds["camera search"] = time.perf_counter() - t0
+            else:
+                cam = OrbitLabel.from_label(label, G.options.avg_camera_pivot).to(self.device)
+            fixed_label = label.to(self.device).reshape(1, 25)
             t1 = time.perf_counter()
-            noise = {k: v.clone() for k, v in self.noise_bufs.items()}
-            for candidate in cameras if estimate else [fixed_label]:  # `state` keeps the best try
-                for k, v in noise.items():  # each try starts from the same noise
-                    self.noise_bufs[k].copy_(v)
-                self.project(candidate, estimate and not refine and not batched, state)
+            self.project(fixed_label, state)
             seconds[opts.space] = time.perf_counter() - t1
         except (KeyboardInterrupt, Cancelled):
             interrupted = True
-        if "ws" not in state and interrupted and view_fit:
-            state = view_fit
         if "ws" not in state:
             raise KeyboardInterrupt if interrupted else RuntimeError("projection ran no step")
-        if estimate and state["camera"] is not None:  # the best try's camera (all tries have one layout)
-            if cam is None:  # stopped while refining: a camera of the same layout to load it into
-                cam = OrbitLabel(0.0, 0.0, fov_deg, G.options.avg_camera_radius, G.options.avg_camera_pivot,
-                                 opts.fit_fov).to(self.device)
-            cam.load_state_dict(state["camera"])
         for name, value in state["noise"].items():
             self.noise_bufs[name].copy_(value)
-        final_label = cam().detach() if estimate else fixed_label
         if opts.tune_steps > 0 and not interrupted:
             t1 = time.perf_counter()
             tuned = copy.deepcopy(G)
             try:
-                self.tune(state["ws"], cam, final_label, tuned)
+                self.tune(state["ws"], cam, fixed_label, tuned)
             except (KeyboardInterrupt, Cancelled):
                 interrupted = True
                 tuned.requires_grad_(False)
             seconds["tune"] = time.perf_counter() - t1
         seconds["total"] = time.perf_counter() - t0
         return InversionResult(
-            ws=state["ws"], camera=final_label.reshape(25).cpu(), yaw=cam.yaw.item(), pitch=cam.pitch.item(),
-            fov_deg=cam.fov_deg if estimate else OrbitLabel.from_label(final_label, (0, 0, 0)).fov_deg,
-            noise={k: v.cpu() for k, v in state["noise"].items()}, G=tuned, loss=state["loss"],
-            history=self.history, interrupted=interrupted, seconds=seconds)
+            ws=state["ws"], camera=fixed_label.reshape(25).cpu(), yaw=cam.yaw.item(), pitch=cam.pitch.item(),
+            fov_deg=cam.fov_deg, noise={k: v.cpu() for k, v in state["noise"].items()}, G=tuned,
+            loss=state["loss"], history=self.history, interrupted=interrupted, seconds=seconds)
