@@ -37,6 +37,14 @@ from training.orbit_label import OrbitLabel
 from training.perceptual import feature_distance
 
 Space = Literal["w", "w+"]
+TunedPart = Literal["all", "backbone", "decoder+sr", "sr"]
+TUNED_PARTS: dict[str, tuple[str, ...]] = {
+    "all": ("backbone.synthesis.", "decoder.", "superresolution."),
+    "backbone": ("backbone.synthesis.",),
+    "decoder+sr": ("decoder.", "superresolution."),
+    "sr": ("superresolution.",),
+}
+"""What pivotal tuning may change, by parameter-name prefix (the mapping and noise strengths never)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,6 +101,11 @@ class InversionOptions:
     """Pivotal tuning steps after projection (0 = none)."""
     lr: float = 0.01
     tune_lr: float = 3e-4
+    tune_params: TunedPart = "all"
+    """Which weights pivotal tuning changes: all of synthesis (tri-plane generator, decoder, SR), the
+    tri-plane generator only, the decoder and SR, or SR only."""
+    tune_rampdown: float = 0.0
+    """Fraction of the tuning steps over which the tuning rate ramps down (cosine) to 0; 0 = constant."""
     camera_lr: float = 0.02
     """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
     initial_w_noise: float = 0.05
@@ -374,19 +387,25 @@ class Inverter:
 
     # ---- pivotal tuning ----------------------------------------------------------------------------
     @staticmethod
-    def tuned_parameters(G) -> list[nn.Parameter]:
-        """What PTI fine-tunes: the synthesis, decoder and super-resolution weights (not the mapping,
-        whose output is the pivot, nor the noise strengths)."""
+    def tuned_parameters(G, part: TunedPart = "all") -> list[nn.Parameter]:
+        """What PTI fine-tunes: the weights of `part` (TUNED_PARTS), never the mapping, whose output is
+        the pivot, nor the noise strengths."""
+        prefixes = TUNED_PARTS[part]
         return [p for name, p in G.named_parameters()
-                if not name.startswith("backbone.mapping") and not name.endswith("noise_strength")]
+                if name.startswith(prefixes) and not name.endswith("noise_strength")]
 
     def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
         """PTI: fine-tune `tuned` (a copy of G) in place around the pivot."""
         opts, G = self.opts, self.G
-        params = self.tuned_parameters(tuned)
+        params = self.tuned_parameters(tuned, opts.tune_params)
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=opts.tune_lr)
+        fixed_planes = None
+        geometry = opts.tune_params != "sr"  # SR alone cannot move the density: no geometry terms
+        if not any(p.startswith("backbone") for p in TUNED_PARTS[opts.tune_params]):  # fixed planes
+            with torch.no_grad():
+                fixed_planes = tuned.planes(ws_pivot)
         anchors = [(0.6, 0.0), (-0.6, 0.0), (0.0, -0.35)]  # yaw/pitch offsets (radians) of unseen views
         with torch.no_grad():
             planes = G.planes(ws_pivot)
@@ -396,10 +415,15 @@ class Inverter:
         depth_range = o.ray_end - o.ray_start if isinstance(o.ray_start, (int, float)) else o.avg_camera_radius
         w_p = ws_pivot[:, :1]
         for step in range(opts.tune_steps):
-            planes, out = self._render(tuned, ws_pivot, label)
+            if opts.tune_rampdown > 0:
+                opt.param_groups[0]["lr"] = opts.tune_lr * _lr_ramp(step / opts.tune_steps, 0.0, opts.tune_rampdown)
+            if fixed_planes is None:
+                planes, out = self._render(tuned, ws_pivot, label)
+            else:
+                planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
             fit = self._objective(out)
-            loss = fit + opts.density_weight * density_smoothness(tuned, planes)
-            for c, ref in zip(anchor_labels, anchor_out):
+            loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
+            for c, ref in zip(anchor_labels if geometry else [], anchor_out):
                 a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
                 loss = loss + opts.anchor_weight / len(anchors) * (
                     (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
