@@ -4,7 +4,7 @@ Each object's W+ pivot (camera given) is computed once and cached; every setting
 of the generator from that pivot and is scored (input-view and novel-view PSNR, as scripts/bench_invert.py's
 held-out mode) after the listed numbers of steps, so one run of N steps also reports its shorter runs
 (exactly so with a constant rate). A setting is `key=value,...` over InversionOptions' tuning fields
-(tune_lr, tune_params, tune_rampdown, locality_weight, anchor_weight, density_weight, perceptual_weight)
+(tune_lr, tune_params, tune_rampdown, tune_reg_every, locality_weight, anchor_weight, density_weight, perceptual_weight)
 and `steps` (tuning steps); the defaults are InversionOptions'.
 
     python -m scripts.bench_pti --objects car02,chair00,tree04,lamp03 --pivot 100 --report 10,30,60 \\
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FIELDS = {"tune_lr": float, "tune_params": str, "tune_rampdown": float, "locality_weight": float,
+FIELDS = {"tune_lr": float, "tune_params": str, "tune_rampdown": float, "tune_reg_every": int, "locality_weight": float,
           "anchor_weight": float, "density_weight": float, "perceptual_weight": float, "steps": int}
 
 

@@ -106,6 +106,9 @@ class InversionOptions:
     tri-plane generator only, the decoder and SR, or SR only."""
     tune_rampdown: float = 0.0
     """Fraction of the tuning steps over which the tuning rate ramps down (cosine) to 0; 0 = constant."""
+    tune_reg_every: int = 1
+    """Tuning evaluates the anchor and locality regularisers (most of a step's cost) every this many steps,
+    at this many times their weight (lazy regularisation, as StyleGAN2 does for R1)."""
     camera_lr: float = 0.02
     """Adam step for yaw/pitch (radians) and log focal when the camera is estimated."""
     initial_w_noise: float = 0.05
@@ -423,26 +426,28 @@ class Inverter:
                 planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
             fit = self._objective(out)
             loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
-            for c, ref in zip(anchor_labels if geometry else [], anchor_out):
-                a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
-                loss = loss + opts.anchor_weight / len(anchors) * (
-                    (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
-                    + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
-            # locality regulariser (PTI §3.3): a latent towards a random w must render as before
-            z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
-            with torch.no_grad():
-                w_z = G.mapping(z, label)[:, :1]
-                d = w_z - w_p
-                w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
-                yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
-                c_r = cam(yaw, 0.0).detach()
-                ref = G.synthesis(w_r, c_r)
-            got = tuned.synthesis(w_r, c_r)
-            local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
-            if self.perceptual is not None:
-                local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
-                                                 self.perceptual(ref["image"], ref["image_raw"])).sum()
-            loss = loss + opts.locality_weight * local
+            lazy = opts.tune_reg_every  # lazy regularisation: every k-th step at k times the weight
+            if step % lazy == 0:
+                for c, ref in zip(anchor_labels if geometry else [], anchor_out):
+                    a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
+                    loss = loss + lazy * opts.anchor_weight / len(anchors) * (
+                        (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
+                        + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
+                # locality regulariser (PTI §3.3): a latent towards a random w must render as before
+                z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
+                with torch.no_grad():
+                    w_z = G.mapping(z, label)[:, :1]
+                    d = w_z - w_p
+                    w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
+                    yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
+                    c_r = cam(yaw, 0.0).detach()
+                    ref = G.synthesis(w_r, c_r)
+                got = tuned.synthesis(w_r, c_r)
+                local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
+                if self.perceptual is not None:
+                    local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
+                                                     self.perceptual(ref["image"], ref["image_raw"])).sum()
+                loss = loss + lazy * opts.locality_weight * local
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
