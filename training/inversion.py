@@ -100,7 +100,7 @@ class InversionOptions:
     tune_steps: int = 0
     """Pivotal tuning steps after projection (0 = none)."""
     lr: float = 0.01
-    tune_lr: float = 3e-4
+    tune_lr: float = 3e-3
     tune_params: TunedPart = "all"
     """Which weights pivotal tuning changes: all of synthesis (tri-plane generator, decoder, SR), the
     tri-plane generator only, the decoder and SR, or SR only."""
@@ -118,9 +118,9 @@ class InversionOptions:
     density_weight: float = 0.25
     wplus_weight: float = 1e-3
     """Penalty on the spread of the W+ layers around their mean, per dimension, in units of w_std²."""
-    locality_weight: float = 0.1
+    locality_weight: float = 0.02
     locality_alpha: float = 30.0
-    anchor_weight: float = 1.0
+    anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
     fit_fov: bool = False
     candidates: tuple[tuple[float, float], ...] = tuple((y, 0.0) for y in (0, 45, 90, 135, 180, -135, -90, -45))
