@@ -104,7 +104,7 @@ class InversionOptions:
     tune_params: TunedPart = "all"
     """Which weights pivotal tuning changes: all of synthesis (tri-plane generator, decoder, SR), the
     tri-plane generator only, the decoder and SR, or SR only."""
-    tune_rampdown: float = 0.0
+    tune_rampdown: float = 0.3
     """Fraction of the tuning steps over which the tuning rate ramps down (cosine) to 0; 0 = constant."""
     tune_reg_every: int = 1
     """Tuning evaluates the anchor and locality regularisers (most of a step's cost) every this many steps,
