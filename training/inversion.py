@@ -150,6 +150,15 @@ class InversionOptions:
     w_avg_samples: int = 2000
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Tuning settings a run could not use fail here, in one line (also for options sent remotely)."""
+        if self.tune_params not in TUNED_PARTS:
+            raise ValueError(f"tune_params must be one of {', '.join(TUNED_PARTS)}, not {self.tune_params!r}")
+        if self.tune_reg_every < 1:
+            raise ValueError(f"tune_reg_every must be at least 1, not {self.tune_reg_every}")
+        if not 0.0 <= self.tune_rampdown <= 1.0:
+            raise ValueError(f"tune_rampdown must be within 0..1, not {self.tune_rampdown}")
+
 
 @dataclass
 class InversionResult:
