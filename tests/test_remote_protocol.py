@@ -85,6 +85,14 @@ def test_inversion_options_round_trip_whole():
         assert P.dataclass_from_json(InversionOptions, P.to_json(sent), "options") == sent
 
 
+@pytest.mark.parametrize("field,value", [("tune_params", "mapping"), ("tune_reg_every", 0), ("tune_rampdown", 1.5)])
+def test_inversion_options_refuse_tuning_they_cannot_run(field, value):
+    """A tuning setting no run could use is refused in one line naming it, before any job starts."""
+    from training.inversion import InversionOptions
+    with pytest.raises(P.FieldError, match=f"options: {field} must"):
+        P.dataclass_from_json(InversionOptions, {field: value}, "options")
+
+
 def test_frames_travel_losslessly_except_jpeg(small_G):
     engine = RenderEngine(small_G, "cpu")
     frame = engine.render(RenderRequest(latent=Latent(seed=2), generation=5))

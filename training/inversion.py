@@ -35,6 +35,14 @@ from training.orbit_label import OrbitLabel
 from training.perceptual import feature_distance
 
 Space = Literal["w", "w+"]
+TunedPart = Literal["all", "backbone", "decoder+sr", "sr"]
+TUNED_PARTS: dict[str, tuple[str, ...]] = {
+    "all": ("backbone.synthesis.", "decoder.", "superresolution."),
+    "backbone": ("backbone.synthesis.",),
+    "decoder+sr": ("decoder.", "superresolution."),
+    "sr": ("superresolution.",),
+}
+"""What pivotal tuning may change, by parameter-name prefix (the mapping and noise strengths never)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -90,7 +98,15 @@ class InversionOptions:
     tune_steps: int = 0
     """Pivotal tuning steps after projection (0 = none)."""
     lr: float = 0.01
-    tune_lr: float = 3e-4
+    tune_lr: float = 3e-3
+    tune_params: TunedPart = "all"
+    """Which weights pivotal tuning changes: all of synthesis (tri-plane generator, decoder, SR), the
+    tri-plane generator only, the decoder and SR, or SR only."""
+    tune_rampdown: float = 0.3
+    """Fraction of the tuning steps over which the tuning rate ramps down (cosine) to 0; 0 = constant."""
+    tune_reg_every: int = 1
+    """Tuning evaluates the anchor and locality regularisers (most of a step's cost) every this many steps,
+    at this many times their weight (lazy regularisation, as StyleGAN2 does for R1)."""
     initial_w_noise: float = 0.05
     """Std of the noise added to w at the start, in units of w_std; it decays to 0 at 75% of the steps."""
     noise_weight: float = 1e5
@@ -98,9 +114,9 @@ class InversionOptions:
     density_weight: float = 0.25
     wplus_weight: float = 1e-3
     """Penalty on the spread of the W+ layers around their mean, per dimension, in units of w_std²."""
-    locality_weight: float = 0.1
+    locality_weight: float = 0.02
     locality_alpha: float = 30.0
-    anchor_weight: float = 1.0
+    anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
     search_steps: int = 30
     """Not used since the batched camera estimate replaced the candidate-view search (kept because the
@@ -116,6 +132,15 @@ class InversionOptions:
     """The camera estimate's settings (training.camera_estimate) when not the defaults."""
     w_avg_samples: int = 2000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Tuning settings a run could not use fail here, in one line (also for options sent remotely)."""
+        if self.tune_params not in TUNED_PARTS:
+            raise ValueError(f"tune_params must be one of {', '.join(TUNED_PARTS)}, not {self.tune_params!r}")
+        if self.tune_reg_every < 1:
+            raise ValueError(f"tune_reg_every must be at least 1, not {self.tune_reg_every}")
+        if not 0.0 <= self.tune_rampdown <= 1.0:
+            raise ValueError(f"tune_rampdown must be within 0..1, not {self.tune_rampdown}")
 
 
 @dataclass
@@ -279,19 +304,25 @@ class Inverter:
 
     # ---- pivotal tuning ----------------------------------------------------------------------------
     @staticmethod
-    def tuned_parameters(G) -> list[nn.Parameter]:
-        """What PTI fine-tunes: the synthesis, decoder and super-resolution weights (not the mapping,
-        whose output is the pivot, nor the noise strengths)."""
+    def tuned_parameters(G, part: TunedPart = "all") -> list[nn.Parameter]:
+        """What PTI fine-tunes: the weights of `part` (TUNED_PARTS), never the mapping, whose output is
+        the pivot, nor the noise strengths."""
+        prefixes = TUNED_PARTS[part]
         return [p for name, p in G.named_parameters()
-                if not name.startswith("backbone.mapping") and not name.endswith("noise_strength")]
+                if name.startswith(prefixes) and not name.endswith("noise_strength")]
 
     def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
         """PTI: fine-tune `tuned` (a copy of G) in place around the pivot."""
         opts, G = self.opts, self.G
-        params = self.tuned_parameters(tuned)
+        params = self.tuned_parameters(tuned, opts.tune_params)
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=opts.tune_lr)
+        fixed_planes = None
+        geometry = opts.tune_params != "sr"  # SR alone cannot move the density: no geometry terms
+        if not any(p.startswith("backbone") for p in TUNED_PARTS[opts.tune_params]):  # fixed planes
+            with torch.no_grad():
+                fixed_planes = tuned.planes(ws_pivot)
         anchors = [(0.6, 0.0), (-0.6, 0.0), (0.0, -0.35)]  # yaw/pitch offsets (radians) of unseen views
         with torch.no_grad():
             planes = G.planes(ws_pivot)
@@ -301,29 +332,36 @@ class Inverter:
         depth_range = o.ray_end - o.ray_start if isinstance(o.ray_start, (int, float)) else o.avg_camera_radius
         w_p = ws_pivot[:, :1]
         for step in range(opts.tune_steps):
-            planes, out = self._render(tuned, ws_pivot, label)
+            if opts.tune_rampdown > 0:
+                opt.param_groups[0]["lr"] = opts.tune_lr * _lr_ramp(step / opts.tune_steps, 0.0, opts.tune_rampdown)
+            if fixed_planes is None:
+                planes, out = self._render(tuned, ws_pivot, label)
+            else:
+                planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
             fit = self._objective(out)
-            loss = fit + opts.density_weight * density_smoothness(tuned, planes)
-            for c, ref in zip(anchor_labels, anchor_out):
-                a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
-                loss = loss + opts.anchor_weight / len(anchors) * (
-                    (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
-                    + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
-            # locality regulariser (PTI §3.3): a latent towards a random w must render as before
-            z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
-            with torch.no_grad():
-                w_z = G.mapping(z, label)[:, :1]
-                d = w_z - w_p
-                w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
-                yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
-                c_r = cam(yaw, 0.0).detach()
-                ref = G.synthesis(w_r, c_r)
-            got = tuned.synthesis(w_r, c_r)
-            local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
-            if self.perceptual is not None:
-                local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
-                                                 self.perceptual(ref["image"], ref["image_raw"])).sum()
-            loss = loss + opts.locality_weight * local
+            loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
+            lazy = opts.tune_reg_every  # lazy regularisation: every k-th step at k times the weight
+            if step % lazy == 0:
+                for c, ref in zip(anchor_labels if geometry else [], anchor_out):
+                    a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
+                    loss = loss + lazy * opts.anchor_weight / len(anchors) * (
+                        (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
+                        + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
+                # locality regulariser (PTI §3.3): a latent towards a random w must render as before
+                z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
+                with torch.no_grad():
+                    w_z = G.mapping(z, label)[:, :1]
+                    d = w_z - w_p
+                    w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
+                    yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
+                    c_r = cam(yaw, 0.0).detach()
+                    ref = G.synthesis(w_r, c_r)
+                got = tuned.synthesis(w_r, c_r)
+                local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
+                if self.perceptual is not None:
+                    local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
+                                                     self.perceptual(ref["image"], ref["image_raw"])).sum()
+                loss = loss + lazy * opts.locality_weight * local
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
