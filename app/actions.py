@@ -150,7 +150,7 @@ class StopTraining(Action):
 
 INVERT_CAMERAS = ("viewport", "angles", "estimate")
 """viewport: the on-screen orbit camera; angles: yaw/pitch in degrees with `render`'s meaning;
-estimate: optimised with the latent from the best of several candidate views."""
+estimate: training.camera_estimate's view (checked and corrected by hand in the panel, or found by Start)."""
 
 
 @dataclass(frozen=True)

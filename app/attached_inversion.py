@@ -130,7 +130,7 @@ class AttachedInversion(InversionSlots):
         s.invert.result = {
             "name": r["source"], "yaw_deg": r["yaw_deg"], "pitch_deg": r["pitch_deg"], "fov_deg": r["fov_deg"],
             "loss": r["loss"], "steps": r["steps"], "tune_steps": action.options.tune_steps if r["tuned"] else 0,
-            "search_steps": 0, "interrupted": r["interrupted"], "tuned": r["tuned"], "camera": action.camera,
+            "estimated": False, "interrupted": r["interrupted"], "tuned": r["tuned"], "camera": action.camera,
             "prepared": r["image_preparation"]}
         self._view_result(r["source"], action, math.radians(r["yaw_deg"]), math.radians(r["pitch_deg"]), r["fov_deg"])
         stopped = " (stopped: best so far)" if r["interrupted"] else ""

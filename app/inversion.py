@@ -446,7 +446,7 @@ class InversionJobs(InversionSlots):
         s.invert.result = {
             "name": outcome.name, "yaw_deg": math.degrees(res.yaw), "pitch_deg": math.degrees(res.pitch),
             "fov_deg": res.fov_deg, "loss": res.loss, "steps": steps, "tune_steps": tuned,
-            "search_steps": len(phases) - steps - tuned, "interrupted": res.interrupted,
+            "estimated": len(phases) > steps + tuned, "interrupted": res.interrupted,
             "tuned": res.G is not None, "camera": action.camera,
             "prepared": outcome.settings["image_preparation"]}
         self._view_result(outcome.name, action, res.yaw, res.pitch, res.fov_deg)

@@ -65,7 +65,7 @@ class InvertPanel(Panel):
         self._estimate_seen = 0
         self.camera_search = None
         """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
-        self.steps, self.space, self.tune_steps, self.search_steps, self.refine_steps = 300, 0, 0, 30, 50
+        self.steps, self.space, self.tune_steps, self.refine_steps = 300, 0, 0, 25
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
         self.target_tex, self.preview_tex, self.view_tex = Texture(), Texture(), Texture()
@@ -226,19 +226,18 @@ class InvertPanel(Panel):
         _, self.camera = imgui.combo("camera", self.camera, CAMERA_LABELS)
         help_marker("viewport camera: the view on screen now; yaw / pitch: degrees from the frontal camera, "
                     "as for `main.py render` (pitch > 0 looks from below); estimate: Estimate camera shows the "
-                    "estimated view to check and correct before Start; without it, Start searches from 8 "
-                    "candidate views, refined by short fits with the view held fixed (minutes on a CPU).")
+                    "estimated view to check and correct before Start; without it, Start estimates the camera "
+                    "first (a grid of views from a bank of latents, then fixed-camera fits around the best; "
+                    "minutes on a CPU) and inverts at that view.")
         if INVERT_CAMERAS[self.camera] == "angles":
             _, self.yaw_deg = imgui.drag_float("yaw##deg", self.yaw_deg, 0.5, -180.0, 180.0, "%.1f deg", CLAMP)
             _, self.pitch_deg = imgui.drag_float("pitch##deg", self.pitch_deg, 0.5, -85.0, 85.0, "%.1f deg", CLAMP)
         elif INVERT_CAMERAS[self.camera] == "estimate":
             self._camera_check(state)
         if INVERT_CAMERAS[self.camera] == "estimate" and state.invert.estimate is None:
-            _, self.search_steps = imgui.drag_int("steps/candidate", self.search_steps, 1.0, 1, 10_000, "%d", CLAMP)
-            help_marker("W fit steps for each of the 8 candidate views of the camera search.")
-            _, self.refine_steps = imgui.drag_int("steps/refined", self.refine_steps, 1.0, 0, 10_000, "%d", CLAMP)
-            help_marker("Each view the refinement scores gets a W fit of this many steps with the "
-                        "camera held fixed (0 = no refinement: faster, less exact).")
+            _, self.refine_steps = imgui.drag_int("steps/view", self.refine_steps, 1.0, 0, 10_000, "%d", CLAMP)
+            help_marker("Each view the camera estimate's fine search scores gets a W fit of this many steps "
+                        "with the camera held fixed (0 = the best coarse grid view as is: faster, less exact).")
         _, self.steps = imgui.drag_int("steps", self.steps, 1.0, 1, 100_000, "%d", CLAMP)
         _, self.space = imgui.combo("space", self.space, SPACES)
         help_marker("w: one w for all layers; w+: W first (half the steps), then one w per layer.")
@@ -292,7 +291,7 @@ class InvertPanel(Panel):
         info_table([("camera", f"yaw {r['yaw_deg']:+.1f} deg, pitch {r['pitch_deg']:+.1f} deg, "
                                f"fov {r['fov_deg']:.2f} deg ({CAMERA_LABELS[INVERT_CAMERAS.index(r['camera'])]})"),
                     ("image loss", f"{r['loss']:.5f} (best of {r['steps']} steps"
-                                   + (f" after {r['search_steps']} camera search steps" if r["search_steps"] else "")
+                                   + (" after a camera estimate" if r["estimated"] else "")
                                    + ")"
                                    + (f", then {r['tune_steps']} tuning steps" if r["tune_steps"] else "")
                                    + (" (stopped early)" if r["interrupted"] else "")),
@@ -352,7 +351,6 @@ class InvertPanel(Panel):
         steps, tune = max(int(self.steps), 1), max(int(self.tune_steps), 0)
         self.steps, self.tune_steps = steps, tune
         options = InversionOptions(steps=steps, space=SPACES[self.space], tune_steps=tune,
-                                   search_steps=max(int(self.search_steps), 1),
                                    refine_steps=max(int(self.refine_steps), 0))
         kind = INVERT_CAMERAS[self.camera]
         if kind == "estimate" and state.invert.estimate is not None and self._target_is_current(state, path):

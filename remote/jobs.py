@@ -58,9 +58,8 @@ PREVIEW_EVERY_S = 2.0
 """An inversion's live reconstruction is rendered and sent at most this often."""
 MESH_LIMITS = {"resolution": (8, 1024), "chunk": (1024, 1 << 18), "num_views": (1, 9), "step": (1, 16),
                "dilate": (0, 8), "level": (-1e6, 1e6)}
-INVERSION_LIMITS = {"steps": (1, 100_000), "tune_steps": (0, 100_000), "search_steps": (1, 10_000),
-                    "refine_steps": (0, 10_000), "w_avg_samples": (2, 100_000), "starts": (0, 10_000),
-                    "seed": (0, 2**31 - 1), "camera_tries": (1, 64), "refine_moves": (0, 64)}
+INVERSION_LIMITS = {"steps": (1, 100_000), "tune_steps": (0, 100_000), "refine_steps": (0, 10_000),
+                    "w_avg_samples": (2, 100_000), "starts": (0, 10_000), "seed": (0, 2**31 - 1)}
 SEARCH_LIMITS = {"yaws": (1, 360), "latents": (0, 256), "coarse_resolution": (4, 512), "keep": (1, 64),
                  "fine_steps": (0, 10_000)}
 """Bounds of training.camera_estimate.CameraSearch's integer fields sent by clients."""

@@ -83,7 +83,6 @@ def main() -> None:
                    "-45,-25 from +25 are yaw -20 and 0")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--tune", type=int, default=100)
-    p.add_argument("--search-steps", type=int, default=30)
     p.add_argument("--starts", type=int, default=0, help="random starting latents besides the mean w")
     p.add_argument("--repeats", type=int, default=1,
                    help="runs per seed and setting, with random seeds 0..N-1 (the optimiser's draws)")
@@ -111,7 +110,7 @@ def main() -> None:
             for run, rep in ((run, rep) for run in names for rep in range(args.repeats)):
                 space = "w" if run == "w" else "w+"
                 opts = InversionOptions(steps=args.steps, space=space, tune_steps=args.tune if run == "w+pti" else 0,
-                                        search_steps=args.search_steps, starts=args.starts, seed=rep)
+                                        starts=args.starts, seed=rep)
                 inv = Inverter(G, target, opts, perceptual)
                 torch.manual_seed(rep)  # as `invert --seed`: a run's draws do not depend on the runs before it
                 t0 = time.perf_counter()

@@ -405,8 +405,8 @@ def section_invert(args) -> dict:
     from training.inversion import InversionOptions, Inverter, OrbitLabel
     from training.perceptual import DiscriminatorFeatures, load_discriminator
     model = ROOT / "assets" / "default_model.ckpt"
-    steps, tune, search, refine = (10, 2, 3, 3) if args.quick else (100, 30, 15, 50)
-    results: dict = {"seed": 2, "steps": steps, "tune": tune, "search_steps": search, "refine_steps": refine}
+    steps, tune, refine = (10, 2, 3) if args.quick else (100, 30, 25)
+    results: dict = {"seed": 2, "steps": steps, "tune": tune, "refine_steps": refine}
     runs = [(args.device, False), (args.device, True)] + ([("cpu", False)] if args.device != "cpu" else [])
     for device, estimate in runs:
         G = load_generator(model, device)
@@ -416,7 +416,7 @@ def section_invert(args) -> dict:
         with torch.no_grad():
             target = G.synthesis(ws_true, label)["image"].clamp(-1, 1)
         truth = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot).to(device)
-        opts = InversionOptions(steps=steps, space="w+", tune_steps=0 if estimate else tune, search_steps=search,
+        opts = InversionOptions(steps=steps, space="w+", tune_steps=0 if estimate else tune,
                                 refine_steps=refine)
         torch.manual_seed(0)
         t = time.monotonic()

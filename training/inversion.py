@@ -118,9 +118,6 @@ class InversionOptions:
     locality_alpha: float = 30.0
     anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
-    search_steps: int = 30
-    """Not used since the batched camera estimate replaced the candidate-view search (kept because the
-    Invert panel and clients of the server still send it)."""
     refine_steps: int = 25
     """With the camera estimated: steps of each fixed-camera W fit that scores a view in the fine search
     (0: the best coarse grid view as is); camera_search, when given, overrides it."""
