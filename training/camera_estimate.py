@@ -114,6 +114,14 @@ def _labels(G, views: list[tuple[float, float]], fov_deg: float, device) -> torc
                       for y, e in views]).to(device)
 
 
+def _bank(G, w_avg: torch.Tensor, fov_deg: float, search: CameraSearch, seed: int, device) -> torch.Tensor:
+    """The mean w and `search.latents` truncated random latents (kinds of object), [1 + N,1,w_dim]."""
+    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, device).expand(search.latents, -1))[:, :1]
+    return torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+
+
 def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, views: list[tuple[float, float]],
                  search: CameraSearch = CameraSearch(), seed: int = 0,
                  tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
@@ -121,10 +129,7 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
     scored by a short fixed-camera W fit from the bank latent that matches it best -> (yaw, elevation)."""
     lo, hi = search.elevation_range
     res = G.neural_rendering_resolution
-    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
-    with torch.no_grad():
-        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
-    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    bank = _bank(G, w_avg, fov_deg, search, seed, target.device)
     best_latent = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, views, fov_deg, target.device),
                                res, search.silhouette_weight).argmin(dim=0)
     scores: dict[tuple[float, float], float] = {}
@@ -158,10 +163,7 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
                     tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
     """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the best
     `keep` views of the coarse grid, then refine_views (fine_steps > 0)."""
-    z = torch.randn(search.latents, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(target.device)
-    with torch.no_grad():
-        w = G.mapping(z, _labels(G, [(0.0, 0.0)], fov_deg, target.device).expand(search.latents, -1))[:, :1]
-    bank = torch.cat([w_avg.reshape(1, 1, -1), w_avg + search.psi * (w - w_avg)])
+    bank = _bank(G, w_avg, fov_deg, search, seed, target.device)
     grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
     per_view = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, grid, fov_deg, target.device),
                             search.coarse_resolution, search.silhouette_weight).min(dim=0).values
