@@ -9,10 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * math.log10(255 ** 2 / max(mse, 1e-10))
+from scripts.bench_invert import psnr, render
+from training.camera_estimate import pitch_to_elevation
 
 
 def _tensor(img: np.ndarray) -> torch.Tensor:
@@ -31,22 +29,11 @@ def _perceptual(features, a: np.ndarray, b: np.ndarray) -> float:
         return float(feature_distance(fx, fy))
 
 
-def _render(G, ws: torch.Tensor, label: torch.Tensor) -> np.ndarray:
-    from core.imaging import to_uint8
-    with torch.no_grad():
-        return to_uint8(G.synthesis(ws, label.reshape(1, 25))["image"][0])
-
-
 def _studio(label: torch.Tensor) -> tuple[float, float]:
     """A label's studio yaw and pitch (radians)."""
     from training.inversion import OrbitLabel
     cam = OrbitLabel.from_label(label, (0.0, 0.0, 0.0))
     return cam.yaw.item(), cam.pitch.item()
-
-
-def _elevation(pitch: float) -> float:
-    """Studio pitch (radians) -> elevation above the horizon (degrees)."""
-    return math.degrees(math.asin(max(-1.0, min(1.0, -2 * pitch / math.pi))))
 
 
 def _wrap(deg: float) -> float:
@@ -60,15 +47,15 @@ def _score(ctx: tuple, G_out, ws: torch.Tensor, yaw: float, pitch: float, fov: f
     from training.inversion import OrbitLabel
     G, features, t, offsets, truth = ctx
     cam = OrbitLabel(yaw, pitch, fov, G.options.avg_camera_radius, G.options.avg_camera_pivot)
-    seen = _render(G_out, ws, cam().detach())
-    views = [_render(G_out, ws, cam(dy, dp).detach()) for dy, dp in offsets]
-    row = dict(name=t.name, in_psnr=_psnr(seen, t.input.image), in_lp=_perceptual(features, seen, t.input.image),
-               nv_psnr=float(np.mean([_psnr(v, n.image) for v, n in zip(views, t.novel)])),
+    seen = render(G_out, ws, cam().detach())
+    views = [render(G_out, ws, cam(dy, dp).detach()) for dy, dp in offsets]
+    row = dict(name=t.name, in_psnr=psnr(seen, t.input.image), in_lp=_perceptual(features, seen, t.input.image),
+               nv_psnr=float(np.mean([psnr(v, n.image) for v, n in zip(views, t.novel)])),
                nv_lp=float(np.mean([_perceptual(features, v, n.image) for v, n in zip(views, t.novel)])),
                seconds=seconds)
     if estimated:
         row.update(yaw_err=_wrap(math.degrees(yaw - truth[0])), pitch_err=math.degrees(pitch - truth[1]),
-                   elev=_elevation(pitch), elev_true=t.input.elevation)
+                   elev=pitch_to_elevation(pitch), elev_true=t.input.elevation)
     return row
 
 
