@@ -43,7 +43,8 @@ def G():
 def quick_search():
     """A camera estimate of few views and steps for the test model."""
     from training.camera_estimate import CameraSearch
-    return CameraSearch(yaws=4, elevations=(10.0,), latents=2, keep=1, spacings=(8.0,), moves=2, fine_steps=2)
+    return CameraSearch(yaws=4, elevations=(10.0,), latents=2, candidates=1, keep=1, spacings=(8.0,), moves=2,
+                        fine_steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,11 @@ class CameraSearch:
     """Random latents (besides the mean w) rendered at every grid view: the object kinds to match."""
     psi: float = 0.7
     coarse_resolution: int = 16
+    candidates: int = 8
+    """Best coarse views scored by a fixed-camera fit before the pattern search (the grid's scores, with no
+    fit, often rank the true view a few places down)."""
     keep: int = 2
-    """Coarse views passed on to the fine search, and views whose neighbours it scores at each round."""
+    """Views whose neighbours the pattern search scores at each round."""
     spacings: tuple[float, ...] = (8.0, 4.0, 2.0)
     """Pattern search spacings (degrees, yaw and elevation)."""
     moves: int = 1
@@ -162,14 +165,14 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
                     search: CameraSearch = CameraSearch(), seed: int = 0,
                     tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
     """The (yaw, pitch) in the studio's radians whose view best explains `target` [1,3,R,R]: the best
-    `keep` views of the coarse grid, then refine_views (fine_steps > 0)."""
+    `candidates` views of the coarse grid, then refine_views (fine_steps > 0)."""
     bank = _bank(G, w_avg, fov_deg, search, seed, target.device)
     grid = [(math.radians(360.0 * k / search.yaws), e) for k in range(search.yaws) for e in search.elevations]
     per_view = _bank_scores(G, target, bank.expand(-1, G.num_ws, -1), _labels(G, grid, fov_deg, target.device),
                             search.coarse_resolution, search.silhouette_weight).min(dim=0).values
     if tick is not None:
         tick("camera grid", len(grid), float(per_view.min()))
-    views = [grid[i] for i in per_view.argsort().tolist()[:search.keep]]
+    views = [grid[i] for i in per_view.argsort().tolist()[:search.candidates]]
     yaw, elev = views[0] if search.fine_steps <= 0 else refine_views(G, target, w_avg, fov_deg, views, search,
                                                                       seed, tick)
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)
