@@ -66,6 +66,7 @@ class InvertPanel(Panel):
         self.camera_search = None
         """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
         self.steps, self.space, self.tune_steps, self.refine_steps = 300, 0, 0, 25
+        self.symmetry = 1.0
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
         self.target_tex, self.preview_tex, self.view_tex = Texture(), Texture(), Texture()
@@ -244,6 +245,10 @@ class InvertPanel(Panel):
         _, self.tune_steps = imgui.drag_int("tune steps", self.tune_steps, 1.0, 0, 100_000, "%d", CLAMP)
         help_marker("Pivotal tuning (PTI) after the projection: fine-tunes the generator's weights around the "
                     "inverted latent (0 = none). The tuned weights can be saved as a checkpoint.")
+        _, self.symmetry = imgui.drag_float("mirror prior", self.symmetry, 0.05, 0.0, 1000.0, "%.2f", CLAMP)
+        help_marker("For objects symmetric about the model's x=0 plane (faces, the default model's toys): from "
+                    "the mirrored camera the silhouette must be the image's, flipped; this weighs that in "
+                    "projection and tuning and shapes the unseen side better (0 = off, for asymmetric objects).")
         loss = state.invert.loss_name or "known once an image is opened (discriminator features if the " \
                                          "checkpoint stores a discriminator, else pixels only)"
         imgui.text_wrapped(f"loss: {loss}")
@@ -350,8 +355,9 @@ class InvertPanel(Panel):
             self.open_image(state, path)   # show what is inverted
         steps, tune = max(int(self.steps), 1), max(int(self.tune_steps), 0)
         self.steps, self.tune_steps = steps, tune
+        self.symmetry = max(float(self.symmetry), 0.0)
         options = InversionOptions(steps=steps, space=SPACES[self.space], tune_steps=tune,
-                                   refine_steps=max(int(self.refine_steps), 0))
+                                   refine_steps=max(int(self.refine_steps), 0), symmetry_weight=self.symmetry)
         kind = INVERT_CAMERAS[self.camera]
         if kind == "estimate" and state.invert.estimate is not None and self._target_is_current(state, path):
             self._take_estimate(state)

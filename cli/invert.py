@@ -16,11 +16,11 @@ composited on the model's background. A casual photo of an object on a plain bac
 (the backdrop becomes the model's background, the object is centred and scaled to the training framing).
 --yaw/--pitch mean what they mean for `render` (degrees from
 the frontal camera, pitch > 0 lower); --camera takes a 25-number label (JSON list, .npy, or
-dataset.json:FILENAME); with neither, yaw and pitch are estimated (BENCHMARKS.md: minutes on a 2-core
-CPU, not yet reliable on images the model never made): a bank of random latents rendered at a grid of
-views inside the model's training camera range (raw images at 16x16, colour plus a silhouette cue: the
-model's opacity against the image's non-background pixels), then a pattern search around the best views,
-each view scored by a short W fit with the camera held fixed, many views in one batch.
+dataset.json:FILENAME); with neither, yaw and pitch are estimated (BENCHMARKS.md: about a minute on a
+2-core CPU; on a symmetric object a symmetric equivalent of the view): a bank of random latents rendered
+at a grid of views inside the model's training camera range (raw images at 16x16, colour plus a
+silhouette cue: the model's opacity against the image's non-background pixels), the best 8 scored by a
+short W fit with the camera held fixed, then a pattern search around the best, many views in one batch.
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 
@@ -43,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pivotal tuning steps after projection (default 0 = none; 100 recommended with --space w+: "
                         "all synthesis weights at rate 3e-3 ramped down over the last 30%%, locality weight 0.02, "
                         "unseen-view anchor weight 0.2; a few seconds a step on a CPU); writes tuned.ckpt")
+    p.add_argument("--symmetry", type=float_in(0, 1000), metavar="WEIGHT",
+                   help="mirror prior: the object is symmetric about the model's x=0 plane (faces, the default "
+                        "model's toys), so from the mirrored camera its silhouette is the image's, flipped; "
+                        "its weight in projection and tuning (default 1; 0 for asymmetric objects or models)")
     p.add_argument("--starts", type=int_in(0, 10000), default=0,
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         label = frontal_label(G.options, args.fov, device, yaw=math.radians(args.yaw or 0.0),
                               pitch=math.radians(args.pitch or 0.0))[0]
     opts = InversionOptions(steps=args.steps, space=args.space, tune_steps=args.tune,
-                            refine_steps=args.refine_steps, starts=args.starts, seed=args.seed)
+                            refine_steps=args.refine_steps, starts=args.starts, seed=args.seed,
+                            **({} if args.symmetry is None else {"symmetry_weight": args.symmetry}))
     progress = TqdmProgress("invert", unit="step")
     try:
         inverted = invert_image(G, target, opts, label, perceptual, progress, network=args.network,

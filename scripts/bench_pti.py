@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 FIELDS = {"tune_lr": float, "tune_params": str, "tune_rampdown": float, "tune_reg_every": int, "locality_weight": float,
-          "anchor_weight": float, "density_weight": float, "perceptual_weight": float, "steps": int}
+          "anchor_weight": float, "symmetry_weight": float, "density_weight": float, "perceptual_weight": float,
+          "steps": int}
 
 
 def parse_setting(text: str) -> dict:
@@ -35,14 +36,17 @@ def parse_setting(text: str) -> dict:
     return out
 
 
-def pivot(G, target, features, steps: int, seed: int, cache: Path) -> tuple[torch.Tensor, dict, float]:
-    """The W+ pivot (ws, noise maps, seconds) of one held-out target, camera given; cached on disk."""
+def pivot(G, target, features, steps: int, seed: int, cache: Path, symmetry: float = 0.0
+          ) -> tuple[torch.Tensor, dict, float]:
+    """The W+ pivot (ws, noise maps, seconds) of one held-out target, camera given, with the mirror prior at
+    weight `symmetry`; cached on disk."""
     from training.inversion import InversionOptions, Inverter
-    path = cache / f"{target.name}_wplus{steps}_seed{seed}.pt"
+    path = cache / f"{target.name}_wplus{steps}_seed{seed}{f'_sym{symmetry:g}' if symmetry else ''}.pt"
     if path.exists():
         saved = torch.load(path)
         return saved["ws"], saved["noise"], saved["seconds"]
-    inv = Inverter(G, target.input.tensor(), InversionOptions(steps=steps, space="w+", seed=seed), features)
+    opts = InversionOptions(steps=steps, space="w+", seed=seed, symmetry_weight=symmetry)
+    inv = Inverter(G, target.input.tensor(), opts, features)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     res = inv.run(target.input.label)
@@ -61,22 +65,28 @@ def tune_and_score(inv, ws: torch.Tensor, ctx: tuple, fov: float, report: list[i
     G, _, t, _, (yaw, pitch) = ctx
     scores: list[tuple[int, dict]] = []
     scoring, t0 = [0.0], time.perf_counter()
+    last = inv.opts.tune_steps
 
-    def on_step(ws_: torch.Tensor, label: torch.Tensor, tuned: torch.nn.Module) -> None:
-        done = 1 + sum(1 for h in inv.history if h[0] == "tune")  # called before the step's tick
-        if done not in report:
-            return
+    def score(done: int, tuned: torch.nn.Module) -> None:
         s0 = time.perf_counter()
         secs = s0 - t0 - scoring[0]
-        row = _score(ctx, tuned, ws_, yaw, pitch, fov, secs, False)
+        row = _score(ctx, tuned, ws, yaw, pitch, fov, secs, False)
         row["per_step"] = secs / done
         scores.append((done, row))
         scoring[0] += time.perf_counter() - s0
 
+    def on_step(ws_: torch.Tensor, label: torch.Tensor, tuned: torch.nn.Module) -> None:
+        done = 1 + sum(1 for h in inv.history if h[0] == "tune")  # called before the step's tick
+        if done in report and done != last:  # the last: what tune() returns (its best weights), below
+            score(done, tuned)
+
     inv.on_best = on_step
     torch.manual_seed(inv.opts.seed)
     cam = OrbitLabel.from_label(t.input.label, G.options.avg_camera_pivot).to(inv.device)
-    inv.tune(ws, cam, t.input.label.reshape(1, 25).to(inv.device), copy.deepcopy(inv.G))
+    tuned = copy.deepcopy(inv.G)
+    inv.tune(ws, cam, t.input.label.reshape(1, 25).to(inv.device), tuned)
+    if last in report:
+        score(last, tuned)
     return scores
 
 
@@ -91,6 +101,7 @@ def main() -> None:
     p.add_argument("--network", default="assets/default_model.ckpt")
     p.add_argument("--objects", default="car02,chair00,tree04,lamp03", help="names, or a count of the first N")
     p.add_argument("--pivot", type=int, default=100, help="W+ projection steps of the pivot")
+    p.add_argument("--pivot-symmetry", type=float, default=0.0, help="the pivot's mirror prior weight")
     p.add_argument("--setting", action="append", default=[], help="key=value,... (repeatable)")
     p.add_argument("--report", default="10,30,60", help="score after these tuning steps")
     p.add_argument("--cache", default="/tmp/pti_pivots")
@@ -111,7 +122,7 @@ def main() -> None:
         offsets = [(a - yaw, b - pitch) for a, b in (_studio(v.label) for v in t.novel)]
         ctx = (G, features, t, offsets, (yaw, pitch))
         fov = OrbitLabel.from_label(t.input.label, (0, 0, 0)).fov_deg
-        ws, noise, pivot_secs = pivot(G, t, features, args.pivot, args.seed, Path(args.cache))
+        ws, noise, pivot_secs = pivot(G, t, features, args.pivot, args.seed, Path(args.cache), args.pivot_symmetry)
         for s in settings:
             tune = {k: v for k, v in s.items() if k != "steps"}
             steps = s.get("steps", max(report))
@@ -130,7 +141,8 @@ def main() -> None:
                 print(f"{t.name:10s} {name} @{steps_done}: input {row['in_psnr']:.2f} novel {row['nv_psnr']:.2f} dB "
                       f"(pivot {base['in_psnr']:.2f}/{base['nv_psnr']:.2f})  {row['seconds']:.0f} s, "
                       f"{row['per_step']:.2f} s/step", flush=True)
-    print(f"\n{len(targets)} objects ({', '.join(t.name for t in targets)}), W+ pivot of {args.pivot} steps")
+    print(f"\n{len(targets)} objects ({', '.join(t.name for t in targets)}), W+ pivot of {args.pivot} steps, "
+          f"mirror prior {args.pivot_symmetry:g}")
     print("| setting | tuning steps | input PSNR (dB) | novel PSNR (dB) | novel − pivot (min over objects) "
           "| input ≥ 30 dB | tuning s/step |")
     print("|---|---|---|---|---|---|---|")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.progress import Cancelled, Progress
-from training.camera_estimate import CameraSearch, estimate_camera
+from training.camera_estimate import CameraSearch, estimate_camera, foreground_mask
 from training.orbit_label import OrbitLabel
 from training.perceptual import feature_distance
 
@@ -118,6 +118,9 @@ class InversionOptions:
     locality_alpha: float = 30.0
     anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
+    symmetry_weight: float = 0.0
+    """Weight of the mirror prior in projection and tuning: an object symmetric about the model's x=0 plane
+    (faces, the toys) seen from the mirrored camera shows the target's silhouette flipped left to right."""
     refine_steps: int = 25
     """With the camera estimated: steps of each fixed-camera W fit that scores a view in the fine search
     (0: the best coarse grid view as is); camera_search, when given, overrides it."""
@@ -138,6 +141,8 @@ class InversionOptions:
             raise ValueError(f"tune_reg_every must be at least 1, not {self.tune_reg_every}")
         if not 0.0 <= self.tune_rampdown <= 1.0:
             raise ValueError(f"tune_rampdown must be within 0..1, not {self.tune_rampdown}")
+        if not self.symmetry_weight >= 0.0:
+            raise ValueError(f"symmetry_weight must be 0 or more, not {self.symmetry_weight}")
 
 
 @dataclass
@@ -220,6 +225,26 @@ class Inverter:
         planes = G.planes(ws)
         return planes, G.render_planes(planes, ws, c, superresolution=sr)
 
+    def _mirror(self, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The mirror prior's camera (label [1,25] mirrored in x=0) and silhouette (the target's foreground
+        flipped left to right, at the neural rendering resolution); None when its weight is 0."""
+        if self.opts.symmetry_weight <= 0:
+            return None
+        mirrored = label.reshape(25).clone()  # cam2world D M D with D = diag(-1,1,1,1), principal point 1 - cx
+        flip = torch.tensor([-1.0, 1.0, 1.0, 1.0], device=label.device)
+        mirrored[:16] = (flip[:, None] * mirrored[:16].reshape(4, 4) * flip[None]).reshape(16)
+        mirrored[18] = 1 - mirrored[18]
+        mirrored = mirrored[None].to(self.device)
+        white = bool(self.G.rendering_kwargs.get("white_back", True))
+        return mirrored, foreground_mask(self.target_raw, white).flip(-1)
+
+    def _mirror_loss(self, G, planes: torch.Tensor, ws: torch.Tensor, mirror: tuple | None) -> torch.Tensor | float:
+        """symmetry_weight x L1 between the model's opacity at the mirrored camera and the flipped silhouette."""
+        if mirror is None:
+            return 0.0
+        opacity = G.render_planes(planes, ws, mirror[0], superresolution=False)["image_opacity"]
+        return self.opts.symmetry_weight * (opacity - mirror[1]).abs().mean()
+
     def _start_w(self, w_avg: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """[1,1,w_dim]: the best of the mean w and `starts` truncated random latents by the image objective."""
         if self.opts.starts <= 0:
@@ -257,6 +282,7 @@ class Inverter:
             n.requires_grad_(True)
         w = self._start_w(w_avg, label).clone().requires_grad_(True)
         w_steps = opts.steps if opts.space == "w" else opts.steps // 2
+        mirror = self._mirror(label)
         opt = torch.optim.Adam([{"params": [w] + noises, "lr": opts.lr}], betas=(0.9, 0.999))
         ws_plus = None
         try:
@@ -280,6 +306,7 @@ class Inverter:
                 fit = self._objective(out)
                 loss = fit + opts.noise_weight * noise_penalty(noises)
                 loss = loss + opts.density_weight * density_smoothness(G, planes)
+                loss = loss + self._mirror_loss(G, planes, ws, mirror)
                 if ws_plus is not None:
                     spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
                     loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
@@ -309,7 +336,8 @@ class Inverter:
                 if name.startswith(prefixes) and not name.endswith("noise_strength")]
 
     def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
-        """PTI: fine-tune `tuned` (a copy of G) in place around the pivot."""
+        """PTI: fine-tune `tuned` (a copy of G) in place around the pivot; it ends with the weights that fit
+        the target best (the image objective can rise again in the last steps of a steep rate)."""
         opts, G = self.opts, self.G
         params = self.tuned_parameters(tuned, opts.tune_params)
         for p in params:
@@ -328,6 +356,8 @@ class Inverter:
         o = G.options
         depth_range = o.ray_end - o.ray_start if isinstance(o.ray_start, (int, float)) else o.avg_camera_radius
         w_p = ws_pivot[:, :1]
+        mirror = self._mirror(label) if geometry else None
+        best_fit, best = math.inf, None
         for step in range(opts.tune_steps):
             if opts.tune_rampdown > 0:
                 opt.param_groups[0]["lr"] = opts.tune_lr * _lr_ramp(step / opts.tune_steps, 0.0, opts.tune_rampdown)
@@ -336,6 +366,8 @@ class Inverter:
             else:
                 planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
             fit = self._objective(out)
+            if fit.item() < best_fit:  # the weights before this step's update
+                best_fit, best = fit.item(), [p.detach().clone() for p in params]
             loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
             lazy = opts.tune_reg_every  # lazy regularisation: every k-th step at k times the weight
             if step % lazy == 0:
@@ -359,6 +391,7 @@ class Inverter:
                     local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
                                                      self.perceptual(ref["image"], ref["image_raw"])).sum()
                 loss = loss + lazy * opts.locality_weight * local
+            loss = loss + self._mirror_loss(tuned, planes, ws_pivot, mirror)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -366,6 +399,10 @@ class Inverter:
                 self.on_best(ws_pivot, label, tuned)
             self._tick("tune", step, fit.item())
         tuned.requires_grad_(False)
+        with torch.no_grad():
+            if best is not None and self._objective(self._render(tuned, ws_pivot, label)[1]).item() > best_fit:
+                for p, b in zip(params, best):
+                    p.copy_(b)
 
     # ---- everything --------------------------------------------------------------------------------
     def run(self, label: torch.Tensor | None = None, fov_deg: float | None = None) -> InversionResult:
