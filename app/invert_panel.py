@@ -247,8 +247,8 @@ class InvertPanel(Panel):
                     "inverted latent (0 = none). The tuned weights can be saved as a checkpoint.")
         _, self.symmetry = imgui.drag_float("mirror prior", self.symmetry, 0.05, 0.0, 1000.0, "%.2f", CLAMP)
         help_marker("For objects symmetric about the model's x=0 plane (faces, the default model's toys): from "
-                    "the mirrored camera the silhouette must be the image's, flipped; this weighs that in "
-                    "projection and tuning and shapes the unseen side better (0 = off, for asymmetric objects).")
+                    "the mirrored camera the silhouette must be the image's, flipped; pivotal tuning weighs that "
+                    "and shapes the unseen side better (0 = off, for asymmetric objects).")
         loss = state.invert.loss_name or "known once an image is opened (discriminator features if the " \
                                          "checkpoint stores a discriminator, else pixels only)"
         imgui.text_wrapped(f"loss: {loss}")

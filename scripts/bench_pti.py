@@ -36,17 +36,14 @@ def parse_setting(text: str) -> dict:
     return out
 
 
-def pivot(G, target, features, steps: int, seed: int, cache: Path, symmetry: float = 0.0
-          ) -> tuple[torch.Tensor, dict, float]:
-    """The W+ pivot (ws, noise maps, seconds) of one held-out target, camera given, with the mirror prior at
-    weight `symmetry`; cached on disk."""
+def pivot(G, target, features, steps: int, seed: int, cache: Path) -> tuple[torch.Tensor, dict, float]:
+    """The W+ pivot (ws, noise maps, seconds) of one held-out target, camera given; cached on disk."""
     from training.inversion import InversionOptions, Inverter
-    path = cache / f"{target.name}_wplus{steps}_seed{seed}{f'_sym{symmetry:g}' if symmetry else ''}.pt"
+    path = cache / f"{target.name}_wplus{steps}_seed{seed}.pt"
     if path.exists():
         saved = torch.load(path)
         return saved["ws"], saved["noise"], saved["seconds"]
-    opts = InversionOptions(steps=steps, space="w+", seed=seed, symmetry_weight=symmetry)
-    inv = Inverter(G, target.input.tensor(), opts, features)
+    inv = Inverter(G, target.input.tensor(), InversionOptions(steps=steps, space="w+", seed=seed), features)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     res = inv.run(target.input.label)
@@ -101,7 +98,6 @@ def main() -> None:
     p.add_argument("--network", default="assets/default_model.ckpt")
     p.add_argument("--objects", default="car02,chair00,tree04,lamp03", help="names, or a count of the first N")
     p.add_argument("--pivot", type=int, default=100, help="W+ projection steps of the pivot")
-    p.add_argument("--pivot-symmetry", type=float, default=0.0, help="the pivot's mirror prior weight")
     p.add_argument("--setting", action="append", default=[], help="key=value,... (repeatable)")
     p.add_argument("--report", default="10,30,60", help="score after these tuning steps")
     p.add_argument("--cache", default="/tmp/pti_pivots")
@@ -122,7 +118,7 @@ def main() -> None:
         offsets = [(a - yaw, b - pitch) for a, b in (_studio(v.label) for v in t.novel)]
         ctx = (G, features, t, offsets, (yaw, pitch))
         fov = OrbitLabel.from_label(t.input.label, (0, 0, 0)).fov_deg
-        ws, noise, pivot_secs = pivot(G, t, features, args.pivot, args.seed, Path(args.cache), args.pivot_symmetry)
+        ws, noise, pivot_secs = pivot(G, t, features, args.pivot, args.seed, Path(args.cache))
         for s in settings:
             tune = {k: v for k, v in s.items() if k != "steps"}
             steps = s.get("steps", max(report))
@@ -141,8 +137,7 @@ def main() -> None:
                 print(f"{t.name:10s} {name} @{steps_done}: input {row['in_psnr']:.2f} novel {row['nv_psnr']:.2f} dB "
                       f"(pivot {base['in_psnr']:.2f}/{base['nv_psnr']:.2f})  {row['seconds']:.0f} s, "
                       f"{row['per_step']:.2f} s/step", flush=True)
-    print(f"\n{len(targets)} objects ({', '.join(t.name for t in targets)}), W+ pivot of {args.pivot} steps, "
-          f"mirror prior {args.pivot_symmetry:g}")
+    print(f"\n{len(targets)} objects ({', '.join(t.name for t in targets)}), W+ pivot of {args.pivot} steps")
     print("| setting | tuning steps | input PSNR (dB) | novel PSNR (dB) | novel − pivot (min over objects) "
           "| input ≥ 30 dB | tuning s/step |")
     print("|---|---|---|---|---|---|---|")

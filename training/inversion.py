@@ -118,9 +118,9 @@ class InversionOptions:
     locality_alpha: float = 30.0
     anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
-    symmetry_weight: float = 0.0
-    """Weight of the mirror prior in projection and tuning: an object symmetric about the model's x=0 plane
-    (faces, the toys) seen from the mirrored camera shows the target's silhouette flipped left to right."""
+    symmetry_weight: float = 1.0
+    """Weight of the mirror prior during tuning: an object symmetric about the model's x=0 plane (faces, the
+    toys) seen from the mirrored camera shows the target's silhouette flipped left to right (0 = off)."""
     refine_steps: int = 25
     """With the camera estimated: steps of each fixed-camera W fit that scores a view in the fine search
     (0: the best coarse grid view as is); camera_search, when given, overrides it."""
@@ -282,7 +282,6 @@ class Inverter:
             n.requires_grad_(True)
         w = self._start_w(w_avg, label).clone().requires_grad_(True)
         w_steps = opts.steps if opts.space == "w" else opts.steps // 2
-        mirror = self._mirror(label)
         opt = torch.optim.Adam([{"params": [w] + noises, "lr": opts.lr}], betas=(0.9, 0.999))
         ws_plus = None
         try:
@@ -306,7 +305,6 @@ class Inverter:
                 fit = self._objective(out)
                 loss = fit + opts.noise_weight * noise_penalty(noises)
                 loss = loss + opts.density_weight * density_smoothness(G, planes)
-                loss = loss + self._mirror_loss(G, planes, ws, mirror)
                 if ws_plus is not None:
                     spread = (ws_plus - ws_plus.mean(dim=1, keepdim=True)).square().mean()
                     loss = loss + opts.wplus_weight * spread / (w_std ** 2 / G.w_dim)
