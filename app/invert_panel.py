@@ -66,7 +66,7 @@ class InvertPanel(Panel):
         self.camera_search = None
         """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
         self.steps, self.space, self.tune_steps, self.refine_steps = 300, 0, 0, 25
-        self.symmetry = 1.0
+        self.symmetry = 0.5
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
         self.target_tex, self.preview_tex, self.view_tex = Texture(), Texture(), Texture()

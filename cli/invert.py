@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symmetry", type=float_in(0, 1000), metavar="WEIGHT",
                    help="mirror prior: the object is symmetric about the model's x=0 plane (faces, the default "
                         "model's toys), so from the mirrored camera its silhouette is the image's, flipped; "
-                        "its weight in tuning (default 1; 0 for asymmetric objects or models)")
+                        "its weight in tuning (default 0.5; 0 for asymmetric objects or models)")
     p.add_argument("--starts", type=int_in(0, 10000), default=0,
                    help="random latents tried besides the mean w when the camera is given; projection starts "
                         "from the one that best matches the image (default 0 = the mean w; try 16 when the "

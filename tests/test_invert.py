@@ -260,26 +260,28 @@ def test_mirror_prior_camera_sees_the_flipped_silhouette(G):
 
 
 def test_mirror_prior_shapes_the_unseen_side_of_a_toy_the_model_never_made():
-    """Issue #28, camera given, the default model: with the mirror prior a held-out chair (images from the
-    dataset's tracer) is reconstructed better at the views the inversion did not see."""
+    """Issue #28, camera given, the default model: with the mirror prior at its default weight a held-out lamp
+    seen from below (images from the dataset's tracer) is reconstructed better at the views the inversion
+    did not see (lamp03: +1.3 dB here; all 12 held-out toys: BENCHMARKS.md)."""
     from core.checkpoint import load_generator
     from training.heldout_toys import heldout_toys
     from training.inversion import InversionOptions, Inverter
     from training.perceptual import DiscriminatorFeatures, load_discriminator
     model = ROOT / "assets" / "default_model.ckpt"
     G = load_generator(model, "cpu")
-    toy = heldout_toys(1, G.img_resolution, first=0)[0]  # chair00
+    toy = heldout_toys(1, G.img_resolution, first=3)[0]  # lamp03
     features = DiscriminatorFeatures(load_discriminator(model))
     novel = {}
-    for weight in (0.0, 1.0):
+    for weight in (0.0, InversionOptions.symmetry_weight):
         torch.manual_seed(0)
         opts = InversionOptions(steps=40, tune_steps=30, symmetry_weight=weight)
         res = Inverter(G, toy.input.tensor(), opts, features).run(toy.input.label)
         with torch.no_grad():
             novel[weight] = float(np.mean([_psnr(res.G.synthesis(res.ws, v.label[None])["image"], v.tensor())
                                            for v in toy.novel]))
-    print(f"chair00 novel views: {novel[0.0]:.2f} dB without the mirror prior, {novel[1.0]:.2f} dB with it")
-    assert novel[1.0] >= novel[0.0] + 0.3, novel
+    without, with_prior = novel.values()
+    print(f"lamp03 novel views: {without:.2f} dB without the mirror prior, {with_prior:.2f} dB with it")
+    assert with_prior >= without + 0.5, novel
 
 
 def test_cancel_keeps_the_best_result_so_far(G, seed_target):

@@ -118,7 +118,7 @@ class InversionOptions:
     locality_alpha: float = 30.0
     anchor_weight: float = 0.2
     """Weight of the depth/opacity anchor at unseen views during tuning."""
-    symmetry_weight: float = 1.0
+    symmetry_weight: float = 0.5
     """Weight of the mirror prior during tuning: an object symmetric about the model's x=0 plane (faces, the
     toys) seen from the mirrored camera shows the target's silhouette flipped left to right (0 = off)."""
     refine_steps: int = 25
