@@ -6,7 +6,7 @@ import argparse
 HELP = "Invert one image into the generator: its latent (W or W+), camera, and optionally tuned weights (PTI)."
 EXAMPLES = """examples:
   python main.py invert photo.png --network model.ckpt --yaw 25 --out inv
-  python main.py invert photo.png --network model.ckpt --out inv --space w+ --tune 100
+  python main.py invert photo.png --network model.ckpt --out inv --space w+ --tune 150
   python main.py invert img00000042.png --network ffhq512-128.pkl --camera data/dataset.json:img00000042.png --out inv
   python main.py render model.ckpt --latent inv/latent.npz --views 5 --out views
   python main.py mesh inv/tuned.ckpt --latent inv/latent.npz --out mesh
@@ -40,9 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", choices=("w", "w+"), default="w",
                    help="w: one w for all layers (default); w+: W first, then one w per layer")
     p.add_argument("--tune", type=int_in(0, 100000), default=0, metavar="STEPS",
-                   help="pivotal tuning steps after projection (default 0 = none; 100 recommended with --space w+: "
+                   help="pivotal tuning steps after projection (default 0 = none; 150 recommended with --space w+: "
                         "all synthesis weights at rate 3e-3 ramped down over the last 30%%, locality weight 0.02, "
-                        "unseen-view anchor weight 0.2; a few seconds a step on a CPU); writes tuned.ckpt")
+                        "unseen-view anchor weight 0.2, the weights that fit best kept; about half a second a step "
+                        "for the default model on a CPU core); writes tuned.ckpt")
     p.add_argument("--symmetry", type=float_in(0, 1000), metavar="WEIGHT",
                    help="mirror prior: the object is symmetric about the model's x=0 plane (faces, the default "
                         "model's toys), so from the mirrored camera its silhouette is the image's, flipped; "
