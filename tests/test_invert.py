@@ -62,7 +62,7 @@ def inverted(tmp_path_factory, seed_target):
     from core.imaging import save_png, to_uint8
     d = tmp_path_factory.mktemp("inv")
     save_png(d / "target.png", to_uint8(seed_target[1][0]))
-    r = _main("invert", d / "target.png", "--network", MODEL, "--yaw", 25, "--steps", 12, "--tune", 2,
+    r = _main("invert", d / "target.png", "--network", MODEL, "--yaw", 25, "--steps", 12, "--tune", 5,
               "--out", d / "out", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "loss: multi-scale pixel MSE only (the checkpoint has no discriminator" in r.stdout
@@ -328,7 +328,7 @@ def test_latent_round_trips_through_render_mesh_video(G, inverted, tmp_path):
     latent = load_latent(out / "latent.npz")
     assert latent.ws.shape == (1, G.num_ws, G.w_dim) and latent.ws.dtype == torch.float32
     assert torch.allclose(latent.camera, _label(G, 25)[0]) and latent.settings["camera"] == "given"
-    assert latent.settings["steps"] == 12 and latent.settings["tune"] == 2 and latent.noise
+    assert latent.settings["steps"] == 12 and latent.settings["tune"] == 5 and latent.noise
     # render --latent at the fitted camera reproduces compare.png's reconstruction tile exactly
     r = _main("render", out / "tuned.ckpt", "--latent", out / "latent.npz", "--yaw", 25, "--out", tmp_path / "r",
               "--device", "cpu")

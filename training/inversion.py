@@ -12,9 +12,12 @@ images at w_r = w_p + alpha (w_z - w_p)/|w_z - w_p| must not change, so other la
 
 3D additions: a density-smoothness term (EG3D's density regulariser) keeps the optimised geometry
 free of floaters; during tuning the pivot's depth and opacity at unseen views are anchored to those
-of the untuned generator, so fitting the one view does not reshape what it does not show. Without a
-camera, training.camera_estimate finds the view (a coarse grid of views rendered from a bank of latents,
-then short W fits with the camera held fixed) and the projection runs at that view.
+of the untuned generator, so fitting the one view does not reshape what it does not show, and a mirror
+prior asks for the target's silhouette, flipped, from the camera mirrored in the model's x=0 plane (the
+plane of symmetry of faces and of the toys; 3D GAN inversion with a symmetry prior, Yin et al. 2023, uses
+the mirrored image likewise). Without a camera, training.camera_estimate finds the view (a coarse grid of
+views rendered from a bank of latents, then short W fits with the camera held fixed) and the projection
+runs at that view.
 """
 from __future__ import annotations
 
@@ -238,13 +241,6 @@ class Inverter:
         white = bool(self.G.rendering_kwargs.get("white_back", True))
         return mirrored, foreground_mask(self.target_raw, white).flip(-1)
 
-    def _mirror_loss(self, G, planes: torch.Tensor, ws: torch.Tensor, mirror: tuple | None) -> torch.Tensor | float:
-        """symmetry_weight x L1 between the model's opacity at the mirrored camera and the flipped silhouette."""
-        if mirror is None:
-            return 0.0
-        opacity = G.render_planes(planes, ws, mirror[0], superresolution=False)["image_opacity"]
-        return self.opts.symmetry_weight * (opacity - mirror[1]).abs().mean()
-
     def _start_w(self, w_avg: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """[1,1,w_dim]: the best of the mean w and `starts` truncated random latents by the image objective."""
         if self.opts.starts <= 0:
@@ -334,8 +330,8 @@ class Inverter:
                 if name.startswith(prefixes) and not name.endswith("noise_strength")]
 
     def tune(self, ws_pivot: torch.Tensor, cam: OrbitLabel, label: torch.Tensor, tuned: nn.Module) -> None:
-        """PTI: fine-tune `tuned` (a copy of G) in place around the pivot; it ends with the weights that fit
-        the target best (the image objective can rise again in the last steps of a steep rate)."""
+        """PTI: fine-tune `tuned` (a copy of G) in place around the pivot; it ends, also when stopped, with the
+        weights that fit the target best (the image objective can rise again in the last steps)."""
         opts, G = self.opts, self.G
         params = self.tuned_parameters(tuned, opts.tune_params)
         for p in params:
@@ -356,51 +352,56 @@ class Inverter:
         w_p = ws_pivot[:, :1]
         mirror = self._mirror(label) if geometry else None
         best_fit, best = math.inf, None
-        for step in range(opts.tune_steps):
-            if opts.tune_rampdown > 0:
-                opt.param_groups[0]["lr"] = opts.tune_lr * _lr_ramp(step / opts.tune_steps, 0.0, opts.tune_rampdown)
-            if fixed_planes is None:
-                planes, out = self._render(tuned, ws_pivot, label)
-            else:
-                planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
-            fit = self._objective(out)
-            if fit.item() < best_fit:  # the weights before this step's update
-                best_fit, best = fit.item(), [p.detach().clone() for p in params]
-            loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
-            lazy = opts.tune_reg_every  # lazy regularisation: every k-th step at k times the weight
-            if step % lazy == 0:
-                for c, ref in zip(anchor_labels if geometry else [], anchor_out):
-                    a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
-                    loss = loss + lazy * opts.anchor_weight / len(anchors) * (
-                        (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
-                        + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
-                # locality regulariser (PTI §3.3): a latent towards a random w must render as before
-                z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
-                with torch.no_grad():
-                    w_z = G.mapping(z, label)[:, :1]
-                    d = w_z - w_p
-                    w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
-                    yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
-                    c_r = cam(yaw, 0.0).detach()
-                    ref = G.synthesis(w_r, c_r)
-                got = tuned.synthesis(w_r, c_r)
-                local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
-                if self.perceptual is not None:
-                    local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
-                                                     self.perceptual(ref["image"], ref["image_raw"])).sum()
-                loss = loss + lazy * opts.locality_weight * local
-            loss = loss + self._mirror_loss(tuned, planes, ws_pivot, mirror)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if self.on_best is not None:
-                self.on_best(ws_pivot, label, tuned)
-            self._tick("tune", step, fit.item())
-        tuned.requires_grad_(False)
-        with torch.no_grad():
-            if best is not None and self._objective(self._render(tuned, ws_pivot, label)[1]).item() > best_fit:
-                for p, b in zip(params, best):
-                    p.copy_(b)
+        try:
+            for step in range(opts.tune_steps):
+                if opts.tune_rampdown > 0:
+                    opt.param_groups[0]["lr"] = opts.tune_lr * _lr_ramp(step / opts.tune_steps, 0.0,
+                                                                         opts.tune_rampdown)
+                if fixed_planes is None:
+                    planes, out = self._render(tuned, ws_pivot, label)
+                else:
+                    planes, out = fixed_planes, tuned.render_planes(fixed_planes, ws_pivot, label)
+                fit = self._objective(out)
+                if fit.item() < best_fit:  # the weights before this step's update
+                    best_fit, best = fit.item(), [p.detach().clone() for p in params]
+                loss = fit + opts.density_weight * density_smoothness(tuned, planes) if geometry else fit
+                lazy = opts.tune_reg_every  # lazy regularisation: every k-th step at k times the weight
+                if step % lazy == 0:
+                    for c, ref in zip(anchor_labels if geometry else [], anchor_out):
+                        a = tuned.render_planes(planes, ws_pivot, c, superresolution=False)
+                        loss = loss + lazy * opts.anchor_weight / len(anchors) * (
+                            (a["image_depth"] - ref["image_depth"]).abs().mean() / depth_range
+                            + (a["image_opacity"] - ref["image_opacity"]).abs().mean())
+                    # locality regulariser (PTI §3.3): a latent towards a random w must render as before
+                    z = torch.randn(1, G.z_dim, generator=self.generator).to(self.device)
+                    with torch.no_grad():
+                        w_z = G.mapping(z, label)[:, :1]
+                        d = w_z - w_p
+                        w_r = (w_p + d * min(1.0, opts.locality_alpha / float(d.norm()))).expand(-1, G.num_ws, -1)
+                        yaw = float(torch.rand((), generator=self.generator)) * 1.2 - 0.6
+                        c_r = cam(yaw, 0.0).detach()
+                        ref = G.synthesis(w_r, c_r)
+                    got = tuned.synthesis(w_r, c_r)
+                    local = F.mse_loss(got["image"], ref["image"]) + F.mse_loss(got["image_raw"], ref["image_raw"])
+                    if self.perceptual is not None:
+                        local = local + feature_distance(self.perceptual(got["image"], got["image_raw"]),
+                                                         self.perceptual(ref["image"], ref["image_raw"])).sum()
+                    loss = loss + lazy * opts.locality_weight * local
+                if mirror is not None:  # the mirror prior: the flipped silhouette from the mirrored camera
+                    opacity = tuned.render_planes(planes, ws_pivot, mirror[0], superresolution=False)["image_opacity"]
+                    loss = loss + opts.symmetry_weight * (opacity - mirror[1]).abs().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if self.on_best is not None:
+                    self.on_best(ws_pivot, label, tuned)
+                self._tick("tune", step, fit.item())
+        finally:
+            tuned.requires_grad_(False)
+            with torch.no_grad():
+                if best is not None and self._objective(self._render(tuned, ws_pivot, label)[1]).item() > best_fit:
+                    for p, b in zip(params, best):
+                        p.copy_(b)
 
     # ---- everything --------------------------------------------------------------------------------
     def run(self, label: torch.Tensor | None = None, fov_deg: float | None = None) -> InversionResult:
@@ -441,7 +442,6 @@ class Inverter:
                 self.tune(state["ws"], cam, fixed_label, tuned)
             except (KeyboardInterrupt, Cancelled):
                 interrupted = True
-                tuned.requires_grad_(False)
             seconds["tune"] = time.perf_counter() - t1
         seconds["total"] = time.perf_counter() - t0
         return InversionResult(
