@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--tune", type=int, default=100)
     p.add_argument("--spaces", default="w,w+pti", help="runs with the camera given: w, w+ (w+pti reports both)")
     p.add_argument("--estimate", default="", help="runs with the camera estimated; 'camera' = the estimate only")
+    p.add_argument("--symmetry", type=float, default=InversionOptions.symmetry_weight, help="the mirror prior's weight")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     G = load_generator(args.network, "cpu")
@@ -103,7 +104,7 @@ def main() -> None:
             for method in [m for m in names.split(",") if m]:
                 tune = args.tune if method == "w+pti" else 0
                 opts = InversionOptions(steps=args.steps, space="w" if method == "w" else "w+", tune_steps=tune,
-                                        seed=args.seed)
+                                        symmetry_weight=args.symmetry, seed=args.seed)
                 inv = Inverter(G, t.input.tensor(), opts, features)
                 torch.manual_seed(args.seed)
                 t0 = time.perf_counter()
