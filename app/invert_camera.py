@@ -22,8 +22,6 @@ from core.progress import Cancelled, Progress, report
 
 MEAN_W = Latent(seed=0, psi=0.0)
 """The mean w: truncation psi 0 maps every seed to the mapping network's tracked average."""
-W_AVG_SAMPLES = 2000
-"""Latents averaged for the estimate's mean w under the frontal conditioning camera (as the inversion)."""
 
 
 def view_request(engine: RenderEngine, yaw_deg: float, pitch_deg: float) -> RenderRequest:
@@ -48,14 +46,14 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     (None: its defaults). Cancel stops it within one rendering pass."""
     from training.camera_estimate import CameraSearch, estimate_camera
     from training.image_inversion import prepare_target
+    from training.inversion import InversionOptions, mean_w
     with engine.lock:
         G = copy.deepcopy(engine.base_G)
     device = engine.device
     target = prepare_target(G, image, frame)
     fov = G.options.avg_camera_fov
-    z = torch.randn(W_AVG_SAMPLES, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    with torch.no_grad():
-        w_avg = G.mapping(z, frontal_label(G.options, fov, device).expand(z.shape[0], -1))[:, :1].mean(0, keepdim=True)
+    w_avg, _ = mean_w(G, frontal_label(G.options, fov, device), InversionOptions.w_avg_samples,
+                      torch.Generator().manual_seed(seed))   # as the inversion's
     search = search or CameraSearch()
     phases = [0, 2 + len(getattr(search, "spacings", ()))]
 

@@ -35,6 +35,7 @@ from app.gl import Texture, texture_ref
 from app.imgui_utils import CLAMP, buttons_width, disabled, em, help_marker, hint, info_table
 from app.panel import Panel
 from app.state import AppState
+from training.inversion import InversionOptions
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """Dropped files with these suffixes go to the Invert panel; anything else is opened as a model."""
@@ -66,7 +67,7 @@ class InvertPanel(Panel):
         self.camera_search = None
         """Estimate camera's settings (training.camera_estimate.CameraSearch; None: the estimator's defaults)."""
         self.steps, self.space, self.tune_steps, self.refine_steps = 300, 0, 0, 25
-        self.symmetry = 0.5
+        self.symmetry = InversionOptions.symmetry_weight
         self.latent_file = FileField("latent.npz", "save", ("Latent (.npz)", "*.npz"), "Save the latent")
         self.tuned_file = FileField("tuned.ckpt", "save", ("Checkpoint (.ckpt)", "*.ckpt"), "Save the tuned model")
         self.target_tex, self.preview_tex, self.view_tex = Texture(), Texture(), Texture()
@@ -350,7 +351,6 @@ class InvertPanel(Panel):
 
     def start(self, state: AppState) -> None:
         """Ask the session to invert the image with the panel's settings."""
-        from training.inversion import InversionOptions
         path = self.path_text.strip()
         if not self._target_is_current(state, path):
             self.open_image(state, path)   # show what is inverted

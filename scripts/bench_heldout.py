@@ -62,7 +62,7 @@ def _score(ctx: tuple, G_out, ws: torch.Tensor, yaw: float, pitch: float, fov: f
 def main() -> None:
     from core.checkpoint import load_generator
     from training.heldout_toys import heldout_toys
-    from training.inversion import InversionOptions, Inverter, OrbitLabel
+    from training.inversion import InversionOptions, Inverter, OrbitLabel, mean_w
     from training.perceptual import DiscriminatorFeatures, load_discriminator
 
     p = argparse.ArgumentParser(description="Inversion of held-out toys (scripts/bench_invert.py)")
@@ -93,9 +93,7 @@ def main() -> None:
     for t in targets:
         true_yaw, true_pitch = _studio(t.input.label)
         offsets = [(a - true_yaw, b - true_pitch) for a, b in (_studio(v.label) for v in t.novel)]
-        with torch.no_grad():
-            w_avg = G.mapping(torch.randn(2000, G.z_dim, generator=torch.Generator().manual_seed(0)),
-                              t.input.label[None].expand(2000, -1)).mean(0, keepdim=True)
+        w_avg = mean_w(G, t.input.label[None], 2000, torch.Generator().manual_seed(0))[0].expand(-1, G.num_ws, -1)
 
         ctx = (G, features, t, offsets, (true_yaw, true_pitch))
         fov = OrbitLabel.from_label(t.input.label, (0, 0, 0)).fov_deg

@@ -129,11 +129,11 @@ def test_objective_is_zero_exactly_at_the_displayed_target():
 
 def test_starts_pick_a_latent_that_matches_better_than_the_mean(G, seed_target):
     """invert --starts: the projection's starting latent scores better on the image than the mean w."""
-    from training.inversion import InversionOptions, Inverter
+    from training.inversion import InversionOptions, Inverter, mean_w
     label = _label(G, 25)
     inv = Inverter(G, seed_target[1], InversionOptions(starts=8))
     with torch.no_grad():
-        w_avg, _ = inv._w_stats(label)
+        w_avg, _ = mean_w(inv.G, label, inv.opts.w_avg_samples, inv.generator)
         start = inv._start_w(w_avg, label)
         score = [inv._objective(inv.G.synthesis(w.expand(-1, G.num_ws, -1), label)).item() for w in (start, w_avg)]
     assert start.shape == w_avg.shape and score[0] < score[1], score
@@ -180,11 +180,11 @@ def test_refinement_moves_an_off_view_to_the_truth(G, seed_target):
     """A guess 6 deg off in yaw and 4 deg in elevation is pulled back within the pattern's finest spacing:
     the fits that score views hold the camera fixed, so the true view scores lowest."""
     from training.camera_estimate import CameraSearch, pitch_to_elevation, refine_views
-    from training.inversion import Inverter, OrbitLabel
+    from training.inversion import OrbitLabel, mean_w
     label, target = _label(G, 25), seed_target[1]
     truth = OrbitLabel.from_label(label[0], G.options.avg_camera_pivot)
     elev = pitch_to_elevation(truth.pitch.item())
-    w_avg, _ = Inverter(G, target)._w_stats(label)
+    w_avg, _ = mean_w(G, label, 2000, torch.Generator().manual_seed(0))
     ticks = []
     yaw, found = refine_views(G, target, w_avg, truth.fov_deg, [(truth.yaw.item() + math.radians(6), elev + 4)],
                               CameraSearch(spacings=(4.0, 2.0), moves=2, fine_steps=40, elevation_range=(-30, 30)),

@@ -84,6 +84,17 @@ def density_smoothness(G, planes: torch.Tensor, points: int = 1000) -> torch.Ten
     return F.l1_loss(sigma[:, :points], sigma[:, points:])
 
 
+def mean_w(G, c: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """Mean w [1,1,w_dim] of mapping(z, c) over `samples` draws of z (from `generator`, on the CPU), and
+    w_std = sqrt(E|w - w_avg|²); c [1,25] is moved to the generator's device."""
+    device = next(G.parameters()).device
+    z = torch.randn(samples, G.z_dim, generator=generator).to(device)
+    with torch.no_grad():
+        w = G.mapping(z, c.to(device).expand(samples, -1))[:, :1]
+    w_avg = w.mean(dim=0, keepdim=True)
+    return w_avg, float((w - w_avg).square().sum(dim=2).mean().sqrt())
+
+
 def _lr_ramp(t: float, rampup: float = 0.05, rampdown: float = 0.25) -> float:
     """StyleGAN2 projector learning-rate factor at progress t in [0,1]."""
     down = 0.5 - 0.5 * math.cos(min(1.0, (1.0 - t) / rampdown) * math.pi)
@@ -202,14 +213,6 @@ class Inverter:
         if self.progress is not None:
             self.progress.update(self.done, self.total, f"{phase} loss {loss:.4f}")
 
-    def _w_stats(self, c: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Mean w [1,1,w_dim] of mapping(z, c) over many z, and w_std = sqrt(E|w - w_avg|²)."""
-        z = torch.randn(self.opts.w_avg_samples, self.G.z_dim, generator=self.generator).to(self.device)
-        with torch.no_grad():
-            w = self.G.mapping(z, c.expand(z.shape[0], -1))[:, :1]
-        w_avg = w.mean(dim=0, keepdim=True)
-        return w_avg, float((w - w_avg).square().sum(dim=2).mean().sqrt())
-
     def _objective(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         """Image distance to the target, zero exactly when the displayed image equals it: the final image
         clamped to [-1,1] (the super-resolution overshoots where a photo cannot; the clamp passes
@@ -262,7 +265,8 @@ class Inverter:
     def estimate_camera(self, fov_deg: float) -> OrbitLabel:
         """training.camera_estimate's view (a coarse grid from a latent bank, then fixed-camera fits)."""
         o = self.G.options
-        w_avg, _ = self._w_stats(OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach())
+        c = OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach()
+        w_avg, _ = mean_w(self.G, c, self.opts.w_avg_samples, self.generator)
         yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, self.camera_search(), self.opts.seed,
                                      self._tick)
         return OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot).to(self.device)
@@ -271,7 +275,7 @@ class Inverter:
     def project(self, label: torch.Tensor, state: dict) -> None:
         """W (then W+) projection at the camera label [1,25]; `state` always holds the best ws/noise so far."""
         G, opts = self.G, self.opts
-        w_avg, w_std = self._w_stats(label)
+        w_avg, w_std = mean_w(self.G, label, opts.w_avg_samples, self.generator)
         noises = list(self.noise_bufs.values())
         for n in noises:
             n.copy_((n - n.mean()) / n.std())
