@@ -55,7 +55,7 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     w_avg, _ = mean_w(G, frontal_label(G.options, fov, device), InversionOptions.w_avg_samples,
                       torch.Generator().manual_seed(seed))   # as the inversion's
     search = search or CameraSearch()
-    phases = [0, 2 + len(getattr(search, "spacings", ()))]
+    phases = [0, 3 + len(getattr(search, "spacings", ()))]
 
     def tick(phase: str, views: int, loss: float) -> None:
         phases[0] += 1

@@ -20,7 +20,8 @@ dataset.json:FILENAME); with neither, yaw and pitch are estimated (BENCHMARKS.md
 2-core CPU; on a symmetric object a symmetric equivalent of the view): a bank of random latents rendered
 at a grid of views inside the model's training camera range (raw images at 16x16, colour plus a
 silhouette cue: the model's opacity against the image's non-background pixels), the best 8 scored by a
-short W fit with the camera held fixed, then a pattern search around the best, many views in one batch.
+short W fit with the camera held fixed, then a pattern search around the best, many views in one batch,
+and last the elevation alone by longer fits (they tell which side of the horizon a view is from).
 Writes DIR/latent.npz (ws, camera, settings, noise maps), DIR/compare.png (input | reconstruction |
 three unseen views) and with --tune DIR/tuned.ckpt. Ctrl-C stops early and keeps the best result."""
 

@@ -191,4 +191,5 @@ class DrawnItems:
 def quick_search():
     """A cheaper camera search (the estimator's own defaults take about a minute on the 2-core machine)."""
     from training.camera_estimate import CameraSearch
-    return CameraSearch(yaws=12, elevations=(0.0, 20.0), latents=4, candidates=2, spacings=(6.0,), fine_steps=10)
+    return CameraSearch(yaws=12, elevations=(0.0, 20.0), latents=4, candidates=2, spacings=(6.0,), fine_steps=10,
+                        line_offsets=(-10.0, 10.0), line_steps=10)

@@ -7,7 +7,10 @@ downsampled target, plus a silhouette cue, the model's opacity against the targe
 (pixels away from the plain background). The search covers the model's pose prior, the training
 camera distribution (yaw all around, elevation in `elevations`' range), coarse to fine: a grid of
 views rendered from a bank of latents at a low resolution without fitting, then a pattern search
-around the best few at the model's resolution (refine_views).
+around the best few at the model's resolution (refine_views), and last the elevation alone along a line
+through the best view, scored by longer fits (elevation_line): the 25-step fits that steer the search
+are too short to tell the elevation's sign near the horizon, a 100-step fit tells it (measured on the
+held-out toys, BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -45,6 +48,10 @@ class CameraSearch:
     spacing starts when they stay the best."""
     fine_steps: int = 25
     """Steps of each fixed-camera W fit that scores a view (0: the best grid view as is)."""
+    line_offsets: tuple[float, ...] = (-12.0, -8.0, -4.0, 4.0, 8.0, 12.0)
+    """Elevations (degrees from the best view's) that the elevation line scores besides the best view."""
+    line_steps: int = 100
+    """Steps of the elevation line's fits (0: no elevation line)."""
     lr: float = 0.02
     silhouette_weight: float = 1.0
 
@@ -129,7 +136,8 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
                  search: CameraSearch = CameraSearch(), seed: int = 0,
                  tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
     """The best of `views` (yaw radians, elevation degrees) and of a pattern search around it, each view
-    scored by a short fixed-camera W fit from the bank latent that matches it best -> (yaw, elevation)."""
+    scored by a short fixed-camera W fit from the bank latent that matches it best, its elevation last set by
+    elevation_line -> (yaw, elevation)."""
     lo, hi = search.elevation_range
     res = G.neural_rendering_resolution
     bank = _bank(G, w_avg, fov_deg, search, seed, target.device)
@@ -158,7 +166,25 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
                 score(list(new), list(new.values()))
             if sorted(scores, key=scores.__getitem__)[:search.keep] == centres:
                 break  # the centres stayed: the next, finer spacing
-    return min(scores, key=scores.__getitem__)
+    best = min(scores, key=scores.__getitem__)
+    return elevation_line(G, target, fov_deg, best, origin[best], search, tick)
+
+
+def elevation_line(G, target: torch.Tensor, fov_deg: float, view: tuple[float, float], latent: torch.Tensor,
+                   search: CameraSearch = CameraSearch(),
+                   tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
+    """`view` (yaw radians, elevation degrees) or the view at its yaw and an elevation `search.line_offsets`
+    away (inside the pose prior) whose `line_steps`-step fixed-camera W fit from `latent` fits best."""
+    if search.line_steps <= 0 or not search.line_offsets:
+        return view
+    lo, hi = search.elevation_range
+    yaw, elev = view
+    views = [(yaw, e) for e in sorted({elev} | {min(hi, max(lo, elev + d)) for d in search.line_offsets})]
+    got = fit_views(G, target, _labels(G, views, fov_deg, target.device), latent, search.line_steps, search.lr,
+                    G.neural_rendering_resolution, search.silhouette_weight)
+    if tick is not None:
+        tick("camera elevation", len(views), float(got.min()))
+    return views[int(got.argmin())]
 
 
 def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,

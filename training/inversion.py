@@ -414,7 +414,8 @@ class Inverter:
         opts, G = self.opts, self.G
         estimate = label is None
         search = self.camera_search()
-        ticks = 1 + (1 + len(search.spacings) * search.moves if search.fine_steps > 0 else 0)  # at most
+        line = int(search.line_steps > 0)
+        ticks = 1 + (1 + len(search.spacings) * search.moves + line if search.fine_steps > 0 else 0)  # at most
         self.total = (ticks if estimate else 0) + opts.steps + opts.tune_steps
         state: dict = {}
         seconds: dict[str, float] = {}
