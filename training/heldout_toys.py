@@ -57,6 +57,29 @@ def _novel_elevation(e: float) -> float:
     return e + 30.0 if e < 15.0 else max(e - 30.0, -8.0)
 
 
+def toy_scene(index: int) -> tuple[str, int, dict[str, torch.Tensor], float, float]:
+    """Held-out toy `index`: its kind, seed, scene (training.synthetic's dict) and input view's yaw and
+    elevation (degrees; the yaw drawn from the seed, the elevation ELEVATIONS[index])."""
+    seed = HELDOUT_SEED + index
+    gen = torch.Generator().manual_seed(seed)
+    kind = CATEGORIES[index % len(CATEGORIES)]
+    scene = random_toys(gen, 1, (kind,))
+    yaw = float(torch.rand((), generator=gen)) * 360.0 - 180.0
+    return kind, seed, scene, yaw, ELEVATIONS[index % len(ELEVATIONS)]
+
+
+def render_views(scene: dict[str, torch.Tensor], views: list[tuple[float, float]], resolution: int = 128,
+                 settings: SynthSettings = TOYS) -> list[View]:
+    """The scene seen by the dataset's tracer from each (yaw, elevation) in degrees on the dataset's orbit."""
+    yaws = torch.tensor([math.radians(y) for y, _ in views])
+    elevs = torch.tensor([math.radians(e) for _, e in views])
+    cams = orbit_cameras(yaws, elevs, settings.radius)
+    batch = {k: (v.expand(len(views), *v.shape[1:]) if k != "present" else v) for k, v in scene.items()}
+    images = render(batch, cams, settings.focal, resolution, settings.smooth).numpy()
+    labels = camera_label(cams, intrinsics_from_focal(settings.focal))
+    return [View(images[k], labels[k].clone(), (y + 180.0) % 360.0 - 180.0, e) for k, (y, e) in enumerate(views)]
+
+
 def heldout_toys(count: int = 12, resolution: int = 128, first: int = 0,
                  settings: SynthSettings = TOYS) -> list[HeldoutTarget]:
     """`count` held-out toys (object i is kind i mod 6, yaw drawn from its seed, elevation ELEVATIONS[i])."""
@@ -64,20 +87,8 @@ def heldout_toys(count: int = 12, resolution: int = 128, first: int = 0,
         raise ValueError(f"held-out targets are toys, not {settings.family!r}")
     targets = []
     for i in range(first, first + count):
-        seed = HELDOUT_SEED + i
-        gen = torch.Generator().manual_seed(seed)
-        kind = CATEGORIES[i % len(CATEGORIES)]
-        scene = random_toys(gen, 1, (kind,))
-        yaw = float(torch.rand((), generator=gen)) * 360.0 - 180.0
-        elev = ELEVATIONS[i % len(ELEVATIONS)]
+        kind, seed, scene, yaw, elev = toy_scene(i)
         views = [(yaw, elev)] + [(yaw + dy, _novel_elevation(elev) if de is None else elev + de) for dy, de in NOVEL]
-        yaws = torch.tensor([math.radians(y) for y, _ in views])
-        elevs = torch.tensor([math.radians(e) for _, e in views])
-        cams = orbit_cameras(yaws, elevs, settings.radius)
-        batch = {k: (v.expand(len(views), *v.shape[1:]) if k != "present" else v) for k, v in scene.items()}
-        images = render(batch, cams, settings.focal, resolution, settings.smooth).numpy()
-        labels = camera_label(cams, intrinsics_from_focal(settings.focal))
-        rendered = [View(images[k], labels[k].clone(), (y + 180.0) % 360.0 - 180.0, e)
-                    for k, (y, e) in enumerate(views)]
+        rendered = render_views(scene, views, resolution, settings)
         targets.append(HeldoutTarget(f"{kind}{i:02d}", kind, seed, rendered[0], rendered[1:]))
     return targets
