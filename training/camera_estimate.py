@@ -9,8 +9,8 @@ camera distribution (yaw all around, elevation in `elevations`' range), coarse t
 views rendered from a bank of latents at a low resolution without fitting, then a pattern search
 around the best few at the model's resolution (refine_views), and last the elevation alone along a line
 through the best view, scored by longer fits (elevation_line): the 25-step fits that steer the search
-are too short to tell the elevation's sign near the horizon, a 100-step fit tells it (measured on the
-held-out toys, BENCHMARKS.md).
+are too short to read the elevation near the horizon, 100-step fits read it better (held-out toys,
+BENCHMARKS.md).
 """
 from __future__ import annotations
 
