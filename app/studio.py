@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from imgui_bundle import imgui
 
+from app import compute_process
 from app.actions import (
     OpenModel,
     SaveFramePNG,
@@ -70,6 +71,13 @@ SETTLE_FRAMES = 3
 """Frames drawn after input while at rest (hover highlights, tooltips)."""
 CATCH_UP_S = 0.05
 """Per frame, at most this long goes to extra UI passes over queued input (Window.next_pass)."""
+BUSY_FPS = 2.0
+"""While a child process computes (app.compute_process: the camera estimate) and no input came for
+INPUT_HOLD_S, the UI draws at most this often (input wakes it at once): on the 2-core machine a frame of the
+software-GL UI costs the child about 40 ms (table01's estimate took 90 s beside a studio drawing at 10 fps, 61 s
+at 2 fps; BENCHMARKS.md)."""
+INPUT_HOLD_S = 1.0
+"""After input the UI draws at its full rate for this long."""
 
 
 class Studio:
@@ -107,6 +115,8 @@ class Studio:
         self.frames_shown = 0
         self.frame_count = 0
         self._last_tick = time.monotonic()
+        self._events, self._input_at = -1, 0.0
+        """Window.events seen last, and when it last changed (BUSY_FPS)."""
         self._shown_model = 0
         """model.generation of the frame on screen."""
         self.recorder = Recording()
@@ -231,6 +241,8 @@ class Studio:
         self._take_dropped()
         now = time.monotonic()
         dt, self._last_tick = now - self._last_tick, now
+        if self.window.events != self._events:
+            self._events, self._input_at = self.window.events, now
         frame = self.session.tick(dt)
         if frame is not None:
             self._show(frame)
@@ -248,10 +260,16 @@ class Studio:
         self.window.end_frame(before_swap=self._take_screenshot)
         self.frame_count += 1
         max_fps = self.state.view.max_fps if self.state.view.max_fps > 0 else MAX_FPS
+        lull = compute_process.running() and now - self._input_at > INPUT_HOLD_S
+        if lull:
+            max_fps = min(max_fps, BUSY_FPS)
         elapsed = time.perf_counter() - start
         # Xvfb does not pace swaps: cap the frame rate ourselves (not while queued input waits)
         if elapsed < 1.0 / max_fps and not self.window.input_pending():
-            time.sleep(1.0 / max_fps - elapsed)
+            if lull:
+                self.window.wait_events(1.0 / max_fps - elapsed)
+            else:
+                time.sleep(1.0 / max_fps - elapsed)
         perf = self.state.perf
         perf.ui_frame_ms = (perf.ui_frame_ms + [(time.perf_counter() - start) * 1000])[-HISTORY:]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import studio_helpers
 import torch
-from studio_helpers import assert_same_picture, load, quick_search
+from studio_helpers import assert_same_picture, load, quick_search, xdo
 
 from app.actions import CancelInvertCamera, OpenInvertImage, OpenModel, SaveWindowPNG
 
@@ -300,13 +300,37 @@ def test_frame_option_reframes_an_off_centre_photo(studio, G, tmp_path):
 
 
 def test_cancel_stops_the_camera_estimate_within_seconds(studio, target):
+    """While the estimate computes in its child process the UI draws at most BUSY_FPS frames a second and
+    input brings it back to its full rate; Cancel stops the estimate within seconds."""
+    import threading
     import time
+
+    from app import compute_process
+    from app.studio import BUSY_FPS, INPUT_HOLD_S
     s, panel = studio.state, studio.invert_panel
     run_until(studio, lambda: s.model.path is not None, "the model")
     panel.path_text, panel.frame_on, panel.camera, panel.camera_search = str(target[0]), False, 2, None   # minutes
     panel.estimate(s)
     run_until(studio, lambda: s.invert.estimating, "the estimate to start")
-    run_until(studio, lambda: s.invert.estimate_message.startswith("camera"), "the search to run")
+    run_until(studio, lambda: compute_process.running(), "the search to run in its child process")
+    start = time.monotonic()
+    while time.monotonic() - start < INPUT_HOLD_S + 0.2:   # the last input's full rate runs out
+        studio.step()
+    frames, start = studio.frame_count, time.monotonic()
+    while time.monotonic() - start < 2.5:           # no input: the UI leaves the cores to the child
+        studio.step()
+    rate = (studio.frame_count - frames) / (time.monotonic() - start)
+    assert rate <= BUSY_FPS * 1.5, f"{rate:.1f} fps while the child computes"
+    move = threading.Timer(0.1, xdo, (studio, "mousemove", "--window", "WINDOW", 200, 200))
+    start = time.monotonic()
+    move.start()
+    studio.step()                                   # waits for input, not for the whole 1 / BUSY_FPS
+    move.join()
+    assert time.monotonic() - start < 0.8 / BUSY_FPS, "input did not wake the UI"
+    start = time.monotonic()
+    for _ in range(10):
+        studio.step()
+    assert time.monotonic() - start < 2.5, "input did not bring the UI back to its full frame rate"
     asked = time.monotonic()
     s.actions.append(CancelInvertCamera())          # the panel's Cancel button
     run_until(studio, lambda: not s.invert.estimating, "the cancelled estimate", 30)
