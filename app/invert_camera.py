@@ -3,15 +3,14 @@ the model at a view so the user can compare it with the target and correct the c
 
 The estimate runs training.camera_estimate.estimate_camera on a deep copy of the engine's generator taken
 under the engine lock (the viewport renders on meanwhile): on the CPU in a child process that has every core
-(app.compute_process; the studio leaves one core to its UI thread), on a GPU in the job thread. The view is
-the model's mean w (truncation psi 0: what `main.py render --psi 0` draws) rendered through the engine, so it
+(estimate_camera_in_child; the studio leaves one core to its UI thread), on a GPU in the job thread. The view
+is the model's mean w (truncation psi 0: what `main.py render --psi 0` draws) rendered through the engine, so it
 matches the viewport and `render` pixel for pixel. Angles are degrees with `render`'s meaning (pitch > 0
 looks from below).
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 
@@ -47,7 +46,7 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     """(yaw, pitch) in degrees that best explain `image` (prepared as the inversion prepares it, `frame`:
     re-framed), and the model's mean w rendered there; `search`: a training.camera_estimate.CameraSearch
     (None: its defaults). Cancel stops it within one rendering pass."""
-    from training.camera_estimate import CameraSearch, estimate_camera
+    from training.camera_estimate import CameraSearch, estimate_camera, estimate_camera_in_child
     from training.image_inversion import prepare_target
     from training.inversion import InversionOptions, mean_w
     with engine.lock:
@@ -70,13 +69,8 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
             raise Cancelled("camera estimate stopped")
 
     report(progress, 0, phases[1], "camera search")
-    if device.type == "cpu":    # every core, not the one the studio leaves to torch (app.compute_process)
-        from app.compute_process import run_in_child
-        from core.generator_build import constructor_kwargs
-        args = {"kwargs": constructor_kwargs(G), "weights": G.state_dict(),
-                "neural_rendering_resolution": int(G.neural_rendering_resolution), "target": target.image,
-                "w_avg": w_avg, "fov": float(fov), "search": dataclasses.asdict(search), "seed": seed}
-        yaw, pitch = run_in_child("camera estimate", args, progress, lambda t: tick(t["phase"], t["views"], t["loss"]))
+    if device.type == "cpu":    # every core, not the one the studio leaves to torch
+        yaw, pitch = estimate_camera_in_child(G, target.image, w_avg, fov, search, seed, tick, progress)
     else:
         hook = G.decoder.register_forward_pre_hook(stop_if_cancelled)
         try:
@@ -87,13 +81,3 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     report(progress, phases[1], phases[1], "rendering the view")
     return yaw_deg, pitch_deg, render_view(engine, yaw_deg, pitch_deg)
 
-
-def estimate_in_child(args: dict, tick) -> list[float]:
-    """estimate_view's search in a child process (app.compute_process): the generator rebuilt from its
-    constructor kwargs and weights -> [yaw, pitch] in the studio's radians."""
-    from core.generator_build import build_generator
-    from training.camera_estimate import CameraSearch, estimate_camera
-    G = build_generator(args["kwargs"], args["weights"], None, args["neural_rendering_resolution"],
-                        source="camera estimate")
-    return list(estimate_camera(G, args["target"], args["w_avg"], args["fov"], CameraSearch(**args["search"]),
-                                args["seed"], lambda phase, views, loss: tick(phase=phase, views=views, loss=loss)))

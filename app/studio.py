@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from imgui_bundle import imgui
 
-from app import compute_process
 from app.actions import (
     OpenModel,
     SaveFramePNG,
@@ -51,6 +50,7 @@ from app.state import AppState, StartView
 from app.training_panel import TrainingPanel
 from app.viewport import Viewport
 from app.window import Window
+from core import compute_process
 from core.engine import Frame, RenderEngine
 from core.errors import StudioError
 from core.imaging import save_png
@@ -72,7 +72,7 @@ SETTLE_FRAMES = 3
 CATCH_UP_S = 0.05
 """Per frame, at most this long goes to extra UI passes over queued input (Window.next_pass)."""
 BUSY_FPS = 2.0
-"""While a child process computes (app.compute_process: the camera estimate) and no input came for
+"""While a child process computes (core.compute_process: the camera estimate) and no input came for
 INPUT_HOLD_S, the UI draws at most this often (input wakes it at once): on the 2-core machine a frame of the
 software-GL UI costs the child about 40 ms (table01's estimate took 90 s beside a studio drawing at 10 fps, 61 s
 at 2 fps; BENCHMARKS.md)."""

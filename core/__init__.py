@@ -11,7 +11,7 @@ import os
 from core.memory import keep_freed_memory
 
 WAIT_POLICY_GIVEN = "OMP_WAIT_POLICY" in os.environ or os.environ.get("TRIPLANE_PROCESS_SETTINGS", "1") == "0"
-"""The OpenMP wait policy is the user's, not ours (app.compute_process leaves it to its children)."""
+"""The OpenMP wait policy is the user's, not ours (core.compute_process leaves it to its children)."""
 if os.environ.get("TRIPLANE_PROCESS_SETTINGS", "1") != "0":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     keep_freed_memory()

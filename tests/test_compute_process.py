@@ -1,5 +1,6 @@
-"""The camera estimate in a child process (app.compute_process): the same answer and progress as in this
-process, one line for a child's error, Cancel kills it at once, and it does not outlive a killed parent."""
+"""The camera estimate in a child process (core.compute_process): the same answer and progress as in this
+process, one line for a child's error, only our functions, Cancel kills it at once, and it does not outlive
+a killed parent."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "tests" / "data" / "boxcyl_model.ckpt"
+CHILD = "training.camera_estimate:_estimate_child"
 
 
 @pytest.fixture(scope="module")
@@ -42,40 +44,40 @@ def job():
 
 
 def test_the_child_estimates_what_this_process_does(job):
-    from app.compute_process import run_in_child, running
-    from core.progress import Progress
-    from training.camera_estimate import estimate_camera
+    from core.compute_process import running
+    from training.camera_estimate import estimate_camera, estimate_camera_in_child
     G, search, args = job
-    ticks: list[dict] = []
-    got = run_in_child("camera estimate", args, Progress(), ticks.append, threads=1)
+    ticks: list[tuple] = []
+    got = estimate_camera_in_child(G, args["target"], args["w_avg"], args["fov"], search, 0,
+                                   lambda *t: ticks.append(t), threads=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        here: list[dict] = []
-        want = estimate_camera(G, args["target"], args["w_avg"], args["fov"], search, 0,
-                               lambda phase, views, loss: here.append({"phase": phase, "views": views, "loss": loss}))
+        here: list[tuple] = []
+        want = estimate_camera(G, args["target"], args["w_avg"], args["fov"], search, 0, lambda *t: here.append(t))
     finally:
         torch.set_num_threads(threads)
-    assert tuple(got) == want, (got, want)
+    assert got == want, (got, want)
     assert ticks == here, "the child's progress differs"
-    assert [t["phase"] for t in ticks][-1] == "camera elevation" and running() == 0
+    assert ticks[-1][0] == "camera elevation" and running() == 0
 
 
-def test_a_failing_child_is_one_line(job):
-    from app.compute_process import run_in_child
+def test_a_failing_child_is_one_line_and_only_our_functions_run(job):
+    from core.compute_process import run_in_child
     from core.errors import StudioError
-    from core.progress import Progress
     _, _, args = job
     broken = {**args, "weights": {k: v for k, v in args["weights"].items() if "decoder" not in k}}
     with pytest.raises(StudioError) as e:
-        run_in_child("camera estimate", broken, Progress())
+        run_in_child("camera estimate", CHILD, broken)
     assert str(e.value).startswith("camera estimate: ") and "missing" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="not a function of our packages"):
+        run_in_child("shell", "os:system", {"command": "true"})
 
 
 def test_cancel_kills_the_child_at_once(job):
     import threading
 
-    from app.compute_process import run_in_child, running
+    from core.compute_process import run_in_child, running
     from core.progress import Cancelled, Progress
     _, _, args = job
     slow = {**args, "search": {**args["search"], "fine_steps": 100_000}}   # hours
@@ -83,7 +85,8 @@ def test_cancel_kills_the_child_at_once(job):
 
     def run() -> None:
         try:
-            run_in_child("camera estimate", slow, progress, lambda t: outcome.setdefault("ticked", time.monotonic()))
+            run_in_child("camera estimate", CHILD, slow, progress,
+                         lambda t: outcome.setdefault("ticked", time.monotonic()))
         except Cancelled:
             outcome["cancelled"] = time.monotonic()
 
@@ -106,10 +109,9 @@ def test_the_child_exits_when_its_parent_is_killed(job, tmp_path):
     torch.save({**args, "search": {**args["search"], "fine_steps": 100_000}}, tmp_path / "args.pt")
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import torch
-        from app.compute_process import run_in_child
-        from core.progress import Progress
+        from core.compute_process import run_in_child
         args = torch.load({str(tmp_path / 'args.pt')!r}, weights_only=True)
-        run_in_child("camera estimate", args, Progress(), lambda t: print("ticked", flush=True))
+        run_in_child("camera estimate", {CHILD!r}, args, None, lambda t: print("ticked", flush=True))
         """)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline().strip() == "ticked"

@@ -305,8 +305,8 @@ def test_cancel_stops_the_camera_estimate_within_seconds(studio, target):
     import threading
     import time
 
-    from app import compute_process
     from app.studio import BUSY_FPS, INPUT_HOLD_S
+    from core import compute_process
     s, panel = studio.state, studio.invert_panel
     run_until(studio, lambda: s.model.path is not None, "the model")
     panel.path_text, panel.frame_on, panel.camera, panel.camera_search = str(target[0]), False, 2, None   # minutes

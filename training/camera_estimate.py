@@ -10,10 +10,12 @@ views rendered from a bank of latents at a low resolution without fitting, then 
 around the best few at the model's resolution (refine_views), and last the elevation alone along a line
 through the best view, scored by longer fits (elevation_line): the 25-step fits that steer the search
 are too short to read the elevation near the horizon, 100-step fits read it better (held-out toys,
-BENCHMARKS.md).
+BENCHMARKS.md). On the CPU the search runs in a child process (estimate_camera_in_child) that has every
+core and OpenMP's default wait policy, whatever the caller's process settings.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core.progress import Progress
 from training.orbit_label import OrbitLabel
 
 
@@ -202,3 +205,31 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
     yaw, elev = views[0] if search.fine_steps <= 0 else refine_views(G, target, w_avg, fov_deg, views, search,
                                                                       seed, tick)
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)
+
+
+def estimate_camera_in_child(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
+                             search: CameraSearch = CameraSearch(), seed: int = 0,
+                             tick: Callable[[str, int, float], None] | None = None,
+                             progress: Progress | None = None, threads: int | None = None) -> tuple[float, float]:
+    """estimate_camera in a child process (core.compute_process; G on the CPU): the same views, ticks and
+    answer with every core (`threads`: None = torch's default) and OpenMP's default wait policy: on the
+    2-core machine 59 s, not 76 s under PASSIVE, and not the single thread the studio leaves to its jobs.
+    Cancel on `progress` (or Ctrl+C / SIGTERM here) kills the child."""
+    from core.compute_process import run_in_child
+    from core.generator_build import constructor_kwargs
+    args = {"kwargs": constructor_kwargs(G), "weights": G.state_dict(),
+            "neural_rendering_resolution": int(G.neural_rendering_resolution), "target": target.detach().cpu(),
+            "w_avg": w_avg.detach().cpu(), "fov": float(fov_deg), "search": dataclasses.asdict(search), "seed": seed}
+    yaw, pitch = run_in_child("camera estimate", "training.camera_estimate:_estimate_child", args, progress,
+                              None if tick is None else lambda t: tick(t["phase"], t["views"], t["loss"]), threads)
+    return yaw, pitch
+
+
+def _estimate_child(args: dict, tick) -> list[float]:
+    """The child's side of estimate_camera_in_child: the generator rebuilt from its constructor kwargs and
+    weights -> [yaw, pitch]."""
+    from core.generator_build import build_generator
+    G = build_generator(args["kwargs"], args["weights"], None, args["neural_rendering_resolution"],
+                        source="camera estimate")
+    return list(estimate_camera(G, args["target"], args["w_avg"], args["fov"], CameraSearch(**args["search"]),
+                                args["seed"], lambda phase, views, loss: tick(phase=phase, views=views, loss=loss)))

@@ -5,8 +5,8 @@ in a job thread only oversubscribes the cores (the UI thread's Python holds the 
 regions): on the 2-core machine the camera estimate took 118 s in the studio against 63 s from the command
 line (BENCHMARKS.md). A child process computes with all cores while the UI draws at a reduced rate.
 
-The child is `python -m app.compute_process FILE`: FILE holds a function's name from FUNCTIONS and its
-arguments (torch.save, read back with weights_only: tensors and plain values only). The child writes one
+The child is `python -m core.compute_process FILE`: FILE holds a function of our packages ("module:function")
+and its arguments (torch.save, read back with weights_only: tensors and plain values only). The child writes one
 JSON line per progress tick and one with the result (or the error) on its stdout; the parent kills it on
 Cancel, and the child exits by itself when the parent goes away (its stdin closes).
 """
@@ -30,8 +30,8 @@ import core
 from core.errors import StudioError, one_line
 from core.progress import Cancelled, Progress
 
-FUNCTIONS = {"camera estimate": "app.invert_camera:estimate_in_child"}
-"""What a child may run: name -> "module:function(args: dict, tick) -> JSON-able result"."""
+PACKAGES = ("core", "app", "cli", "training", "remote")
+"""A child runs functions of these packages only."""
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.1
 """How often the parent checks for Cancel while it waits for the child's next line."""
@@ -44,36 +44,36 @@ def running() -> int:
     return _running
 
 
-def run_in_child(name: str, args: dict[str, Any], progress: Progress,
+def run_in_child(name: str, function: str, args: dict[str, Any], progress: Progress | None = None,
                  on_tick: Callable[[dict[str, Any]], None] | None = None, threads: int | None = None) -> Any:
-    """FUNCTIONS[name](args, tick) in a child process with `threads` torch threads (None: torch's default,
-    one per core) -> its result; each tick(**fields) of the child arrives as on_tick(fields). Cancel on
-    `progress` kills the child (Cancelled); its error, or its end without a result, is a StudioError of
-    one line."""
+    """`function` ("module:function(args: dict, tick) -> JSON-able result") in a child process with `threads`
+    torch threads (None: torch's default, one per core) -> its result; each tick(**fields) of the child
+    arrives as on_tick(fields). Cancel on `progress`, or an exception here (Ctrl+C, SIGTERM), kills the
+    child; its error, or its end without a result, is a StudioError of one line that starts with `name`."""
     global _running
-    if name not in FUNCTIONS:
-        raise ValueError(f"no child-process function {name!r}")
+    if function.split(".")[0] not in PACKAGES:
+        raise ValueError(f"{name}: {function!r} is not a function of our packages")
     with _running_lock:
         _running += 1
     try:
-        return _run(name, args, progress, on_tick, threads)
+        return _run(name, function, args, progress or Progress(), on_tick, threads)
     finally:
         with _running_lock:
             _running -= 1
 
 
-def _run(name: str, args: dict[str, Any], progress: Progress, on_tick: Callable[[dict[str, Any]], None] | None,
-         threads: int | None) -> Any:
+def _run(name: str, function: str, args: dict[str, Any], progress: Progress,
+         on_tick: Callable[[dict[str, Any]], None] | None, threads: int | None) -> Any:
     with tempfile.TemporaryDirectory(prefix="triplane-job-") as tmp:
         job, err_path = Path(tmp) / "job.pt", Path(tmp) / "stderr.txt"
-        torch.save({"name": name, "args": args, "threads": threads}, job)
+        torch.save({"function": function, "args": args, "threads": threads}, job)
         paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # our packages first, as main.py sees them
         if not core.WAIT_POLICY_GIVEN:   # OpenMP's own default: spin a little, then sleep (BENCHMARKS.md)
             env.pop("OMP_WAIT_POLICY", None)
             env.setdefault("GOMP_SPINCOUNT", "10000")
         with open(err_path, "wb") as err:
-            child = subprocess.Popen([sys.executable, "-m", "app.compute_process", str(job)], stdin=subprocess.PIPE,
+            child = subprocess.Popen([sys.executable, "-m", "core.compute_process", str(job)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=err, env=env)
         lines: queue.Queue[bytes | None] = queue.Queue()
 
@@ -131,7 +131,9 @@ def main(argv: list[str]) -> int:
         job = torch.load(argv[0], weights_only=True)
         if job["threads"]:
             torch.set_num_threads(job["threads"])
-        module, function = FUNCTIONS[job["name"]].split(":")
+        module, function = job["function"].split(":")
+        if module.split(".")[0] not in PACKAGES:
+            raise ValueError(f"{module} is not one of our packages")
         result = getattr(importlib.import_module(module), function)(job["args"], lambda **t: say(tick=t))
     except Exception as e:  # noqa: BLE001  one line to the parent, whatever the computation raised
         say(error=one_line(e, 300))
