@@ -61,7 +61,7 @@ MESH_LIMITS = {"resolution": (8, 1024), "chunk": (1024, 1 << 18), "num_views": (
 INVERSION_LIMITS = {"steps": (1, 100_000), "tune_steps": (0, 100_000), "refine_steps": (0, 10_000),
                     "w_avg_samples": (2, 100_000), "starts": (0, 10_000), "seed": (0, 2**31 - 1)}
 SEARCH_LIMITS = {"yaws": (1, 360), "latents": (0, 256), "coarse_resolution": (4, 512), "candidates": (1, 1024),
-                 "keep": (1, 64), "fine_steps": (0, 10_000), "line_steps": (0, 10_000)}
+                 "keep": (1, 64), "fine_steps": (0, 10_000), "line_steps": (0, 10_000), "line_yaws": (1, 64)}
 """Bounds of training.camera_estimate.CameraSearch's integer fields sent by clients."""
 
 

@@ -55,6 +55,12 @@ class CameraSearch:
     """Elevations (degrees from the best view's) that the elevation line scores besides the best view."""
     line_steps: int = 100
     """Steps of the elevation line's fits (0: no elevation line)."""
+    line_yaws: int = 2
+    """The elevation line runs at the best view's yaw and at the best views of up to this many - 1 other
+    yaws, each at least line_yaw_gap degrees from those before: the search's short fits rank two yaws of a
+    round object alike (which one wins changes with the thread count), their elevations can differ, and the
+    longer fits decide between them."""
+    line_yaw_gap: float = 8.0
     lr: float = 0.02
     silhouette_weight: float = 1.0
 
@@ -139,8 +145,8 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
                  search: CameraSearch = CameraSearch(), seed: int = 0,
                  tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
     """The best of `views` (yaw radians, elevation degrees) and of a pattern search around it, each view
-    scored by a short fixed-camera W fit from the bank latent that matches it best, its elevation last set by
-    elevation_line -> (yaw, elevation)."""
+    scored by a short fixed-camera W fit from the bank latent that matches it best, the elevation last set by
+    elevation_line at the best view's yaw and at the best other yaws (line_yaws) -> (yaw, elevation)."""
     lo, hi = search.elevation_range
     res = G.neural_rendering_resolution
     bank = _bank(G, w_avg, fov_deg, search, seed, target.device)
@@ -169,25 +175,34 @@ def refine_views(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float, v
                 score(list(new), list(new.values()))
             if sorted(scores, key=scores.__getitem__)[:search.keep] == centres:
                 break  # the centres stayed: the next, finer spacing
-    best = min(scores, key=scores.__getitem__)
-    return elevation_line(G, target, fov_deg, best, origin[best], search, tick)
+    lines: list[tuple[float, float]] = []
+    gap = math.radians(search.line_yaw_gap)
+    for view in sorted(scores, key=scores.__getitem__):
+        if len(lines) < max(1, search.line_yaws) and all(
+                abs((view[0] - y + math.pi) % (2 * math.pi) - math.pi) >= gap for y, _ in lines):
+            lines.append(view)
+    return elevation_line(G, target, fov_deg, lines, [origin[v] for v in lines], search, tick)
 
 
-def elevation_line(G, target: torch.Tensor, fov_deg: float, view: tuple[float, float], latent: torch.Tensor,
-                   search: CameraSearch = CameraSearch(),
+def elevation_line(G, target: torch.Tensor, fov_deg: float, views: list[tuple[float, float]],
+                   latents: list[torch.Tensor], search: CameraSearch = CameraSearch(),
                    tick: Callable[[str, int, float], None] | None = None) -> tuple[float, float]:
-    """`view` (yaw radians, elevation degrees) or the view at its yaw and an elevation `search.line_offsets`
-    away (inside the pose prior) whose `line_steps`-step fixed-camera W fit from `latent` fits best."""
+    """The best of `views` (yaw radians, elevation degrees; the first when there is no line) and of the views
+    at their yaws and elevations `search.line_offsets` away (inside the pose prior), each scored by a
+    `line_steps`-step fixed-camera W fit from its view's latent [1,w_dim], all in one batch."""
     if search.line_steps <= 0 or not search.line_offsets:
-        return view
+        return views[0]
     lo, hi = search.elevation_range
-    yaw, elev = view
-    views = [(yaw, e) for e in sorted({elev} | {min(hi, max(lo, elev + d)) for d in search.line_offsets})]
-    got = fit_views(G, target, _labels(G, views, fov_deg, target.device), latent, search.line_steps, search.lr,
-                    G.neural_rendering_resolution, search.silhouette_weight)
+    line, starts = [], []
+    for (yaw, elev), latent in zip(views, latents):
+        elevations = sorted({elev} | {min(hi, max(lo, elev + d)) for d in search.line_offsets})
+        line += [(yaw, e) for e in elevations]
+        starts += [latent] * len(elevations)
+    got = fit_views(G, target, _labels(G, line, fov_deg, target.device), torch.stack(starts), search.line_steps,
+                    search.lr, G.neural_rendering_resolution, search.silhouette_weight)
     if tick is not None:
-        tick("camera elevation", len(views), float(got.min()))
-    return views[int(got.argmin())]
+        tick("camera elevation", len(line), float(got.min()))
+    return line[int(got.argmin())]
 
 
 def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
