@@ -1,9 +1,10 @@
 """Run one long torch computation in a child process that has every CPU core.
 
-The studio leaves a core to its UI thread (torch.set_num_threads(cpu_count - 1)), and a second torch thread
-in a job thread only oversubscribes the cores (the UI thread's Python holds the GIL between OpenMP's parallel
-regions): on the 2-core machine the camera estimate took 118 s in the studio against 63 s from the command
-line (BENCHMARKS.md). A child process computes with all cores while the UI draws at a reduced rate.
+The studio leaves a core to its UI thread (torch.set_num_threads(cpu_count - 1)), a second torch thread in a
+job thread oversubscribes the cores, and `main.py`'s PASSIVE OpenMP wait policy costs small back-to-back ops a
+quarter of their time: on the 2-core machine the camera estimate took 118 s in the studio and 85 s from the
+command line (BENCHMARKS.md). A child process computes with all cores and OpenMP's default wait policy while
+the studio draws at a reduced rate.
 
 The child is `python -m core.compute_process FILE`: FILE holds a function of our packages ("module:function")
 and its arguments (torch.save, read back with weights_only: tensors and plain values only). The child writes one
