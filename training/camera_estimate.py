@@ -57,14 +57,14 @@ class CameraSearch:
     """Steps of the elevation line's fits (0: no elevation line)."""
     line_yaws: int = 2
     """The elevation line runs at the best view's yaw and at the best views of up to this many - 1 other
-    yaws, each at least line_yaw_gap degrees from those before: the search's short fits rank two yaws of a
-    round object alike (which one wins changes with the thread count), their elevations can differ, and the
-    longer fits decide between them..."""
+    yaws that the search ranks alike (line_yaw_gap, line_yaw_margin): the short fits rank two yaws of a round
+    object alike (which one wins changes with the thread count), their elevations can differ, and the longer
+    fits decide between them."""
     line_yaw_gap: float = 8.0
+    """Degrees of yaw between the views the line runs at."""
     line_yaw_margin: float = 0.05
-    """...only those whose best view scores within this fraction of the best view's (ranked alike: 1% for
-    lamp03; 3-5% for lamp09 and tree04, 5-38% for the other 9 held-out toys), so that only such images pay
-    for the longer line."""
+    """Another yaw's line runs only when its best view scores within this fraction of the best view's (1% for
+    lamp03; 3-5% for lamp09 and tree04, 5-38% for the other 9 held-out toys): only such images pay for it."""
     lr: float = 0.02
     silhouette_weight: float = 1.0
 
