@@ -3,7 +3,7 @@ the model at a view so the user can compare it with the target and correct the c
 
 The estimate runs training.camera_estimate.estimate_camera on a deep copy of the engine's generator taken
 under the engine lock (the viewport renders on meanwhile): on the CPU in a child process that has every core
-(estimate_camera_in_child; the studio leaves one core to its UI thread), on a GPU in the job thread. The view
+(run_camera_estimate; the studio leaves one core to its UI thread), on a GPU in the job thread. The view
 is the model's mean w (truncation psi 0: what `main.py render --psi 0` draws) rendered through the engine, so it
 matches the viewport and `render` pixel for pixel. Angles are degrees with `render`'s meaning (pitch > 0
 looks from below).
@@ -20,7 +20,7 @@ import torch
 from core.cameras import frontal_label
 from core.engine import Latent, RenderEngine, RenderRequest
 from core.errors import StudioError
-from core.progress import Cancelled, Progress, report
+from core.progress import Progress, report
 
 MEAN_W = Latent(seed=0, psi=0.0)
 """The mean w: truncation psi 0 maps every seed to the mapping network's tracked average."""
@@ -46,7 +46,7 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
     """(yaw, pitch) in degrees that best explain `image` (prepared as the inversion prepares it, `frame`:
     re-framed), and the model's mean w rendered there; `search`: a training.camera_estimate.CameraSearch
     (None: its defaults). Cancel stops it within one rendering pass."""
-    from training.camera_estimate import CameraSearch, estimate_camera, estimate_camera_in_child
+    from training.camera_estimate import CameraSearch, run_camera_estimate
     from training.image_inversion import prepare_target
     from training.inversion import InversionOptions, mean_w
     with engine.lock:
@@ -64,19 +64,8 @@ def estimate_view(engine: RenderEngine, image: str | os.PathLike, frame: float |
         phases[1] = max(phases[1], phases[0] + 1)
         report(progress, phases[0], phases[1], f"{phase}: {views} views, best loss {loss:.4f}")
 
-    def stop_if_cancelled(*_) -> None:   # every rendering pass decodes: the estimate stops within one
-        if progress.cancelled():
-            raise Cancelled("camera estimate stopped")
-
     report(progress, 0, phases[1], "camera search")
-    if device.type == "cpu":    # every core, not the one the studio leaves to torch
-        yaw, pitch = estimate_camera_in_child(G, target.image, w_avg, fov, search, seed, tick, progress)
-    else:
-        hook = G.decoder.register_forward_pre_hook(stop_if_cancelled)
-        try:
-            yaw, pitch = estimate_camera(G, target.image.to(device), w_avg, fov, search, seed, tick)
-        finally:
-            hook.remove()
+    yaw, pitch = run_camera_estimate(G, target.image.to(device), w_avg, fov, search, seed, tick, progress)
     yaw_deg, pitch_deg = (float(np.float32(math.degrees(a))) for a in (yaw, pitch))   # as sliders hold them
     report(progress, phases[1], phases[1], "rendering the view")
     return yaw_deg, pitch_deg, render_view(engine, yaw_deg, pitch_deg)

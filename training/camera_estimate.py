@@ -10,8 +10,8 @@ views rendered from a bank of latents at a low resolution without fitting, then 
 around the best few at the model's resolution (refine_views), and last the elevation alone along a line
 through the best view, scored by longer fits (elevation_line): the 25-step fits that steer the search
 are too short to read the elevation near the horizon, 100-step fits read it better (held-out toys,
-BENCHMARKS.md). On the CPU the search runs in a child process (estimate_camera_in_child) that has every
-core and OpenMP's default wait policy, whatever the caller's process settings.
+BENCHMARKS.md). run_camera_estimate runs it on the CPU in a child process (estimate_camera_in_child) that has
+every core and OpenMP's default wait policy, whatever the caller's process settings.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.progress import Progress
+from core.progress import Cancelled, Progress
 from training.orbit_label import OrbitLabel
 
 
@@ -226,6 +226,27 @@ def estimate_camera(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float
     return (yaw + math.pi) % (2 * math.pi) - math.pi, elevation_to_pitch(elev)
 
 
+def run_camera_estimate(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
+                        search: CameraSearch = CameraSearch(), seed: int = 0,
+                        tick: Callable[[str, int, float], None] | None = None,
+                        progress: Progress | None = None) -> tuple[float, float]:
+    """estimate_camera where it runs best: G on the CPU in a child process with every core
+    (estimate_camera_in_child), on a GPU here; either way Cancel on `progress` stops it within one rendering
+    pass (raises core.progress.Cancelled)."""
+    if next(G.parameters()).device.type == "cpu":
+        return estimate_camera_in_child(G, target, w_avg, fov_deg, search, seed, tick, progress)
+
+    def stop_if_cancelled(*_) -> None:   # every rendering pass decodes
+        if progress is not None and progress.cancelled():
+            raise Cancelled("camera estimate stopped")
+
+    hook = G.decoder.register_forward_pre_hook(stop_if_cancelled)
+    try:
+        return estimate_camera(G, target, w_avg, fov_deg, search, seed, tick)
+    finally:
+        hook.remove()
+
+
 def estimate_camera_in_child(G, target: torch.Tensor, w_avg: torch.Tensor, fov_deg: float,
                              search: CameraSearch = CameraSearch(), seed: int = 0,
                              tick: Callable[[str, int, float], None] | None = None,
@@ -239,9 +260,8 @@ def estimate_camera_in_child(G, target: torch.Tensor, w_avg: torch.Tensor, fov_d
     args = {"kwargs": constructor_kwargs(G), "weights": G.state_dict(),
             "neural_rendering_resolution": int(G.neural_rendering_resolution), "target": target.detach().cpu(),
             "w_avg": w_avg.detach().cpu(), "fov": float(fov_deg), "search": dataclasses.asdict(search), "seed": seed}
-    yaw, pitch = run_in_child("camera estimate", "training.camera_estimate:_estimate_child", args, progress,
-                              None if tick is None else lambda t: tick(t["phase"], t["views"], t["loss"]), threads)
-    return yaw, pitch
+    return tuple(run_in_child("camera estimate", "training.camera_estimate:_estimate_child", args, progress,
+                              None if tick is None else lambda t: tick(t["phase"], t["views"], t["loss"]), threads))
 
 
 def _estimate_child(args: dict, tick) -> list[float]:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.progress import Cancelled, Progress
-from training.camera_estimate import CameraSearch, estimate_camera, estimate_camera_in_child, foreground_mask
+from training.camera_estimate import CameraSearch, foreground_mask, run_camera_estimate
 from training.orbit_label import OrbitLabel
 from training.perceptual import feature_distance
 
@@ -267,12 +267,8 @@ class Inverter:
         o = self.G.options
         c = OrbitLabel(0.0, 0.0, fov_deg, o.avg_camera_radius, o.avg_camera_pivot)().detach()
         w_avg, _ = mean_w(self.G, c, self.opts.w_avg_samples, self.generator)
-        search, seed = self.camera_search(), self.opts.seed
-        if self.device.type == "cpu":   # a child process with every core, whatever this process's settings
-            yaw, pitch = estimate_camera_in_child(self.G, self.target, w_avg, fov_deg, search, seed, self._tick,
-                                                  self.progress)
-        else:
-            yaw, pitch = estimate_camera(self.G, self.target, w_avg, fov_deg, search, seed, self._tick)
+        yaw, pitch = run_camera_estimate(self.G, self.target, w_avg, fov_deg, self.camera_search(), self.opts.seed,
+                                         self._tick, self.progress)
         return OrbitLabel(yaw, pitch, fov_deg, o.avg_camera_radius, o.avg_camera_pivot).to(self.device)
 
     # ---- projection --------------------------------------------------------------------------------
